@@ -1,0 +1,101 @@
+"""The results format on disk: one folder per run, the same for all three engines.
+
+    run.json         what ran: source (des/fleet/loadtest), scenario, seed, interval, classes, SLOs
+    timeseries.csv   one row per interval: t_s, then one column per series (see recorder.py)
+    histograms.npz   per `metric:class`: int64 rows (interval, bucket, count) of a log histogram
+    events.jsonl     faults, scaling and state changes: {"t_s", "kind", "target", ...}
+    summary.json     KPIs over the post-warm-up window and SLO verdicts (summary.py)
+
+Written only by an explicit `Results.write(folder)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.errors import ResultsError
+from sim.results.histogram import GAMMA
+from sim.results.recorder import Recorder
+from sim.results.summary import summarize
+
+FORMAT = "surge-results/1"
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any]
+    series: dict[str, np.ndarray]
+    histograms: dict[str, np.ndarray]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_recorder(cls, rec: Recorder, meta: dict[str, Any]) -> Results:
+        meta = {"format": FORMAT, "histogram_gamma": GAMMA, "interval_s": rec.interval_s,
+                "n_intervals": rec.n_intervals, "classes": rec.classes, **meta}
+        series, hists = rec.all_series(), rec.all_histograms()
+        return cls(meta, series, hists, list(rec.events), summarize(meta, series, hists))
+
+    @property
+    def t_s(self) -> np.ndarray:
+        """Start time of each interval, seconds."""
+        return np.arange(self.meta["n_intervals"]) * self.meta["interval_s"]
+
+    def write(self, folder: str | Path) -> Path:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(self.meta, indent=2, default=_jsonable) + "\n")
+        names = sorted(self.series)
+        table = np.column_stack([self.t_s] + [self.series[n] for n in names])
+        np.savetxt(out / "timeseries.csv", table, delimiter=",", header=",".join(["t_s", *names]),
+                   comments="", fmt="%.10g")
+        np.savez_compressed(out / "histograms.npz", **self.histograms)
+        with (out / "events.jsonl").open("w") as f:
+            for e in self.events:
+                f.write(json.dumps(e, default=_jsonable) + "\n")
+        (out / "summary.json").write_text(json.dumps(_clean(self.summary), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Results:
+        src = Path(folder)
+        need = ("run.json", "timeseries.csv", "histograms.npz")
+        missing = [n for n in need if not (src / n).is_file()]
+        if missing:
+            raise ResultsError(f"{src}: not a results folder (missing {', '.join(missing)})")
+        meta = json.loads((src / "run.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ResultsError(f"{src}/run.json: unknown format {meta.get('format')!r} (expected {FORMAT!r})")
+        with (src / "timeseries.csv").open() as f:
+            header = f.readline().strip().split(",")
+        data = np.loadtxt(src / "timeseries.csv", delimiter=",", skiprows=1, ndmin=2)
+        series = {name: data[:, i] for i, name in enumerate(header) if name != "t_s"}
+        with np.load(src / "histograms.npz") as z:
+            hists = {k: z[k] for k in z.files}
+        events = []
+        if (src / "events.jsonl").is_file():
+            events = [json.loads(line) for line in (src / "events.jsonl").read_text().splitlines() if line]
+        return cls(meta, series, hists, events, summarize(meta, series, hists))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    return str(x)
+
+
+def _clean(x: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x

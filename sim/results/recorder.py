@@ -1,0 +1,139 @@
+"""Collecting results while a run goes: per-interval series, histograms, events.
+
+Memory is bounded by (intervals x series) and (intervals x occupied buckets), never by the
+number of requests: a request leaves only counts behind.
+
+Series names are `metric` or `metric:label[:label]`:
+
+| series | meaning (per interval) |
+|---|---|
+| `arrived:{class}` | commands started (first attempt) |
+| `attempts:{class}`, `retries:{class}` | attempts sent, of which retries |
+| `admitted:{class}` | attempts let in by the gateway |
+| `completed:{class}`, `good:{class}` | commands succeeded; of which within the class e2e SLO (goodput) |
+| `failed:{class}:{reason}` | commands that ended in failure, by the reason of their last attempt |
+| `attempt_failed:{reason}` | every failed attempt, retried or not |
+| `orders`, `logins`, `login_failed` | orders placed, logins done, logins failed |
+| `in_flight` | commands in the system at the end of the interval |
+| `queue:{svc}`, `capacity:{svc}` | queue length and servers up at the end of the interval |
+| `utilisation:{svc}` | time-average busy servers / servers up |
+| `llm_batch`, `llm_kv_frac` | mean sequences per batch step; KV-cache use at the end (fraction) |
+| `llm_prefill_tokens`, `llm_decode_tokens`, `llm_preemptions`, `llm_replicas_up` | LLM fleet |
+
+Failure reasons: timeout, rejected (rate limit), shed (queue full, deadline, circuit open),
+error, abandoned (user gave up), auth (login failed), throttled (client-side throttling).
+Histogram metrics (seconds): `ttft`, `tpot`, `e2e`, per class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sim.results.histogram import _INV_LOG_GAMMA, _MIN_BUCKET, MIN_VALUE
+
+REASONS = ("timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled")
+HIST_METRICS = ("ttft", "tpot", "e2e")
+
+
+class IntervalHistogram:
+    """A histogram per interval; closed intervals are compacted into numpy arrays."""
+
+    __slots__ = ("_inv", "_cur_idx", "_cur", "_chunks")
+
+    def __init__(self, interval_s: float) -> None:
+        self._inv = 1.0 / interval_s
+        self._cur_idx = 0
+        self._cur: dict[int, int] = {}
+        self._chunks: list[np.ndarray] = []  # rows of (interval, bucket, count)
+
+    def record(self, t: float, x: float) -> None:
+        i = int(t * self._inv)
+        if i != self._cur_idx:
+            self._flush()
+            self._cur_idx = i
+        b = math.floor(math.log(x) * _INV_LOG_GAMMA) if x > MIN_VALUE else _MIN_BUCKET
+        c = self._cur
+        c[b] = c.get(b, 0) + 1
+
+    def _flush(self) -> None:
+        if self._cur:
+            rows = np.array([(self._cur_idx, b, k) for b, k in self._cur.items()], dtype=np.int64)
+            self._chunks.append(rows)
+            self._cur = {}
+
+    def triples(self) -> np.ndarray:
+        """All counts as an (n, 3) int64 array of (interval, bucket, count), merged per key."""
+        self._flush()
+        if not self._chunks:
+            return np.zeros((0, 3), dtype=np.int64)
+        rows = np.concatenate(self._chunks)
+        # the same interval can be flushed twice if records went back in time; merge them
+        keys, inv = np.unique(rows[:, :2], axis=0, return_inverse=True)
+        counts = np.bincount(inv.ravel(), weights=rows[:, 2]).astype(np.int64)
+        self._chunks = [np.column_stack([keys, counts])]
+        return self._chunks[0]
+
+
+class Recorder:
+    """What an engine writes into while it runs. Engines fetch a series once (`series`) and
+    increment it by interval index (`index(t)`) on the hot path."""
+
+    def __init__(self, duration_s: float, interval_s: float, classes: list[str]) -> None:
+        self.interval_s = interval_s
+        self.n_intervals = max(1, math.ceil(duration_s / interval_s - 1e-9))
+        self._inv = 1.0 / interval_s
+        self.classes = list(classes)
+        self._series: dict[str, list[float]] = {}
+        self._hists: dict[str, IntervalHistogram] = {}
+        self._gauges: list[tuple[str, Callable[[], float]]] = []
+        self.events: list[dict[str, Any]] = []
+        self.counters: dict[str, float] = {}
+        for c in self.classes:
+            for m in ("arrived", "attempts", "retries", "admitted", "completed", "good"):
+                self.series(f"{m}:{c}")
+            for r in REASONS:
+                self.series(f"failed:{c}:{r}")
+        for m in ("orders", "logins", "login_failed", "in_flight", *(f"attempt_failed:{r}" for r in REASONS)):
+            self.series(m)
+
+    def index(self, t: float) -> int:
+        """Interval index of time t (the last interval also takes t == duration)."""
+        return min(int(t * self._inv), self.n_intervals - 1)
+
+    def series(self, name: str) -> list[float]:
+        """The per-interval list for a series (created on first use, zero-filled)."""
+        s = self._series.get(name)
+        if s is None:
+            s = self._series[name] = [0.0] * self.n_intervals
+        return s
+
+    def hist(self, metric: str, cls: str) -> IntervalHistogram:
+        key = f"{metric}:{cls}"
+        h = self._hists.get(key)
+        if h is None:
+            h = self._hists[key] = IntervalHistogram(self.interval_s)
+        return h
+
+    def gauge(self, name: str, read: Callable[[], float]) -> None:
+        """Register a gauge sampled at the end of every interval (see `sample`)."""
+        self.series(name)
+        self._gauges.append((name, read))
+
+    def sample(self, i: int) -> None:
+        """Read every gauge into interval i (the engine calls this at each interval's end)."""
+        if 0 <= i < self.n_intervals:
+            for name, read in self._gauges:
+                self._series[name][i] = read()
+
+    def event(self, t: float, kind: str, target: str = "", **detail: Any) -> None:
+        self.events.append({"t_s": round(t, 6), "kind": kind, "target": target, **detail})
+
+    def all_series(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=float) for k, v in self._series.items()}
+
+    def all_histograms(self) -> dict[str, np.ndarray]:
+        return {k: h.triples() for k, h in self._hists.items()}

@@ -1,0 +1,93 @@
+"""KPIs and SLO verdicts from a run's results, over the intervals after warm-up."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sim.results.histogram import LogHistogram
+from sim.results.recorder import HIST_METRICS, REASONS
+
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+SLO_METRICS = {"ttft_p99_s": ("ttft", 0.99), "tpot_p99_s": ("tpot", 0.99), "e2e_p99_s": ("e2e", 0.99)}
+
+
+def first_interval(meta: dict[str, Any]) -> int:
+    """Index of the first interval whose start is at or after the warm-up."""
+    return math.ceil(meta.get("warmup_s", 0.0) / meta["interval_s"] - 1e-9)
+
+
+def window_histogram(triples: np.ndarray, start: int) -> LogHistogram:
+    rows = triples[triples[:, 0] >= start] if len(triples) else triples
+    return LogHistogram.from_arrays(rows[:, 1], rows[:, 2]) if len(rows) else LogHistogram()
+
+
+def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The summary written as summary.json: totals, per-class KPIs, SLO verdicts."""
+    start = first_interval(meta)
+    window_s = (len(next(iter(series.values()))) - start) * meta["interval_s"] if series else 0.0
+
+    def total(name: str) -> float:
+        s = series.get(name)
+        return float(s[start:].sum()) if s is not None else 0.0
+
+    classes: dict[str, Any] = {}
+    for c in meta["classes"]:
+        completed = total(f"completed:{c}")
+        failed = {r: total(f"failed:{c}:{r}") for r in REASONS}
+        ended = completed + sum(failed.values())
+        arrived = total(f"arrived:{c}")
+        kpi: dict[str, Any] = {
+            "arrived": arrived,
+            "completed": completed,
+            "failed": failed,
+            "success_rate": completed / ended if ended else math.nan,
+            "goodput_per_s": total(f"good:{c}") / window_s if window_s else math.nan,
+            "attempts_per_command": total(f"attempts:{c}") / arrived if arrived else math.nan,
+        }
+        for m in HIST_METRICS:
+            h = window_histogram(hists.get(f"{m}:{c}", np.zeros((0, 3), np.int64)), start)
+            kpi[m] = {"count": h.n, "mean": h.mean, **{k: h.quantile(q) for k, q in QUANTILES.items()}}
+        classes[c] = kpi
+    arrived = sum(k["arrived"] for k in classes.values())
+    completed = sum(k["completed"] for k in classes.values())
+    failed = sum(sum(k["failed"].values()) for k in classes.values())
+    return {
+        "window_s": window_s,
+        "arrived": arrived,
+        "completed": completed,
+        "failed": failed,
+        "success_rate": completed / (completed + failed) if completed + failed else math.nan,
+        "goodput_per_s": sum(k["goodput_per_s"] for k in classes.values()),
+        "throughput_per_s": completed / window_s if window_s else math.nan,
+        "attempts_per_command": sum(total(f"attempts:{c}") for c in classes) / arrived if arrived else math.nan,
+        "orders": total("orders"),
+        "orders_per_s": total("orders") / window_s if window_s else math.nan,
+        "classes": classes,
+        "slos": slo_verdicts(meta.get("slos", {}), classes),
+    }
+
+
+def slo_verdicts(slos: dict[str, dict[str, float | None]], classes: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per SLO target: actual value, pass/fail, and the margin as a fraction of the target
+    (positive = room left; negative = by how much it is missed)."""
+    rows = []
+    for cls, targets in slos.items():
+        for key, target in targets.items():
+            if target is None or cls not in classes:
+                continue
+            if key == "success_rate":
+                actual = classes[cls]["success_rate"]
+                ok = actual >= target
+                margin = (actual - target) / target if target else math.nan
+            else:
+                metric, _ = SLO_METRICS[key]
+                actual = classes[cls][metric]["p99"]
+                ok = bool(actual <= target)
+                margin = (target - actual) / target
+            if isinstance(actual, float) and math.isnan(actual):
+                ok, margin = False, math.nan
+            rows.append({"class": cls, "slo": key, "target": target, "actual": actual, "pass": bool(ok), "margin": margin})
+    return rows
