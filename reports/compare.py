@@ -1,0 +1,137 @@
+"""`compare_runs`: several runs or replications folders side by side — overlaid figures, a KPI
+table with differences against the first (the baseline), and confidence intervals on the
+differences when both sides are replications (paired when they share seeds: common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reports import tables
+from reports.document import Document
+from reports.render import render_figures
+from reports.runs import RunSet, load_runset, run_kpis, unique_labels, write_json
+from sim import stats
+from sim.errors import ResultsError
+
+
+def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None,
+                 warmup_s: float | None = None) -> Path:
+    """Write compare.html (self-contained), compare.md (+ compare-*.png) and comparison.json into
+    `out_dir`. The first folder is the baseline every difference is taken against.
+
+    Returns the path of compare.html. Raises ResultsError for fewer than two folders or a bad one."""
+    if len(run_dirs) < 2:
+        raise ResultsError(f"compare needs at least two run folders (got {len(run_dirs)})")
+    paths = [Path(p) for p in run_dirs]
+    names = list(labels) if labels else unique_labels(paths)
+    sets = [load_runset(p, label=n, warmup_s=warmup_s) for p, n in zip(paths, names, strict=True)]
+    data = comparison(sets)
+    doc = Document("surge comparison — " + " vs ".join(names),
+                   [(f"run {k + 1}", f"{rs.label} ({_kind(rs)})") for k, rs in enumerate(sets)])
+    doc.heading("Key figures")
+    doc.text(_method_note(sets))
+    doc.table(kpi_diff_table(sets, data))
+    doc.heading("SLOs")
+    doc.table(slo_side_by_side(sets))
+    doc.heading("Figures")
+    doc.text("Colour = run (" + ", ".join(f"C{k}: {rs.label}" for k, rs in enumerate(sets))
+             + "); line style = quantity. Replications are shown as their interval-by-interval mean.")
+    for fig in render_figures([(rs.label, rs.pooled) for rs in sets], prefix="compare"):
+        doc.figure(fig)
+    html_path, _ = doc.write(Path(out_dir), "compare")
+    write_json(Path(out_dir) / "comparison.json", data)
+    return html_path
+
+
+def _kind(rs: RunSet) -> str:
+    return f"{len(rs.reps)} replications" if rs.is_replications else f"seed {rs.pooled.meta.get('seed')}"
+
+
+def _method_note(sets: Sequence[RunSet]) -> str:
+    base = sets[0]
+    notes = []
+    for rs in sets[1:]:
+        if base.replications and rs.replications:
+            how = ("paired over common random numbers (same seeds)" if stats.same_seeds(base.replications,
+                                                                                            rs.replications)
+                   else "Welch (different seeds)")
+            notes.append(f"{rs.label} − {base.label}: 95% CI {how}")
+        else:
+            notes.append(f"{rs.label} − {base.label}: single run(s), no confidence interval")
+    return "Differences are against the first run. " + "; ".join(notes) + "."
+
+
+def comparison(sets: Sequence[RunSet]) -> dict[str, Any]:
+    """What comparison.json holds: each run's KPIs, differences against the first, and CIs."""
+    base = sets[0]
+    values = [run_kpis(rs) for rs in sets]
+    diffs = []
+    for rs, vals in zip(sets[1:], values[1:], strict=True):
+        d: dict[str, Any] = {"run": rs.label, "against": base.label,
+                             "difference": {k: vals[k] - v for k, v in values[0].items() if k in vals}}
+        if base.replications and rs.replications:
+            d["ci"] = stats.compare_replications(base.replications, rs.replications)
+            d["paired"] = stats.same_seeds(base.replications, rs.replications)
+        diffs.append(d)
+    return {"runs": [{"label": rs.label, "path": str(rs.path), "replications": len(rs.reps) if rs.is_replications
+                      else None, "kpis": v} for rs, v in zip(sets, values, strict=True)],
+            "differences": diffs}
+
+
+def kpi_diff_table(sets: Sequence[RunSet], data: dict[str, Any]) -> tables.Table:
+    """KPI | each run | for each later run: Δ, change %, and the CI of Δ with a verdict."""
+    values = [r["kpis"] for r in data["runs"]]
+    names = tables.headline([k for k in values[0] if all(k in v for v in values)])
+    header = ["KPI", *[rs.label for rs in sets]]
+    for d in data["differences"]:
+        header += [f"{d['run']} − {d['against']}", "change"]
+        if "ci" in d:
+            header.append(f"95% CI ({'paired' if d['paired'] else 'Welch'})")
+    rows = []
+    for k in names:
+        row = [f"`{k}`", *[tables.fmt(k, v.get(k)) for v in values]]
+        for d, v in zip(data["differences"], values[1:], strict=True):
+            diff, ref = d["difference"].get(k, math.nan), values[0].get(k, math.nan)
+            row += [tables.fmt_delta(k, diff), _pct(diff, ref)]
+            if "ci" in d:
+                row.append(_ci_cell(k, d["ci"].get(k)))
+        rows.append(row)
+    return header, rows
+
+
+def _pct(diff: float, ref: float) -> str:
+    if not (math.isfinite(diff) and math.isfinite(ref)) or ref == 0:
+        return "–"
+    return f"{100 * diff / abs(ref):+.1f}%"
+
+
+def _ci_cell(kpi: str, ci: dict[str, float] | None) -> str:
+    """'[lo, hi] better' / 'worse' when the interval excludes 0, 'no sig. difference' otherwise."""
+    if not ci or not math.isfinite(ci.get("low", math.nan)):
+        return "–"
+    span = f"[{tables.fmt_delta(kpi, ci['low'])}, {tables.fmt_delta(kpi, ci['high'])}]"
+    if not ci["significant"]:
+        return f"{span} no sig. difference"
+    way = stats.direction(kpi)
+    if way == "both":
+        return f"{span} differs"
+    better = (ci["mean"] < 0) == (way == "lower")
+    return f"{span} {'better' if better else 'worse'}"
+
+
+def slo_side_by_side(sets: Sequence[RunSet]) -> tables.Table:
+    """class | SLO | target | then per run: actual and PASS/FAIL."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for k, rs in enumerate(sets):
+        for v in rs.pooled.summary.get("slos", []):
+            key = (v["class"], v["slo"])
+            if key not in rows:
+                sign = "≥" if v["slo"] == "success_rate" else "≤"
+                rows[key] = [v["class"], v["slo"], f"{sign} {tables.fmt(v['slo'], v['target'])}"] + ["–"] * len(sets)
+            verdict = "PASS" if v["pass"] else "FAIL"
+            rows[key][3 + k] = f"{tables.fmt(v['slo'], v.get('actual'))} {verdict}"
+    return ["class", "SLO", "target (run 1)", *[rs.label for rs in sets]], list(rows.values())

@@ -1,0 +1,108 @@
+"""A report document written twice: self-contained HTML (figures base64-embedded, opens offline)
+and Markdown for CI comments (figures as relative PNG links, next to the .md file).
+
+Plain string templates: no template engine, no network, no JavaScript.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reports.tables import Table, markdown, to_html
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1120px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.meta{color:#555;font-size:.92em} table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.3em .7em;text-align:left} th{background:#f4f4f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums} td.pass{color:#176d2c;font-weight:600}
+td.fail{color:#b3261e;font-weight:700;background:#fdecea} code{font-size:.95em}
+figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em} .note{color:#555;font-size:.9em}
+"""
+
+
+@dataclass
+class Figure:
+    """A rendered figure: PNG bytes, file name for Markdown, title (alt text) and caption."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Document:
+    """Title, a few 'key: value' facts and sections of text, tables and figures, in order."""
+
+    title: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    parts: list[tuple[str, object]] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.parts.append(("h2", text))
+
+    def text(self, text: str) -> None:
+        self.parts.append(("p", text))
+
+    def table(self, table: Table) -> None:
+        self.parts.append(("table", table))
+
+    def figure(self, fig: Figure) -> None:
+        self.parts.append(("figure", fig))
+
+    def write(self, out_dir: Path, stem: str) -> tuple[Path, Path]:
+        """Write `stem`.html, `stem`.md and the figures' PNGs into out_dir; returns (html, md)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for kind, obj in self.parts:
+            if kind == "figure":
+                assert isinstance(obj, Figure)
+                (out_dir / obj.name).write_bytes(obj.png)
+        html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
+        html_path.write_text(self.html(), encoding="utf-8")
+        md_path.write_text(self.markdown(), encoding="utf-8")
+        return html_path, md_path
+
+    def html(self) -> str:
+        out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(self.title)}"
+               f"</title><style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+        if self.facts:
+            out.append('<p class="meta">' + " · ".join(
+                f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in self.facts) + "</p>")
+        for kind, obj in self.parts:
+            if kind == "h2":
+                out.append(f"<h2>{html.escape(str(obj))}</h2>")
+            elif kind == "p":
+                out.append(f'<p class="note">{html.escape(str(obj))}</p>')
+            elif kind == "table":
+                out.append(to_html(obj))  # type: ignore[arg-type]
+            else:
+                assert isinstance(obj, Figure)
+                data = base64.b64encode(obj.png).decode("ascii")
+                out.append(f'<figure id="{html.escape(obj.name)}"><img alt="{html.escape(obj.title)}" '
+                           f'title="{html.escape(obj.title)}" src="data:image/png;base64,{data}">'
+                           f"<figcaption><b>{html.escape(obj.title)}.</b> {html.escape(obj.caption)}"
+                           f"</figcaption></figure>")
+        out.append("</body></html>\n")
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        if self.facts:
+            out += [" · ".join(f"**{k}**: {v}" for k, v in self.facts), ""]
+        for kind, obj in self.parts:
+            if kind == "h2":
+                out += [f"## {obj}", ""]
+            elif kind == "p":
+                out += [str(obj), ""]
+            elif kind == "table":
+                out += [markdown(obj), ""]  # type: ignore[arg-type]
+            else:
+                assert isinstance(obj, Figure)
+                out += [f"![{obj.title}]({obj.name})", "", f"*{obj.caption}*", ""]
+        return "\n".join(out)
