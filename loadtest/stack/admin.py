@@ -1,0 +1,88 @@
+"""Operations routes: fault injection (admin token), health, readiness, metrics."""
+
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from loadtest.stack.auth import require_admin
+from loadtest.stack.errors import ERROR_RESPONSES, APIError
+from loadtest.stack.state import Stack
+
+admin_scheme = HTTPBearer(auto_error=False, description="admin token (env SURGE_ADMIN_TOKEN)")
+
+
+class FaultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]
+    target: str = Field(min_length=1, max_length=64, description="gateway, auth, llm or a tool name")
+    magnitude: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False,
+                             description="fraction lost, latency multiplier or error probability (by kind)")
+    duration_s: float = Field(gt=0, le=86_400, allow_inf_nan=False, description="seconds the fault lasts")
+
+
+class FaultOut(BaseModel):
+    id: int
+    kind: str
+    target: str
+    magnitude: float
+    starts_at: float = Field(description="unix seconds")
+    ends_at: float = Field(description="unix seconds")
+
+
+class FaultList(BaseModel):
+    faults: list[FaultOut]
+
+
+def make_router(stack: Stack) -> APIRouter:
+    router = APIRouter()
+
+    def admin(request: Request, _: Any = Depends(admin_scheme)) -> None:
+        require_admin(request, stack.cfg.admin_token)
+
+    @router.post("/admin/faults", status_code=201, response_model=FaultOut, tags=["admin"],
+                 responses=ERROR_RESPONSES, dependencies=[Depends(admin)], summary="Inject a fault")
+    async def add_fault(body: FaultRequest) -> dict[str, Any]:
+        why = stack.faults.check(body.kind, body.target, body.magnitude)
+        if why:
+            raise APIError(400, why, "invalid_fault", "target" if "target" in why else "magnitude")
+        return asdict(stack.faults.add(body.kind, body.target, body.magnitude, body.duration_s))
+
+    @router.get("/admin/faults", response_model=FaultList, tags=["admin"], responses=ERROR_RESPONSES,
+                dependencies=[Depends(admin)], summary="Active faults")
+    async def list_faults() -> dict[str, Any]:
+        return {"faults": [asdict(f) for f in stack.faults.active()]}
+
+    @router.delete("/admin/faults", tags=["admin"], responses=ERROR_RESPONSES, dependencies=[Depends(admin)],
+                   summary="Clear all faults")
+    async def clear_faults() -> dict[str, int]:
+        return {"cleared": stack.faults.clear()}
+
+    @router.delete("/admin/faults/{fault_id}", status_code=204, tags=["admin"], responses=ERROR_RESPONSES,
+                   dependencies=[Depends(admin)], summary="Clear one fault")
+    async def clear_fault(fault_id: Annotated[int, Path(ge=0, le=2**62)]) -> Response:
+        if not stack.faults.remove(fault_id):
+            raise APIError(404, f"no active fault {fault_id}", "fault_not_found", "fault_id")
+        return Response(status_code=204)
+
+    @router.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["ops"], summary="Readiness: 503 while starting, draining or with no replica up",
+                responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        h = stack.health()
+        if h["ready"] and h.get("replicas_up", 1) > 0:
+            return JSONResponse(h)
+        reason = "draining" if h["draining"] else "starting" if not h["ready"] else "no LLM replica up"
+        return JSONResponse(h | APIError(503, f"not ready: {reason}", "not_ready").body(), status_code=503)
+
+    @router.get("/metrics", tags=["ops"], response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(stack.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return router

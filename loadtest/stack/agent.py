@@ -1,0 +1,217 @@
+"""The agent: "help me buy a milk tea" -> LLM plan -> catalog -> order -> payment -> answer.
+
+Stages come from the config (the scenario's agent class): each LLM stage's prompt and output
+sizes are drawn from its distributions, and the prompt carries the context so far, so later
+calls cost more tokens. The order itself follows `OrderStore`'s exactly-once rules:
+- the same `Idempotency-Key` (per user) always means the same order;
+- a retry of a completed command replays the stored answer (header `Idempotent-Replayed`);
+- a retry while the first attempt is still running gets 409 + Retry-After (no waiting:
+  it would hold a connection and a gateway slot for nothing);
+- a retry after a failed attempt resumes the same order where it stopped;
+- once paid, the command succeeds even if the final LLM call fails (money moved: the
+  user must be told), with a plain answer instead of a generated one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from loadtest.stack.chat import llm_error
+from loadtest.stack.config import LLMStage, StackConfig, ToolStage
+from loadtest.stack.errors import APIError, retry_after
+from loadtest.stack.gateway import Ticket
+from loadtest.stack.llm import LLMError, Message
+from loadtest.stack.services import ServiceError
+from loadtest.stack.state import Stack
+from loadtest.stack.vocab import Vocabulary
+
+MENU = (  # sku, name, price (cents)
+    ("tea-milk", "classic milk tea", 1500), ("tea-boba", "brown sugar boba milk tea", 1800),
+    ("tea-jasmine", "jasmine green tea", 1200), ("tea-matcha", "matcha latte", 2000),
+    ("tea-mango", "mango fruit tea", 1600), ("coffee-latte", "iced latte", 1700),
+)
+REQUIRED_TOOLS = ("catalog", "order", "payment")
+_SYSTEM = "you are a shopping agent . plan the order , pick an item , place it , pay , confirm ."
+
+
+def normalise_stages(stages: tuple[LLMStage | ToolStage, ...]) -> tuple[LLMStage | ToolStage, ...]:
+    """The configured stages, plus any of catalog/order/payment they lack, in that order,
+    before the final LLM stage: an agent command always places and pays its order."""
+    named = {s.tool for s in stages if isinstance(s, ToolStage)}
+    missing = [ToolStage(t) for t in REQUIRED_TOOLS if t not in named]
+    if not missing:
+        return stages
+    last_llm = max((i for i, s in enumerate(stages) if isinstance(s, LLMStage)), default=len(stages))
+    return (*stages[:last_llm], *missing, *stages[last_llm:])
+
+
+def pick_item(command: str) -> tuple[str, str, int]:
+    """The menu item a command asks for (first whose words all appear), else the first."""
+    words = set(command.lower().replace(",", " ").split())
+    for sku, name, price in MENU:
+        if set(name.split()) - {"classic", "iced"} <= words:
+            return sku, name, price
+    return MENU[0]
+
+
+def request_hash(command: str) -> str:
+    return hashlib.sha256(command.encode()).hexdigest()
+
+
+def order_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of an order row."""
+    return {k: row.get(k) for k in ("id", "status", "sku", "item", "price_cents", "payment_id", "created_at",
+                                    "updated_at")} | {"idempotency_key": row.get("idempotency_key"),
+                                                      "attempts": row.get("attempts")}
+
+
+@dataclass
+class Started:
+    """A claimed command: its order row and gateway slot, or the stored body of a replay."""
+
+    row: dict[str, Any]
+    ticket: Ticket | None
+    replay: dict[str, Any] | None
+
+
+class Agent:
+    """Runs agent commands for one stack; `progress(stage)` hooks stream SSE events."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.cfg: StackConfig = stack.cfg
+        self.stages = normalise_stages(self.cfg.agent_stages)
+        self.vocab = Vocabulary(self.cfg.model.vocab)
+
+    async def start(self, user: str, key: str, command: str, deadline: float | None) -> Started:
+        """Claim the order for (user, key) and a gateway slot. Raises `APIError` for a key
+        reused with another command (422), a key in use (409) or overload (503/504)."""
+        st = self.stack
+        kind, row = await st.store.claim(user, key, request_hash(command), self.cfg.order_lease_s)
+        if kind == "mismatch":
+            raise APIError(422, "this Idempotency-Key was used with a different command", "idempotency_key_reused",
+                           "Idempotency-Key")
+        if kind == "replay":
+            st.metrics.orders.inc(("replayed",))
+            return Started(row, None, {"order": order_view(row), "answer": row["answer"], "usage": None})
+        if kind == "in_progress":
+            st.metrics.orders.inc(("conflict",))
+            raise retry_after(409, "a command with this Idempotency-Key is still in progress", "idempotency_key_in_use", 1)
+        try:
+            ticket = await st.gateway.admit("agent", deadline)
+        except BaseException as e:
+            await self._release(row["id"], getattr(e, "code", None) or "cancelled")
+            raise
+        return Started(row, ticket, None)
+
+    async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
+        """Run the stages of a started command; the response body. Raises `APIError`."""
+        try:
+            return await self._stages(started.row, command, deadline, progress)
+        finally:
+            if started.ticket:
+                started.ticket.release()
+
+    async def _stages(self, row: dict[str, Any], command: str, deadline: float | None,
+                      progress: Any) -> dict[str, Any]:
+        oid, st = row["id"], self.stack
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        answer, context = "", [command]
+        try:
+            for i, stage in enumerate(self.stages):
+                if progress:
+                    await progress(stage.tool if isinstance(stage, ToolStage) else f"llm_{i}")
+                if isinstance(stage, ToolStage):
+                    row = await self._tool(stage.tool, row, command, deadline)
+                    context.append(f"{stage.tool} ok {row.get('item') or ''}")
+                    if stage.result_tokens is not None:
+                        n = int(round(stage.result_tokens.sample(st.rng_agent)))
+                        context.append(self.vocab.filler(n, offset=i))
+                else:
+                    answer = await self._llm(stage, context, usage, deadline)
+                    context.append(answer)
+        except (ServiceError, LLMError, APIError) as e:
+            if row["status"] != "paid":
+                await self._release(oid, getattr(e, "code", "error"))
+                st.metrics.orders.inc(("failed",))
+                raise _as_api_error(e) from None
+            answer = f"your {row['item']} is ordered and paid ."  # paid: tell the user, whatever failed
+        except BaseException:
+            await self._release(oid, "cancelled")
+            raise
+        final = await st.store.complete(oid, answer.strip())
+        st.metrics.orders.inc(("completed",))
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return {"order": order_view(final), "answer": final["answer"], "usage": usage}
+
+    async def _release(self, oid: str, code: str) -> None:
+        # Shielded: a cancelled request must still give its lease back, or retries get 409s.
+        await asyncio.shield(self.stack.store.release(oid, code))
+
+    async def _tool(self, name: str, row: dict[str, Any], command: str, deadline: float | None) -> dict[str, Any]:
+        st, oid = self.stack, row["id"]
+        svc = st.tools.get(name)
+        if name == "catalog":
+            if row.get("sku"):
+                return row  # resumed: the item was chosen before
+            sku, item, price = pick_item(command)
+            item_row = await svc.call(_value((sku, item, price)), deadline) if svc else (sku, item, price)
+            return {**row, "sku": item_row[0], "item": item_row[1], "price_cents": item_row[2]}
+        if name == "order":
+            if row["status"] in ("placed", "paid"):
+                return row
+            work = lambda: st.store.place(oid, row["sku"], row["item"], row["price_cents"])  # noqa: E731
+            await (svc.call(work, deadline) if svc else work())
+            return {**row, "status": "placed"}
+        if name == "payment":
+            if row["status"] == "paid":
+                return row
+            work = lambda: st.store.pay(oid)  # noqa: E731
+            pid = await (svc.call(work, deadline) if svc else work())
+            return {**row, "status": "paid", "payment_id": pid}
+        if svc:
+            await svc.call(_value(None), deadline)
+        return row
+
+    async def _llm(self, stage: LLMStage, context: list[str], usage: dict[str, int], deadline: float | None) -> str:
+        rng = self.stack.rng_agent
+        new_tokens = max(1, int(round(stage.prompt_tokens.sample(rng))))
+        max_tokens = max(1, min(self.cfg.max_tokens_cap, int(round(stage.output_tokens.sample(rng)))))
+        context.append(self.vocab.filler(new_tokens, offset=len(context)))
+        budget = self.cfg.model.max_context - max_tokens - 16  # headroom for role labels
+        messages = self._messages(context)
+        while len(context) > 1 and self.stack.llm.count(messages) > budget:
+            context.pop(1)  # forget the oldest context, keep the command itself
+            messages = self._messages(context)
+        if self.stack.llm.count(messages) > budget:
+            messages[-1]["content"] = " ".join(messages[-1]["content"].split()[: max(1, budget // 2)])
+        g = await self.stack.llm.generate(messages, max_tokens, 1.0, deadline)
+        text = "".join([p async for p in g])
+        usage["prompt_tokens"] += g.prompt_tokens
+        usage["completion_tokens"] += g.completion_tokens
+        return text
+
+    @staticmethod
+    def _messages(context: list[str]) -> list[Message]:
+        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": " ".join(context)}]
+
+
+def _value(v: Any) -> Any:
+    async def work() -> Any:
+        return v
+    return work
+
+
+def _as_api_error(e: Exception) -> APIError:
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, LLMError):
+        return llm_error(e)
+    assert isinstance(e, ServiceError)
+    if e.code == "timeout":
+        return APIError(504, f"the {e.service} service did not answer in time", f"{e.service}_timeout")
+    return retry_after(503, f"the {e.service} service is unavailable ({e.code.replace('_', ' ')})",
+                       f"{e.service}_{e.code}", e.retry_after_s)

@@ -1,0 +1,138 @@
+"""Routes of the agent app: login, agent commands, orders."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from loadtest.stack.agent import Agent, Started, order_view
+from loadtest.stack.auth import require_session
+from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
+from loadtest.stack.gateway import parse_deadline
+from loadtest.stack.services import ServiceError
+from loadtest.stack.state import Stack
+
+session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
+_ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES, 409: ERROR_RESPONSES[400] | {"description": "key in use (Retry-After)"},
+                         422: ERROR_RESPONSES[400] | {"description": "Idempotency-Key reused with another command"}}
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    username: str = Field(min_length=1, max_length=128)
+    password: str | None = Field(default=None, max_length=256, description="accepted and not checked")
+
+
+class LoginResponse(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    expires_in: float = Field(description="seconds until the token expires")
+    user: str
+
+
+class AgentCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    command: str = Field(min_length=1, max_length=2000, examples=["help me buy a milk tea"])
+    stream: bool = Field(default=False, description="server-sent progress events, then the result")
+
+
+class Order(BaseModel):
+    id: str
+    status: str = Field(description="pending, placed, paid or completed")
+    sku: str | None
+    item: str | None
+    price_cents: int | None
+    payment_id: str | None
+    created_at: float
+    updated_at: float
+    idempotency_key: str | None
+    attempts: int | None
+
+
+class AgentResult(BaseModel):
+    order: Order
+    answer: str | None
+    usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _agent_stream(agent: Agent, started: Started, command: str, deadline: float | None) -> AsyncIterator[bytes]:
+    events: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def progress(stage: str) -> None:
+        events.put_nowait(_sse("progress", {"stage": stage}))
+
+    async def work() -> None:
+        try:
+            body = await agent.finish(started, command, deadline, progress)
+            events.put_nowait(_sse("result", body))
+        except APIError as e:
+            events.put_nowait(_sse("error", e.body() | {"status": e.status}))
+        finally:
+            events.put_nowait(None)
+
+    # The task is not cancelled when the client leaves: the order finishes and a retry replays it.
+    task = asyncio.get_running_loop().create_task(work())
+    while (item := await events.get()) is not None:
+        yield item
+    await task
+    yield b"data: [DONE]\n\n"
+
+
+def make_router(stack: Stack) -> APIRouter:
+    router = APIRouter()
+    agent = Agent(stack)
+
+    @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
+                 summary="Log in and get a session token")
+    async def login(body: LoginRequest, request: Request) -> dict[str, Any]:
+        deadline = parse_deadline(request)
+        stack.gateway.rate_limit("user:" + body.username)
+
+        async def issue() -> str:
+            return stack.sessions.issue(body.username)
+
+        try:
+            token = await stack.auth.call(issue, deadline)
+        except ServiceError as e:
+            if e.code == "timeout":
+                raise APIError(504, "the auth service did not answer in time", "auth_timeout") from None
+            raise retry_after(503, f"the auth service is unavailable ({e.code})", f"auth_{e.code}",
+                              e.retry_after_s) from None
+        return {"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s, "user": body.username}
+
+    @router.post("/v1/agent/commands", response_model=AgentResult, tags=["agent"], summary="Run an agent command",
+                 responses={**_ERRORS_WITH_CONFLICT, 200: {"content": {"text/event-stream": {}}}})
+    async def command(body: AgentCommand, request: Request,
+                      idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)],
+                      _: Any = Depends(session_scheme)):
+        user = require_session(request, stack.sessions)
+        deadline = parse_deadline(request)
+        stack.gateway.rate_limit("user:" + user)
+        started = await agent.start(user, idempotency_key, body.command, deadline)
+        if started.replay is not None:
+            return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
+        if body.stream:
+            return StreamingResponse(_agent_stream(agent, started, body.command, deadline),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return await agent.finish(started, body.command, deadline)
+
+    @router.get("/v1/orders/{order_id}", response_model=Order, tags=["agent"], responses=ERROR_RESPONSES,
+                summary="An order of the session's user")
+    async def get_order(order_id: Annotated[str, Path(max_length=64)], request: Request,
+                        _: Any = Depends(session_scheme)) -> dict[str, Any]:
+        user = require_session(request, stack.sessions)
+        row = await stack.store.get(order_id)
+        if row is None or row["user_id"] != user:  # another user's order is as good as missing
+            raise APIError(404, f"no order '{order_id[:64]}'", "order_not_found", "order_id")
+        return order_view(row)
+
+    return router

@@ -1,0 +1,101 @@
+"""`create_app(config)`: the FastAPI app of the reference stack."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from loadtest.stack import admin, api, chat
+from loadtest.stack.config import StackConfig
+from loadtest.stack.errors import APIError, install_handlers
+from loadtest.stack.state import Stack
+
+_TOO_LARGE = APIError(413, "request body too large", "request_too_large")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Observe:
+    """Pure ASGI middleware (streams pass through untouched): counts and times every request
+    by route template and status, and refuses bodies over `max_body_bytes` with 413."""
+
+    def __init__(self, app: Any, stack: Stack) -> None:
+        self.app, self.stack = app, stack
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+        limit = self.stack.cfg.max_body_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+        seen = [0]
+
+        async def counted_receive() -> dict[str, Any]:
+            msg = await receive()
+            seen[0] += len(msg.get("body", b""))
+            if seen[0] > limit:  # a chunked body that grew past the limit
+                raise _BodyTooLarge()
+            return msg
+
+        async def observed_send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            if not declared.isdigit() or int(declared) > limit:
+                raise _BodyTooLarge()
+            await self.app(scope, counted_receive, observed_send)
+        except _BodyTooLarge:
+            await _send_json(observed_send, 413, _TOO_LARGE.body())
+        finally:
+            route = scope.get("route")
+            labels = (scope.get("method", ""), getattr(route, "path", "unmatched"), str(status[0]))
+            self.stack.metrics.requests.inc(labels)
+            self.stack.metrics.latency.observe(labels, time.perf_counter() - t0)
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def create_app(config: StackConfig | None = None, *, llm_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The stack's ASGI app. Components start in the app's lifespan (uvicorn runs it; with
+    `httpx.ASGITransport` enter `app.router.lifespan_context(app)` yourself).
+
+    `llm_transport` lets tests point the openai backend at another app in-process.
+    """
+    cfg = config or StackConfig()
+    stack = Stack(cfg, llm_transport)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await stack.start()
+        try:
+            yield
+        finally:
+            await stack.stop()
+
+    app = FastAPI(title="surge reference stack", version="0.1.0", lifespan=lifespan,
+                  description="A small, honest agent stack: OpenAI-compatible chat, an ordering agent, "
+                              "overload protection and fault injection. See README, 'Reference stack'.")
+    app.state.stack = stack
+    install_handlers(app)
+    app.include_router(api.make_router(stack))
+    app.include_router(chat.make_router(stack))
+    app.include_router(admin.make_router(stack))
+    app.add_middleware(Observe, stack=stack)
+    return app

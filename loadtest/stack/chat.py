@@ -1,0 +1,174 @@
+"""OpenAI-compatible chat completions (`/v1/chat/completions`, `/v1/models`).
+
+Unknown OpenAI parameters are accepted and ignored (clients send many); known ones are
+checked strictly (wrong types are 400, never coerced). Generation always runs to
+`max_tokens` (finish_reason "length"): output sizes are what the load test asks for.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from loadtest.stack.auth import bearer
+from loadtest.stack.errors import ERROR_RESPONSES, APIError
+from loadtest.stack.gateway import Ticket, client_key, parse_deadline
+from loadtest.stack.llm import Generation, LLMError, Message
+from loadtest.stack.state import Stack
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    include_usage: bool = False
+
+
+class ChatRequestBase(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
+
+
+def chat_request_model(max_tokens_cap: int) -> type[ChatRequestBase]:
+    """The request schema with this stack's `max_tokens` cap in it (so OpenAPI tells it)."""
+    limit: Any = (int | None, Field(default=None, ge=1, le=max_tokens_cap))
+    return create_model("ChatCompletionRequest", __base__=ChatRequestBase,
+                        max_tokens=limit, max_completion_tokens=limit)  # type: ignore[call-overload]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+def usage_of(g: Generation) -> dict[str, int]:
+    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+            "total_tokens": g.prompt_tokens + g.completion_tokens}
+
+
+def llm_error(e: LLMError) -> APIError:
+    """The API error for a failed generation (503s say when to retry)."""
+    msg = {"deadline_exceeded": "deadline passed before generation finished",
+           "replica_down": "no LLM replica available", "overloaded": "LLM replicas overloaded",
+           "upstream_error": "the upstream model server failed"}.get(e.code, "generation failed")
+    headers = {"Retry-After": str(max(1, round(e.retry_after_s)))} if e.status == 503 else None
+    return APIError(e.status, msg, e.code, headers=headers)
+
+
+def sse(data: dict[str, Any] | str) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _stream(g: Generation, ticket: Ticket, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+
+    try:
+        yield chunk({"role": "assistant", "content": ""}, None)
+        async for piece in g:
+            yield chunk({"content": piece}, None)
+        yield chunk({}, g.finish_reason)
+        if include_usage:
+            yield sse({**head, "choices": [], "usage": usage_of(g)})
+    except LLMError as e:  # headers are gone: report in-band, as OpenAI does
+        yield sse(llm_error(e).body())
+    finally:
+        ticket.release()
+    yield sse("[DONE]")
+
+
+def make_router(stack: Stack) -> APIRouter:
+    router = APIRouter(tags=["chat"])
+    body_model = chat_request_model(stack.cfg.max_tokens_cap)
+
+    @router.get("/v1/models", summary="List models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": stack.llm.model_name, "object": "model", "created": 0,
+                                            "owned_by": "surge"}]}
+
+    @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Create a chat completion",
+                 responses={**ERROR_RESPONSES, 200: {"content": {"text/event-stream": {}}}})
+    async def completions(body: body_model, request: Request):  # type: ignore[valid-type]
+        req: Any = body
+        deadline = parse_deadline(request)
+        if req.model != stack.llm.model_name:
+            raise APIError(404, f"the model '{req.model[:100]}' does not exist (try '{stack.llm.model_name}')",
+                           "model_not_found", "model")
+        token = bearer(request)
+        stack.gateway.rate_limit((stack.sessions.verify(token) if token else None) or client_key(request))
+        max_tokens = req.max_completion_tokens or req.max_tokens or stack.cfg.default_max_tokens
+        messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
+        ticket = await stack.gateway.admit("chat", deadline)
+        try:
+            g = await stack.llm.generate(messages, max_tokens, 1.0 if req.temperature is None else req.temperature,
+                                         deadline)
+        except LLMError as e:
+            ticket.release()
+            raise llm_error(e) from None
+        except BaseException:
+            ticket.release()
+            raise
+        head = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": stack.llm.model_name}
+        if req.stream:
+            include = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(_stream(g, ticket, head, include), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            text = "".join([piece async for piece in g]).lstrip()
+        except LLMError as e:
+            raise llm_error(e) from None
+        finally:
+            ticket.release()
+        return JSONResponse({**head, "object": "chat.completion", "usage": usage_of(g), "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": g.finish_reason,
+             "logprobs": None}]})
+
+    return router

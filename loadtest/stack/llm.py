@@ -1,0 +1,191 @@
+"""The LLM as the gateway and the agent see it: `generate(messages, ...)` -> a `Generation`
+that yields text pieces as tokens are produced, then knows its usage and finish reason.
+
+`LocalLLM` runs `Engine` replicas (threads) behind a `Router`; tokens cross from an engine
+thread to the request's event loop through `call_soon_threadsafe` into an asyncio queue.
+`RemoteLLM` (openai_backend.py) forwards to an OpenAI-compatible server instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from loadtest.stack.config import StackConfig
+from loadtest.stack.engine import Engine, Sequence, StepStats
+from loadtest.stack.errors import APIError
+from loadtest.stack.faults import FaultBoard
+from loadtest.stack.metrics import StackMetrics
+from loadtest.stack.model import TinyDecoder, pick_device
+from loadtest.stack.router import Router
+from loadtest.stack.vocab import Vocabulary
+
+Message = dict[str, str]
+_STATUS = {"deadline_exceeded": 504, "upstream_error": 502, "aborted": 499}
+
+
+class LLMError(Exception):
+    """Generation failed: `code` is replica_down, overloaded, llm_error, deadline_exceeded,
+    aborted, shutting_down or upstream_error."""
+
+    def __init__(self, code: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(code)
+        self.code, self.retry_after_s = code, retry_after_s
+
+    @property
+    def status(self) -> int:
+        return _STATUS.get(self.code, 503)
+
+
+class Generation(Protocol):
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+
+class LLM(Protocol):
+    model_name: str
+
+    def count(self, messages: list[Message]) -> int: ...
+    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+                       deadline: float | None) -> Generation: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def render_prompt(messages: list[Message]) -> str:
+    """The text the model sees: one `role: content` line per message."""
+    return "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
+
+
+def _sink(loop: asyncio.AbstractEventLoop, q: asyncio.Queue):  # type: ignore[no-untyped-def]
+    def put(kind: str, value: object) -> None:
+        try:
+            loop.call_soon_threadsafe(q.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+    return put
+
+
+class LocalGeneration:
+    """Tokens of one sequence, as they come out of its replica's engine thread."""
+
+    def __init__(self, llm: LocalLLM, engine: Engine, seq: Sequence, q: asyncio.Queue) -> None:
+        self._llm, self._engine, self._seq, self._q = llm, engine, seq, q
+        self.prompt_tokens = len(seq.prompt)
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self._t0 = time.monotonic()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        vocab = self._llm.vocab
+        try:
+            while True:
+                kind, value = await self._q.get()
+                if kind == "token":
+                    if self.completion_tokens == 0:
+                        self._llm.metrics.ttft.observe((), time.monotonic() - self._t0)
+                    self.completion_tokens += 1
+                    yield vocab.decode_one(int(value))  # type: ignore[arg-type]
+                elif kind == "done":
+                    self.finish_reason = str(value)
+                    return
+                else:
+                    raise LLMError(str(value))
+        finally:
+            if not self._seq.finished:  # the reader went away: free the replica's slot and KV
+                self._engine.abort(self._seq)
+
+
+class LocalLLM:
+    """`replicas` engines sharing one set of weights (read-only), each with its own KV pool."""
+
+    def __init__(self, cfg: StackConfig, faults: FaultBoard, metrics: StackMetrics,
+                 rng: np.random.Generator) -> None:
+        self.cfg, self.faults, self.metrics, self._rng = cfg, faults, metrics, rng
+        self.model_name = cfg.model.name
+        self.vocab = Vocabulary(cfg.model.vocab)
+        if cfg.llm.torch_threads:
+            torch.set_num_threads(cfg.llm.torch_threads)
+        device = pick_device(cfg.llm.device)
+        shared = TinyDecoder(cfg.model, cfg.seed)
+        n = cfg.llm.replicas
+        self.engines = [Engine(cfg.model, cfg.llm, i, device, cfg.seed, shared) for i in range(n)]
+        for i, e in enumerate(self.engines):
+            e.slowdown = lambda: faults.multiplier("llm")
+            e.is_down = lambda i=i: i >= n - faults.replicas_down("llm", n)
+            e.on_step = self._observe
+        self.router = Router(cfg.llm.routing, rng)
+        metrics.registry.gauge("surge_llm_replicas_up", "LLM replicas serving", self._up_gauge)
+        metrics.registry.gauge("surge_llm_kv_used_ratio", "share of KV cache in use", self._kv_gauge, ("replica",))
+        metrics.registry.gauge("surge_llm_sequences", "sequences per replica by state", self._seq_gauge,
+                               ("replica", "state"))
+        metrics.registry.gauge("surge_llm_preemptions", "sequences preempted so far (recompute)",
+                               lambda: [((str(e.index),), e.preemptions) for e in self.engines], ("replica",))
+
+    def _observe(self, e: Engine, s: StepStats) -> None:
+        r = (str(e.index),)
+        self.metrics.batch.observe(r, s.batch_seqs)
+        self.metrics.step_s.observe(r, s.duration_s)
+        self.metrics.gen_tokens.inc(r, s.new_tokens)
+        self.metrics.prefill_tokens.inc(r, s.prefill_tokens)
+
+    def up(self) -> list[int]:
+        return [e.index for e in self.engines if not e.is_down()]
+
+    def _up_gauge(self):  # type: ignore[no-untyped-def]
+        return [((), len(self.up()))]
+
+    def _kv_gauge(self):  # type: ignore[no-untyped-def]
+        return [((str(e.index),), e.kv_used_tokens / e.kv_capacity_tokens) for e in self.engines]
+
+    def _seq_gauge(self):  # type: ignore[no-untyped-def]
+        out = []
+        for e in self.engines:
+            out += [((str(e.index), "running"), len(e.running)), ((str(e.index), "queued"), e.queued)]
+        return out
+
+    def start(self) -> None:
+        for e in self.engines:
+            e.start()
+
+    def stop(self) -> None:
+        for e in self.engines:
+            e.stop()
+
+    def encode(self, messages: list[Message]) -> list[int]:
+        return [0, *self.vocab.encode(render_prompt(messages))]  # id 0 doubles as BOS: never empty
+
+    def count(self, messages: list[Message]) -> int:
+        return 1 + self.vocab.count(render_prompt(messages))
+
+    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+                       deadline: float | None) -> LocalGeneration:
+        """Queue a sequence on a replica; raise `APIError` (too long) or `LLMError`."""
+        prompt = self.encode(messages)
+        limit = min(self.cfg.model.max_context, self.engines[0].kv_capacity_tokens)
+        if len(prompt) + max_tokens > limit:
+            raise APIError(400, f"this model's context is {limit} tokens; the prompt has {len(prompt)} and "
+                           f"max_tokens asks for {max_tokens}", "context_length_exceeded", "messages")
+        p_err = self.faults.extra_error_rate("llm")
+        if p_err and self._rng.random() < p_err:
+            raise LLMError("llm_error")
+        i = self.router.pick(self.engines, self.up())  # type: ignore[arg-type]
+        if i is None:
+            raise LLMError("replica_down", 5.0)
+        engine = self.engines[i]
+        if self.cfg.llm.queue_limit is not None and engine.queued >= self.cfg.llm.queue_limit:
+            raise LLMError("overloaded")
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue()
+        seq = Sequence(prompt=prompt, max_tokens=max_tokens, temperature=temperature, deadline=deadline,
+                       sink=_sink(loop, q))
+        engine.submit(seq)
+        return LocalGeneration(self, engine, seq, q)
