@@ -55,7 +55,7 @@ class Results:
         table = np.column_stack([self.t_s] + [self.series[n] for n in names])
         np.savetxt(out / "timeseries.csv", table, delimiter=",", header=",".join(["t_s", *names]),
                    comments="", fmt="%.10g")
-        np.savez_compressed(out / "histograms.npz", **self.histograms)
+        np.savez_compressed(out / "histograms.npz", **self.histograms)  # type: ignore[arg-type]
         with (out / "events.jsonl").open("w") as f:
             for e in self.events:
                 f.write(json.dumps(e, default=_jsonable) + "\n")

@@ -16,13 +16,14 @@ Series names are `metric` or `metric:label[:label]`:
 | `orders`, `logins`, `login_failed` | orders placed, logins done, logins failed |
 | `in_flight` | commands in the system at the end of the interval |
 | `queue:{svc}`, `capacity:{svc}` | queue length and servers up at the end of the interval |
-| `utilisation:{svc}` | time-average busy servers / servers up |
+| `utilisation:{svc}` | time-average busy servers / servers up (llm: mean sequences per step / max_num_seqs) |
 | `llm_batch`, `llm_kv_frac` | mean sequences per batch step; KV-cache use at the end (fraction) |
-| `llm_prefill_tokens`, `llm_decode_tokens`, `llm_preemptions`, `llm_replicas_up` | LLM fleet |
+| `llm_prefill_tokens`, `llm_decode_tokens`, `llm_preemptions`, `llm_replicas_up`, `llm_busy` | LLM fleet (tokens per interval; busy = fraction of time stepping) |
 
 Failure reasons: timeout, rejected (rate limit), shed (queue full, deadline, circuit open),
 error, abandoned (user gave up), auth (login failed), throttled (client-side throttling).
-Histogram metrics (seconds): `ttft`, `tpot`, `e2e`, per class.
+Histogram metrics (seconds), per class: `e2e` per successful command (from its first attempt,
+retries included); `ttft` and `tpot` per LLM call (submit to first token; decode time per later token).
 """
 
 from __future__ import annotations

@@ -36,13 +36,13 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
     classes: dict[str, Any] = {}
     for c in meta["classes"]:
         completed = total(f"completed:{c}")
-        failed = {r: total(f"failed:{c}:{r}") for r in REASONS}
-        ended = completed + sum(failed.values())
+        by_reason = {r: total(f"failed:{c}:{r}") for r in REASONS}
+        ended = completed + sum(by_reason.values())
         arrived = total(f"arrived:{c}")
         kpi: dict[str, Any] = {
             "arrived": arrived,
             "completed": completed,
-            "failed": failed,
+            "failed": by_reason,
             "success_rate": completed / ended if ended else math.nan,
             "goodput_per_s": total(f"good:{c}") / window_s if window_s else math.nan,
             "attempts_per_command": total(f"attempts:{c}") / arrived if arrived else math.nan,

@@ -55,10 +55,13 @@ def read_yaml(p: Path) -> dict[str, Any]:
 
 
 def parse_scenario(data: dict[str, Any], file: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+    base = str(base_dir or Path("."))
     try:
-        return Scenario.model_validate(data, context={"base_dir": str(base_dir or Path("."))})
+        sc = Scenario.model_validate(data, context={"base_dir": base})
     except ValidationError as e:
         raise ScenarioError(_describe(e.errors()[0]), file=file) from None
+    sc._base_dir = base
+    return sc
 
 
 def _describe(err: Any) -> str:

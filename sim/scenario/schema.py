@@ -11,7 +11,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from sim.dists import Distribution
 from sim.scenario.services import Frozen, Services
@@ -139,6 +139,7 @@ class CommandClass(Frozen):
     probability: float = Field(gt=0, le=1)
     priority: int = Field(default=1, ge=0, le=100, description="lower is more important")
     carry_context: bool = Field(default=True, description="each LLM call sees the earlier calls' tokens")
+    places_order: bool = Field(default=False, description="a success counts as one order placed")
     stages: tuple[Stage, ...] = Field(min_length=1)
 
 
@@ -222,6 +223,12 @@ class Scenario(Frozen):
     services: Services = Field(default_factory=Services)
     faults: tuple[Fault, ...] = ()
     slos: dict[str, SLO] = Field(default_factory=dict)
+    _base_dir: str = PrivateAttr(default=".")
+
+    @property
+    def base_dir(self) -> str:
+        """Folder of the scenario file: relative data paths (traces, empirical) start here."""
+        return self._base_dir
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:

@@ -1,0 +1,210 @@
+"""When sessions start: the rate curve and the arrival processes built on it.
+
+- `poisson`: a true non-homogeneous Poisson process, by thinning (Lewis & Shedler) window by
+  window, with the window's exact maximum rate as the bound.
+- `gamma` / `weibull`: renewal processes with inter-arrival CV `cv` (bursty when cv > 1),
+  run in operational time: a unit-rate renewal process mapped through the inverse of the
+  integrated rate curve, so the long-run rate follows the curve.
+- `trace`: timestamps (and optionally token lengths) replayed from a file, time compressed by
+  `scale` (scale 2 = twice the rate, same shape).
+
+Every function takes an explicit `numpy.random.Generator` and yields blocks of absolute times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from sim.dists import load_column
+from sim.errors import ScenarioError
+from sim.scenario.schema import Scenario
+
+DAY_S = 86_400.0
+_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class RateCurve:
+    """Session start rate over simulated time, sessions per second:
+    base x diurnal(clock hour) x campaign DAU ratio(day)."""
+
+    base_per_s: float
+    start_hour: float = 0.0
+    hourly: tuple[float, ...] | None = None  # 24 weights normalised to mean 1
+    launch_at_s: float | None = None
+    dau_ratio: tuple[float, ...] = ()  # campaign DAU / baseline DAU, per day from launch
+
+    @classmethod
+    def of(cls, sc: Scenario) -> RateCurve:
+        p = sc.population
+        hourly = None
+        if p is not None and p.diurnal is not None:
+            m = sum(p.diurnal) / 24
+            hourly = tuple(w / m for w in p.diurnal)
+        launch: float | None = None
+        ratio: tuple[float, ...] = ()
+        if p is not None and p.campaign is not None:
+            launch = p.campaign.launch_at_s
+            ratio = tuple(d / p.daily_active_users for d in p.campaign.daily_active_users)
+        return cls(sc.base_rate_per_s, sc.run.start_hour, hourly, launch, ratio)
+
+    def __call__(self, t: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        rate = np.full(t.shape, self.base_per_s)
+        if self.hourly is not None:
+            # knots at hour midpoints, linear in between, cyclic over the day
+            h = ((t / 3600.0 + self.start_hour) - 0.5) % 24.0
+            lo = np.floor(h).astype(int)
+            w = np.asarray(self.hourly)
+            rate = rate * (w[lo] + (h - lo) * (w[(lo + 1) % 24] - w[lo]))
+        if self.launch_at_s is not None:
+            day = np.floor((t - self.launch_at_s) / DAY_S).astype(int)
+            ratio = np.asarray(self.dau_ratio)[np.clip(day, 0, len(self.dau_ratio) - 1)]
+            rate = rate * np.where(day >= 0, ratio, 1.0)
+        return rate
+
+    def max_over(self, t0: float, t1: float) -> float:
+        """The exact maximum on [t0, t1]: the curve is piecewise linear between hour midpoints
+        and steps at campaign day boundaries, so it peaks at an end or at one of those knots."""
+        pts = [t0, t1]
+        k0 = math.floor(t0 / 3600 + self.start_hour - 0.5)
+        k1 = math.ceil(t1 / 3600 + self.start_hour - 0.5)
+        pts += [(k + 0.5 - self.start_hour) * 3600 for k in range(k0, k1 + 1)]
+        if self.launch_at_s is not None:
+            for d in range(math.floor((t0 - self.launch_at_s) / DAY_S), math.ceil((t1 - self.launch_at_s) / DAY_S) + 1):
+                b = self.launch_at_s + d * DAY_S
+                pts += [b, b - 1e-9]
+        inside = np.clip(np.asarray(pts), t0, t1)
+        return float(self(inside).max())
+
+    def integral(self, t1: float, step_s: float = _WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
+        """Grid times and the integrated rate Lambda(t) on them (trapezoid), from 0 to t1."""
+        grid = np.linspace(0.0, t1, max(2, math.ceil(t1 / step_s) + 1))
+        r = self(grid)
+        cum = np.concatenate([[0.0], np.cumsum((r[1:] + r[:-1]) / 2 * np.diff(grid))])
+        return grid, cum
+
+
+def poisson_times(curve: RateCurve, horizon_s: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Non-homogeneous Poisson arrivals on [0, horizon_s) by thinning, one window at a time."""
+    t0 = 0.0
+    while t0 < horizon_s:
+        t1 = min(t0 + _WINDOW_S, horizon_s)
+        lam = curve.max_over(t0, t1)
+        if lam > 0:
+            n = rng.poisson(lam * (t1 - t0))
+            # given n events of a homogeneous process on the window, their times are uniform
+            cand = np.sort(rng.uniform(t0, t1, n))
+            keep = rng.uniform(0.0, lam, n) < curve(cand)
+            if keep.any():
+                yield cand[keep]
+        t0 = t1
+
+
+def renewal_times(
+    curve: RateCurve, horizon_s: float, rng: np.random.Generator, kind: str, cv: float
+) -> Iterator[np.ndarray]:
+    """Gamma or Weibull renewal arrivals (mean gap 1 in operational time), time-changed to the curve."""
+    grid, cum = curve.integral(horizon_s)
+    total = cum[-1]
+    draw = _unit_gaps(kind, cv)
+    u = 0.0
+    while u < total:
+        n = max(256, min(1 << 16, int((total - u) * 1.1) + 16))
+        us = u + np.cumsum(draw(rng, n))
+        u = float(us[-1])
+        us = us[us < total]
+        if len(us):
+            yield np.interp(us, cum, grid)
+
+
+def _unit_gaps(kind: str, cv: float):  # type: ignore[no-untyped-def]
+    if kind == "gamma":
+        shape = 1.0 / cv**2
+        return lambda rng, n: rng.gamma(shape, 1.0 / shape, n)
+    k = _weibull_shape_for_cv(cv)
+    scale = 1.0 / math.gamma(1 + 1 / k)
+    return lambda rng, n: scale * rng.weibull(k, n)
+
+
+def _weibull_shape_for_cv(cv: float) -> float:
+    """The Weibull shape whose CV is `cv` (bisection on log k; the CV falls as k grows)."""
+
+    def cv_of(k: float) -> float:
+        g1, g2 = math.gamma(1 + 1 / k), math.gamma(1 + 2 / k)
+        return math.sqrt(max(g2 / g1**2 - 1, 0.0))
+
+    lo, hi = math.log(0.05), math.log(50.0)
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if cv_of(math.exp(mid)) > cv:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
+
+
+@dataclass(frozen=True)
+class TraceRows:
+    times_s: np.ndarray
+    prompt_tokens: np.ndarray | None
+    output_tokens: np.ndarray | None
+
+
+def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
+    """Arrival times from the scenario's trace file, relative to its first row, divided by `scale`."""
+    tr = sc.arrivals.trace
+    assert tr is not None
+    path = str(base_dir / tr.file)
+    try:
+        if tr.time_unit == "datetime":
+            raw = _datetime_column(path, tr.time_column)
+        else:
+            raw = np.asarray(load_column(path, tr.time_column)) / {"s": 1, "ms": 1e3, "us": 1e6}[tr.time_unit]
+        prompts = np.asarray(load_column(path, tr.prompt_column)) if tr.prompt_column else None
+        outputs = np.asarray(load_column(path, tr.output_column)) if tr.output_column else None
+    except ValueError as e:
+        raise ScenarioError(str(e), path="arrivals.trace") from None
+    order = np.argsort(raw, kind="stable")
+    times = (raw[order] - raw[order][0]) / sc.arrivals.scale
+    return TraceRows(
+        times,
+        prompts[order] if prompts is not None else None,
+        outputs[order] if outputs is not None else None,
+    )
+
+
+def _datetime_column(path: str, column: str) -> np.ndarray:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or column not in rows[0]:
+        raise ValueError(f"column {column!r} not in {Path(path).name}")
+    try:
+        # sub-microsecond digits (e.g. 7 decimals) are cut: fromisoformat takes at most 6
+        stamps = [datetime.fromisoformat(r[column][:26]) for r in rows]
+    except ValueError as e:
+        raise ValueError(f"column {column!r} of {Path(path).name} is not a datetime ({e})") from None
+    t0 = stamps[0]
+    return np.array([(s - t0).total_seconds() for s in stamps])
+
+
+def arrival_blocks(sc: Scenario, rng: np.random.Generator, base_dir: Path) -> Iterator[np.ndarray]:
+    """Session start times in blocks, for the scenario's arrival process, on [0, duration)."""
+    horizon = sc.run.duration_s
+    if sc.arrivals.process == "trace":
+        times = load_trace(sc, base_dir).times_s
+        yield times[times < horizon]
+        return
+    curve = RateCurve.of(sc)
+    if sc.arrivals.process == "poisson":
+        yield from poisson_times(curve, horizon, rng)
+    else:
+        yield from renewal_times(curve, horizon, rng, sc.arrivals.process, sc.arrivals.cv)

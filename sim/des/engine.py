@@ -1,0 +1,177 @@
+"""The SimPy engine: build the stack and the users from a scenario, run, return Results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import simpy
+from simpy.events import URGENT
+
+from sim import __version__
+from sim.arrivals import arrival_blocks, load_trace
+from sim.des.client import Client
+from sim.des.stack import Stack
+from sim.results import Recorder, Results
+from sim.scenario import Scenario
+from sim.streams import Streams
+
+Progress = Callable[[float], None]
+
+
+def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = None,
+             replication: int = 0) -> Results:
+    """Run one replication of a scenario; `progress(fraction)` is called as simulated time passes."""
+    seed = sc.run.seed if seed is None else seed
+    wall0 = time.perf_counter()
+    env = simpy.Environment()
+    streams = Streams(seed)
+    rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
+    stack = Stack(env, sc, streams)
+    client = Client(env, stack, rec, streams)
+    env.process(_arrivals(env, sc, client, streams))
+    _schedule_faults(env, sc, stack, rec)
+    if stack.fleet is not None and sc.services.llm and sc.services.llm.autoscaling:
+        env.process(stack.fleet.autoscale(rec))
+    finish = _sample_every_interval(env, rec, _gauges(stack, client, rec))
+    _run(env, sc.run.duration_s, progress)
+    finish()
+    meta = {
+        "source": "des", "engine": "simpy", "surge_version": __version__, "scenario": sc.name,
+        "seed": seed, "replication": replication, "duration_s": sc.run.duration_s,
+        "warmup_s": sc.run.warmup_s, "services": stack.scenario.services.names(),
+        "slos": {c: s.model_dump() for c, s in sc.slos.items()},
+        "wall_s": round(time.perf_counter() - wall0, 3),
+    }
+    return Results.from_recorder(rec, meta)
+
+
+def _run(env: simpy.Environment, horizon: float, progress: Progress | None) -> None:
+    steps = 100 if progress else 1
+    for k in range(1, steps + 1):
+        env.run(until=horizon * k / steps)
+        if progress:
+            progress(k / steps)
+
+
+def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams):  # type: ignore[no-untyped-def]
+    base = Path(sc.base_dir)
+    tokens = None
+    if sc.arrivals.trace is not None and sc.arrivals.trace.prompt_column:
+        tr = load_trace(sc, base)
+        tokens = (tr.prompt_tokens, tr.output_tokens)
+    k = 0
+    for block in arrival_blocks(sc, streams("arrivals"), base):
+        for t in block.tolist():
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            if tokens is not None:
+                p = int(tokens[0][k])  # type: ignore[index]
+                o = int(tokens[1][k]) if tokens[1] is not None else -1
+                env.process(client.session(p, o))
+            else:
+                env.process(client.session())
+            k += 1
+
+
+def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Recorder) -> None:
+    def run(f):  # type: ignore[no-untyped-def]
+        yield env.timeout(f.at_s)
+        rec.event(env.now, "fault_start", f.target, fault_kind=f.kind, magnitude=f.magnitude, duration_s=f.duration_s)
+        stack.start_fault(f)
+        yield env.timeout(f.duration_s)
+        stack.end_fault(f)
+        rec.event(env.now, "fault_end", f.target, fault_kind=f.kind)
+
+    for f in sc.faults:
+        env.process(run(f))
+
+
+def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
+    """Gauges read at each interval's end; rates are differences of running totals."""
+    dt = rec.interval_s
+    out: list[tuple[str, Callable[[], float]]] = [("in_flight", lambda: client.in_flight)]
+    pools = [("gateway", stack.gateway.pool)] if stack.gateway else []
+    pools += [("auth", stack.auth.pool)] if stack.auth else []
+    pools += [(n, s.pool) for n, s in stack.tools.items()]
+    for name, pool in pools:
+        out.append((f"queue:{name}", partial(getattr, pool, "waiting")))
+        out.append((f"capacity:{name}", partial(getattr, pool, "capacity")))
+        out.append((f"utilisation:{name}", _utilisation(pool)))
+    fl = stack.fleet
+    if fl is not None:
+        st = fl.stats
+        last = {"steps": 0, "batch": 0, "prefill": 0, "decode": 0, "pre": 0, "busy": 0.0, "occ": 0, "occ_steps": 0}
+
+        def delta(key: str, now: float) -> float:
+            d = now - last[key]
+            last[key] = now
+            return d
+
+        def batch() -> float:
+            steps = delta("steps", st.steps)
+            return delta("batch", st.batch_seqs) / steps if steps else 0.0
+
+        up = lambda: sum(1 for r in fl.replicas if r.up and r.accepting)  # noqa: E731
+        gauges: list[tuple[str, Callable[[], float]]] = [
+            ("llm_batch", batch),
+            ("llm_kv_frac", fl.kv_frac),
+            ("llm_prefill_tokens", lambda: delta("prefill", st.prefill_tokens)),
+            ("llm_decode_tokens", lambda: delta("decode", st.decode_tokens)),
+            ("llm_preemptions", lambda: delta("pre", st.preemptions)),
+            ("llm_replicas_up", up),
+            ("queue:llm", fl.queue_len),
+            ("capacity:llm", up),
+            # how full the batches are: mean sequences per step / max_num_seqs
+            ("utilisation:llm", lambda: delta("occ", st.batch_seqs) / max(1, delta("occ_steps", st.steps))
+             / fl.spec.max_num_seqs),
+            ("llm_busy", lambda: delta("busy", st.busy_s) / (dt * max(1, up()))),
+        ]
+        out += gauges
+    return out
+
+
+def _utilisation(pool) -> Callable[[], float]:  # type: ignore[no-untyped-def]
+    last = [0.0, 0.0]
+
+    def read() -> float:
+        busy, cap = pool.busy_area()
+        d_busy, d_cap = busy - last[0], cap - last[1]
+        last[0], last[1] = busy, cap
+        return d_busy / d_cap if d_cap > 0 else 0.0
+
+    return read
+
+
+def _sample_every_interval(env: simpy.Environment, rec: Recorder, gauges: list) -> Callable[[], None]:  # type: ignore[type-arg]
+    """Sample gauges at each interval end, before any other event at that instant (URGENT),
+    so a sample sees exactly the events of its own interval. Returns the call that takes the
+    last sample (the run stops at the horizon before that instant's events)."""
+    for name, read in gauges:
+        rec.gauge(name, read)
+    state = {"i": 0}
+
+    def fire(_: simpy.Event) -> None:
+        rec.sample(state["i"])
+        state["i"] += 1
+        if state["i"] < rec.n_intervals:
+            _at(env, rec.interval_s, fire)
+
+    _at(env, rec.interval_s, fire)
+
+    def finish() -> None:
+        while state["i"] < rec.n_intervals:
+            rec.sample(state["i"])
+            state["i"] += 1
+
+    return finish
+
+
+def _at(env: simpy.Environment, delay: float, callback: Callable[[simpy.Event], None]) -> None:
+    ev = simpy.Event(env)
+    ev._ok = True
+    ev._value = None
+    ev.callbacks.append(callback)  # type: ignore[union-attr]
+    env.schedule(ev, URGENT, delay)

@@ -1,0 +1,259 @@
+"""LLM replicas with continuous batching, simulated one batch step (one SimPy event) at a time.
+
+Each step: decoding sequences produce one token each; prompts are prefilled (in chunks when
+`chunked_prefill`) within `max_batched_tokens`; waiting sequences join between steps while
+`max_num_seqs` and the KV cache allow. When decode growth would overflow the KV cache, the
+most recently admitted sequence is preempted and later recomputed (vLLM's default).
+
+Decode progress is kept in aggregate (a step counter and a heap of finishing steps) so a step
+costs O(sequences that start, finish or prefill), not O(batch size).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+import simpy
+
+from sim.costmodel import StepCost
+from sim.scenario.services import LLMFleet
+
+OK, ERROR, DOWN, SHED, CANCELLED = "ok", "error", "down", "shed", "cancelled"
+
+
+class Seq:
+    """One LLM call. `done` fires with OK/ERROR/DOWN/SHED/CANCELLED; `t_first` is the time of
+    its first output token (set when prefill completes)."""
+
+    __slots__ = ("prompt", "output", "todo", "filled", "gen0", "held0", "dec_start", "finish_step",
+                 "t_first", "t_done", "done", "state", "replica", "order")
+
+    def __init__(self, env: simpy.Environment, prompt: int, output: int) -> None:
+        self.prompt = prompt  # tokens to prefill (grows on recompute after preemption)
+        self.output = output
+        self.todo = prompt  # prompt tokens left to prefill
+        self.filled = 0
+        self.gen0 = 0  # tokens generated before the current decode run
+        self.held0 = 0  # KV tokens held when the current decode run started
+        self.dec_start = 0  # replica step number when the current decode run started
+        self.finish_step = 0
+        self.t_first: float | None = None
+        self.t_done = 0.0
+        self.done = env.event()
+        self.state = "new"  # new | waiting | prefill | decode | ended
+        self.replica: Replica | None = None
+        self.order = 0
+
+
+class Replica:
+    def __init__(self, env: simpy.Environment, idx: int, spec: LLMFleet, cost: StepCost, stats: FleetStats) -> None:
+        self.env, self.idx, self.spec, self.cost, self.stats = env, idx, spec, cost, stats
+        self.kv_cap = spec.kv_tokens
+        self.kv_used = 0
+        self.waiting: deque[Seq] = deque()
+        self.prefilling: list[Seq] = []
+        self.decoding: list[tuple[int, int, Seq]] = []  # heap of (finish_step, order, seq)
+        self.admitted: list[Seq] = []  # admission order, for choosing preemption victims
+        self.n_dec = 0
+        self.dec_ctx = 0  # KV tokens held by decoding sequences
+        self.step_no = 0
+        self.up = True
+        self.accepting = True
+        self.slowdown = 1.0
+        self._order = 0
+        self._wake: simpy.Event | None = None
+        self.proc = env.process(self._loop())
+
+    @property
+    def load(self) -> int:
+        return len(self.waiting) + len(self.prefilling) + self.n_dec
+
+    def submit(self, s: Seq) -> None:
+        s.replica, s.state = self, "waiting"
+        self.waiting.append(s)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    # -- the batch loop ------------------------------------------------------------------------
+    def _loop(self):  # type: ignore[no-untyped-def]
+        env, stats = self.env, self.stats
+        while True:
+            if not self.up or not (self.waiting or self.prefilling or self.n_dec):
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            self._make_room()
+            prefill, kv_read, attended = self._plan_prefill()
+            n_dec = self.n_dec
+            if not prefill and not n_dec:  # nothing fits (KV full of waiting prompts): wait
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            tokens = sum(c for _, c in prefill)
+            dt = self.slowdown * self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
+            stats.steps += 1
+            stats.batch_seqs += n_dec + len(prefill)
+            stats.busy_s += dt
+            yield env.timeout(dt)
+            if not self.up:
+                continue
+            stats.prefill_tokens += tokens
+            stats.decode_tokens += n_dec
+            self._advance(prefill)
+
+    def _plan_prefill(self) -> tuple[list[tuple[Seq, int]], int, int]:
+        """Prefill chunks for this step: continue partial prompts, then admit waiting ones."""
+        budget = self.spec.max_batched_tokens - self.n_dec
+        chunked = self.spec.chunked_prefill
+        plan: list[tuple[Seq, int]] = []
+        kv_read = attended = 0
+        for s in self.prefilling:
+            if budget <= 0:
+                break
+            c = min(s.todo, budget) if chunked else s.todo
+            plan.append((s, c))
+            kv_read += s.filled + c
+            attended += c * (s.filled + c // 2)
+            budget -= c
+        while self.waiting and budget > 0 and len(self.prefilling) + self.n_dec < self.spec.max_num_seqs:
+            s = self.waiting[0]
+            if s.state == "ended":  # cancelled while waiting
+                self.waiting.popleft()
+                continue
+            if self.kv_used + s.prompt + 1 > self.kv_cap and (self.n_dec or self.prefilling):
+                break  # wait for room; an empty replica admits anyway (one huge prompt)
+            if not chunked and s.todo > budget and plan:
+                break
+            self.waiting.popleft()
+            self.kv_used += s.prompt
+            s.state = "prefill"
+            self._order += 1
+            s.order = self._order
+            self.prefilling.append(s)
+            self.admitted.append(s)
+            if len(self.admitted) > 2 * (self.n_dec + len(self.prefilling)) + 256:
+                self.admitted = [a for a in self.admitted if a.state in ("prefill", "decode")]
+            c = min(s.todo, budget) if chunked else s.todo
+            plan.append((s, c))
+            kv_read += c
+            attended += c * (c // 2)
+            budget -= c
+        return plan, kv_read, attended
+
+    def _advance(self, prefill: list[tuple[Seq, int]]) -> None:
+        now = self.env.now
+        self.step_no += 1
+        self.kv_used += self.n_dec
+        self.dec_ctx += self.n_dec
+        heap = self.decoding
+        while heap and heap[0][0] <= self.step_no:
+            _, _, s = heapq.heappop(heap)
+            if s.state == "decode" and s.finish_step == self.step_no:
+                self._end(s, OK)
+        for s, c in prefill:
+            if s.state != "prefill":
+                continue
+            s.todo -= c
+            s.filled += c
+            if s.todo == 0:
+                self.prefilling.remove(s)
+                s.held0 = s.prompt
+                if s.t_first is None:  # the last prefill chunk yields the first token
+                    s.t_first = now
+                    s.gen0 = 1
+                    s.held0 += 1
+                    self.kv_used += 1
+                remaining = s.output - s.gen0
+                if remaining <= 0:
+                    self.kv_used -= s.held0
+                    self._end(s, OK)
+                    continue
+                s.state = "decode"
+                s.dec_start = self.step_no
+                s.finish_step = self.step_no + remaining
+                self.n_dec += 1
+                self.dec_ctx += s.held0
+                heapq.heappush(heap, (s.finish_step, s.order, s))
+
+    def _make_room(self) -> None:
+        """Preempt (newest first) until the next decode step fits in the KV cache."""
+        while self.n_dec and self.kv_used + self.n_dec > self.kv_cap:
+            victim = self._newest_decoding()
+            if victim is None:
+                return
+            generated = victim.gen0 + (self.step_no - victim.dec_start)
+            self._release(victim)
+            victim.prompt = victim.prompt + generated  # recompute the prompt and what it produced
+            victim.todo, victim.filled, victim.gen0 = victim.prompt, 0, generated
+            victim.state = "waiting"
+            self.waiting.appendleft(victim)
+            self.stats.preemptions += 1
+
+    def _newest_decoding(self) -> Seq | None:
+        adm = self.admitted
+        for i in range(len(adm) - 1, -1, -1):
+            s = adm[i]
+            if s.state == "decode" and s.replica is self:
+                del adm[i]
+                return s
+            if s.state == "ended":
+                del adm[i]
+        return None
+
+    def _release(self, s: Seq) -> None:
+        """Free the KV cache a sequence holds."""
+        if s.state == "decode":
+            held = s.held0 + (self.step_no - s.dec_start)
+            self.n_dec -= 1
+            self.dec_ctx -= held
+            self.kv_used -= held
+        elif s.state == "prefill":
+            self.prefilling.remove(s)
+            self.kv_used -= s.prompt
+
+    def _end(self, s: Seq, outcome: str) -> None:
+        if s.state == "decode":
+            self._release(s)
+        s.state = "ended"
+        s.t_done = self.env.now
+        s.done.succeed(outcome)
+
+    def cancel(self, s: Seq) -> None:
+        """The client stopped waiting and told the server: drop the work, free its KV."""
+        if s.state in ("decode", "prefill"):
+            self._release(s)
+        if s.state != "ended":
+            s.state = "ended"
+            s.done.succeed(CANCELLED)
+
+    def fail_all(self, outcome: str = DOWN) -> int:
+        """The replica went down: every sequence on it fails."""
+        n = 0
+        for s in list(self.waiting) + list(self.prefilling) + [e[2] for e in self.decoding]:
+            if s.state != "ended":
+                s.state = "ended"
+                s.done.succeed(outcome)
+                n += 1
+        self.waiting.clear()
+        self.prefilling.clear()
+        self.decoding.clear()
+        self.admitted.clear()
+        self.n_dec = self.dec_ctx = self.kv_used = 0
+        return n
+
+    def wake(self) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+
+class FleetStats:
+    """Counters the recorder turns into per-interval series."""
+
+    __slots__ = ("steps", "batch_seqs", "busy_s", "prefill_tokens", "decode_tokens", "preemptions")
+
+    def __init__(self) -> None:
+        self.steps = self.batch_seqs = self.prefill_tokens = self.decode_tokens = self.preemptions = 0
+        self.busy_s = 0.0

@@ -1,0 +1,139 @@
+"""The LLM fleet: replicas behind a router, with faults and autoscaling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import simpy
+
+from sim.costmodel import StepCost
+from sim.des.llm import DOWN, ERROR, SHED, FleetStats, Replica, Seq
+from sim.results import Recorder
+from sim.scenario.services import LLMFleet
+
+
+class Fleet:
+    """Routes each LLM call to an up replica by the scenario's policy
+    (round_robin, random, jsq = fewest sequences, power_of_two, least_kv)."""
+
+    def __init__(self, env: simpy.Environment, spec: LLMFleet, rng: np.random.Generator) -> None:
+        self.env, self.spec, self.rng = env, spec, rng
+        self.cost = StepCost(spec.cost_model)
+        self.stats = FleetStats()
+        self.replicas: list[Replica] = []
+        self.error_rate = 0.0
+        self.lost_fraction = 0.0  # capacity_loss fault in force
+        self.outage = False
+        self.slowdown = 1.0
+        self.target = spec.replicas  # replicas wanted (autoscaling changes it)
+        self._rr = 0
+        self._rand: list[float] = []
+        for _ in range(spec.replicas):
+            self._add_replica()
+
+    # -- routing -------------------------------------------------------------------------------
+    def _uniform(self) -> float:
+        if not self._rand:
+            self._rand = self.rng.random(4096).tolist()
+        return self._rand.pop()
+
+    def submit(self, prompt: int, output: int) -> Seq:
+        s = Seq(self.env, max(1, prompt), max(1, output))
+        if self.error_rate and self._uniform() < self.error_rate:
+            s.state = "ended"
+            s.done.succeed(ERROR)
+            return s
+        r = self._choose()
+        if r is None:
+            s.state = "ended"
+            s.done.succeed(DOWN)
+        elif self.spec.queue_limit is not None and len(r.waiting) >= self.spec.queue_limit:
+            s.state = "ended"
+            s.done.succeed(SHED)
+        else:
+            r.submit(s)
+        return s
+
+    def _choose(self) -> Replica | None:
+        live = [r for r in self.replicas if r.up and r.accepting]
+        if not live:
+            return None
+        policy = self.spec.routing
+        if policy == "round_robin":
+            self._rr += 1
+            return live[self._rr % len(live)]
+        if policy == "random":
+            return live[int(self._uniform() * len(live))]
+        if policy == "power_of_two" and len(live) > 1:
+            a = live[int(self._uniform() * len(live))]
+            b = live[int(self._uniform() * len(live))]
+            return a if a.load <= b.load else b
+        if policy == "least_kv":
+            return min(live, key=lambda r: (r.kv_used + sum(s.prompt for s in r.waiting)) / r.kv_cap)
+        return min(live, key=lambda r: r.load)
+
+    # -- capacity ------------------------------------------------------------------------------
+    def _add_replica(self) -> Replica:
+        r = Replica(self.env, len(self.replicas), self.spec, self.cost, self.stats)
+        r.slowdown = self.slowdown
+        self.replicas.append(r)
+        return r
+
+    @property
+    def up(self) -> int:
+        return sum(1 for r in self.replicas if r.up)
+
+    def apply_health(self) -> None:
+        """Bring replicas up or down to match faults: the lost fraction (rounded up) is down."""
+        n = len(self.replicas)
+        n_down = n if self.outage else math.ceil(self.lost_fraction * n - 1e-9)
+        for i, r in enumerate(self.replicas):
+            should_be_up = i >= n_down
+            if r.up and not should_be_up:
+                r.up = False
+                r.fail_all(DOWN)
+                r.wake()
+            elif not r.up and should_be_up and r.accepting:
+                r.up = True
+                r.wake()
+        for r in self.replicas:
+            r.slowdown = self.slowdown
+
+    def kv_frac(self) -> float:
+        live = [r for r in self.replicas if r.up]
+        cap = sum(r.kv_cap for r in live)
+        return sum(r.kv_used for r in live) / cap if cap and cap < 10**12 else 0.0
+
+    def queue_len(self) -> int:
+        return sum(len(r.waiting) for r in self.replicas)
+
+    def autoscale(self, rec: Recorder):  # type: ignore[no-untyped-def]
+        """Every `interval_s`: wanted = ceil(sequences in the fleet / (max_num_seqs x target
+        utilisation)), within bounds; new replicas serve after the cold start; surplus ones
+        stop taking work and drain."""
+        a = self.spec.autoscaling
+        assert a is not None
+        per_replica = self.spec.max_num_seqs * a.target_utilisation
+        while True:
+            yield self.env.timeout(a.interval_s)
+            load = sum(r.load for r in self.replicas)
+            active = [r for r in self.replicas if r.accepting]
+            want = min(a.max_replicas, max(a.min_replicas, math.ceil(load / per_replica - 1e-9)))
+            if want > len(active):
+                for _ in range(want - len(active)):
+                    self.env.process(self._cold_start(rec, a.cold_start_s))
+            elif want < len(active):
+                for r in sorted(active, key=lambda r: r.load)[: len(active) - want]:
+                    r.accepting = False
+                    rec.event(self.env.now, "scale_down", "llm", replica=r.idx)
+            self.target = want
+
+    def _cold_start(self, rec: Recorder, cold_start_s: float):  # type: ignore[no-untyped-def]
+        rec.event(self.env.now, "scale_up", "llm", cold_start_s=cold_start_s)
+        yield self.env.timeout(cold_start_s)
+        idle = [r for r in self.replicas if not r.accepting and not r.load]
+        r = idle[0] if idle else self._add_replica()
+        r.accepting = True
+        r.up = not self.outage
+        rec.event(self.env.now, "replica_ready", "llm", replica=r.idx)

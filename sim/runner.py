@@ -1,0 +1,54 @@
+"""Running a scenario: one replication, or N independent ones in parallel processes.
+
+A replications folder holds `rep-001/`, `rep-002/`, ... (each a run folder; seed = base seed
++ i - 1, so two scenario variants run with the same seeds share random numbers) and
+`replications.json` with KPIs and 95% confidence intervals (`sim.stats`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from sim.des import simulate
+from sim.results import Results
+from sim.scenario import Scenario
+
+
+def run_single(sc: Scenario, folder: Path, progress: Callable[[float], None] | None = None) -> Results:
+    results = simulate(sc, progress=progress)
+    results.write(folder)
+    return results
+
+
+def _one(sc: Scenario, seed: int, rep: int, folder: Path) -> Path:
+    out = folder / f"rep-{rep:03d}"
+    simulate(sc, seed=seed, replication=rep).write(out)
+    return out
+
+
+def run_replications(sc: Scenario, folder: Path, n: int, jobs: int = 2,
+                     progress: Callable[[float], None] | None = None) -> Results:
+    """Run n replications (seeds run.seed .. run.seed + n - 1) across `jobs` processes.
+    Returns the first replication's results; writes replications.json."""
+    from sim.stats import replication_summary
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dirs: list[Path] = []
+    if jobs <= 1:
+        for i in range(n):
+            dirs.append(_one(sc, sc.run.seed + i, i + 1, folder))
+            if progress:
+                progress(len(dirs) / n)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_one, sc, sc.run.seed + i, i + 1, folder) for i in range(n)]
+            for f in as_completed(futures):
+                dirs.append(f.result())
+                if progress:
+                    progress(len(dirs) / n)
+    runs = [Results.read(d) for d in sorted(dirs)]
+    (folder / "replications.json").write_text(json.dumps(replication_summary(runs), indent=2, default=str) + "\n")
+    return runs[0]
