@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from reports import timeseries as ts
-from reports.plot import Run, empty_note, finish, overlay, panels, style, line_label
+from reports.plot import Run, empty_note, finish, line_label, overlay, panels, style, target_line
 from sim.results import Results
 
 
@@ -30,16 +30,18 @@ class FigureSpec:
 
 def _load(runs: Sequence[Run]) -> Figure:
     fig, (ax, ax2) = panels(2, "Offered load vs admitted vs goodput", height=2.8)
-    overlay(ax, runs, [
+    items = [
         ("offered (new commands)", lambda r: ts.per_s(r, ts.total(r, "arrived:"))),
         ("attempts (incl. retries)", lambda r: ts.per_s(r, ts.total(r, "attempts:"))),
         ("admitted by gateway", lambda r: ts.per_s(r, ts.total(r, "admitted:"))),
         ("completed", lambda r: ts.per_s(r, ts.total(r, "completed:"))),
         ("goodput (within e2e SLO)", lambda r: ts.per_s(r, ts.total(r, "good:"))),
-    ])
+    ]
+    # overlaid runs have four line styles to tell quantities apart: keep the three in the title
+    overlay(ax, runs, items if len(runs) == 1 else [items[0], items[2], items[4]])
     ax.set_ylabel("commands / s")
     ax.set_title("Request rates", loc="left")
-    overlay(ax2, runs, [("in flight", lambda r: r.series.get("in_flight"))])
+    overlay(ax2, runs, [("in flight", lambda r: r.series.get("in_flight"))], gauge=True)
     ax2.set_ylabel("commands")
     ax2.set_title("Commands in the system (end of interval)", loc="left")
     return finish(fig, [ax, ax2], runs)
@@ -86,8 +88,7 @@ def _latency_panel(ax, runs: Sequence[Run], metric: str, cls: str,
                 drawn += 1
     target = (runs[0][1].meta.get("slos", {}).get(cls) or {}).get(f"{metric}_p99_s")
     if target:
-        ax.axhline(target * scale, color="black", lw=1.2, ls=(0, (6, 3)),
-                   label=f"SLO p99 ≤ {target * scale:g}{' ms' if scale != 1 else ' s'}")
+        target_line(ax, target * scale, f"SLO p99 ≤ {target * scale:g}{' ms' if scale != 1 else ' s'}")
     if not drawn:
         empty_note(ax, "no completed commands")
 
@@ -99,7 +100,7 @@ def _services(runs: Sequence[Run]) -> Figure | None:
     caps = [ts.labelled(r, "capacity:") for _, r in runs]
     cap_varies = any(np.ptp(v) > 0 for c in caps for v in c.values())
     fig, axes = panels(3 if cap_varies else 2, "Service queues and utilisation", height=2.5)
-    overlay(axes[0], runs, [(s, _getter(f"queue:{s}")) for s in svcs])
+    overlay(axes[0], runs, [(s, _getter(f"queue:{s}")) for s in svcs], gauge=True)
     axes[0].set_ylabel("waiting requests")
     axes[0].set_title("Queue depth per service (end of interval)", loc="left")
     overlay(axes[1], runs, [(s, _getter(f"utilisation:{s}")) for s in svcs], scale=100.0)
@@ -107,9 +108,10 @@ def _services(runs: Sequence[Run]) -> Figure | None:
     axes[1].set_title("Utilisation per service (time average)", loc="left")
     axes[1].axhline(100, color="0.5", lw=0.8)
     if cap_varies:
-        overlay(axes[2], runs, [(s, _getter(f"capacity:{s}")) for s in sorted(caps[0])])
-        axes[2].set_ylabel("servers up")
-        axes[2].set_title("Capacity per service (servers up, end of interval)", loc="left")
+        # services differ by orders of magnitude (2,000 gateway slots, 4 GPUs): compare shapes in %
+        overlay(axes[2], runs, [(s, _of_max(f"capacity:{s}")) for s in sorted(caps[0])], scale=100.0, gauge=True)
+        axes[2].set_ylabel("% of the service's maximum")
+        axes[2].set_title("Capacity per service: servers up (end of interval)", loc="left")
     return finish(fig, axes, runs)
 
 
@@ -117,15 +119,22 @@ def _getter(name: str) -> Callable[[Results], np.ndarray | None]:
     return lambda r: r.series.get(name)
 
 
-_LLM_PANELS = (
-    ("Batch size (mean sequences per step)", "sequences", [("batch", _getter("llm_batch"))], 1.0),
-    ("KV-cache use (end of interval)", "% of KV capacity", [("KV used", _getter("llm_kv_frac"))], 100.0),
+def _of_max(name: str) -> Callable[[Results], np.ndarray | None]:
+    def get(r: Results) -> np.ndarray | None:
+        v = r.series.get(name)
+        return None if v is None or not v.max() > 0 else v / v.max()
+    return get
+
+
+_LLM_PANELS = (  # title, y label, lines, scale, sampled at the interval's end
+    ("Batch size (mean sequences per step)", "sequences", [("batch", _getter("llm_batch"))], 1.0, False),
+    ("KV-cache use (end of interval)", "% of KV capacity", [("KV used", _getter("llm_kv_frac"))], 100.0, True),
     ("Token throughput", "tokens / s", [
         ("prefill", lambda r: ts.per_s(r, r.series.get("llm_prefill_tokens"))),
-        ("decode", lambda r: ts.per_s(r, r.series.get("llm_decode_tokens")))], 1.0),
-    ("Replicas up", "replicas", [("replicas up", _getter("llm_replicas_up"))], 1.0),
+        ("decode", lambda r: ts.per_s(r, r.series.get("llm_decode_tokens")))], 1.0, False),
+    ("Replicas up (end of interval)", "replicas", [("replicas up", _getter("llm_replicas_up"))], 1.0, True),
     ("Preemptions (KV cache full)", "preemptions / s",
-     [("preemptions", lambda r: ts.per_s(r, r.series.get("llm_preemptions")))], 1.0),
+     [("preemptions", lambda r: ts.per_s(r, r.series.get("llm_preemptions")))], 1.0, False),
 )
 
 
@@ -134,8 +143,8 @@ def _llm(runs: Sequence[Run]) -> Figure | None:
     if not present:
         return None
     fig, axes = panels(len(present), "LLM fleet", ncols=2, height=2.4)
-    for ax, (title, ylabel, items, scale) in zip(axes, present, strict=True):
-        overlay(ax, runs, items, scale=scale)
+    for ax, (title, ylabel, items, scale, gauge) in zip(axes, present, strict=True):
+        overlay(ax, runs, items, scale=scale, gauge=gauge)
         ax.set_title(title, loc="left")
         ax.set_ylabel(ylabel)
     return finish(fig, axes, runs)
@@ -178,8 +187,8 @@ def _business(runs: Sequence[Run]) -> Figure | None:
     for ci, c in enumerate(ts.classes(r0)):
         target = (r0.meta.get("slos", {}).get(c) or {}).get("success_rate")
         if target:
-            ax.axhline(100 * target, color=f"C{ci}" if len(runs) == 1 else "black", lw=1, ls=(0, (6, 3)),
-                       label=f"SLO {c} ≥ {100 * target:g}%")
+            target_line(ax, 100 * target, f"SLO {c} ≥ {100 * target:g}%",
+                        colour=f"C{ci}" if len(runs) == 1 else "black")
     if rates:
         overlay(axes[1], runs, rates)
         axes[1].set_ylabel("per second")

@@ -59,11 +59,16 @@ def line_label(item: str, run: str, n_runs: int) -> str:
 
 
 def overlay(ax: Axes, runs: Sequence[Run], items: Sequence[tuple[str, Callable[[Results], Any]]],
-            scale: float = 1.0) -> int:
-    """Plot each (name, f(results) -> per-interval array or None) for each run; returns lines drawn."""
+            scale: float = 1.0, gauge: bool = False) -> int:
+    """Plot each (name, f(results) -> per-interval array or None) for each run; returns lines drawn.
+
+    Counts and averages are drawn at the middle of their interval; `gauge` values (sampled at the
+    end of the interval: queues, capacity, KV use) at its end, so a drop never shows before its cause."""
     drawn = 0
     for ri, (label, r) in enumerate(runs):
-        t, _, _ = time_axis(r)
+        t, scale_t, _ = time_axis(r)
+        if gauge:
+            t = t + 0.5 * r.meta["interval_s"] / scale_t
         for ii, (name, f) in enumerate(items):
             y = f(r)
             if y is None:
@@ -88,7 +93,7 @@ def shade(axes: Sequence[Axes], runs: Sequence[Run]) -> None:
             ax.axvspan(0, warm.end_s / scale, color="0.85", alpha=0.5, lw=0,
                        label=warm.label if k == 0 else None)
         for w in wins:
-            span = f"{w.start_s / scale:g}–{w.end_s / scale:g} {unit}"
+            span = f"{w.start_s / scale:.3g}–{w.end_s / scale:.3g} {unit}"
             ax.axvspan(w.start_s / scale, w.end_s / scale, color=FAULT_COLOUR, alpha=0.10, lw=0,
                        label=f"fault {span}: {w.label}" if k == 0 else None)
 
@@ -97,19 +102,48 @@ def finish(fig: Figure, axes: Sequence[Axes], runs: Sequence[Run], legend_cols: 
     """Shade windows, label the time axis on the bottom panels, add legends."""
     shade(axes, runs)
     _, _, unit = time_axis(runs[0][1])
-    n = len(axes)
     ncols = axes[0].get_subplotspec().get_gridspec().ncols if axes else 1
     for k, ax in enumerate(axes):
-        if k >= n - ncols:
+        if k >= len(axes) - ncols:
             ax.set_xlabel(f"time since start ({unit})")
             ax.tick_params(labelbottom=True)
-        handles, labels = ax.get_legend_handles_labels()
-        if handles and ncols == 1:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), ncols=legend_cols, frameon=False)
-        elif handles:  # side by side panels: a legend outside would squeeze the plots
-            ax.legend(loc="upper right", ncols=legend_cols, framealpha=0.85, fontsize=7)
         ax.set_ylim(bottom=0)
+    if ncols == 1:
+        for ax in axes:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), ncols=legend_cols, frameon=False)
+    else:
+        _grid_legends(fig, axes)
     return fig
+
+
+def _grid_legends(fig: Figure, axes: Sequence[Axes]) -> None:
+    """Side-by-side panels: a legend outside each would squeeze the plots. Lines that mean the same
+    in every panel (p50/p90/p99, the shading) go in one legend under the figure; otherwise a panel
+    with several lines gets a small legend of its own."""
+    shading = {lab: h for h, lab in zip(*axes[0].get_legend_handles_labels(), strict=True)
+               if lab.startswith(("fault", "warm-up"))}
+    per_axis = [[(h, lab) for h, lab in zip(*ax.get_legend_handles_labels(), strict=True) if lab not in shading]
+                for ax in axes]
+    labels = [[lab for _, lab in pairs] for pairs in per_axis]
+    common = all(lab == labels[0] for lab in labels) and labels[0]
+    if not common:
+        for ax, pairs in zip(axes, per_axis, strict=True):
+            if len(pairs) > 1:
+                ax.legend(*zip(*pairs, strict=True), loc="best", fontsize=7, framealpha=0.85)
+    shared = {**(dict((lab, h) for h, lab in per_axis[0]) if common else {}), **shading}
+    if shared:
+        fig.legend(list(shared.values()), list(shared), loc="outside lower center", frameon=False,
+                   ncols=min(len(shared), 6))
+
+
+def target_line(ax: Axes, y: float, text: str, colour: str = "black") -> None:
+    """A dashed horizontal target (an SLO) labelled on the line itself, so every panel can have its
+    own target without its own legend."""
+    ax.axhline(y, color=colour, lw=1.2, ls=(0, (6, 3)))
+    ax.annotate(text, xy=(0.0, y), xycoords=("axes fraction", "data"), xytext=(4, 2),
+                textcoords="offset points", fontsize=8, color=colour, va="bottom",
+                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
 
 
 def empty_note(ax: Axes, text: str) -> None:

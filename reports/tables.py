@@ -22,7 +22,8 @@ def fmt(kpi: str, v: Any) -> str:
         return "–"
     v = float(v)
     if kpi.endswith("success_rate"):
-        return f"{100 * v:.2f}%"
+        # 99.996% must not read as 100.00%: a planner would think nothing failed
+        return f"{100 * v:.3f}%" if 0.9999 < v < 1 else f"{100 * v:.2f}%"
     if kpi.endswith("_s") and not kpi.endswith("_per_s"):
         return f"{1000 * v:.3g} ms" if abs(v) < 1 else f"{v:.3g} s"
     if kpi.endswith("_per_s"):
