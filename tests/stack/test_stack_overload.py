@@ -1,0 +1,138 @@
+"""Overload behaviour: 429 and 503 with Retry-After, deadlines drop work, orders before chat,
+circuit breakers fail fast."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from stack_helpers import chat_body, login, running, tiny_config
+
+from loadtest.stack.config import BreakerConfig
+from loadtest.stack.overload import Admission, Rejected, TokenBucket
+from loadtest.stack.services import CircuitBreaker
+
+pytestmark = pytest.mark.anyio
+SLOW_LLM = {"kind": "slowdown", "target": "llm", "magnitude": 400.0, "duration_s": 30}
+ADMIN = {"Authorization": "Bearer test-admin"}
+
+
+def test_token_bucket_refills_at_its_rate():
+    b = TokenBucket(rate_per_s=10, burst=2, now=0.0)
+    assert b.take(0.0) == 0 and b.take(0.0) == 0
+    assert b.take(0.0) == pytest.approx(0.1)
+    assert b.take(0.1) == 0
+
+
+async def test_admission_serves_by_priority_then_fifo_or_lifo():
+    for discipline, expected in (("fifo", ["a0", "a1", "c0", "c1"]), ("lifo", ["a1", "a0", "c1", "c0"])):
+        adm = Admission(1, queue_limit=10, discipline=discipline)
+        await adm.acquire()
+        order: list[str] = []
+
+        async def wait(name: str, prio: int) -> None:
+            await adm.acquire(prio)
+            order.append(name)
+            adm.release()
+
+        tasks = []
+        for name, prio in (("c0", 1), ("a0", 0), ("c1", 1), ("a1", 0)):
+            tasks.append(asyncio.create_task(wait(name, prio)))
+            await asyncio.sleep(0)
+        adm.release()
+        await asyncio.gather(*tasks)
+        assert order == expected, discipline
+
+
+async def test_full_queue_evicts_less_important_work_for_orders():
+    adm = Admission(1, queue_limit=1)
+    await adm.acquire()
+    chat = asyncio.create_task(adm.acquire(priority=1))
+    await asyncio.sleep(0)
+    order = asyncio.create_task(adm.acquire(priority=0))
+    await asyncio.sleep(0)
+    with pytest.raises(Rejected, match="evicted"):
+        await chat
+    with pytest.raises(Rejected, match="queue_full"):
+        await adm.acquire(priority=1)
+    adm.release()
+    await order
+    assert adm.in_use == 1 and adm.waiting == 0
+
+
+async def test_deadline_drops_queued_work():
+    adm = Admission(1, queue_limit=5)
+    await adm.acquire()
+    t0 = time.monotonic()
+    with pytest.raises(Rejected, match="deadline"):
+        await adm.acquire(deadline=time.monotonic() + 0.05)
+    assert time.monotonic() - t0 < 0.5 and adm.waiting == 0
+
+
+def test_circuit_breaker_opens_then_probes():
+    now = [0.0]
+    cb = CircuitBreaker(BreakerConfig(failure_threshold=3, open_s=5), clock=lambda: now[0])
+    for _ in range(3):
+        assert cb.allow() == 0
+        cb.record(False)
+    assert cb.state == "open" and cb.allow() == pytest.approx(5)
+    now[0] = 6
+    assert cb.allow() == 0 and cb.allow() > 0  # one probe at a time
+    cb.record(True)
+    assert cb.state == "closed"
+
+
+async def test_rate_limits_answer_429_with_retry_after(tmp_path):
+    cfg = tiny_config(tmp_path, gateway={"per_user_per_s": 0.5, "per_user_burst": 2})
+    async with running(cfg) as client:
+        codes = [(await client.post("/v1/auth/login", json={"username": "eve"})).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        r = await client.post("/v1/auth/login", json={"username": "eve"})
+        assert r.json()["error"]["code"] == "rate_limit_exceeded" and int(r.headers["Retry-After"]) >= 1
+        assert (await client.post("/v1/auth/login", json={"username": "other"})).status_code == 200
+
+
+async def test_global_rate_limit(tmp_path):
+    async with running(tiny_config(tmp_path, gateway={"global_per_s": 1.0, "burst": 2})) as client:
+        codes = [(await client.post(f"/v1/auth/login", json={"username": f"u{i}"})).status_code for i in range(4)]
+        assert codes.count(429) == 2
+
+
+async def test_full_admission_queue_answers_503_with_retry_after(tmp_path):
+    async with running(tiny_config(tmp_path, gateway={"concurrency": 1, "queue_limit": 1})) as client:
+        await client.post("/admin/faults", json=SLOW_LLM, headers=ADMIN)
+        slow = [asyncio.create_task(client.post("/v1/chat/completions", json=chat_body(max_tokens=50),
+                                                headers={"X-Request-Timeout": "2"})) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        r = await client.post("/v1/chat/completions", json=chat_body())
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
+        assert int(r.headers["Retry-After"]) >= 1
+        # The admitted one runs out of time inside the engine; the queued one while waiting.
+        assert sorted(t.status_code for t in await asyncio.gather(*slow)) == [504, 504]
+
+
+async def test_deadline_stops_generation_and_frees_the_engine(tmp_path):
+    async with running(tiny_config(tmp_path)) as client:
+        await client.post("/admin/faults", json=SLOW_LLM, headers=ADMIN)
+        t0 = time.monotonic()
+        r = await client.post("/v1/chat/completions", json=chat_body(max_tokens=200), headers={"X-Request-Timeout": "0.3"})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "deadline_exceeded"
+        assert time.monotonic() - t0 < 3
+        engines = client.app.state.stack.llm.engines
+        await asyncio.sleep(0.3)
+        assert all(e.load == 0 and e.kv_used_tokens == 0 for e in engines)
+
+
+async def test_breaker_opens_on_tool_errors_and_fails_fast(tmp_path):
+    tools = {"payment": {"breaker": {"failure_threshold": 2, "open_s": 30}}}
+    async with running(tiny_config(tmp_path, tools=tools)) as client:
+        h = await login(client)
+        await client.post("/admin/faults", json={"kind": "outage", "target": "payment", "duration_s": 30}, headers=ADMIN)
+        codes = []
+        for i in range(3):
+            r = await client.post("/v1/agent/commands", json={"command": "help me buy a milk tea"},
+                                  headers=h | {"Idempotency-Key": f"b{i}"})
+            codes.append(r.json()["error"]["code"])
+        assert codes == ["payment_outage", "payment_outage", "payment_breaker_open"]
+        assert (await client.get("/readyz")).json()["breakers"]["payment"] == "open"
