@@ -94,7 +94,7 @@ def kpi_diff_table(sets: Sequence[RunSet], data: dict[str, Any]) -> tables.Table
     rows = []
     for k in names:
         row = [f"`{k}`", *[tables.fmt(k, v.get(k)) for v in values]]
-        for d, v in zip(data["differences"], values[1:], strict=True):
+        for d in data["differences"]:
             diff, ref = d["difference"].get(k, math.nan), values[0].get(k, math.nan)
             row += [tables.fmt_delta(k, diff), _pct(diff, ref)]
             if "ci" in d:

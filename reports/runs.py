@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from sim import stats
 from sim.errors import ResultsError
 from sim.results import Results, summarize
-from sim import stats
 from sim.stats import replication_summary
 
 REP_GLOB = "rep-*"

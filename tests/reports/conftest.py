@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixture_results import fixture_results  # tests/reports is on sys.path (rootdir-less conftest)
 
 from sim.des import simulate
 from sim.scenario import load_scenario
 from sim.scenario.load import parse_scenario, read_yaml
-from fixture_results import fixture_results  # tests/reports is on sys.path (rootdir-less conftest)
 
 ROOT = Path(__file__).resolve().parents[2]
 SLO_FAIL = ROOT / "scenarios" / "validation" / "slo_fail.yaml"
