@@ -94,25 +94,40 @@ def _latency_panel(ax, runs: Sequence[Run], metric: str, cls: str,
 
 
 def _services(runs: Sequence[Run]) -> Figure | None:
-    svcs = sorted(set().union(*(ts.labelled(r, "queue:") | ts.labelled(r, "utilisation:") for _, r in runs)))
-    if not svcs:
+    util = _union(runs, "utilisation:")
+    if not util and not _union(runs, "queue:"):
         return None
-    caps = [ts.labelled(r, "capacity:") for _, r in runs]
-    cap_varies = any(np.ptp(v) > 0 for c in caps for v in c.values())
-    fig, axes = panels(3 if cap_varies else 2, "Service queues and utilisation", height=2.5)
-    overlay(axes[0], runs, [(s, _getter(f"queue:{s}")) for s in svcs], gauge=True)
+    queued = [s for s in _union(runs, "queue:") if any(_peak(r, f"queue:{s}") > 0 for _, r in runs)]
+    varying = [s for s in _union(runs, "capacity:") if any(np.ptp(r.series.get(f"capacity:{s}", [0])) > 0
+                                                           for _, r in runs)]
+    if len(runs) > 1:  # every service of every run would need a dozen legend entries: keep the busiest
+        util = sorted(util, key=lambda s: -max(_peak(r, f"utilisation:{s}") for _, r in runs))[:4]
+    fig, axes = panels(3 if varying else 2, "Service queues and utilisation", height=2.5)
+    overlay(axes[0], runs, [(s, _getter(f"queue:{s}")) for s in queued], gauge=True)
+    if not queued:
+        empty_note(axes[0], "no requests waited in any queue")
     axes[0].set_ylabel("waiting requests")
-    axes[0].set_title("Queue depth per service (end of interval)", loc="left")
-    overlay(axes[1], runs, [(s, _getter(f"utilisation:{s}")) for s in svcs], scale=100.0)
+    axes[0].set_title("Queue depth per service (end of interval; services that ever queued)", loc="left")
+    overlay(axes[1], runs, [(s, _getter(f"utilisation:{s}")) for s in util], scale=100.0)
     axes[1].set_ylabel("busy / servers up (%)")
-    axes[1].set_title("Utilisation per service (time average)", loc="left")
+    axes[1].set_title("Utilisation per service (time average)" + (" — the 4 busiest" if len(runs) > 1 else ""),
+                      loc="left")
     axes[1].axhline(100, color="0.5", lw=0.8)
-    if cap_varies:
+    if varying:
         # services differ by orders of magnitude (2,000 gateway slots, 4 GPUs): compare shapes in %
-        overlay(axes[2], runs, [(s, _of_max(f"capacity:{s}")) for s in sorted(caps[0])], scale=100.0, gauge=True)
+        overlay(axes[2], runs, [(s, _of_max(f"capacity:{s}")) for s in varying], scale=100.0, gauge=True)
         axes[2].set_ylabel("% of the service's maximum")
-        axes[2].set_title("Capacity per service: servers up (end of interval)", loc="left")
+        axes[2].set_title("Capacity: servers up (end of interval; services whose capacity changed)", loc="left")
     return finish(fig, axes, runs)
+
+
+def _union(runs: Sequence[Run], prefix: str) -> list[str]:
+    return sorted(set().union(*(ts.labelled(r, prefix) for _, r in runs)))
+
+
+def _peak(r: Results, name: str) -> float:
+    v = r.series.get(name)
+    return float(np.nanmax(v)) if v is not None and len(v) else 0.0
 
 
 def _getter(name: str) -> Callable[[Results], np.ndarray | None]:
@@ -169,6 +184,8 @@ def _failures(runs: Sequence[Run]) -> Figure | None:
     ax.set_title("Failed commands by reason of the last attempt (all classes)", loc="left")
     overlay(ax2, runs, [("retries", lambda r: ts.per_s(r, ts.total(r, "retries:"))),
                         ("failed attempts", lambda r: ts.per_s(r, ts.total(r, "attempt_failed:")))])
+    if not any(_peak(r, k) > 0 for _, r in runs for k in r.series if k.startswith(("retries:", "attempt_failed:"))):
+        empty_note(ax2, "no retries, no failed attempts")
     ax2.set_ylabel("attempts / s")
     ax2.set_title("Retries sent and attempts that failed (all classes)", loc="left")
     return finish(fig, [ax, ax2], runs)
