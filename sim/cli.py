@@ -69,9 +69,10 @@ def run(
     with _progress(f"simulating {sc.name}") as tick:
         if replications == 1:
             results = run_single(sc, folder, tick)
+            _print_summary(results)
         else:
             results = run_replications(sc, folder, replications, jobs, tick)
-    _print_summary(results)
+            _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)
     print(f"results: {folder}")
@@ -130,12 +131,9 @@ def stack_serve(
 
 
 def _print_summary(results) -> None:  # type: ignore[no-untyped-def]
-    try:
-        from reports.terminal import print_summary
-    except ImportError:  # reports not installed: a plain line is enough
-        s = results.summary
-        print(f"arrived {s['arrived']:.0f}  completed {s['completed']:.0f}  success {s['success_rate']:.4f}")
-        return
+    """A run's Results, or a replications summary (mean and 95% CI per KPI)."""
+    from reports.terminal import print_summary
+
     print_summary(results)
 
 
