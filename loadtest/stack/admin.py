@@ -10,18 +10,45 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loadtest.stack.auth import require_admin
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
+from loadtest.stack.jsontypes import Float
 from loadtest.stack.state import Stack
 
 admin_scheme = HTTPBearer(auto_error=False, description="admin token (env SURGE_ADMIN_TOKEN)")
 
 
-class FaultRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    kind: Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]
-    target: str = Field(min_length=1, max_length=64, description="gateway, auth, llm or a tool name")
-    magnitude: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False,
-                             description="fraction lost, latency multiplier or error probability (by kind)")
-    duration_s: float = Field(gt=0, le=86_400, allow_inf_nan=False, description="seconds the fault lasts")
+def fault_request_model(targets: list[str]) -> Any:
+    """The body of POST /admin/faults: one shape per kind, so the spec states each kind's
+    valid magnitudes and targets (a discriminated union on `kind`)."""
+    target_t = Literal[tuple(targets)]  # type: ignore[valid-type]
+    duration_t = Float(gt=0, le=86_400)
+
+    class _Fault(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        target: target_t = Field(description="service the fault hits")  # type: ignore[valid-type]
+        duration_s: duration_t = Field(description="seconds the fault lasts")  # type: ignore[valid-type]
+
+    class CapacityLoss(_Fault):
+        kind: Literal["capacity_loss"]
+        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="fraction of capacity lost")  # type: ignore[valid-type]
+
+    class Slowdown(_Fault):
+        kind: Literal["slowdown"]
+        magnitude: Float(ge=1, le=1000) = Field(default=2.0, description="latency multiplier")  # type: ignore[valid-type]
+
+    class ErrorRate(_Fault):
+        kind: Literal["error_rate"]
+        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="probability a call fails")  # type: ignore[valid-type]
+
+    class Outage(_Fault):
+        kind: Literal["outage"]
+        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="ignored")  # type: ignore[valid-type]
+
+    class SessionInvalidation(_Fault):
+        kind: Literal["session_invalidation"]
+        target: Literal["auth"] = "auth"
+        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="ignored: every session goes")  # type: ignore[valid-type]
+
+    return Annotated[CapacityLoss | Slowdown | ErrorRate | Outage | SessionInvalidation, Field(discriminator="kind")]
 
 
 class FaultOut(BaseModel):
@@ -39,13 +66,14 @@ class FaultList(BaseModel):
 
 def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
+    fault_body = fault_request_model(stack.faults.targets)
 
     def admin(request: Request, _: Any = Depends(admin_scheme)) -> None:
         require_admin(request, stack.cfg.admin_token)
 
     @router.post("/admin/faults", status_code=201, response_model=FaultOut, tags=["admin"],
                  responses=ERROR_RESPONSES, dependencies=[Depends(admin)], summary="Inject a fault")
-    async def add_fault(body: FaultRequest) -> dict[str, Any]:
+    async def add_fault(body: fault_body) -> dict[str, Any]:  # type: ignore[valid-type]
         why = stack.faults.check(body.kind, body.target, body.magnitude)
         if why:
             raise APIError(400, why, "invalid_fault", "target" if "target" in why else "magnitude")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loadtest.stack.agent import Agent, Started, order_view
 from loadtest.stack.auth import require_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
+from loadtest.stack.jsontypes import Bool
 from loadtest.stack.gateway import parse_deadline
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
@@ -23,7 +24,7 @@ _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES, 409: ERROR_RESPONSES[400] | {"descri
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=128)
     password: str | None = Field(default=None, max_length=256, description="accepted and not checked")
 
@@ -36,9 +37,9 @@ class LoginResponse(BaseModel):
 
 
 class AgentCommand(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
     command: str = Field(min_length=1, max_length=2000, examples=["help me buy a milk tea"])
-    stream: bool = Field(default=False, description="server-sent progress events, then the result")
+    stream: Bool = Field(default=False, description="server-sent progress events, then the result")
 
 
 class Order(BaseModel):

@@ -17,19 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from loadtest.stack.auth import bearer
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
+from loadtest.stack.jsontypes import Bool, Float, Int
 from loadtest.stack.gateway import Ticket, client_key, parse_deadline
 from loadtest.stack.llm import Generation, LLMError, Message
 from loadtest.stack.state import Stack
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow")
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
 
@@ -40,23 +41,23 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-    include_usage: bool = False
+    model_config = ConfigDict(extra="allow")
+    include_usage: Bool = False
 
 
 class ChatRequestBase(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
-    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
-    stream: bool = False
+    temperature: Float(ge=0, le=2) | None = None
+    stream: Bool = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
+    n: Int(ge=1, le=1) | None = Field(default=None, description="only 1 is supported")
 
 
 def chat_request_model(max_tokens_cap: int) -> type[ChatRequestBase]:
     """The request schema with this stack's `max_tokens` cap in it (so OpenAPI tells it)."""
-    limit: Any = (int | None, Field(default=None, ge=1, le=max_tokens_cap))
+    limit: Any = (Int(ge=1, le=max_tokens_cap) | None, None)
     return create_model("ChatCompletionRequest", __base__=ChatRequestBase,
                         max_tokens=limit, max_completion_tokens=limit)  # type: ignore[call-overload]
 

@@ -29,6 +29,12 @@ _TYPES = {
 }
 
 
+# Parts of a pydantic error location that name no field: where the value came from, and the
+# tags of discriminated unions (the fault kinds), which would read as bogus field names.
+_NOT_FIELDS = {"body", "query", "path", "header", "capacity_loss", "slowdown", "error_rate", "outage",
+               "session_invalidation"}
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -89,7 +95,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if not errs:
         return "invalid request", None
     e = errs[0]
-    loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    loc = [str(p) for p in e.get("loc", ()) if p not in _NOT_FIELDS]
     param = ".".join(loc) or None
     if e.get("type") == "json_invalid":
         return "request body is not valid JSON", None
