@@ -100,6 +100,14 @@ def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Call
         out.append((f"queue:{name}", partial(getattr, pool, "waiting")))
         out.append((f"capacity:{name}", partial(getattr, pool, "capacity")))
         out.append((f"utilisation:{name}", _utilisation(pool)))
+        out.append((f"occupancy:{name}", _rate(pool.occupancy_area, 1.0 / dt)))
+        out.append((f"granted:{name}", _rate(partial(getattr, pool, "granted"))))
+        out.append((f"waited:{name}", _rate(partial(getattr, pool, "queued"))))
+        out.append((f"wait_s:{name}", _rate(partial(getattr, pool, "wait_s"))))
+    services = ([("auth", stack.auth)] if stack.auth else []) + list(stack.tools.items())
+    for name, svc in services:
+        out.append((f"served:{name}", _rate(partial(getattr, svc, "served"))))
+        out.append((f"time_s:{name}", _rate(partial(getattr, svc, "time_s"))))
     fl = stack.fleet
     if fl is not None:
         st = fl.stats
@@ -131,6 +139,18 @@ def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Call
         ]
         out += gauges
     return out
+
+
+def _rate(total: Callable[[], float], scale: float = 1.0) -> Callable[[], float]:
+    """A gauge of how much a running total grew during the interval (times `scale`)."""
+    last = [0.0]
+
+    def read() -> float:
+        now = total()
+        d, last[0] = now - last[0], now
+        return d * scale
+
+    return read
 
 
 def _utilisation(pool) -> Callable[[], float]:  # type: ignore[no-untyped-def]

@@ -19,12 +19,13 @@ GRANTED, SHED, EXPIRED, CANCELLED, DOWN = "granted", "shed", "expired", "cancell
 class Ticket:
     """One place in the queue; its `event` fires with GRANTED, EXPIRED or DOWN."""
 
-    __slots__ = ("event", "deadline", "cancelled")
+    __slots__ = ("event", "deadline", "cancelled", "t0")
 
-    def __init__(self, event: simpy.Event, deadline: float) -> None:
+    def __init__(self, event: simpy.Event, deadline: float, t0: float) -> None:
         self.event = event
         self.deadline = deadline
         self.cancelled = False
+        self.t0 = t0  # when it joined the queue
 
 
 class Pool:
@@ -51,8 +52,12 @@ class Pool:
         self._fifo: deque[Ticket] = deque()
         self._heap: list[tuple[int, int, Ticket]] = []
         self._seq = 0
+        self.granted = 0  # calls that got a server, at once or after queueing
+        self.queued = 0  # of those, calls that queued first
+        self.wait_s = 0.0  # their total time in the queue, seconds
         self._area = 0.0  # integral of busy servers over time
         self._cap_area = 0.0  # integral of capacity over time
+        self._occ_area = 0.0  # integral of calls present (busy + waiting) over time
         self._last = 0.0
 
     # -- accounting -------------------------------------------------------------------------
@@ -62,6 +67,7 @@ class Pool:
         if dt:
             self._area += self.busy * dt
             self._cap_area += self.capacity * dt
+            self._occ_area += (self.busy + self.waiting) * dt
             self._last = now
 
     def busy_area(self) -> tuple[float, float]:
@@ -69,12 +75,18 @@ class Pool:
         self._tick()
         return self._area, self._cap_area
 
+    def occupancy_area(self) -> float:
+        """Integral of calls present (in service or queued) since the start, call-seconds."""
+        self._tick()
+        return self._occ_area
+
     # -- the hot path ------------------------------------------------------------------------
     def try_acquire(self) -> bool:
         """Take a server now if one is free and nobody is queued (no event: the fast path)."""
         if self.busy < self.capacity and not self.waiting:
             self._tick()
             self.busy += 1
+            self.granted += 1
             return True
         return False
 
@@ -82,7 +94,8 @@ class Pool:
         """Join the queue; None when it is full (the caller sheds the request)."""
         if self.queue_limit is not None and self.waiting >= self.queue_limit:
             return None
-        t = Ticket(self.env.event(), deadline)
+        self._tick()
+        t = Ticket(self.env.event(), deadline, self.env.now)
         self.waiting += 1
         if self.priority:
             self._seq += 1
@@ -94,6 +107,7 @@ class Pool:
     def cancel(self, t: Ticket) -> None:
         """The client went away before being served: forget its ticket."""
         if not t.cancelled and not t.event.triggered:
+            self._tick()
             t.cancelled = True
             self.waiting -= 1
 
@@ -132,6 +146,9 @@ class Pool:
                 t.event.succeed(EXPIRED)
                 continue
             self.busy += 1
+            self.granted += 1
+            self.queued += 1
+            self.wait_s += now - t.t0
             t.event.succeed(GRANTED)
 
     # -- capacity changes (faults, autoscaling) -----------------------------------------------
@@ -143,6 +160,7 @@ class Pool:
 
     def fail_waiting(self) -> int:
         """Outage: every queued ticket fails at once (DOWN). Returns how many."""
+        self._tick()
         n = 0
         while self.waiting:
             t = self._pop()

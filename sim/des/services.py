@@ -78,11 +78,14 @@ class ToolService(Faulted):
         cb = spec.circuit_breaker
         self.breaker = Breaker(cb.failure_threshold, cb.open_s) if cb else None
         self.calls_ok = 0
+        self.served = 0  # calls that finished service (ok or error)
+        self.time_s = 0.0  # their total time at the service (queue + service), seconds
 
     def call(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
         """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED.
         An interrupt (the client cancelled) leaves the queue or frees the server."""
         env, pool = self.env, self.pool
+        t_in = env.now
         if self.outage:
             return ERROR
         if self.breaker is not None and not self.breaker.allows(env.now):
@@ -102,6 +105,8 @@ class ToolService(Faulted):
             yield env.timeout(self.latency() * self.slowdown)
         finally:
             pool.release()
+        self.served += 1
+        self.time_s += env.now - t_in
         err = self.spec.error_rate
         if self.fault_error:
             err = 1 - (1 - err) * (1 - self.fault_error)

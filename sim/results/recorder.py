@@ -17,6 +17,9 @@ Series names are `metric` or `metric:label[:label]`:
 | `in_flight` | commands in the system at the end of the interval |
 | `queue:{svc}`, `capacity:{svc}` | queue length and servers up at the end of the interval |
 | `utilisation:{svc}` | time-average busy servers / servers up (llm: mean sequences per step / max_num_seqs) |
+| `occupancy:{svc}` | time-average calls at the service, queued or in service (L of that node; not llm) |
+| `granted:{svc}`, `waited:{svc}`, `wait_s:{svc}` | calls given a server; of which had to queue first; their total queue wait, s (so P(wait) = waited/granted, Wq = wait_s/granted) |
+| `served:{svc}`, `time_s:{svc}` | calls that finished service (auth, tools); their total time at the service (queue + service), s |
 | `llm_batch`, `llm_kv_frac` | mean sequences per batch step; KV-cache use at the end (fraction) |
 | `llm_prefill_tokens`, `llm_decode_tokens`, `llm_preemptions`, `llm_replicas_up`, `llm_busy` | LLM fleet (tokens per interval; busy = fraction of time stepping) |
 
