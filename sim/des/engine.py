@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -23,9 +22,11 @@ Progress = Callable[[float], None]
 
 def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = None,
              replication: int = 0) -> Results:
-    """Run one replication of a scenario; `progress(fraction)` is called as simulated time passes."""
+    """Run one replication of a scenario; `progress(fraction)` is called as simulated time passes.
+
+    The results are a pure function of the scenario, the seed and the surge version: nothing in
+    them depends on the machine or the wall clock (so the same seed writes the same bytes)."""
     seed = sc.run.seed if seed is None else seed
-    wall0 = time.perf_counter()
     env = simpy.Environment()
     streams = Streams(seed)
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
@@ -43,7 +44,6 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
         "seed": seed, "replication": replication, "duration_s": sc.run.duration_s,
         "warmup_s": sc.run.warmup_s, "services": stack.scenario.services.names(),
         "slos": {c: s.model_dump() for c, s in sc.slos.items()},
-        "wall_s": round(time.perf_counter() - wall0, 3),
     }
     return Results.from_recorder(rec, meta)
 
