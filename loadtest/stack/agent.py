@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,7 @@ class Agent:
                       progress: Any) -> dict[str, Any]:
         oid, st = row["id"], self.stack
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        t_start, llm_s = time.perf_counter(), [0.0]
         answer, context = "", [command]
         try:
             for i, stage in enumerate(self.stages):
@@ -131,7 +133,9 @@ class Agent:
                         n = int(round(stage.result_tokens.sample(st.rng_agent)))
                         context.append(self.vocab.filler(n, offset=i))
                 else:
+                    t = time.perf_counter()
                     answer = await self._llm(stage, context, usage, deadline)
+                    llm_s[0] += time.perf_counter() - t
                     context.append(answer)
         except (ServiceError, LLMError, APIError) as e:
             if row["status"] != "paid":
@@ -145,7 +149,8 @@ class Agent:
         final = await st.store.complete(oid, answer.strip())
         st.metrics.orders.inc(("completed",))
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return {"order": order_view(final), "answer": final["answer"], "usage": usage}
+        timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start}
+        return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing}
 
     async def _release(self, oid: str, code: str) -> None:
         # Shielded: a cancelled request must still give its lease back, or retries get 409s.

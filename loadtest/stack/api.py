@@ -59,6 +59,8 @@ class AgentResult(BaseModel):
     order: Order
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
+    timing: dict[str, float] | None = Field(default=None, description="seconds in LLM calls (llm_s) and in the "
+                                            "whole attempt (total_s); null on replay")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -124,7 +126,10 @@ def make_router(stack: Stack) -> APIRouter:
         if body.stream:
             return StreamingResponse(_agent_stream(agent, started, body.command, deadline),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return await agent.finish(started, body.command, deadline)
+        result = await agent.finish(started, body.command, deadline)
+        t = result["timing"]
+        return JSONResponse(result, headers={"Server-Timing": f"llm;dur={t['llm_s'] * 1e3:.3f}, "
+                                                              f"app;dur={t['total_s'] * 1e3:.3f}"})
 
     @router.get("/v1/orders/{order_id}", response_model=Order, tags=["agent"], responses=ERROR_RESPONSES,
                 summary="An order of the session's user")

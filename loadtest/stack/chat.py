@@ -162,14 +162,16 @@ def make_router(stack: Stack) -> APIRouter:
             include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(_stream(g, ticket, head, include), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        t0 = time.perf_counter()
         try:
             text = "".join([piece async for piece in g]).lstrip()
         except LLMError as e:
             raise llm_error(e) from None
         finally:
             ticket.release()
+        llm_ms = (time.perf_counter() - t0) * 1e3  # queueing in the engine + prefill + decode
         return JSONResponse({**head, "object": "chat.completion", "usage": usage_of(g), "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": g.finish_reason,
-             "logprobs": None}]})
+             "logprobs": None}]}, headers={"Server-Timing": f"llm;dur={llm_ms:.3f}"})
 
     return router
