@@ -7,6 +7,7 @@ expected and what was found.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sim.errors import ScenarioError
 from sim.scenario.schema import Scenario
 
 _MAX_BYTES = 10_000_000
+_FIELD_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*: ")
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Scenario:
@@ -65,6 +67,7 @@ def parse_scenario(data: dict[str, Any], file: str = "<scenario>", base_dir: Pat
 
 
 def _describe(err: Any) -> str:
+    """One pydantic error as `field.path: what was expected (got VALUE)`, in plain words."""
     loc = ".".join(str(x) for x in err["loc"] if not _is_union_tag(x))
     msg = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
@@ -74,12 +77,37 @@ def _describe(err: Any) -> str:
         return f"{loc}: required field is missing"
     if kind == "value_error" and msg.split(":")[0].count(".") >= 1 and " " not in msg.split(":")[0]:
         return msg  # a cross-field rule that already names its path
+    if kind == "value_error" and _FIELD_PREFIX.match(msg):
+        return f"{loc}.{msg}" if loc else msg  # a rule on the mapping that names one of its keys
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        return f"{loc}.type: must be one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"
+    if kind == "union_tag_not_found":
+        return f"{loc}.type: required field is missing"
+    where = f"{loc}: " if loc else ""
+    msg = _plain(msg)
     found = err.get("input")
-    shown = json.dumps(found, default=str) if not isinstance(found, dict) else "a mapping"
+    if "(got " in msg or isinstance(found, dict):
+        return f"{where}{msg}"  # the rule already shows the value, or the value is a whole mapping
+    shown = json.dumps(found, default=str)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    where = f"{loc}: " if loc else ""
     return f"{where}{msg} (got {shown})"
+
+
+_PLAIN = (
+    ("Input should be", "must be"), ("greater than or equal to", ">="), ("greater than", ">"),
+    ("less than or equal to", "<="), ("less than", "<"),
+)
+
+
+def _plain(msg: str) -> str:
+    """Pydantic's wording in the attrs style: `must be > 0`, `must be a mapping`."""
+    for a, b in _PLAIN:
+        msg = msg.replace(a, b)
+    if msg.startswith("must be a valid dictionary"):
+        return "must be a mapping"
+    return msg.replace("must be a valid tuple", "must be a list")
 
 
 def _is_union_tag(x: object) -> bool:

@@ -233,7 +233,7 @@ class Scenario(Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.arrivals.rate_per_s is None and self.population is None and self.arrivals.process != "trace":
-            raise ValueError("give 'arrivals.rate_per_s' or a 'population' to derive the rate from")
+            raise ValueError("arrivals.rate_per_s: required unless a 'population' gives the rate")
         _check_references(self)
         return self
 

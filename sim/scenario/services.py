@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,9 +12,24 @@ _BIG = 1e12
 
 
 class Frozen(BaseModel):
-    """Base of every scenario object: immutable, no unknown keys, no NaN/inf."""
+    """Base of every scenario object: immutable, no unknown keys, no NaN/inf, and no `true`
+    where a number is expected (pydantic would read it as 1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, v in data.items():
+                f = cls.model_fields.get(key) if isinstance(v, bool) else None
+                if f is not None and not _allows_bool(f.annotation):
+                    raise ValueError(f"{key}: must be a number, not {str(v).lower()}")
+        return data
+
+
+def _allows_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_allows_bool(a) for a in get_args(annotation))
 
 
 class RateLimit(Frozen):
