@@ -1,0 +1,110 @@
+"""Where does a system lock in? A sweep over (load x trigger magnitude x trigger duration),
+several replications per cell, each judged by `analyse(...)["stuck_at_end"]`.
+
+Load multiplies the scenario's arrival rate (`arrivals.scale`); the trigger is one fault of the
+scenario (`fault` index), whose `magnitude` and `duration_s` are swept. Cells run in a process
+pool; replication r of every cell uses seed `run.seed + r` (common random numbers, so the map's
+boundary is not blurred by different arrival draws in neighbouring cells).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.campaign.metastability import analyse
+from sim.campaign.overlay import load_with_overlay
+from sim.des import simulate
+from sim.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class Grid:
+    loads: tuple[float, ...]
+    magnitudes: tuple[float, ...]
+    durations_s: tuple[float, ...]
+    replications: int = 4
+    fault: int = 0
+
+
+@dataclass
+class VulnerabilityMap:
+    """`stuck[i_load, i_magnitude, i_duration]` = fraction of replications stuck."""
+
+    scenario: str
+    grid: Grid
+    stuck: np.ndarray
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        g = self.grid
+        return {"scenario": self.scenario, "loads": g.loads, "magnitudes": g.magnitudes,
+                "durations_s": g.durations_s, "replications": g.replications, "fault": g.fault,
+                "stuck_fraction": self.stuck.tolist(), "runs": self.runs}
+
+    def write(self, folder: str | Path) -> Path:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "vulnerability.json"
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        return path
+
+    def critical_magnitude(self, i_load: int, i_duration: int) -> float | None:
+        """The smallest magnitude at which at least half the replications lock in (None: none do)."""
+        col = self.stuck[i_load, :, i_duration]
+        hit = [m for m, f in zip(self.grid.magnitudes, col, strict=True) if f >= 0.5]
+        return min(hit) if hit else None
+
+
+def _cell(args: tuple[str, tuple[str, ...], int, float, float, float, int]) -> dict[str, Any]:
+    path, sets, fault, load, mag, dur, seed = args
+    overrides = [*sets, f"arrivals.scale={load}", f"faults.{fault}.magnitude={mag}", f"faults.{fault}.duration_s={dur}"]
+    sc = load_with_overlay(path, None, overrides, seed=seed)
+    a = analyse(simulate(sc, seed=seed))
+    return {"load": load, "magnitude": mag, "duration_s": dur, "seed": seed, "stuck": a["stuck_at_end"],
+            "tail_success_ratio": a["tail_success_ratio"], "attempts_per_command": a["attempts_per_command"]}
+
+
+def explore_vulnerability(path: str | Path, grid: Grid, overrides: Sequence[str] = (), jobs: int = 2,
+                          progress: Callable[[float], None] | None = None) -> VulnerabilityMap:
+    """Run the sweep (jobs processes; 1 = in this process) and return the map."""
+    sc = load_with_overlay(path, None, list(overrides))
+    if not 0 <= grid.fault < len(sc.faults):
+        raise ScenarioError(f"fault index {grid.fault} out of range (the scenario has {len(sc.faults)} faults)",
+                            file=str(path), path="faults")
+    seeds = [sc.run.seed + r for r in range(grid.replications)]
+    tasks = [(str(path), tuple(overrides), grid.fault, lo, m, d, s)
+             for lo in grid.loads for m in grid.magnitudes for d in grid.durations_s for s in seeds]
+    runs: list[dict[str, Any]] = []
+    if jobs <= 1:
+        for t in tasks:
+            runs.append(_cell(t))
+            if progress:
+                progress(len(runs) / len(tasks))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for r in pool.map(_cell, tasks):
+                runs.append(r)
+                if progress:
+                    progress(len(runs) / len(tasks))
+    shape = (len(grid.loads), len(grid.magnitudes), len(grid.durations_s), grid.replications)
+    stuck = np.array([r["stuck"] for r in runs], dtype=float).reshape(shape).mean(axis=3)
+    return VulnerabilityMap(sc.name, grid, stuck, runs)
+
+
+def format_map(vm: VulnerabilityMap) -> str:
+    """One text table per load: magnitude rows x duration columns, fraction stuck."""
+    g = vm.grid
+    lines = []
+    for i, load in enumerate(g.loads):
+        lines.append(f"load x{load:g}: fraction of {g.replications} replications stuck")
+        lines.append("  magnitude \\ duration " + " ".join(f"{d:>6g}s" for d in g.durations_s))
+        for j, m in enumerate(g.magnitudes):
+            lines.append(f"  {m:>21g} " + " ".join(f"{vm.stuck[i, j, k]:>7.2f}" for k in range(len(g.durations_s))))
+    return "\n".join(lines)
