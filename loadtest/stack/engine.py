@@ -251,32 +251,31 @@ class Engine:
     def _batch(self, rows: list[tuple[Sequence, int]]) -> Batch:
         bs, dev = self.pool.block_tokens, self.device
         width = max(c for _, c in rows)
-        ctx = max(s.computed + c for s, c in rows)
-        pad_block = self.pool.num_blocks  # the scratch block
-        n_blocks = -(-ctx // bs)
-        table = torch.tensor([s.blocks[:n_blocks] + [pad_block] * (n_blocks - len(s.blocks[:n_blocks]))
-                              for s, _ in rows], device=dev)
+        n_blocks = -(-max(s.computed + c for s, c in rows) // bs)
+        pad = self.pool.scratch_block
+        table = torch.tensor([s.blocks[:n_blocks] + [pad] * (n_blocks - len(s.blocks[:n_blocks])) for s, _ in rows],
+                             device=dev)
         tok = [s.tokens[s.computed:s.computed + c] + [0] * (width - c) for s, c in rows]
         pos = [list(range(s.computed, s.computed + c)) + [0] * (width - c) for s, c in rows]
         positions = torch.tensor(pos, device=dev)
         real = torch.arange(width, device=dev).view(1, -1) < torch.tensor([c for _, c in rows], device=dev).view(-1, 1)
-        write = table.gather(1, positions // bs) * bs + positions % bs
-        write = torch.where(real, write, torch.full_like(write, self.pool.scratch_slot))
-        ctx_pos = torch.arange(ctx, device=dev)
-        read = table[:, ctx_pos // bs] * bs + ctx_pos % bs
+        blocks = torch.where(real, table.gather(1, positions // bs), torch.full_like(positions, pad))
         return Batch(
-            tokens=torch.tensor(tok, device=dev), positions=positions, write_slots=write, read_slots=read,
+            tokens=torch.tensor(tok, device=dev), positions=positions, write_blocks=blocks,
+            write_offsets=positions % bs, read_blocks=table,
             context_lens=torch.tensor([s.computed + c for s, c in rows], device=dev),
             last=torch.tensor([c - 1 for _, c in rows], device=dev),
         )
 
     def _sample(self, logits: torch.Tensor, rows: list[tuple[Sequence, int]]) -> list[int]:
+        """Temperature sampling by inverse CDF (one uniform per row: much cheaper than
+        torch.multinomial over the vocabulary); temperature 0 is greedy."""
         temps = torch.tensor([max(s.temperature, 1e-4) for s, _ in rows], device=logits.device)
-        probs = torch.softmax(logits.float() / temps.view(-1, 1), dim=-1)
-        drawn = torch.multinomial(probs, 1, generator=self.gen).view(-1)
-        greedy = logits.argmax(-1)
+        cdf = torch.softmax(logits.float() / temps.view(-1, 1), dim=-1).cumsum(-1)
+        u = torch.rand((len(rows), 1), generator=self.gen, device=logits.device) * cdf[:, -1:]
+        drawn = torch.searchsorted(cdf, u).view(-1).clamp_(max=logits.shape[-1] - 1)
         zero = torch.tensor([s.temperature <= 0 for s, _ in rows], device=logits.device)
-        return torch.where(zero, greedy, drawn).tolist()
+        return torch.where(zero, logits.argmax(-1), drawn).tolist()
 
     def _run(self, rows: list[tuple[Sequence, int]]) -> int:
         logits = self.model(self._batch(rows), self.pool.k, self.pool.v)
