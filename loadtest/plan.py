@@ -1,0 +1,151 @@
+"""The plan of a load run: the scenario as it will run (scaled, cut to the duration), written
+once to the run folder and read by every Locust process.
+
+Scaling (`--scale F`) multiplies the arrival rate (`arrivals.scale`; a trace is compressed in
+time) and the capacities that grow with a fleet — LLM replicas, gateway concurrency, queue and
+global rate limit, auth and tool concurrency — each rounded up to at least 1, with the same
+rules as the reference stack's `--scale` (`loadtest/stack/scenario_map.py`). The load test,
+the stack and the simulator all read the one scaled file, so they run the same scenario.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sim.errors import ScenarioError
+from sim.scenario import Scenario, apply_override, parse_scenario
+from sim.scenario.load import read_yaml
+
+SCENARIO_FILE = "scenario.yaml"
+PLAN_FILE = "plan.json"
+Mode = Literal["open", "closed"]
+
+
+def _ceil(x: float, f: float) -> int:
+    return max(1, math.ceil(x * f))
+
+
+def scale_raw(data: dict[str, Any], factor: float) -> dict[str, Any]:
+    """A copy of a raw scenario mapping with arrivals and fleet capacities scaled by `factor`."""
+    if not factor > 0:
+        raise ScenarioError(f"'--scale' must be > 0 (got {factor})")
+    d = copy.deepcopy(data)
+    arr = d.setdefault("arrivals", {}) or {}
+    d["arrivals"] = arr
+    arr["scale"] = float(arr.get("scale", 1.0)) * factor
+    svc = d.get("services") or {}
+    llm = svc.get("llm")
+    if isinstance(llm, dict):
+        llm["replicas"] = _ceil(llm.get("replicas", 1), factor)
+    gw = svc.get("gateway")
+    if isinstance(gw, dict):
+        for k in ("concurrency", "queue_limit"):
+            if gw.get(k) is not None:
+                gw[k] = _ceil(gw[k], factor)
+        rl = gw.get("rate_limit")
+        if isinstance(rl, dict):
+            for k in ("global_per_s", "burst"):
+                if rl.get(k) is not None:
+                    rl[k] = max(1e-9, rl[k] * factor) if k == "global_per_s" else max(1.0, rl[k] * factor)
+    pools = [svc.get("auth")] + list((svc.get("tools") or {}).values())
+    for p in pools:
+        if isinstance(p, dict) and p.get("concurrency") is not None:
+            p["concurrency"] = _ceil(p["concurrency"], factor)
+    return d
+
+
+def _absolute_files(node: Any, base: Path) -> None:
+    """Data files (traces, empirical distributions) are relative to the scenario: pin them."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "file" and isinstance(v, str) and not Path(v).is_absolute():
+                node[k] = str((base / v).resolve())
+            else:
+                _absolute_files(v, base)
+    elif isinstance(node, list):
+        for v in node:
+            _absolute_files(v, base)
+
+
+def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: float | None) -> list[str]:
+    """Set run.duration_s (and interval); drop faults that start after the end. Returns notes."""
+    notes: list[str] = []
+    run = data.setdefault("run", {}) or {}
+    data["run"] = run
+    if duration_s is not None:
+        run["duration_s"] = duration_s
+    if interval_s is not None:
+        run["interval_s"] = interval_s
+    dur = float(run.get("duration_s", 3600))
+    if float(run.get("warmup_s", 0)) >= dur:
+        run["warmup_s"] = 0.0
+        notes.append(f"warmup_s >= duration: set to 0 for this {dur:g} s run")
+    faults = data.get("faults") or []
+    kept = [f for f in faults if float(f.get("at_s", 0)) < dur]
+    if len(kept) < len(faults):
+        notes.append(f"{len(faults) - len(kept)} fault(s) start after {dur:g} s and were left out")
+        data["faults"] = kept
+    return notes
+
+
+def prepare_scenario(path: str | Path, scale: float, duration_s: float | None, overrides: list[str] | tuple[str, ...] = (),
+                     interval_s: float | None = None) -> tuple[dict[str, Any], Scenario, list[str]]:
+    """Read, override, scale and cut a scenario; returns (raw mapping, parsed scenario, notes)."""
+    p = Path(path)
+    data = read_yaml(p)
+    for item in overrides:
+        apply_override(data, item, file=str(p))
+    data = scale_raw(data, scale)
+    notes = fit_to_duration(data, duration_s, interval_s)
+    _absolute_files(data, p.parent.resolve())
+    sc = parse_scenario(data, file=str(p), base_dir=p.parent)
+    return data, sc, notes
+
+
+def write_scenario(data: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / SCENARIO_FILE
+    out.write_text("# the scenario as run: scaled and cut to the load test's duration\n"
+                   + yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+@dataclass
+class Plan:
+    """Everything a Locust process needs, JSON on disk (`plan.json`)."""
+
+    scenario_file: str  # the scaled scenario (scenario.yaml in the run folder)
+    host: str
+    out_dir: str  # where the master (or local runner) writes the measured results
+    mode: Mode = "open"
+    duration_s: float = 60.0
+    workers: int = 0  # 0 = local runner
+    max_in_flight: int = 2000  # per worker: a start beyond this is dropped (counted)
+    max_requests: int = 1_000_000  # per worker: a hard bound on HTTP requests sent
+    users: int = 10  # closed model
+    spawn_rate: float = 10.0  # closed model, users per second
+    admin_token: str = "surge-admin"
+    apply_faults: bool = True
+    model: str = "surge-tiny"  # the model name sent in chat requests
+    max_tokens_cap: int = 1024
+    max_context: int = 2048
+    lead_s: float = 1.0  # t0 = test start + lead_s, so every worker starts on the same clock
+    drain_s: float = 0.0  # after duration, commands in flight get this long to finish
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / PLAN_FILE
+        out.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def read(cls, path: str | Path) -> Plan:
+        return cls(**json.loads(Path(path).read_text()))

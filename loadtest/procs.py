@@ -1,0 +1,129 @@
+"""The processes of a load run: the reference stack and Locust (local, or master + workers),
+each a subprocess on loopback with a log file in the run folder and a hard time limit.
+
+Locust is never imported here: it patches the standard library with gevent, so it only ever
+runs in its own processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from loadtest.safety import LoadTestError
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), **extra}
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class StackProcess:
+    """`python -m loadtest.stack` on a loopback port, configured from the scaled scenario."""
+
+    def __init__(self, scenario_file: Path, folder: Path, admin_token: str, port: int | None = None,
+                 config: dict[str, Any] | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.scenario_file, self.folder, self.admin_token, self.config = scenario_file, folder, admin_token, config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self, timeout_s: float = 90.0) -> StackProcess:
+        cmd = [sys.executable, "-m", "loadtest.stack", "--port", str(self.port), "--scenario", str(self.scenario_file),
+               "--db", str(self.folder / "orders.db")]
+        if self.config:
+            cmd += ["--config-json", json.dumps(self.config)]
+        self._log = open(self.folder / "stack.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(SURGE_ADMIN_TOKEN=self.admin_token),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise LoadTestError(f"the stack exited with code {self.proc.returncode}; see {self.folder / 'stack.log'}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise LoadTestError(f"the stack was not ready in {timeout_s:g} s; see {self.folder / 'stack.log'}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+        if self._log is not None:
+            self._log.close()
+
+    def __enter__(self) -> StackProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float) -> int:
+    """Run Locust headless with the plan: local runner (workers=0) or master + workers on
+    loopback. Returns the master's exit code; kills everything after `limit_s` seconds."""
+    env = _env(SURGE_LOADTEST_PLAN=str(plan_file))
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host, "--loglevel", "WARNING",
+            "--exit-code-on-error", "0"]
+    logs: list[IO[bytes]] = []
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(args: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = open(folder / f"locust-{name}.log", "ab")  # noqa: SIM115 - closed below
+        logs.append(log)
+        p = subprocess.Popen(base + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(p)
+        return p
+
+    # the load shape ends the run; the wait below is the hard bound (Locust ignores --run-time with a shape)
+    backstop = ["--stop-timeout", "5"]
+    try:
+        if workers <= 0:
+            main = spawn(["--headless", *backstop], "local")
+        else:
+            port = free_port()
+            main = spawn(["--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                          "--expect-workers", str(workers), "--expect-workers-max-wait", "60", *backstop], "master")
+            for k in range(workers):
+                spawn(["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)], f"worker{k}")
+        try:
+            return main.wait(limit_s + 60)
+        except subprocess.TimeoutExpired:
+            raise LoadTestError(f"Locust did not finish within {limit_s + 60:g} s; see {folder}/locust-*.log") from None
+    finally:
+        for p in procs[1:] + procs[:1]:
+            with contextlib.suppress(Exception):
+                p.wait(10)
+            _stop(p, 5)
+        for log in logs:
+            log.close()

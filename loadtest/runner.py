@@ -1,0 +1,143 @@
+"""`run_loadtest`: one load run from a scenario, end to end.
+
+    out/scenario.yaml   the scenario as run (scaled, cut to the duration)
+    out/plan.json       what every Locust process reads
+    out/measured/       the measurement (results format, source "loadtest")
+    out/simulated/      the simulator on the same scenario (source "des")
+    out/report/         simulation and measurement overlaid (reports.compare_runs)
+    out/differences.md  per-interval p50/p99, goodput and recovery: simulated vs measured
+    out/*.log           stack and Locust logs
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest import procs
+from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
+from loadtest.safety import LoadTestError, check_host
+from sim.results import Results
+
+MAX_DURATION_S = 24 * 3600.0
+
+
+@dataclass
+class LoadRun:
+    """What a load run produced (folders) and its SLO verdicts."""
+
+    out: Path
+    measured: Results
+    simulated: Results | None = None
+    notes: list[str] = field(default_factory=list)
+    report: Path | None = None
+
+    @property
+    def slo_failures(self) -> list[dict[str, Any]]:
+        return [v for v in self.measured.summary.get("slos", []) if not v["pass"]]
+
+
+@dataclass
+class Options:
+    scenario: Path
+    scale: float = 1.0
+    duration_s: float = 60.0
+    out: Path = Path("runs/loadtest")
+    host: str | None = None
+    start_stack: bool = False
+    workers: int = 0
+    allow_remote: bool = False
+    mode: Mode = "open"
+    users: int = 10
+    spawn_rate: float = 10.0
+    sets: list[str] = field(default_factory=list)
+    interval_s: float | None = None
+    max_requests: int = 1_000_000
+    max_in_flight: int = 2000
+    model: str = "surge-tiny"
+    stack_config: dict[str, Any] | None = None
+    faults: bool = True
+    simulate: bool = True
+    report: bool = True
+
+
+def run_loadtest(opt: Options) -> LoadRun:
+    """Run the load test the options describe; raises `LoadTestError` for refusals and failures."""
+    if not 0 < opt.duration_s <= MAX_DURATION_S:
+        raise LoadTestError(f"'--duration' must be in (0, {MAX_DURATION_S:g}] seconds (got {opt.duration_s:g})")
+    if not opt.start_stack and not opt.host:
+        raise LoadTestError("give '--host URL' or '--start-stack'")
+    if opt.workers < 0 or opt.workers > 64:
+        raise LoadTestError(f"'--workers' must be in [0, 64] (got {opt.workers})")
+    host = check_host(opt.host, opt.allow_remote) if opt.host and not opt.start_stack else None
+    out = opt.out.resolve()
+    data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
+    scen_file = write_scenario(data, out)
+    token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
+    stack = procs.StackProcess(scen_file, out, token, config=opt.stack_config) if opt.start_stack else None
+    try:
+        if stack is not None:
+            host = stack.start().url
+        assert host is not None
+        plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
+                    max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
+                    spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=opt.model,
+                    max_context=_max_context(sc))
+        plan_file = plan.write(out)
+        t = time.monotonic()
+        code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30)
+        notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
+    finally:
+        if stack is not None:
+            stack.stop()
+    measured_dir = out / "measured"
+    if not (measured_dir / "run.json").is_file():
+        raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
+    run = LoadRun(out, Results.read(measured_dir), notes=notes)
+    run.measured.meta.update(_read_meta(measured_dir))
+    if opt.simulate:
+        run.simulated = simulate_same(sc, out / "simulated")
+    if opt.report:
+        run.report = write_reports(run)
+    return run
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((folder / "run.json").read_text())
+
+
+def _max_context(sc: Any) -> int:
+    llm = sc.services.llm
+    if llm is not None and llm.backend.type == "local":
+        return int(llm.backend.model.max_context)
+    return 1 << 20
+
+
+def simulate_same(sc: Any, folder: Path) -> Results:
+    """The SimPy engine on the scenario the load test ran, with recovery times in its meta."""
+    from loadtest.recovery import recovery
+    from sim.des import simulate
+
+    res = simulate(sc)
+    res.meta["recovery"] = recovery(res)
+    res.write(folder)
+    return res
+
+
+def write_reports(run: LoadRun) -> Path:
+    """The measured run's own report, the overlay with the simulation and the differences."""
+    import reports
+    from loadtest.compare import write_differences
+
+    reports.render_report(run.out / "measured")
+    if run.simulated is None:
+        return run.out / "measured"
+    write_differences(run.simulated, run.measured, run.out)
+    return Path(reports.compare_runs([run.out / "simulated", run.out / "measured"], run.out / "report",
+                                     labels=["simulation", "measurement"]))
