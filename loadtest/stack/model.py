@@ -50,7 +50,8 @@ class Block(nn.Module):
         self.up = nn.Linear(hidden, 4 * hidden, bias=False)
         self.down = nn.Linear(4 * hidden, hidden, bias=False)
 
-    def forward(self, x: torch.Tensor, b: Batch, k_pool: torch.Tensor, v_pool: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, b: Batch, mask: torch.Tensor, k_pool: torch.Tensor,
+                v_pool: torch.Tensor) -> torch.Tensor:
         bsz, c, hid = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(bsz, c, 3, self.heads, self.head_dim).unbind(2)
         # Write first, then gather: the chunk attends to itself through the pool. Whole blocks
@@ -62,12 +63,7 @@ class Block(nn.Module):
         flat = b.read_blocks.reshape(-1)
         keys = k_pool.index_select(0, flat).view(bsz, nb * bs, self.heads, self.head_dim).transpose(1, 2)
         vals = v_pool.index_select(0, flat).view(bsz, nb * bs, self.heads, self.head_dim).transpose(1, 2)
-        ctx = torch.arange(nb * bs, device=x.device)
-        # Token at position p sees context positions <= p (causal; padding beyond length).
-        mask = (ctx.view(1, 1, -1) <= b.positions.unsqueeze(-1)) & (
-            ctx.view(1, 1, -1) < b.context_lens.view(-1, 1, 1)
-        )
-        att = F.scaled_dot_product_attention(q.transpose(1, 2), keys, vals, attn_mask=mask.unsqueeze(1))
+        att = F.scaled_dot_product_attention(q.transpose(1, 2), keys, vals, attn_mask=mask)
         x = x + self.out(att.transpose(1, 2).reshape(bsz, c, hid))
         return x + self.down(F.gelu(self.up(self.ln2(x))))
 
@@ -94,8 +90,11 @@ class TinyDecoder(nn.Module):
     def forward(self, b: Batch, k_pools: list[torch.Tensor], v_pools: list[torch.Tensor]) -> torch.Tensor:
         """Logits [B, vocab] at each row's last real token."""
         x = self.embed(b.tokens) + self.pos(b.positions)
+        ctx = torch.arange(b.read_blocks.shape[1] * k_pools[0].shape[1], device=x.device).view(1, 1, -1)
+        # Token at position p sees context positions <= p (causal) within its sequence's length.
+        mask = ((ctx <= b.positions.unsqueeze(-1)) & (ctx < b.context_lens.view(-1, 1, 1))).unsqueeze(1)
         for layer, blk in enumerate(self.blocks):
-            x = blk(x, b, k_pools[layer], v_pools[layer])
+            x = blk(x, b, mask, k_pools[layer], v_pools[layer])
         rows = torch.arange(x.shape[0], device=x.device)
         return self.ln_f(x[rows, b.last]) @ self.embed.weight.T
 
