@@ -69,6 +69,15 @@ def diurnal_profile(rate_csv: str | Path, sharpen: float = 2.5, meals: dict[int,
     return [round(float(x), 3) for x in w / w.mean()]
 
 
+def commands_per_session_mean(dist: Any, n: int = 1_000_000) -> float:
+    """Mean commands per session as the engine draws them, max(1, round(x)) (a fixed-seed
+    Monte Carlo estimate, standard error about 0.1%)."""
+    if dist.type == "constant":
+        return float(max(1, round(dist.value)))
+    x = dist.sample_n(np.random.default_rng(12345), n)
+    return float(np.maximum(1, np.round(x)).mean())
+
+
 @dataclass(frozen=True)
 class Totals:
     dau_feb5: float
@@ -83,13 +92,14 @@ class Totals:
 def expected_totals(sc: Scenario) -> Totals:
     """The published totals the scenario implies in expectation, at full scale.
 
-    Commands per user-day = sessions per user per day x mean commands per session; a command
+    Commands per user-day = sessions per user per day x mean commands per session (as the engine
+    draws it: max(1, round(x)), which for a skewed distribution is above the mean of x); a command
     places an order with its class probability (the class has `places_order`), assuming it
     succeeds (the calibration cell is provisioned so that it does)."""
     p = sc.population
     if p is None or p.campaign is None:
         raise ValueError("the scenario has no population.campaign to calibrate")
-    per_user = p.sessions_per_user_per_day * p.commands_per_session.mean
+    per_user = p.sessions_per_user_per_day * commands_per_session_mean(p.commands_per_session)
     dau = p.campaign.daily_active_users[:6]
     order_p = sum(c.probability for c in sc.workload.classes.values() if c.places_order)
     commands = sum(dau) * per_user
@@ -122,6 +132,21 @@ def simulated_totals(sc: Scenario, results: Results) -> tuple[Totals, Totals]:
     return val, err
 
 
+def demand_only_overrides(sc: Scenario) -> list[str]:
+    """`--set` overrides that make every LLM call one token long (one prefill step, no decode).
+
+    The calibration cell measures demand (sessions, commands, orders) in a stack provisioned so
+    that every command succeeds; decode steps do not change those counts but cost one engine
+    event per token, so six days of them are out of reach at a scale that counts orders to a
+    few percent. Everything else (arrivals, sessions, think times, class mix, tools) runs as is."""
+    out = []
+    for name, cls in sc.workload.classes.items():
+        for i, st in enumerate(cls.stages):
+            if st.llm is not None:
+                out.append(f"workload.classes.{name}.stages.{i}.llm.output_tokens={{type: constant, value: 1}}")
+    return out
+
+
 def comparison(expected: Totals, simulated: Totals | None = None, error: Totals | None = None) -> list[dict[str, Any]]:
     """One row per published figure: published, the scenario's expectation, the simulated cell."""
     rows = []
@@ -134,3 +159,23 @@ def comparison(expected: Totals, simulated: Totals | None = None, error: Totals 
             row["simulated_se"] = getattr(error, key) if error is not None else math.nan
         rows.append(row)
     return rows
+
+
+def format_comparison(rows: list[dict[str, Any]]) -> str:
+    """Published vs expected vs simulated, one line per figure."""
+    names = {"dau_feb5": "DAU Feb 5", "dau_feb6": "DAU Feb 6", "commands_feb6_11": "commands Feb 6-11",
+             "orders_feb6_11": "orders Feb 6-11"}
+    sim = "simulated" in rows[0]
+    head = f"{'figure':<18} {'published':>12} {'scenario':>12} {'error':>7}"
+    head += f" {'simulated':>12} {'+/- 1 se':>10} {'error':>7}" if sim else ""
+    lines = [head]
+    for r in rows:
+        line = f"{names[r['figure']]:<18} {_m(r['published']):>12} {_m(r['expected']):>12} {r['expected_err']:>+7.1%}"
+        if sim:
+            line += f" {_m(r['simulated']):>12} {_m(r['simulated_se']):>10} {r['simulated_err']:>+7.1%}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e9:.3f} B" if x >= 1e9 else f"{x / 1e6:.2f} M"

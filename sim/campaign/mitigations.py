@@ -1,0 +1,121 @@
+"""Mitigations compared on one outage scenario: the base, then the base with each overlay, all
+with the same seeds (common random numbers), judged on the same KPIs:
+
+- goodput: good completions (within the class e2e SLO) per second, and as a fraction of offered;
+- orders lost: commands of order-placing classes that arrived and did not place their order, in
+  the cell and scaled to the whole app (/ population.scale);
+- success rate: succeeded / ended commands;
+- time to recover: from the trigger's end to recovery (`analyse`); None = still down at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sim.campaign.metastability import analyse
+from sim.campaign.overlay import load_overlay, load_with_overlay
+from sim.des import simulate
+
+BASELINE = "none"
+
+
+def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
+    base, overlay, sets, seed = args
+    sc = load_with_overlay(base, overlay, list(sets), seed=seed)
+    r = simulate(sc, seed=seed)
+    a = analyse(r)
+    s = r.summary
+    order_classes = [c for c, k in sc.workload.classes.items() if k.places_order]
+    wanted = sum(s["classes"][c]["arrived"] for c in order_classes)
+    scale = (sc.population.scale if sc.population else 1.0) * sc.arrivals.scale
+    lost = max(0.0, wanted - s["orders"])
+    return {
+        "mitigation": Path(overlay).stem if overlay else BASELINE,
+        "description": load_overlay(overlay).description if overlay else "no mitigation",
+        "seed": seed,
+        "goodput_per_s": s["goodput_per_s"],
+        "goodput_fraction": a["goodput_fraction"],
+        "orders": s["orders"],
+        "orders_lost": lost,
+        "orders_lost_full_scale": lost / scale,
+        "success_rate": s["success_rate"],
+        "attempts_per_command": a["attempts_per_command"],
+        "work_per_good": a["work_per_good"],
+        "time_to_recover_s": a["time_to_recover_s"],
+        "stuck_at_end": a["stuck_at_end"],
+        "metastable": a["metastable"],
+        "down_after_trigger_s": a["down_after_trigger_s"],
+    }
+
+
+def compare_mitigations(base: str | Path, overlays: Sequence[str | Path], overrides: Sequence[str] = (),
+                        replications: int = 1, jobs: int = 2,
+                        progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """One row per variant (the base first), KPIs averaged over replications (seeds run.seed + r).
+    `time_to_recover_s` is the mean over replications that recovered (None if none did)."""
+    seed0 = load_with_overlay(base, None, list(overrides)).run.seed
+    variants: list[str | None] = [None, *[str(o) for o in overlays]]
+    for o in overlays:
+        load_overlay(o)  # fail early, in this process, on a bad overlay
+    tasks = [(str(base), v, tuple(overrides), seed0 + r) for v in variants for r in range(replications)]
+    rows: list[dict[str, Any]] = []
+    if jobs <= 1:
+        for t in tasks:
+            rows.append(_one(t))
+            if progress:
+                progress(len(rows) / len(tasks))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for row in pool.map(_one, tasks):
+                rows.append(row)
+                if progress:
+                    progress(len(rows) / len(tasks))
+    return [_mean(rows[i * replications:(i + 1) * replications]) for i in range(len(variants))]
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(rows[0])
+    out["replications"] = len(rows)
+    for k, v in rows[0].items():
+        if isinstance(v, float) and k != "time_to_recover_s":
+            out[k] = sum(r[k] for r in rows) / len(rows)
+    rec = [r["time_to_recover_s"] for r in rows if r["time_to_recover_s"] is not None]
+    out["time_to_recover_s"] = sum(rec) / len(rec) if rec else None
+    out["stuck_fraction"] = sum(r["stuck_at_end"] for r in rows) / len(rows)
+    return out
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per mitigation."""
+
+    def ttr(x: float | None) -> str:
+        return "never (stuck)" if x is None else f"{x / 60:,.0f} min"
+
+    head = ("| mitigation | goodput /s | goodput % of offered | success rate | orders lost (cell) | "
+            "orders lost (full scale) | attempts/command | time to recover |")
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(
+            f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | {r['success_rate']:.1%} | "
+            f"{r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | {r['attempts_per_command']:.2f} | "
+            f"{ttr(r['time_to_recover_s'])} |")
+    return "\n".join(lines)
+
+
+def _big(x: float) -> str:
+    if not math.isfinite(x):
+        return "-"
+    return f"{x / 1e6:.2f} M" if x >= 1e5 else f"{x:,.0f}"
+
+
+def write(rows: list[dict[str, Any]], folder: str | Path) -> Path:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mitigations.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / "mitigations.md").write_text(format_table(rows) + "\n")
+    return out
