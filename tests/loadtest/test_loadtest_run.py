@@ -1,0 +1,85 @@
+"""Locust against the reference stack on loopback, a few seconds each: one local process, then a
+master with two worker processes. Locust runs in subprocesses (its gevent patching stays there)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ADMIN, TINY
+
+from loadtest.procs import StackProcess
+from loadtest.runner import LoadRun, Options, run_loadtest
+from loadtest.schedule import schedule_of
+from sim.results import REASONS, Results
+from sim.scenario import load_scenario
+
+pytestmark = pytest.mark.slow
+DURATION_S = 7.0
+# the outage starts at 2 s for 1.5 s: the run sees the drop and the recovery
+FAULT = ["faults.0.at_s=2", "faults.0.duration_s=1.5"]
+
+
+def _run(stack: StackProcess, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **kw: object) -> LoadRun:
+    monkeypatch.setenv("SURGE_ADMIN_TOKEN", ADMIN)
+    opt = Options(TINY, duration_s=DURATION_S, out=out, host=stack.url, workers=workers, sets=FAULT, **kw)  # type: ignore[arg-type]
+    return run_loadtest(opt)
+
+
+def _total(r: Results, prefix: str) -> float:
+    return float(sum(v.sum() for k, v in r.series.items() if k.startswith(prefix)))
+
+
+def _check_conservation(r: Results) -> None:
+    """Every start is counted once: scheduled = dispatched + dropped; commands that arrived ended
+    (completed or failed) or were still in flight when the run ended."""
+    tot = r.meta["totals"]
+    sc = load_scenario(TINY, FAULT + [f"run.duration_s={DURATION_S}"])
+    assert _total(r, "scheduled") == len(schedule_of(sc)) == tot["dispatched"] + tot["dropped"]
+    arrived = _total(r, "arrived:")
+    ended = _total(r, "completed:") + sum(_total(r, f"failed:{c}:{x}") for c in r.meta["classes"] for x in REASONS)
+    assert arrived == ended + tot["in_flight_at_end"]
+    assert r.series["in_flight"][-1] == tot["in_flight_at_end"]
+    for c in r.meta["classes"]:  # one e2e sample per success, merged across processes
+        assert r.histograms[f"e2e:{c}"][:, 2].sum() == r.series[f"completed:{c}"].sum()
+    assert _total(r, "arrived:") >= 0.8 * tot["dispatched"]  # login failures aside, a session is a command
+
+
+def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _run(stack, tmp_path / "local", 0, monkeypatch)
+    r = Results.read(tmp_path / "local" / "measured")
+    assert r.meta["source"] == "loadtest" and r.meta["worker_finals"] == [0]
+    _check_conservation(r)
+    ttft = r.histograms["ttft:chat"]
+    assert ttft[:, 2].sum() >= r.series["completed:chat"].sum() > 0  # one TTFT per successful chat call
+    assert 0 < r.summary["classes"]["chat"]["ttft"]["p50"] < 1.0
+    assert r.histograms["tpot:chat"][:, 2].sum() > 0 and r.histograms["itl:chat"][:, 2].sum() > 0
+    assert r.summary["orders"] > 0 and r.meta["totals"].get("orders_check_failed", 0) == 0
+    # the fault: applied on time, visible as failures, and the recovery measured
+    assert r.meta["faults_applied"] == 1
+    start = next(e for e in r.events if e["kind"] == "fault_start")
+    assert start["target"] == "llm" and start["status"] == 201 and abs(start["lag_s"]) < 0.5
+    assert _total(r, "attempt_failed:") > 0
+    (rec,) = r.meta["recovery"]
+    assert rec["end_s"] == pytest.approx(3.5) and rec["recovered"] and rec["recovery_s"] <= 2.0
+    # the same scenario simulated, and the overlay report with the differences
+    assert run.simulated is not None and run.simulated.meta["source"] == "des"
+    assert (tmp_path / "local" / "report" / "compare.html").is_file()
+    diff = json.loads((tmp_path / "local" / "differences.json").read_text())
+    assert len(diff["classes"]["chat"]["intervals"]) == r.meta["n_intervals"]
+    assert diff["recovery"][0]["recovered_meas"] is True
+
+
+def test_two_workers_merge_into_one_result(stack: StackProcess, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(stack, tmp_path / "two", 2, monkeypatch, simulate=False, report=False)
+    r = Results.read(tmp_path / "two" / "measured")
+    assert r.meta["workers"] == 2 and r.meta["worker_finals"] == [0, 1]
+    _check_conservation(r)
+    assert r.meta["faults_applied"] == 1 and len(r.meta["recovery"]) == 1
+    lateness = r.histograms["lateness:dispatch"]
+    assert lateness[:, 2].sum() == r.meta["totals"]["dispatched"]
+    assert np.all(r.series["in_flight"] >= 0)

@@ -1,0 +1,189 @@
+"""The load test's pure parts: outcomes, safety, scaling, schedule, merging, recovery, CLI."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY
+
+from loadtest import policy as P
+from loadtest.plan import prepare_scenario, scale_raw
+from loadtest.recovery import recovery
+from loadtest.safety import LoadTestError, check_host
+from loadtest.schedule import schedule_of
+from loadtest.tally import Collector, Tally
+from sim.arrivals import arrival_blocks
+from sim.results import LogHistogram, Recorder, Results
+from sim.scenario import load_scenario
+from sim.scenario.load import read_yaml
+from sim.streams import Streams
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("status", "code", "want"), [
+    (200, None, P.OK), (429, "rate_limit_exceeded", P.REJECTED), (503, "overloaded", P.SHED),
+    (503, "catalog_error", P.ERROR), (504, "deadline_exceeded", P.SHED), (409, "idempotency_key_in_use", P.SHED),
+    (401, "invalid_token", P.AUTH), (500, "internal_error", P.ERROR), (400, "invalid_value", P.ERROR),
+])
+def test_answers_map_to_the_simulators_outcomes(status: int, code: str | None, want: str) -> None:
+    assert P.classify(status, code) == want
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    spec = load_scenario(TINY).clients
+    pol = P.RetryPolicy(spec, lambda: 1.0, lambda: 0.0)
+    assert [pol.backoff_s(a) for a in range(4)] == [0.05, 0.1, 0.2, 0.2]  # base 0.05, x2, cap 0.2, full jitter u=1
+    assert P.RetryPolicy(spec, lambda: 0.0, lambda: 0.0).backoff_s(3) == 0.0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:8000/", "https://127.0.0.2"])
+def test_loopback_hosts_are_allowed(url: str) -> None:
+    assert check_host(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "http://example.com", "http://0.0.0.0:80"])
+def test_remote_hosts_are_refused_without_the_flag(url: str) -> None:
+    with pytest.raises(LoadTestError, match="--allow-remote"):
+        check_host(url)
+    assert check_host(url, allow_remote=True)
+
+
+def test_a_bad_url_is_refused() -> None:
+    with pytest.raises(LoadTestError, match="http"):
+        check_host("127.0.0.1:8000")
+
+
+def test_scaling_matches_the_stacks_own_scaling() -> None:
+    """The stack started on the scaled file must equal the stack scaled by itself (scenario_map)."""
+    from loadtest.stack import StackConfig
+
+    raw = read_yaml(TINY)
+    raw["services"]["gateway"] = {"concurrency": 3, "queue_limit": 5, "rate_limit": {"global_per_s": 7.0}}
+    _, scaled, _ = prepare_scenario(TINY, 2.5, None, ["services.gateway.concurrency=3",
+                                                      "services.gateway.queue_limit=5",
+                                                      "services.gateway.rate_limit.global_per_s=7"])
+    base = load_scenario(TINY, ["services.gateway.concurrency=3", "services.gateway.queue_limit=5",
+                                "services.gateway.rate_limit.global_per_s=7"])
+    a, b = StackConfig.from_scenario(scaled, 1.0), StackConfig.from_scenario(base, 2.5)
+    assert (a.llm.replicas, a.gateway, a.auth.concurrency) == (b.llm.replicas, b.gateway, b.auth.concurrency)
+    assert {k: v.concurrency for k, v in a.tools.items()} == {k: v.concurrency for k, v in b.tools.items()}
+    assert scaled.base_rate_per_s == pytest.approx(2.5 * base.base_rate_per_s)
+    assert scale_raw(raw, 1.0)["arrivals"]["scale"] == 1.0
+
+
+def test_duration_cuts_faults_and_warmup() -> None:
+    _, sc, notes = prepare_scenario(TINY, 1.0, 2.0, ["run.warmup_s=3"])
+    assert sc.run.duration_s == 2.0 and sc.run.warmup_s == 0 and sc.faults == ()
+    assert len(notes) == 2
+
+
+def test_the_schedule_is_the_simulators_arrivals_split_exactly_across_workers() -> None:
+    sc = load_scenario(TINY, ["run.duration_s=60"])
+    sim_times = np.concatenate(list(arrival_blocks(sc, Streams(sc.run.seed)("arrivals"), Path(sc.base_dir))))
+    sched = schedule_of(sc)
+    assert np.array_equal(sched.times_s, sim_times)
+    parts = [sched.share(k, 3).times_s for k in range(3)]
+    assert sum(len(p) for p in parts) == len(sched)
+    assert np.array_equal(np.sort(np.concatenate(parts)), sched.times_s)
+
+
+def test_worker_deltas_merge_exactly() -> None:
+    """Two workers' deltas (drained several times) add up to what one process would have counted."""
+    rng = np.random.default_rng(1)
+    xs = rng.lognormal(-2, 1, 5000)
+    ts = rng.uniform(0, 10, 5000)
+    one, workers = Tally(10, 1), [Tally(10, 1), Tally(10, 1)]
+    col = Collector(10, 1, ["chat"])
+    for k, (t, x) in enumerate(zip(ts, xs, strict=True)):
+        for tl in (one, workers[k % 2]):
+            tl.observe("e2e:chat", t, x)
+            tl.count("completed:chat", t)
+            tl.count("arrived:chat", t)
+        if k % 997 == 0:
+            col.merge(workers[k % 2].drain())
+    for w in workers:
+        col.merge(w.drain())
+    ref = Collector(10, 1, ["chat"])
+    ref.merge(one.drain())
+    assert col.buckets == ref.buckets
+    res = col.results({"slos": {}})
+    h = LogHistogram.from_arrays(res.histograms["e2e:chat"][:, 1], res.histograms["e2e:chat"][:, 2])
+    assert h.n == 5000 and res.series["completed:chat"].sum() == 5000
+    for q in (0.5, 0.99):
+        assert abs(h.quantile(q) / np.quantile(xs, q) - 1) < 0.011  # exact to 1% (one bucket)
+    assert np.all(res.series["in_flight"] == 0)
+
+
+def test_a_frozen_tally_counts_nothing_more() -> None:
+    t = Tally(5, 1)
+    t.count("x", 1)
+    assert t.freeze()["series"] == [["x", 1, 1]]
+    t.count("x", 2)
+    t.observe("e2e:a", 2, 0.1)
+    assert t.drain()["series"] == [] and t.drain()["hists"] == []
+
+
+def _results(success: list[float], p99_s: list[float], fault_end_s: float) -> Results:
+    n = len(success)
+    rec = Recorder(n, 1, ["a"])
+    for i, (s, p) in enumerate(zip(success, p99_s, strict=True)):
+        rec.series("completed:a")[i] = 100 * s
+        rec.series("failed:a:error")[i] = 100 * (1 - s)
+        for _ in range(int(100 * s)):
+            rec.hist("e2e", "a").record(i + 0.5, p)
+    rec.event(fault_end_s - 1, "fault_start", "llm", fault_kind="outage")
+    rec.event(fault_end_s, "fault_end", "llm", fault_kind="outage")
+    return Results.from_recorder(rec, {"slos": {"a": {"success_rate": 0.9, "e2e_p99_s": 1.0}}})
+
+
+def test_recovery_is_the_time_until_back_within_slo() -> None:
+    r = _results([1, 1, 0, 0.5, 0.95, 0.95, 1, 1], [0.1, 0.1, 0.1, 2, 3, 0.2, 0.2, 0.2], fault_end_s=3.0)
+    (row,) = recovery(r)
+    assert row["recovered"] and row["recovery_s"] == pytest.approx(2.0)  # interval 5 is the first good one
+
+
+def test_a_fault_that_never_recovers_is_reported_as_such() -> None:
+    r = _results([1, 1, 0, 0.5, 0.5, 0.5, 0.5, 0.5], [0.1] * 8, fault_end_s=3.0)
+    (row,) = recovery(r)
+    assert not row["recovered"] and row["recovery_s"] is None
+
+
+def test_the_surge_command_does_not_import_locust_or_gevent() -> None:
+    code = ("import sys, sim.cli; sim.cli.app; "
+            "bad = [m for m in ('locust', 'gevent', 'loadtest.locustrun') if m in sys.modules]; "
+            "assert not bad, bad; assert 'loadtest' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_command_refuses_a_remote_host_in_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", "import sim.cli; sim.cli.main()", "loadtest", str(TINY),
+                          "--host", "http://192.0.2.1:8000", "--duration", "1", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("LoadTestError:") and "--allow-remote" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_slo_breach_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import loadtest.runner
+    from sim.cli import app
+
+    rec = Recorder(2, 1, ["a"])
+    rec.series("completed:a")[0] = 1
+    rec.series("failed:a:error")[0] = 1
+    meas = Results.from_recorder(rec, {"slos": {"a": {"success_rate": 0.99}}})
+    run = loadtest.runner.LoadRun(tmp_path, meas)
+    monkeypatch.setattr(loadtest.runner, "run_loadtest", lambda opt: run)
+    res = CliRunner().invoke(app, ["loadtest", str(TINY), "--start-stack", "--duration", "1"])
+    assert res.exit_code == 1, res.output
+    assert "SLO breached: a success_rate" in res.output
+    assert CliRunner().invoke(app, ["loadtest", str(TINY), "--start-stack", "--no-fail-on-slo"]).exit_code == 0
+    assert not math.isnan(meas.summary["slos"][0]["actual"])
