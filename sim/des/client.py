@@ -74,6 +74,9 @@ class Client:
         self.firsts, self.retries = Decaying(_WINDOW_S), Decaying(_WINDOW_S)
         self.requests, self.accepts = Decaying(2 * _WINDOW_S), Decaying(2 * _WINDOW_S)
         self.in_flight = 0
+        self._untimed = self.spec.timeout_s is None
+        # retry budget and throttling are the only client-side refusals; without them, skip the check
+        self._may_refuse = self.spec.retry_budget_ratio is not None or bool(self.spec.adaptive_throttle_k)
         e2e_slo = {n: s.e2e_p99_s for n, s in sc.slos.items()}
         self._good_within = {n: e2e_slo.get(n) or math.inf for n, _ in self._classes}
         self._s = {m: {n: rec.series(f"{m}:{n}") for n, _ in self._classes}
@@ -96,8 +99,19 @@ class Client:
 
     # -- sessions ------------------------------------------------------------------------------
     def session(self, prompt0: int = -1, output0: int = -1):  # type: ignore[no-untyped-def]
-        stack, env = self.stack, self.env
+        """A session's process body (a generator). A one-command session without login is its
+        command itself: one generator level less on the hot path."""
+        stack = self.stack
         sess = Session(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None)
+        if self.one_command and stack.auth is None:
+            name, cls = self.pick_class()
+            cmd = Command(name, cls, self.env.now)
+            cmd.prompt0, cmd.output0 = prompt0, output0
+            return self.command(sess, cmd)
+        return self._session(sess, prompt0, output0)
+
+    def _session(self, sess: Session, prompt0: int, output0: int):  # type: ignore[no-untyped-def]
+        stack, env = self.stack, self.env
         if stack.auth is not None:
             ok = yield from self.login(sess)
             if not ok:
@@ -145,20 +159,27 @@ class Client:
         self._arrive(name)
         give_up = cmd.t0 + spec.abandon_after_s if spec.abandon_after_s else math.inf
         attempt = 0
+        attempts, retries = self._s["attempts"][name], self._s["retries"][name]
+        budget = spec.retry_budget_ratio is not None
+        direct = self._untimed and give_up == math.inf
         while True:
             now = env.now
             idx = rec.index(now)
-            outcome = self._client_side_refusal(attempt, now)
+            outcome = self._client_side_refusal(attempt, now) if self._may_refuse else None
             if outcome is None:
-                self._s["attempts"][name][idx] += 1
+                attempts[idx] += 1
                 if attempt:
-                    self._s["retries"][name][idx] += 1
-                    self.retries.add(now)
-                else:
+                    retries[idx] += 1
+                    if budget:
+                        self.retries.add(now)
+                elif budget:
                     self.firsts.add(now)
                 cmd.attempt_start = now
-                outcome = yield from self._timed(self.stack.attempt(sess, cmd, self), give_up)
-                if self.spec.adaptive_throttle_k:
+                if direct:
+                    outcome = yield from self.stack.attempt(sess, cmd, self)
+                else:
+                    outcome = yield from self._timed(self.stack.attempt(sess, cmd, self), give_up)
+                if spec.adaptive_throttle_k:
                     self.requests.add(env.now)
                     if outcome not in (REJECTED, SHED, TIMEOUT):
                         self.accepts.add(env.now)

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import simpy
-from simpy.events import URGENT
+from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
@@ -32,7 +32,7 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
     stack = Stack(env, sc, streams)
     client = Client(env, stack, rec, streams)
-    env.process(_arrivals(env, sc, client, streams))
+    _arrivals(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
     if stack.fleet is not None and sc.services.llm and sc.services.llm.autoscaling:
         env.process(stack.fleet.autoscale(rec))
@@ -56,24 +56,38 @@ def _run(env: simpy.Environment, horizon: float, progress: Progress | None) -> N
             progress(k / steps)
 
 
-def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams):  # type: ignore[no-untyped-def]
+def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams) -> None:
+    """Start a session at each arrival time: a chain of bare events, one per arrival (cheaper
+    than a process resumed per arrival, and in the same order)."""
     base = Path(sc.base_dir)
     tokens = None
     if sc.arrivals.trace is not None and sc.arrivals.trace.prompt_column:
         tr = load_trace(sc, base)
         tokens = (tr.prompt_tokens, tr.output_tokens)
-    k = 0
-    for block in arrival_blocks(sc, streams("arrivals"), base):
-        for t in block.tolist():
+    times = (t for block in arrival_blocks(sc, streams("arrivals"), base) for t in block.tolist())
+    state = {"k": 0, "due": False}
+
+    def start() -> None:
+        if tokens is not None:
+            k = state["k"]
+            p = int(tokens[0][k])  # type: ignore[index]
+            o = int(tokens[1][k]) if tokens[1] is not None else -1
+            env.process(client.session(p, o))
+        else:
+            env.process(client.session())
+        state["k"] += 1
+
+    def fire(_: simpy.Event) -> None:
+        if state["due"]:
+            start()
+        for t in times:
             if t > env.now:
-                yield env.timeout(t - env.now)
-            if tokens is not None:
-                p = int(tokens[0][k])  # type: ignore[index]
-                o = int(tokens[1][k]) if tokens[1] is not None else -1
-                env.process(client.session(p, o))
-            else:
-                env.process(client.session())
-            k += 1
+                state["due"] = True
+                _at(env, t - env.now, fire, NORMAL)
+                return
+            start()
+
+    _at(env, 0.0, fire)
 
 
 def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Recorder) -> None:
@@ -189,9 +203,10 @@ def _sample_every_interval(env: simpy.Environment, rec: Recorder, gauges: list) 
     return finish
 
 
-def _at(env: simpy.Environment, delay: float, callback: Callable[[simpy.Event], None]) -> None:
+def _at(env: simpy.Environment, delay: float, callback: Callable[[simpy.Event], None],
+        priority: EventPriority = URGENT) -> None:
     ev = simpy.Event(env)
     ev._ok = True
     ev._value = None
     ev.callbacks.append(callback)  # type: ignore[union-attr]
-    env.schedule(ev, URGENT, delay)
+    env.schedule(ev, priority, delay)

@@ -15,6 +15,7 @@ import heapq
 from collections import deque
 
 import simpy
+from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim.costmodel import StepCost
 from sim.scenario.services import LLMFleet
@@ -62,8 +63,15 @@ class Replica:
         self.accepting = True
         self.slowdown = 1.0
         self._order = 0
-        self._wake: simpy.Event | None = None
-        self.proc = env.process(self._loop())
+        # The batch loop is driven by callbacks on bare events, not a SimPy process: a step is
+        # one scheduled event and one call, with no generator to resume. States: starting (the
+        # first iteration is scheduled), stepping (a step's end is scheduled), idle (waiting for
+        # work or for the replica to come up), waking (idle, an iteration scheduled at once).
+        self._idle = False
+        self._waking = False
+        self._prefill: list[tuple[Seq, int]] = []  # the step in progress: its prefill chunks
+        self._n_dec = 0  # and its decode sequences
+        _call_at(env, 0.0, self._on_wake, URGENT)
 
     @property
     def load(self) -> int:
@@ -72,37 +80,49 @@ class Replica:
     def submit(self, s: Seq) -> None:
         s.replica, s.state = self, "waiting"
         self.waiting.append(s)
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        self.wake()
 
     # -- the batch loop ------------------------------------------------------------------------
-    def _loop(self):  # type: ignore[no-untyped-def]
-        env, stats = self.env, self.stats
-        while True:
-            if not self.up or not (self.waiting or self.prefilling or self.n_dec):
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
-                continue
+    def _on_wake(self, _: simpy.Event) -> None:
+        self._waking = self._idle = False
+        self._iterate()
+
+    def _iterate(self) -> None:
+        """Start the next batch step, or go idle when there is nothing to run."""
+        if not self.up or not (self.waiting or self.prefilling or self.n_dec):
+            self._idle = True
+            return
+        if self.n_dec and self.kv_used + self.n_dec > self.kv_cap:
             self._make_room()
+        if self.waiting or self.prefilling:
             prefill, kv_read, attended = self._plan_prefill()
-            n_dec = self.n_dec
-            if not prefill and not n_dec:  # nothing fits (KV full of waiting prompts): wait
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
-                continue
-            tokens = sum(c for _, c in prefill)
-            dt = self.slowdown * self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
-            stats.steps += 1
-            stats.batch_seqs += n_dec + len(prefill)
-            stats.busy_s += dt
-            yield env.timeout(dt)
-            if not self.up:
-                continue
-            stats.prefill_tokens += tokens
-            stats.decode_tokens += n_dec
+        else:  # decode only: the common step
+            prefill, kv_read, attended = [], 0, 0
+        n_dec = self.n_dec
+        if not prefill and not n_dec:  # nothing fits (KV full of waiting prompts): wait
+            self._idle = True
+            return
+        tokens = 0
+        for _, c in prefill:
+            tokens += c
+        dt = self.slowdown * self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
+        stats = self.stats
+        stats.steps += 1
+        stats.batch_seqs += n_dec + len(prefill)
+        stats.busy_s += dt
+        self._prefill, self._n_dec = prefill, n_dec
+        _call_at(self.env, dt, self._on_step, NORMAL)
+
+    def _on_step(self, _: simpy.Event) -> None:
+        if self.up:
+            prefill = self._prefill
+            tokens = 0
+            for _s, c in prefill:
+                tokens += c
+            self.stats.prefill_tokens += tokens
+            self.stats.decode_tokens += self._n_dec  # as planned: a cancelled sequence's token was computed
             self._advance(prefill)
+        self._iterate()
 
     def _plan_prefill(self) -> tuple[list[tuple[Seq, int]], int, int]:
         """Prefill chunks for this step: continue partial prompts, then admit waiting ones."""
@@ -245,8 +265,19 @@ class Replica:
         return n
 
     def wake(self) -> None:
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        """Work arrived or the replica came up: an idle loop runs again (later at this instant)."""
+        if self._idle and not self._waking:
+            self._waking = True
+            _call_at(self.env, 0.0, self._on_wake, NORMAL)
+
+
+def _call_at(env: simpy.Environment, delay: float, callback, priority: EventPriority) -> None:  # type: ignore[no-untyped-def]
+    """Call `callback(event)` after `delay` seconds: a bare event, cheaper than a process."""
+    ev = simpy.Event(env)
+    ev._ok = True
+    ev._value = None
+    ev.callbacks.append(callback)  # type: ignore[union-attr]
+    env.schedule(ev, priority, delay)
 
 
 class FleetStats:

@@ -52,7 +52,16 @@ class Stack:
 
     # -- one attempt ---------------------------------------------------------------------------
     def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
-        """Returns OK or a failure reason."""
+        """The work of one attempt, a generator that returns OK or a failure reason. With no
+        auth and no gateway it is the stages themselves (one generator level less per event)."""
+        if self.gateway is None and self.auth is None:
+            env = self.env
+            self.admitted[cmd.name] += 1
+            client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
+            return self._stages(cmd, env.now + (client.spec.timeout_s or float("inf")), client.llm_hists[cmd.name])
+        return self._attempt(sess, cmd, client)
+
+    def _attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         env = self.env
         deadline = env.now + (client.spec.timeout_s or float("inf"))
         if self.auth is not None and not self._session_valid(sess):

@@ -106,7 +106,8 @@ class Recorder:
 
     def index(self, t: float) -> int:
         """Interval index of time t (the last interval also takes t == duration)."""
-        return min(int(t * self._inv), self.n_intervals - 1)
+        i = int(t * self._inv)
+        return i if i < self.n_intervals else self.n_intervals - 1
 
     def series(self, name: str) -> list[float]:
         """The per-interval list for a series (created on first use, zero-filled)."""
