@@ -43,7 +43,8 @@ class Sequence:
     id: int = field(default_factory=lambda: next(_ids))
     tokens: list[int] = field(default_factory=list)
     computed: int = 0  # tokens whose keys and values are in the pool
-    blocks: list[int] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)  # KV accounting: blocks held
+    slot: int | None = None  # cache row while running
     generated: int = 0
     preemptions: int = 0
     aborted: bool = False
@@ -77,7 +78,8 @@ class Engine:
         self.device = device or torch.device("cpu")
         self.model = (model or TinyDecoder(model_cfg, seed)).to(self.device).eval()
         self.dtype = next(self.model.parameters()).dtype
-        self.pool = KVPool(model_cfg, cfg.kv_cache_tokens, cfg.block_tokens, self.device, self.dtype)
+        self.pool = KVPool(model_cfg, cfg.kv_cache_tokens, cfg.block_tokens, self.device, self.dtype,
+                           cfg.max_num_seqs)
         self.gen = torch.Generator(device=self.device).manual_seed(seed * 1000 + index)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -158,7 +160,7 @@ class Engine:
         if seq.finished:
             return
         seq.finished = True
-        self.pool.release(seq.blocks)
+        self._free_kv(seq)
         if seq in self.running:
             self.running.remove(seq)
         self.done += 1
@@ -179,12 +181,18 @@ class Engine:
 
     def _preempt_newest(self) -> Sequence:
         victim = self.running.pop()  # newest admitted loses its cache (recompute later)
-        self.pool.release(victim.blocks)
+        self._free_kv(victim)
         victim.computed = 0
         victim.preemptions += 1
         self.preemptions += 1
         self.waiting.appendleft(victim)
         return victim
+
+    def _free_kv(self, seq: Sequence) -> None:
+        self.pool.release(seq.blocks)
+        if seq.slot is not None:
+            self.pool.give_slot(seq.slot)
+            seq.slot = None
 
     def _grow(self, seq: Sequence, tokens: int) -> bool:
         """Make `seq` own enough blocks for `tokens` tokens; False if the pool is short."""
@@ -223,6 +231,7 @@ class Engine:
             if (c > budget and not alone) or not self._grow(s, s.computed + c):
                 break
             self.running.append(self.waiting.popleft())
+            s.slot = self.pool.take_slot()
             chunks.append((s, c))
             budget, alone = budget - c, False
         return chunks
@@ -236,7 +245,7 @@ class Engine:
         prefills = self._schedule_prefills(self.cfg.max_batched_tokens - len(decodes))
         new = 0
         if decodes:
-            new += self._run([(s, 1) for s in decodes])
+            new += self._run([(s, 1) for s in sorted(decodes, key=lambda s: s.slot)])  # type: ignore[arg-type, return-value]
         if prefills:
             new += self._run(prefills)
         dt = time.perf_counter() - t0
@@ -249,20 +258,18 @@ class Engine:
         return stats
 
     def _batch(self, rows: list[tuple[Sequence, int]]) -> Batch:
-        bs, dev = self.pool.block_tokens, self.device
+        dev = self.device
         width = max(c for _, c in rows)
-        n_blocks = -(-max(s.computed + c for s, c in rows) // bs)
-        pad = self.pool.scratch_block
-        table = torch.tensor([s.blocks[:n_blocks] + [pad] * (n_blocks - len(s.blocks[:n_blocks])) for s, _ in rows],
-                             device=dev)
+        slots = [s.slot for s, _ in rows]
         tok = [s.tokens[s.computed:s.computed + c] + [0] * (width - c) for s, c in rows]
         pos = [list(range(s.computed, s.computed + c)) + [0] * (width - c) for s, c in rows]
-        positions = torch.tensor(pos, device=dev)
-        real = torch.arange(width, device=dev).view(1, -1) < torch.tensor([c for _, c in rows], device=dev).view(-1, 1)
-        blocks = torch.where(real, table.gather(1, positions // bs), torch.full_like(positions, pad))
+        write = [[s.slot] * c + [self.pool.scratch_slot] * (width - c) for s, c in rows]
+        packed = slots == list(range(len(rows)))
         return Batch(
-            tokens=torch.tensor(tok, device=dev), positions=positions, write_blocks=blocks,
-            write_offsets=positions % bs, read_blocks=table,
+            tokens=torch.tensor(tok, device=dev), positions=torch.tensor(pos, device=dev),
+            write_slots=torch.tensor(write, device=dev),
+            slots=None if packed else torch.tensor(slots, device=dev),
+            context=max(s.computed + c for s, c in rows),
             context_lens=torch.tensor([s.computed + c for s, c in rows], device=dev),
             last=torch.tensor([c - 1 for _, c in rows], device=dev),
         )

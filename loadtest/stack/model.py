@@ -1,15 +1,17 @@
-"""A small decoder-only transformer (random, seeded weights) over a paged KV cache.
+"""A small decoder-only transformer (random, seeded weights) over a padded KV cache.
 
-The KV cache is one pool per layer of `num_blocks * block_tokens` token slots (plus one
-scratch block that padded positions write to and read from, masked out). A sequence owns a
-list of blocks (its block table); a forward step takes a padded batch of token chunks
-`[B, C]` — C = 1 for decode, C = chunk length for prefill — writes their keys and values into
-the pool, gathers each sequence's context through its block table and attends with a mask.
-One forward therefore covers the whole batch: that is what makes batched decode cheap.
+KV capacity is accounted in blocks of `block_tokens` tokens (`KVPool`: what a sequence may
+hold, what preemption frees). Physically each running sequence owns one slot row of
+`slot_tokens` positions per layer (plus a scratch row that padding writes to), so that a
+decode batch whose slots are 0..B-1 attends over a *view* of the cache, without copying
+context. A forward step takes a padded batch of token chunks `[B, C]` — C = 1 for decode,
+C = chunk length for prefill — writes their keys and values into their slots and attends
+with a mask. One forward covers the whole batch: that is what makes batched decode cheap.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -24,18 +26,18 @@ from loadtest.stack.config import ModelConfig
 class Batch:
     """Inputs of one forward step (all tensors on the model's device).
 
-    tokens, positions: [B, C]; write_blocks, write_offsets: [B, C] where each token's key and
-    value go (padding writes to the scratch block); read_blocks: [B, nb] each sequence's block
-    table, so its context is nb * block_tokens slots (the tail beyond its length is masked);
+    tokens, positions: [B, C]; write_slots: [B, C] the slot each token's key and value go to
+    (padding: the scratch slot); slots: [B] each row's slot, or None when the rows are slots
+    0..B-1 in order (then the cache is read through a view); context: longest context L;
     context_lens: [B] valid context length after this step; last: [B] index in C of the last
     real token of each row (its logits are returned).
     """
 
     tokens: torch.Tensor
     positions: torch.Tensor
-    write_blocks: torch.Tensor
-    write_offsets: torch.Tensor
-    read_blocks: torch.Tensor
+    write_slots: torch.Tensor
+    slots: torch.Tensor | None
+    context: int
     context_lens: torch.Tensor
     last: torch.Tensor
 
@@ -54,15 +56,15 @@ class Block(nn.Module):
                 v_pool: torch.Tensor) -> torch.Tensor:
         bsz, c, hid = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(bsz, c, 3, self.heads, self.head_dim).unbind(2)
-        # Write first, then gather: the chunk attends to itself through the pool. Whole blocks
-        # are gathered with index_select (long contiguous copies): ~5x faster on CPU than
-        # advanced indexing by token slot.
-        k_pool[b.write_blocks, b.write_offsets] = k
-        v_pool[b.write_blocks, b.write_offsets] = v
-        nb, bs = b.read_blocks.shape[1], k_pool.shape[1]
-        flat = b.read_blocks.reshape(-1)
-        keys = k_pool.index_select(0, flat).view(bsz, nb * bs, self.heads, self.head_dim).transpose(1, 2)
-        vals = v_pool.index_select(0, flat).view(bsz, nb * bs, self.heads, self.head_dim).transpose(1, 2)
+        # Write first, then read: the chunk attends to itself through the cache.
+        k_pool[b.write_slots, b.positions] = k
+        v_pool[b.write_slots, b.positions] = v
+        keys, vals = k_pool[:, :b.context], v_pool[:, :b.context]
+        if b.slots is None:  # rows are slots 0..B-1: a view, no copy
+            keys, vals = keys[:bsz], vals[:bsz]
+        else:
+            keys, vals = keys.index_select(0, b.slots), vals.index_select(0, b.slots)
+        keys, vals = keys.transpose(1, 2), vals.transpose(1, 2)
         att = F.scaled_dot_product_attention(q.transpose(1, 2), keys, vals, attn_mask=mask)
         x = x + self.out(att.transpose(1, 2).reshape(bsz, c, hid))
         return x + self.down(F.gelu(self.up(self.ln2(x))))
@@ -90,7 +92,7 @@ class TinyDecoder(nn.Module):
     def forward(self, b: Batch, k_pools: list[torch.Tensor], v_pools: list[torch.Tensor]) -> torch.Tensor:
         """Logits [B, vocab] at each row's last real token."""
         x = self.embed(b.tokens) + self.pos(b.positions)
-        ctx = torch.arange(b.read_blocks.shape[1] * k_pools[0].shape[1], device=x.device).view(1, 1, -1)
+        ctx = torch.arange(b.context, device=x.device).view(1, 1, -1)
         # Token at position p sees context positions <= p (causal) within its sequence's length.
         mask = ((ctx <= b.positions.unsqueeze(-1)) & (ctx < b.context_lens.view(-1, 1, 1))).unsqueeze(1)
         for layer, blk in enumerate(self.blocks):
@@ -100,20 +102,28 @@ class TinyDecoder(nn.Module):
 
 
 class KVPool:
-    """Paged KV storage: per layer a tensor [num_blocks + 1, block_tokens, heads, head_dim].
-
-    The last block is scratch: padded positions write there and are never read unmasked.
-    """
+    """KV capacity in blocks of `block_tokens` (accounting) and per-layer slot storage
+    [max_seqs + 1, slot_tokens, heads, head_dim] (the last slot is scratch)."""
 
     def __init__(self, cfg: ModelConfig, capacity_tokens: int, block_tokens: int, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, max_seqs: int = 1) -> None:
         self.block_tokens = block_tokens
         self.num_blocks = max(1, capacity_tokens // block_tokens)
-        shape = (self.num_blocks + 1, block_tokens, cfg.heads, cfg.hidden // cfg.heads)
+        self.slot_tokens = min(cfg.max_context, self.num_blocks * block_tokens)
+        shape = (max_seqs + 1, self.slot_tokens, cfg.heads, cfg.hidden // cfg.heads)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.layers)]
-        self.scratch_block = self.num_blocks
+        self.scratch_slot = max_seqs
         self._free = list(range(self.num_blocks - 1, -1, -1))
+        self._free_slots = list(range(max_seqs))  # a heap: the lowest free slot is taken first
+
+    def take_slot(self) -> int:
+        """The lowest free slot: running sequences stay packed at the front, so decode
+        batches are usually slots 0..B-1 and read the cache through a view."""
+        return heapq.heappop(self._free_slots)
+
+    def give_slot(self, slot: int) -> None:
+        heapq.heappush(self._free_slots, slot)
 
     @property
     def free_blocks(self) -> int:
