@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from loadtest.stack.agent import Agent, Started, order_view
 from loadtest.stack.auth import require_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
-from loadtest.stack.jsontypes import Bool
 from loadtest.stack.gateway import parse_deadline
+from loadtest.stack.jsontypes import Bool
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from loadtest.stack.auth import bearer
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
-from loadtest.stack.jsontypes import Bool, Float, Int
 from loadtest.stack.gateway import Ticket, client_key, parse_deadline
+from loadtest.stack.jsontypes import Bool, Float, Int
 from loadtest.stack.llm import Generation, LLMError, Message
 from loadtest.stack.state import Stack
 

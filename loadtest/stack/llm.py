@@ -9,6 +9,7 @@ thread to the request's event loop through `call_soon_threadsafe` into an asynci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -67,10 +68,8 @@ def render_prompt(messages: list[Message]) -> str:
 
 def _sink(loop: asyncio.AbstractEventLoop, q: asyncio.Queue):  # type: ignore[no-untyped-def]
     def put(kind: str, value: object) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
             loop.call_soon_threadsafe(q.put_nowait, (kind, value))
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
     return put
 
 

@@ -10,14 +10,7 @@ from __future__ import annotations
 import re
 import zlib
 
-_WORDS = (
-    "the a to and of you your i it is for with on order milk tea boba coffee latte cup "
-    "large small medium sugar ice hot cold no less more extra free card campaign today "
-    "shop store near me help buy pay paid payment total price yuan cents done ready pick "
-    "up deliver delivery minutes sure okay here please thanks found best choice jasmine "
-    "oolong matcha mango taro brown peach lemon green black pearls cream cheese foam "
-    "confirm confirmed placed cart add item items menu size sweet half quarter full"
-).split()
+_WORDS = ["the", "a", "to", "and", "of", "you", "your", "i", "it", "is", "for", "with", "on", "order", "milk", "tea", "boba", "coffee", "latte", "cup", "large", "small", "medium", "sugar", "ice", "hot", "cold", "no", "less", "more", "extra", "free", "card", "campaign", "today", "shop", "store", "near", "me", "help", "buy", "pay", "paid", "payment", "total", "price", "yuan", "cents", "done", "ready", "pick", "up", "deliver", "delivery", "minutes", "sure", "okay", "here", "please", "thanks", "found", "best", "choice", "jasmine", "oolong", "matcha", "mango", "taro", "brown", "peach", "lemon", "green", "black", "pearls", "cream", "cheese", "foam", "confirm", "confirmed", "placed", "cart", "add", "item", "items", "menu", "size", "sweet", "half", "quarter", "full"]
 _CONS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _SPLIT = re.compile(r"\w+|[^\w\s]")

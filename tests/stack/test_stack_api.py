@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import pytest
-
 from stack_helpers import ADMIN, chat_body, login, running, tiny_config
 
 pytestmark = pytest.mark.anyio

@@ -62,8 +62,8 @@ async def test_openai_backend_forwards_to_an_upstream_server(tmp_path):
         cfg = config_from_dict(tiny_config(tmp_path), {"llm": {"backend": "openai", "base_url": "http://upstream/v1",
                                                                "remote_model": "surge-tiny"}})
         app = create_app(cfg, llm_transport=transport)
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw:
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw:
                 r = await gw.post("/v1/chat/completions", json={"model": "surge-tiny", "messages": MSGS,
                                                                 "max_tokens": 4})
                 assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4

@@ -31,14 +31,14 @@ async def test_admission_serves_by_priority_then_fifo_or_lifo():
         await adm.acquire()
         order: list[str] = []
 
-        async def wait(name: str, prio: int) -> None:
+        async def wait(adm: Admission, order: list[str], name: str, prio: int) -> None:
             await adm.acquire(prio)
             order.append(name)
             adm.release()
 
         tasks = []
         for name, prio in (("c0", 1), ("a0", 0), ("c1", 1), ("a1", 0)):
-            tasks.append(asyncio.create_task(wait(name, prio)))
+            tasks.append(asyncio.create_task(wait(adm, order, name, prio)))
             await asyncio.sleep(0)
         adm.release()
         await asyncio.gather(*tasks)
@@ -95,7 +95,7 @@ async def test_rate_limits_answer_429_with_retry_after(tmp_path):
 
 async def test_global_rate_limit(tmp_path):
     async with running(tiny_config(tmp_path, gateway={"global_per_s": 1.0, "burst": 2})) as client:
-        codes = [(await client.post(f"/v1/auth/login", json={"username": f"u{i}"})).status_code for i in range(4)]
+        codes = [(await client.post("/v1/auth/login", json={"username": f"u{i}"})).status_code for i in range(4)]
         assert codes.count(429) == 2
 
 
