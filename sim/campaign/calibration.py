@@ -179,3 +179,18 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
 
 def _m(x: float) -> str:
     return f"{x / 1e9:.3f} B" if x >= 1e9 else f"{x / 1e6:.2f} M"
+
+
+def launch_downloads(total: float, days: int, growth: float) -> list[float]:
+    """Downloads per day of a launch growing by word of mouth: d(k) = d(0) x growth^k, summing to `total`."""
+    d0 = total * (growth - 1) / (growth**days - 1) if growth != 1 else total / days
+    return [d0 * growth**k for k in range(days)]
+
+
+def launch_dau(dau_before: float, downloads: list[float], activation: float, retention: float) -> list[float]:
+    """DAU per day: yesterday's users kept at `retention` plus today's downloads that open the app."""
+    dau, prev = [], dau_before
+    for d in downloads:
+        prev = retention * prev + activation * d
+        dau.append(prev)
+    return dau

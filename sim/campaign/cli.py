@@ -41,7 +41,7 @@ def vulnerability(
     scenario: Path,
     loads: Annotated[str, typer.Option(help="arrival-rate multipliers")] = "0.75,0.9,1.0,1.05",
     magnitudes: Annotated[str, typer.Option(help="trigger magnitudes")] = "0.7,0.74,0.76,0.78,0.8,0.82",
-    durations: Annotated[str, typer.Option(help="trigger durations, seconds")] = "6,8,9,10,12",
+    durations: Annotated[str, typer.Option(help="trigger durations, seconds")] = "8,9,10,11,12",
     fault: Annotated[int, typer.Option(help="index of the trigger in the scenario's faults")] = 0,
     replications: Annotated[int, typer.Option(min=1)] = 3,
     jobs: Jobs = 2,
@@ -134,12 +134,17 @@ def validate_campaign(
     print(f"ok: every figure within {tolerance:.0%}")
 
 
-def metastability(run_dir: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def metastability(
+    run_dir: Path,
+    scenario: Annotated[Path | None, typer.Option(help="the run's scenario: its demand curve dates the trigger")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Metastability of a run folder: stuck after the trigger? time to recover, amplification."""
     from sim.campaign.metastability import analyse, format_analysis
     from sim.results import Results
+    from sim.scenario import load_scenario
 
-    a = analyse(Results.read(run_dir))
+    a = analyse(Results.read(run_dir), scenario=load_scenario(scenario) if scenario else None)
     print(json.dumps(a, indent=1) if as_json else format_analysis(a))
 
 

@@ -8,8 +8,8 @@ Definitions (all per results interval, smoothed over `window_s`):
 - *onset*: the first time the ratio falls below `stuck_frac`.
 - *trigger end*: the end of the last fault; when demand itself was the trigger (it rose above
   capacity, then fell), the later of that and the first time after onset that offered demand
-  (sessions started, i.e. logins, when there is an auth service: commands per session fall during
-  an outage; else commands; smoothed over `demand_windows` windows) is back below `demand_back_frac` x its level at onset.
+  (the scenario's session rate when given; else sessions started, i.e. logins, when there is an
+  auth service, since commands per session fall during an outage; else commands; smoothed over `demand_windows` windows) is back below `demand_back_frac` x its level at onset.
 - *stuck at end*: the ratio over the last `tail_windows` smoothing windows is below
   `stuck_frac` although the trigger is gone.
 - *recovered at*: the first time after the trigger end at which the ratio is >= `recover_frac`
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sim.results import Results, first_interval
+from sim.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,11 @@ def _fault_end_s(results: Results) -> float | None:
     return max(both) if both else None
 
 
-def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float | None = None) -> dict[str, Any]:
-    """Metastability KPIs of one run (see the module docstring). Times are seconds from t=0."""
+def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float | None = None,
+            scenario: Scenario | None = None) -> dict[str, Any]:
+    """Metastability KPIs of one run (see the module docstring). Times are seconds from t=0.
+    With the `scenario`, demand is its session rate curve (exact); without, it is read from the
+    results (logins, else commands)."""
     th = th or Thresholds()
     meta, series = results.meta, results.series
     dt, n = float(meta["interval_s"]), int(meta["n_intervals"])
@@ -91,7 +95,12 @@ def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float
     # demand as users bring it: sessions started (logins) when there is an auth service, since
     # commands per session fall during an outage (the next command waits for the failing one)
     logins = series.get("logins")
-    opened = logins if logins is not None and logins.sum() > 0 else offered
+    if scenario is not None and scenario.arrivals.process != "trace":
+        from sim.arrivals import RateCurve
+
+        opened = RateCurve.of(scenario)((np.arange(n) + 0.5) * dt) * dt
+    else:
+        opened = logins if logins is not None and logins.sum() > 0 else offered
     demand = _smooth(opened, k * th.demand_windows)
     trig, how = _trigger_end(results, demand, onset_i, t_end, th, trigger_end_s)
     after = t_end > (trig if trig is not None else -math.inf) + window_s  # let the window slide past the trigger

@@ -28,7 +28,7 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
     base, overlay, sets, seed = args
     sc = load_with_overlay(base, overlay, list(sets), seed=seed)
     r = simulate(sc, seed=seed)
-    a = analyse(r)
+    a = analyse(r, scenario=sc)
     s = r.summary
     order_classes = [c for c, k in sc.workload.classes.items() if k.places_order]
     wanted = sum(s["classes"][c]["arrived"] for c in order_classes)
