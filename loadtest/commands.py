@@ -80,15 +80,18 @@ class OutOfRequests(Exception):
 class Workload:
     """Runs the scenario's sessions against `plan.host` from one process, into `tally`."""
 
-    def __init__(self, sc: Scenario, plan: Plan, tally: Tally, client: Any, stream_key: str, t0: float = 0.0) -> None:
+    def __init__(self, sc: Scenario, plan: Plan, tally: Tally, client: Any, stream_key: str, t0: float = 0.0,
+                 kind: str | None = None, policy: P.RetryPolicy | None = None) -> None:
+        """`kind` ("chat" or "agent") restricts the mix to those classes (closed-model users);
+        `policy` is shared by the workloads of one process (one retry budget, one throttle)."""
         self.sc, self.plan, self.tally, self.client, self.t0 = sc, plan, tally, client, t0
         streams = Streams(sc.run.seed)
-        self.specs = specs_of(sc)
+        self.specs = [s for s in specs_of(sc) if kind is None or s.kind == kind] or specs_of(sc)
         self._cum = np.cumsum([s.cls.probability for s in self.specs])
         self._rng = streams(f"loadtest.{stream_key}.class")
         self._tok = streams(f"loadtest.{stream_key}.tokens")
         jit = streams(f"loadtest.{stream_key}.jitter")
-        self.policy = P.RetryPolicy(sc.clients, lambda: float(jit.random()), self.now)
+        self.policy = policy or P.RetryPolicy(sc.clients, lambda: float(jit.random()), lambda: time.time())
         pop = sc.population
         self.n_commands = sampler(pop.commands_per_session if pop else None, streams(f"loadtest.{stream_key}.n"))
         self.think = sampler(pop.think_time_s if pop else None, streams(f"loadtest.{stream_key}.think"))

@@ -10,6 +10,7 @@ they stop; the master adds them up (`Collector`) and writes the results with the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -25,11 +26,13 @@ from loadtest.commands import Command, Session, Workload, specs_of
 from loadtest.dispatch import Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
+from loadtest.policy import RetryPolicy
 from loadtest.recovery import recovery
 from loadtest.schedule import schedule_of
 from loadtest.tally import Collector, Tally
 from sim import __version__
 from sim.scenario import load_scenario
+from sim.streams import Streams
 
 log = logging.getLogger("surge.loadtest")
 MEASURED = "measured"
@@ -51,6 +54,7 @@ class RunState:
         self.role = "local"
         self.index = 0
         self.faults: FaultDriver | None = None
+        self.policy: RetryPolicy | None = None
         self.wall0 = time.time()
 
     def set_t0(self, t0: float) -> None:
@@ -242,6 +246,14 @@ def _net_timeout(sc: Any) -> float:
     return min(600.0, (sc.clients.timeout_s or 300.0) + 5.0)
 
 
+_user_ids = itertools.count()
+
+
+def _jitter(st: RunState) -> Any:
+    rng = Streams(st.sc.run.seed)(f"loadtest.closed{st.index}.jitter")
+    return lambda: float(rng.random())
+
+
 class _ClosedUser(FastHttpUser):
     """Closed model: a fixed population looping over commands of its kind, with think times."""
 
@@ -252,11 +264,13 @@ class _ClosedUser(FastHttpUser):
     def on_start(self) -> None:
         st = STATE
         st.t0_set.wait()
-        self.wl = Workload(st.sc, st.plan, st.tally, self.client, f"{self.kind}{id(self)}", st.t0 or 0.0)
-        self.wl.specs = [s for s in self.wl.specs if s.kind == self.kind] or self.wl.specs
-        self.wl._cum = _cumulative(self.wl.specs)
+        n = next(_user_ids)
+        if st.policy is None:
+            st.policy = RetryPolicy(st.sc.clients, _jitter(st), time.time)
+        self.wl = Workload(st.sc, st.plan, st.tally, self.client, f"{self.kind}{st.index}-{n}", st.t0 or 0.0,
+                           self.kind, st.policy)
         st.workloads.append(self.wl)
-        self.sess = Session(f"{self.kind}-{id(self)}")
+        self.sess = Session(f"{self.kind}{st.index}-{n}")
         if self.wl.has_auth:
             self.wl.login(self.sess)
 
@@ -269,12 +283,6 @@ class _ClosedUser(FastHttpUser):
             gevent.sleep(1)
             return
         self.wl.command(self.sess, Command(self.wl.pick(), self.wl.now()))
-
-
-def _cumulative(specs: list[Any]) -> Any:
-    import numpy as np
-
-    return np.cumsum([s.cls.probability for s in specs])
 
 
 class ChatUser(_ClosedUser):

@@ -44,7 +44,7 @@ def _check_conservation(r: Results) -> None:
     assert r.series["in_flight"][-1] == tot["in_flight_at_end"]
     for c in r.meta["classes"]:  # one e2e sample per success, merged across processes
         assert r.histograms[f"e2e:{c}"][:, 2].sum() == r.series[f"completed:{c}"].sum()
-    assert _total(r, "arrived:") >= 0.8 * tot["dispatched"]  # login failures aside, a session is a command
+    assert _total(r, "arrived:") >= tot["dispatched"]  # a session is at least one command
 
 
 def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp_path: Path,
@@ -59,12 +59,16 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     assert r.histograms["tpot:chat"][:, 2].sum() > 0 and r.histograms["itl:chat"][:, 2].sum() > 0
     assert r.summary["orders"] > 0 and r.meta["totals"].get("orders_check_failed", 0) == 0
     # the fault: applied on time, visible as failures, and the recovery measured
-    assert r.meta["faults_applied"] == 1
-    start = next(e for e in r.events if e["kind"] == "fault_start")
-    assert start["target"] == "llm" and start["status"] == 201 and abs(start["lag_s"]) < 0.5
+    assert r.meta["faults_applied"] == 2
+    starts = [e for e in r.events if e["kind"] == "fault_start"]
+    assert [e["target"] for e in starts] == ["llm", "auth"]
+    assert all(e["status"] == 201 and abs(e["lag_s"]) < 0.5 for e in starts)
     assert _total(r, "attempt_failed:") > 0
-    (rec,) = r.meta["recovery"]
+    rec = r.meta["recovery"][0]
     assert rec["end_s"] == pytest.approx(3.5) and rec["recovered"] and rec["recovery_s"] <= 2.0
+    # the invalidated sessions: 401, then a new login and a retry
+    assert _total(r, "attempt_failed:auth") > 0
+    assert _total(r, "logins") > r.meta["totals"]["dispatched"]
     # the same scenario simulated, and the overlay report with the differences
     assert run.simulated is not None and run.simulated.meta["source"] == "des"
     assert (tmp_path / "local" / "report" / "compare.html").is_file()
@@ -79,7 +83,7 @@ def test_two_workers_merge_into_one_result(stack: StackProcess, tmp_path: Path,
     r = Results.read(tmp_path / "two" / "measured")
     assert r.meta["workers"] == 2 and r.meta["worker_finals"] == [0, 1]
     _check_conservation(r)
-    assert r.meta["faults_applied"] == 1 and len(r.meta["recovery"]) == 1
+    assert r.meta["faults_applied"] == 2 and len(r.meta["recovery"]) == 2
     lateness = r.histograms["lateness:dispatch"]
     assert lateness[:, 2].sum() == r.meta["totals"]["dispatched"]
     assert np.all(r.series["in_flight"] >= 0)
