@@ -138,14 +138,21 @@ def metastability(
     run_dir: Path,
     scenario: Annotated[Path | None, typer.Option(help="the run's scenario: its demand curve dates the trigger")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    figure: Annotated[bool, typer.Option(help="write RUN_DIR/outage.png and metastability.json")] = True,
 ) -> None:
     """Metastability of a run folder: stuck after the trigger? time to recover, amplification."""
     from sim.campaign.metastability import analyse, format_analysis
     from sim.results import Results
     from sim.scenario import load_scenario
 
-    a = analyse(Results.read(run_dir), scenario=load_scenario(scenario) if scenario else None)
+    sc = load_scenario(scenario) if scenario else None
+    a = analyse(Results.read(run_dir), scenario=sc)
     print(json.dumps(a, indent=1) if as_json else format_analysis(a))
+    if figure:
+        from reports.campaign import outage_figure
+
+        (run_dir / "metastability.json").write_text(json.dumps(a, indent=1) + "\n")
+        print(f"figure: {outage_figure(run_dir, a, start_hour=sc.run.start_hour if sc else None)}")
 
 
 def register(app: typer.Typer) -> None:
