@@ -62,6 +62,7 @@ class Command:
     prompt0: int = -1
     output0: int = -1
     order_id: str | None = None
+    admitted: bool = False  # the current attempt got past the gateway (see `policy.admitted`)
 
 
 def specs_of(sc: Scenario) -> list[Spec]:
@@ -177,8 +178,11 @@ class Workload:
                 if cmd.first_send is None:
                     cmd.first_send = now
                 pol.sent(attempt)
+                cmd.admitted = False
                 outcome = self._timed(lambda: self._attempt(sess, cmd), give_up)
                 pol.answered(outcome)
+                if cmd.admitted:
+                    self.tally.count(f"admitted:{spec.name}", now)
             if outcome == P.OK:
                 self._succeed(sess, cmd)
                 return
@@ -269,8 +273,10 @@ class Workload:
                 "stream": True, "stream_options": {"include_usage": True}}
         sent = self.now()
         r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=self._headers(sess), stream=True)
+        code = _code(r)
+        cmd.admitted = cmd.admitted or P.admitted(r.status_code, code)
         if r.status_code != 200:
-            return P.classify(r.status_code, _code(r)), 0
+            return P.classify(r.status_code, code), 0
         stamps, usage, err = _read_stream(r, self.now)
         if err is not None:
             return P.SHED if err in ("deadline_exceeded", "overloaded") else P.ERROR, 0
@@ -289,7 +295,9 @@ class Workload:
     def _agent(self, sess: Session, cmd: Command) -> str:
         h = self._headers(sess) | {"Idempotency-Key": cmd.key}
         r = self._request("POST", "/v1/agent/commands", "agent", json={"command": AGENT_TEXT}, headers=h)
-        outcome = P.classify(r.status_code, _code(r))
+        code = _code(r)
+        cmd.admitted = P.admitted(r.status_code, code)
+        outcome = P.classify(r.status_code, code)
         if outcome == P.OK:
             cmd.order_id = str(r.json()["order"]["id"])
         return outcome

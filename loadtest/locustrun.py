@@ -20,9 +20,10 @@ import gevent
 from gevent.event import Event
 from locust import LoadTestShape, User, events, task
 from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest.commands import Command, Session, Workload, specs_of
+from loadtest.commands import Command, OutOfRequests, Session, Workload, specs_of
 from loadtest.dispatch import Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
@@ -238,6 +239,9 @@ def _start(wl: Workload, sched: Any, k: int, late: float) -> None:
     o = int(sched.output_tokens[k]) if sched.output_tokens is not None else -1
     try:
         wl.session(f"u{STATE.index}-{k}", late, p, o)
+    except OutOfRequests:  # the request bound: no more starts from this process
+        for d in STATE.dispatchers:
+            d.stopped = True
     except Exception:  # noqa: BLE001 - a bug in one session must not stop the dispatcher
         log.exception("session %s failed", k)
 
@@ -282,7 +286,10 @@ class _ClosedUser(FastHttpUser):
         if STATE.t0 is not None and time.time() - STATE.t0 >= STATE.plan.duration_s:
             gevent.sleep(1)
             return
-        self.wl.command(self.sess, Command(self.wl.pick(), self.wl.now()))
+        try:
+            self.wl.command(self.sess, Command(self.wl.pick(), self.wl.now()))
+        except OutOfRequests:
+            raise StopUser() from None
 
 
 class ChatUser(_ClosedUser):

@@ -98,18 +98,18 @@ def run_loadtest(opt: Options) -> LoadRun:
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
     run = LoadRun(out, Results.read(measured_dir), notes=notes)
-    run.measured.meta.update(_read_meta(measured_dir))
+    finals = run.measured.meta.get("worker_finals", [])
+    if len(finals) < max(1, opt.workers):
+        notes.append(f"warning: only processes {finals} of {max(1, opt.workers)} sent their last counts; "
+                     "the measurement misses the rest")
+    tot = run.measured.meta.get("totals", {})
+    if tot.get("dropped"):
+        notes.append(f"{tot['dropped']:.0f} starts were dropped: --max-in-flight was reached (raise it, or --workers)")
     if opt.simulate:
         run.simulated = simulate_same(sc, out / "simulated")
     if opt.report:
         run.report = write_reports(run)
     return run
-
-
-def _read_meta(folder: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads((folder / "run.json").read_text())
 
 
 def _max_context(sc: Any) -> int:

@@ -44,6 +44,7 @@ def _check_conservation(r: Results) -> None:
     assert r.series["in_flight"][-1] == tot["in_flight_at_end"]
     for c in r.meta["classes"]:  # one e2e sample per success, merged across processes
         assert r.histograms[f"e2e:{c}"][:, 2].sum() == r.series[f"completed:{c}"].sum()
+        assert r.series[f"completed:{c}"].sum() <= r.series[f"admitted:{c}"].sum() <= r.series[f"attempts:{c}"].sum()
     assert _total(r, "arrived:") >= tot["dispatched"]  # a session is at least one command
 
 

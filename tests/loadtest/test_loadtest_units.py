@@ -35,6 +35,14 @@ def test_answers_map_to_the_simulators_outcomes(status: int, code: str | None, w
     assert P.classify(status, code) == want
 
 
+@pytest.mark.parametrize(("status", "code", "want"), [
+    (200, None, True), (500, "internal_error", True), (503, "catalog_outage", True), (503, "overloaded", False),
+    (504, "deadline_exceeded", False), (429, "rate_limit_exceeded", False), (401, None, False), (409, None, False),
+])
+def test_admission_is_read_from_the_answer(status: int, code: str | None, want: bool) -> None:
+    assert P.admitted(status, code) is want
+
+
 def test_backoff_is_capped_and_jittered() -> None:
     spec = load_scenario(TINY).clients
     pol = P.RetryPolicy(spec, lambda: 1.0, lambda: 0.0)
@@ -187,3 +195,19 @@ def test_slo_breach_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert "SLO breached: a success_rate" in res.output
     assert CliRunner().invoke(app, ["loadtest", str(TINY), "--start-stack", "--no-fail-on-slo"]).exit_code == 0
     assert not math.isnan(meas.summary["slos"][0]["actual"])
+
+
+def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path: Path) -> None:
+    """Trace arrivals: time compressed by --scale, token columns kept, and the file found again
+    when the scenario is read back from the run folder (its path is pinned)."""
+    from loadtest.plan import write_scenario
+
+    sets = ["arrivals={process: trace, trace: {file: trace.csv, time_column: t_ms, time_unit: ms, "
+            "prompt_column: prompt, output_column: output}}"]
+    data, sc, _ = prepare_scenario(TINY, 2.0, 5.0, sets)
+    sched = schedule_of(sc)
+    assert np.allclose(sched.times_s, [0, 0.05, 0.125, 0.2, 0.45])
+    assert sched.prompt_tokens is not None and sched.prompt_tokens.tolist() == [10, 30, 20, 50, 40]
+    again = schedule_of(load_scenario(write_scenario(data, tmp_path)))
+    assert np.array_equal(again.times_s, sched.times_s)
+    assert again.share(1, 2).output_tokens.tolist() == [5, 7]  # type: ignore[union-attr]
