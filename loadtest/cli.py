@@ -30,7 +30,8 @@ def loadtest(
     interval: Annotated[float | None, typer.Option(help="results interval, seconds (default run.interval_s)")] = None,
     max_requests: Annotated[int, typer.Option(min=1, help="per process: stop sending after this many")] = 1_000_000,
     max_in_flight: Annotated[int, typer.Option(min=1, help="per process: starts beyond this are dropped")] = 2000,
-    model: Annotated[str, typer.Option(help="model name sent in chat requests")] = "surge-tiny",
+    model: Annotated[str | None, typer.Option(help="model named in chat requests (default: the server's first "
+                                                 "in /v1/models)")] = None,
     stack_config: Annotated[str | None, typer.Option(help="JSON changes to the started stack's config")] = None,
     faults: Annotated[bool, typer.Option(help="apply the scenario's faults")] = True,
     simulate: Annotated[bool, typer.Option(help="also simulate the same scenario and compare")] = True,

@@ -173,7 +173,7 @@ def _write_results(st: RunState) -> None:
         "source": "loadtest", "engine": "locust", "surge_version": __version__, "scenario": sc.name,
         "seed": sc.run.seed, "replication": 0, "duration_s": plan.duration_s, "warmup_s": sc.run.warmup_s,
         "services": sc.services.names(), "slos": measurable_slos(sc),
-        "slos_not_measured": unmeasurable_slos(sc), "host": plan.host, "mode": plan.mode,
+        "slos_not_measured": unmeasurable_slos(sc), "host": plan.host, "model": plan.model, "mode": plan.mode,
         "workers": plan.workers, "t0_unix": st.t0, "wall_s": round(time.time() - st.wall0, 3),
         "worker_finals": sorted(st.finals), "totals": dict(st.collector.totals),
         "faults_applied": st.faults.applied if st.faults else 0,

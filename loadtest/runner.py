@@ -58,7 +58,7 @@ class Options:
     interval_s: float | None = None
     max_requests: int = 1_000_000
     max_in_flight: int = 2000
-    model: str = "surge-tiny"
+    model: str | None = None  # the model named in chat requests; None = ask the server (/v1/models)
     stack_config: dict[str, Any] | None = None
     faults: bool = True
     simulate: bool = True
@@ -83,9 +83,10 @@ def run_loadtest(opt: Options) -> LoadRun:
         if stack is not None:
             host = stack.start().url
         assert host is not None
+        model = opt.model or procs.served_model(host) or "default"
         plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
                     max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
-                    spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=opt.model,
+                    spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=model,
                     max_context=_max_context(sc))
         plan_file = plan.write(out)
         t = time.monotonic()
