@@ -44,7 +44,8 @@ class _Dist(BaseModel):
         fields = ", ".join(f"{k}={v!r}" for k, v in self.model_dump(exclude={"type"}).items() if v is not None)
         return f"{type(self).__name__}({fields})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return repr(self)  # the subclass's repr (a class-level alias would bind this base one)
 
 
 class Constant(_Dist):

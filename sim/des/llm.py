@@ -199,8 +199,10 @@ class Replica:
                 heapq.heappush(heap, (s.finish_step, s.order, s))
 
     def _make_room(self) -> None:
-        """Preempt (newest first) until the next decode step fits in the KV cache."""
-        while self.n_dec and self.kv_used + self.n_dec > self.kv_cap:
+        """Preempt (newest first) until the next decode step fits in the KV cache. A sequence
+        alone on the replica is never preempted: it would be readmitted at once and recomputed
+        for ever (the one-huge-prompt case runs to the end instead)."""
+        while self.n_dec and self.kv_used + self.n_dec > self.kv_cap and self.n_dec + len(self.prefilling) > 1:
             victim = self._newest_decoding()
             if victim is None:
                 return
