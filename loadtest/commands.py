@@ -51,6 +51,7 @@ class Spec:
 class Session:
     user: str
     token: str | None = None
+    timeouts: int = 0  # timeouts in a row (clients.session_lost_after_timeouts)
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Workload:
         self._rng = streams(f"loadtest.{stream_key}.class")
         self._tok = streams(f"loadtest.{stream_key}.tokens")
         jit = streams(f"loadtest.{stream_key}.jitter")
-        self.policy = policy or P.RetryPolicy(sc.clients, lambda: float(jit.random()), lambda: time.time())
+        self.policy = policy or P.RetryPolicy(sc.clients, lambda: float(jit.random()), time.time)
         pop = sc.population
         self.n_commands = sampler(pop.commands_per_session if pop else None, streams(f"loadtest.{stream_key}.n"))
         self.think = sampler(pop.think_time_s if pop else None, streams(f"loadtest.{stream_key}.think"))
@@ -179,13 +180,18 @@ class Workload:
                     cmd.first_send = now
                 pol.sent(attempt)
                 cmd.admitted = False
-                outcome = self._timed(lambda: self._attempt(sess, cmd), give_up)
+                if self.has_auth and sess.token is None:  # the app lost its session: no traffic
+                    outcome = P.AUTH
+                else:
+                    outcome = self._timed(lambda: self._attempt(sess, cmd), give_up)
                 pol.answered(outcome)
                 if cmd.admitted:
                     self.tally.count(f"admitted:{spec.name}", now)
             if outcome == P.OK:
+                sess.timeouts = 0
                 self._succeed(sess, cmd)
                 return
+            self._count_timeouts(sess, outcome)
             self.tally.count(f"attempt_failed:{outcome}", self.now())
             attempt += 1
             if outcome in (P.THROTTLED, P.ABANDONED) or not pol.retryable(outcome) or attempt >= spec_c.max_attempts:
@@ -202,6 +208,16 @@ class Workload:
                 self._fail(spec, P.ABANDONED)
                 return
             gevent.sleep(wait)
+
+    def _count_timeouts(self, sess: Session, outcome: str) -> None:
+        """After `clients.session_lost_after_timeouts` timeouts in a row the app drops its session
+        (as sim.des.client): the next attempt fails auth and logs in again."""
+        limit = getattr(self.sc.clients, "session_lost_after_timeouts", None)
+        if outcome != P.TIMEOUT or not limit:
+            return
+        sess.timeouts += 1
+        if sess.timeouts >= limit:
+            sess.timeouts, sess.token = 0, None
 
     def _timed(self, work: Any, give_up: float = math.inf) -> str:
         """Run one attempt under the per-attempt timeout and the user's patience."""
