@@ -84,7 +84,13 @@ class Pool:
     def try_acquire(self) -> bool:
         """Take a server now if one is free and nobody is queued (no event: the fast path)."""
         if self.busy < self.capacity and not self.waiting:
-            self._tick()
+            now = self.env.now  # _tick() inlined: this runs once per call
+            dt = now - self._last
+            if dt:
+                self._area += self.busy * dt
+                self._cap_area += self.capacity * dt
+                self._occ_area += self.busy * dt  # nobody is waiting
+                self._last = now
             self.busy += 1
             self.granted += 1
             return True
@@ -122,7 +128,8 @@ class Pool:
     def release(self) -> None:
         self._tick()
         self.busy -= 1
-        self._grant()
+        if self.waiting:
+            self._grant()
 
     def _pop(self) -> Ticket | None:
         while self._fifo or self._heap:

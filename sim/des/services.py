@@ -78,6 +78,7 @@ class ToolService(Faulted):
         cb = spec.circuit_breaker
         self.breaker = Breaker(cb.failure_threshold, cb.open_s) if cb else None
         self.calls_ok = 0
+        self.error_rate = spec.error_rate
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
 
@@ -88,7 +89,7 @@ class ToolService(Faulted):
         t_in = env.now
         if self.outage:
             return ERROR
-        if self.breaker is not None and not self.breaker.allows(env.now):
+        if self.breaker is not None and not self.breaker.allows(t_in):
             return SHED
         if not pool.try_acquire():
             ticket = pool.enqueue(prio, deadline)
@@ -107,7 +108,7 @@ class ToolService(Faulted):
             pool.release()
         self.served += 1
         self.time_s += env.now - t_in
-        err = self.spec.error_rate
+        err = self.error_rate
         if self.fault_error:
             err = 1 - (1 - err) * (1 - self.fault_error)
         ok = not (err and self.uniform() < err)
