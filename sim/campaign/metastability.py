@@ -13,7 +13,8 @@ Definitions (all per results interval, smoothed over `window_s`):
 - *stuck at end*: the ratio over the last `tail_windows` smoothing windows is below
   `stuck_frac` although the trigger is gone.
 - *recovered at*: the first time after the trigger end at which the ratio is >= `recover_frac`
-  and never again falls below `stuck_frac`. `time_to_recover_s` = recovered at - trigger end.
+  and never again falls below `stuck_frac`. `time_to_recover_s` = recovered at - trigger end
+  (0 when the ratio never fell below `stuck_frac`; None when not recovered by the end).
 - *metastable*: down (ratio < `stuck_frac`) for at least `hold_s` after the trigger ended.
 - *amplification*: attempts per command, and work per good result = attempts admitted (by the
   gateway, or sent into the stages when there is none) per good completion; both for the whole
@@ -117,7 +118,7 @@ def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float
         "stuck_frac": th.stuck_frac, "recover_frac": th.recover_frac, "window_s": k * dt,
         "onset_s": _t(onset_i, t_end), "trigger_end_s": trig, "trigger": how,
         "recovered_s": _t(rec_i, t_end),
-        "time_to_recover_s": (max(0.0, _t(rec_i, t_end) - (trig or 0.0)) if rec_i is not None else None),  # type: ignore[operator]
+        "time_to_recover_s": _time_to_recover(onset_i, rec_i, t_end, trig),
         "down_after_trigger_s": down_after_s,
         "metastable": bool(down_after_s >= hold_s),
         "stuck_at_end": stuck_at_end,
@@ -156,6 +157,15 @@ def _recovered_index(ratio: np.ndarray, down: np.ndarray, start: int, recover_fr
     from_i = start + (int(downs[-1]) + 1 if len(downs) else 0)
     ok = np.nonzero(ratio[from_i:] >= recover_frac)[0]
     return from_i + int(ok[0]) if len(ok) and from_i < n else None
+
+
+def _time_to_recover(onset_i: int | None, rec_i: int | None, t_end: np.ndarray, trig: float | None) -> float | None:
+    """0 when it never went down; None when it had not recovered by the end."""
+    if onset_i is None:
+        return 0.0
+    if rec_i is None:
+        return None
+    return max(0.0, float(t_end[rec_i]) - (trig or 0.0))
 
 
 def _t(i: int | None, t_end: np.ndarray) -> float | None:

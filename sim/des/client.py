@@ -38,12 +38,13 @@ class Decaying:
 
 
 class Session:
-    __slots__ = ("epoch", "logged_in", "bucket", "login_at")
+    __slots__ = ("epoch", "logged_in", "bucket", "login_at", "timeouts")
 
     def __init__(self, epoch: int, bucket: TokenBucket | None) -> None:
         self.epoch, self.bucket = epoch, bucket
         self.logged_in = False
         self.login_at = 0.0
+        self.timeouts = 0  # timeouts in a row (clients.session_lost_after_timeouts)
 
 
 class Command:
@@ -184,8 +185,15 @@ class Client:
                     if outcome not in (REJECTED, SHED, TIMEOUT):
                         self.accepts.add(env.now)
             if outcome == OK:
+                sess.timeouts = 0
                 self._succeed(cmd)
                 return
+            if outcome == TIMEOUT and spec.session_lost_after_timeouts:
+                sess.timeouts += 1
+                if sess.timeouts >= spec.session_lost_after_timeouts:
+                    # the app gives up on its session: the next attempt fails auth and logs in again
+                    sess.timeouts = 0
+                    sess.logged_in = False
             self._attempt_failed[outcome][rec.index(env.now)] += 1
             attempt += 1
             retryable = outcome in spec.retry_on or (outcome == AUTH and spec.relogin)

@@ -179,6 +179,11 @@ class Clients(Frozen):
     abandon_after_s: float | None = Field(default=None, gt=0, le=1e7, description="user gives up the command")
     cancel_on_timeout: bool = Field(default=False, description="servers learn of a timeout and stop the work")
     relogin: bool = True
+    session_lost_after_timeouts: int | None = Field(
+        default=None, ge=1, le=100,
+        description="the app drops its session after this many timeouts in a row (e.g. a token refresh "
+                    "that timed out logs the user out) and must log in again: overload becomes a login storm",
+    )
 
 
 FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]

@@ -13,7 +13,7 @@ from sim.des import simulate
 ROOT = Path(__file__).resolve().parents[2]
 FEB8 = ROOT / "scenarios" / "feb8_outage.yaml"
 MITIGATIONS = ROOT / "scenarios" / "mitigations"
-SHORT = ["run.duration_s=21600"]  # 12:00-18:00: the trigger, the peak, and hours after it
+SHORT = ["run.duration_s=19800"]  # 12:00-17:30: the trigger, the peak, and 1.5 h after it
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def test_feb8_locks_in_after_the_trigger(feb8: dict) -> None:
     assert feb8["onset_s"] is not None and 6600 <= feb8["onset_s"] <= 10800  # 13:50-15:00
     assert feb8["trigger"] == "faults+demand"  # the peak passed after the last fault
     assert feb8["stuck_at_end"] and feb8["metastable"]
-    assert feb8["down_after_trigger_s"] >= 3600
+    assert feb8["down_after_trigger_s"] >= 3000
+    assert feb8["logins_per_command_degraded"] > 0.5  # the login storm: sessions dropped after timeouts
     assert feb8["attempts_per_command_degraded"] > 2.5  # retries sustain it
     assert feb8["work_per_good_degraded"] > 20  # admitted work per useful result
 
