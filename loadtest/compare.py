@@ -14,20 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.recovery import interval_quantile
 from sim.results import Results
-from sim.results.histogram import quantile_from_counts
-
-
-def _quantiles(r: Results, key: str, q: float) -> np.ndarray:
-    n = int(r.meta["n_intervals"])
-    out = np.full(n, math.nan)
-    tr = r.histograms.get(key)
-    if tr is None or not len(tr):
-        return out
-    for i in np.unique(tr[:, 0]):
-        rows = tr[tr[:, 0] == i]
-        out[int(i)] = quantile_from_counts(dict(zip(rows[:, 1].tolist(), rows[:, 2].tolist(), strict=True)), q)
-    return out
 
 
 def _rel(m: float, s: float) -> float:
@@ -41,7 +29,7 @@ def differences(sim: Results, meas: Results) -> dict[str, Any]:
     classes: dict[str, Any] = {}
     for c in meas.meta["classes"]:
         rows = []
-        cols = {f"{m}_{name}": (_quantiles(sim, f"{m}:{c}", q), _quantiles(meas, f"{m}:{c}", q))
+        cols = {f"{m}_{name}": (interval_quantile(sim, f"{m}:{c}", q)[:n], interval_quantile(meas, f"{m}:{c}", q)[:n])
                 for m in ("e2e", "ttft") for name, q in (("p50", 0.5), ("p99", 0.99))}
         good_s = sim.series.get(f"good:{c}", np.zeros(n)) / dt
         good_m = meas.series.get(f"good:{c}", np.zeros(n)) / dt

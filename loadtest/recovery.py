@@ -46,18 +46,19 @@ def _class_ok(r: Results, cls: str, targets: dict[str, Any], n: int) -> np.ndarr
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where((ended > 0) & (completed / np.maximum(ended, 1) < rate), 0, out)
     if p99 is not None:
-        out = np.where((ended > 0) & (_p99s(r, f"e2e:{cls}", n) > p99), 0, out)
+        out = np.where((ended > 0) & (interval_quantile(r, f"e2e:{cls}", 0.99) > p99), 0, out)
     return out
 
 
-def _p99s(r: Results, key: str, n: int) -> np.ndarray:
+def interval_quantile(r: Results, key: str, q: float) -> np.ndarray:
+    """The q-quantile of histogram `key` in each interval (NaN where it has no samples)."""
+    out = np.full(int(r.meta["n_intervals"]), math.nan)
     tr = r.histograms.get(key)
-    out = np.full(n, math.nan)
     if tr is None or not len(tr):
         return out
     for i in np.unique(tr[:, 0]):
         rows = tr[tr[:, 0] == i]
-        out[int(i)] = quantile_from_counts(dict(zip(rows[:, 1].tolist(), rows[:, 2].tolist(), strict=True)), 0.99)
+        out[int(i)] = quantile_from_counts(dict(zip(rows[:, 1].tolist(), rows[:, 2].tolist(), strict=True)), q)
     return out
 
 

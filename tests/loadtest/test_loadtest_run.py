@@ -88,3 +88,17 @@ def test_two_workers_merge_into_one_result(stack: StackProcess, tmp_path: Path,
     lateness = r.histograms["lateness:dispatch"]
     assert lateness[:, 2].sum() == r.meta["totals"]["dispatched"]
     assert np.all(r.series["in_flight"] >= 0)
+
+
+def test_closed_model_users_loop_over_commands(stack: StackProcess, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SURGE_ADMIN_TOKEN", ADMIN)
+    opt = Options(TINY, duration_s=4.0, out=tmp_path / "closed", host=stack.url, mode="closed", users=3, spawn_rate=3,
+                  faults=False, simulate=False, report=False)
+    run_loadtest(opt)
+    r = Results.read(tmp_path / "closed" / "measured")
+    tot = r.meta["totals"]
+    assert r.meta["mode"] == "closed" and _total(r, "scheduled") == 0 and r.meta["faults_applied"] == 0
+    arrived, completed = _total(r, "arrived:"), _total(r, "completed:")
+    assert completed > 10 and arrived - completed - _total(r, "failed:") == tot["in_flight_at_end"] <= 3
+    assert r.histograms["ttft:chat"][:, 2].sum() > 0 and r.summary["orders"] > 0
