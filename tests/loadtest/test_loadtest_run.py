@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ADMIN, TINY
+from loadtest_helpers import ADMIN, TINY
 
 from loadtest.procs import StackProcess
 from loadtest.runner import LoadRun, Options, run_loadtest

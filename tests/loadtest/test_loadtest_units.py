@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY
+from loadtest_helpers import TINY
 
 from loadtest import policy as P
 from loadtest.plan import prepare_scenario, scale_raw

@@ -1,0 +1,12 @@
+"""Shared constants of the load-test tests (a uniquely named module: every test folder has a
+conftest.py, so `from conftest import ...` would be ambiguous)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TINY = HERE / "tiny.yaml"
+ADMIN = "loadtest-test-admin"
+# one torch thread: the stack shares two CPU cores with Locust and the other test suites
+STACK_CONFIG = {"llm": {"torch_threads": 1}}
