@@ -13,7 +13,7 @@ Each measurement is repeated `--repeat` times; the median is reported. Times are
 this process (`time.process_time()`): on a shared machine wall time measures the neighbours;
 on an idle core the two agree.
 
-    .venv/bin/python benchmarks/bench_engine.py [--customers 200000] [--repeat 5] [--agent-duration 3600]
+    .venv/bin/python benchmarks/bench_engine.py [--customers 200000] [--repeat 5] [--agent-duration 7200]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--agent-duration", type=float, default=3600.0, help="simulated seconds of the agent mix")
+    ap.add_argument("--agent-duration", type=float, default=7200.0, help="simulated seconds of the agent mix")
     ap.add_argument("--agent-repeat", type=int, default=3)
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra overrides for the agent mix")
     args = ap.parse_args()

@@ -147,9 +147,10 @@ class GatewayService(Faulted):
     """Admission control: rate limits (reject), a bounded queue (shed), at most `concurrency`
     commands in progress."""
 
-    def __init__(self, env: simpy.Environment, spec: Gateway) -> None:
+    def __init__(self, env: simpy.Environment, spec: Gateway, rng: np.random.Generator | None = None) -> None:
         super().__init__()
         self.env, self.spec = env, spec
+        self.uniform = Uniforms(rng if rng is not None else np.random.default_rng(0))  # error_rate faults
         self.pool = Pool(env, "gateway", spec.concurrency, spec.queue_limit, spec.discipline, spec.priority,
                          spec.deadline_drop)
         rl = spec.rate_limit
@@ -169,8 +170,9 @@ class GatewayService(Faulted):
         return TokenBucket(self.per_user, self.per_user_burst) if self.per_user else None
 
     def enter(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
-        """Take a slot (a generator); returns OK or SHED/ERROR. The caller must `pool.release()`."""
-        if self.outage:
+        """Take a slot (a generator); returns OK or SHED/ERROR. The caller must `pool.release()`
+        when it gets OK. An error_rate fault fails that fraction of requests at the door."""
+        if self.outage or (self.fault_error and self.uniform() < self.fault_error):
             return ERROR
         pool = self.pool
         if pool.try_acquire():

@@ -21,7 +21,7 @@ class Stack:
     def __init__(self, env: simpy.Environment, sc: Scenario, streams: Streams) -> None:
         self.env, self.scenario, self.streams = env, sc, streams
         sv = sc.services
-        self.gateway = GatewayService(env, sv.gateway) if sv.gateway else None
+        self.gateway = GatewayService(env, sv.gateway, streams("service.gateway")) if sv.gateway else None
         self.auth = ToolService(env, "auth", sv.auth, streams("service.auth")) if sv.auth else None
         self.tools = {n: ToolService(env, n, s, streams(f"service.{n}")) for n, s in sv.tools.items()}
         self.fleet = Fleet(env, sv.llm, streams("service.llm")) if sv.llm else None

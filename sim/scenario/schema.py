@@ -267,6 +267,9 @@ def _check_references(sc: Scenario) -> None:
     for i, f in enumerate(sc.faults):
         if f.target not in known:
             raise ValueError(f"faults.{i}.target: unknown service {f.target!r} (known: {known})")
+        if f.kind == "slowdown" and f.target == "gateway":
+            raise ValueError(f"faults.{i}.kind: the gateway has no latency to slow down (use capacity_loss, "
+                             "error_rate or outage)")
         if f.kind == "session_invalidation" and f.target != "auth":
             raise ValueError(f"faults.{i}.target: session_invalidation targets 'auth' (got {f.target!r})")
         if f.at_s >= sc.run.duration_s:

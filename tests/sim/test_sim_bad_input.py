@@ -29,6 +29,7 @@ EXPECTED = {
     "fault_bad_kind": "faults.0.kind: must be 'capacity_loss'",
     "fault_magnitude_fraction": "faults.0: magnitude of capacity_loss is a fraction in [0, 1] (got 3.0)",
     "fault_unknown_target": "faults.0.target: unknown service 'database'",
+    "gateway_slowdown": "faults.0.kind: the gateway has no latency to slow down",
     "huge_number": "run.duration_s: must be <= 100000000",
     "huge_overflow": "arrivals.rate_per_s: must be a finite number",
     "list_not_map": "services: must be a mapping",

@@ -99,3 +99,12 @@ def test_autoscaling_adds_replicas_after_the_cold_start(cold_start_s: float) -> 
     t_end = (np.arange(len(up)) + 1) * 10.0  # gauges are read at interval ends
     assert (up[t_end < first_up + cold_start_s] == 1).all()
     assert up.max() > 1
+
+
+def test_gateway_error_rate_fault_fails_that_fraction() -> None:
+    data = _tool_scenario([{"at_s": 20, "duration_s": 50, "target": "gateway", "kind": "error_rate", "magnitude": 0.5}])
+    data["services"]["gateway"] = {"concurrency": 100}
+    r = simulate(parse_scenario(data))
+    errors, arrived = r.series["failed:job:error"], r.series["arrived:job"]
+    assert errors[:4].sum() == 0 and errors[14:].sum() == 0
+    assert errors[4:14].sum() / arrived[4:14].sum() == pytest.approx(0.5, abs=0.05)
