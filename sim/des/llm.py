@@ -53,6 +53,7 @@ class Replica:
         self.kv_cap = spec.kv_tokens
         self.kv_used = 0
         self.waiting: deque[Seq] = deque()
+        self.n_waiting = 0  # live sequences in `waiting` (cancelled ones leave the deque lazily)
         self.prefilling: list[Seq] = []
         self.decoding: list[tuple[int, int, Seq]] = []  # heap of (finish_step, order, seq)
         self.admitted: list[Seq] = []  # admission order, for choosing preemption victims
@@ -75,11 +76,12 @@ class Replica:
 
     @property
     def load(self) -> int:
-        return len(self.waiting) + len(self.prefilling) + self.n_dec
+        return self.n_waiting + len(self.prefilling) + self.n_dec
 
     def submit(self, s: Seq) -> None:
         s.replica, s.state = self, "waiting"
         self.waiting.append(s)
+        self.n_waiting += 1
         self.wake()
 
     # -- the batch loop ------------------------------------------------------------------------
@@ -148,6 +150,7 @@ class Replica:
             if not chunked and s.todo > budget and plan:
                 break
             self.waiting.popleft()
+            self.n_waiting -= 1
             self.kv_used += s.prompt
             s.state = "prefill"
             self._order += 1
@@ -212,6 +215,7 @@ class Replica:
             victim.todo, victim.filled, victim.gen0 = victim.prompt, 0, generated
             victim.state = "waiting"
             self.waiting.appendleft(victim)
+            self.n_waiting += 1
             self.stats.preemptions += 1
 
     def _newest_decoding(self) -> Seq | None:
@@ -247,6 +251,8 @@ class Replica:
         """The client stopped waiting and told the server: drop the work, free its KV."""
         if s.state in ("decode", "prefill"):
             self._release(s)
+        elif s.state == "waiting":
+            self.n_waiting -= 1
         if s.state != "ended":
             s.state = "ended"
             s.done.succeed(CANCELLED)
@@ -260,6 +266,7 @@ class Replica:
                 s.done.succeed(outcome)
                 n += 1
         self.waiting.clear()
+        self.n_waiting = 0
         self.prefilling.clear()
         self.decoding.clear()
         self.admitted.clear()

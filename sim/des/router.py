@@ -48,7 +48,7 @@ class Fleet:
         if r is None:
             s.state = "ended"
             s.done.succeed(DOWN)
-        elif self.spec.queue_limit is not None and len(r.waiting) >= self.spec.queue_limit:
+        elif self.spec.queue_limit is not None and r.n_waiting >= self.spec.queue_limit:
             s.state = "ended"
             s.done.succeed(SHED)
         else:
@@ -70,7 +70,7 @@ class Fleet:
             b = live[int(self._uniform() * len(live))]
             return a if a.load <= b.load else b
         if policy == "least_kv":
-            return min(live, key=lambda r: (r.kv_used + sum(s.prompt for s in r.waiting)) / r.kv_cap)
+            return min(live, key=lambda r: (r.kv_used + sum(s.prompt for s in r.waiting if s.state == "waiting")) / r.kv_cap)
         return min(live, key=lambda r: r.load)
 
     # -- capacity ------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ class Fleet:
         return sum(r.kv_used for r in live) / cap if cap and cap < 10**12 else 0.0
 
     def queue_len(self) -> int:
-        return sum(len(r.waiting) for r in self.replicas)
+        return sum(r.n_waiting for r in self.replicas)
 
     def autoscale(self, rec: Recorder):  # type: ignore[no-untyped-def]
         """Every `interval_s`: wanted = ceil(sequences in the fleet / (max_num_seqs x target

@@ -34,6 +34,7 @@ def _watch(r: Replica, seen: dict) -> None:  # type: ignore[type-arg]
         seen["max_kv"] = max(seen.get("max_kv", 0), r.kv_used)
         seen["max_live"] = max(seen.get("max_live", 0), live)
         assert r.kv_used >= 0 and r.n_dec >= 0 and r.dec_ctx >= 0
+        assert r.n_waiting == sum(1 for s in r.waiting if s.state == "waiting")
         if live > 1:  # only a lone sequence may exceed the cache (one huge prompt)
             assert r.kv_used <= r.kv_cap, (r.kv_used, r.kv_cap)
         assert live <= r.spec.max_num_seqs
@@ -124,3 +125,24 @@ def test_every_routing_policy_serves_everything(routing: str) -> None:
     seqs = _submit_all(env, fleet, [(0.05 * i, 300, 50) for i in range(100)])
     assert all(s.done.value == OK for s in seqs)
     assert {s.replica.idx for s in seqs} == {0, 1, 2}
+
+
+def test_cancelled_waiting_sequences_leave_the_queue_count_at_once() -> None:
+    """Routing (jsq) and the queue limit see live sequences only, not cancelled ones still in the deque."""
+    env, fleet = _fleet(replicas=1, max_num_seqs=1, queue_limit=4,
+                        cost_model={"type": "fitted", "base_s": 0.01, "per_prefill_token_s": 1e-5,
+                                    "per_decode_seq_s": 1e-3})
+    r = fleet.replicas[0]
+    seqs = [fleet.submit(100, 1000)]
+    env.run(until=0.1)  # it runs (for about 11 s)
+    seqs += [fleet.submit(100, 1000) for _ in range(4)]  # four wait
+    env.run(until=0.5)
+    assert r.n_waiting == 4 and fleet.queue_len() == 4 and r.load == 5
+    for s in seqs[1:4]:  # the client gave up on three waiting calls
+        r.cancel(s)
+    assert r.n_waiting == 1 and fleet.queue_len() == 1 and r.load == 2
+    more = [fleet.submit(100, 10) for _ in range(3)]
+    assert all(not s.done.triggered for s in more)  # room in the queue again: not shed
+    env.run()
+    assert [s.done.value for s in seqs] == [OK, "cancelled", "cancelled", "cancelled", OK]
+    assert all(s.done.value == OK for s in more) and r.n_waiting == 0 and r.load == 0
