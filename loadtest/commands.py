@@ -147,6 +147,8 @@ class Workload:
     def login(self, sess: Session) -> bool:
         for attempt in range(self.sc.clients.max_attempts):
             outcome = self._timed(lambda: self._login_once(sess))
+            if not self.has_auth:  # a plain OpenAI-compatible server: no sessions to keep
+                return True
             if outcome == P.OK:
                 self.tally.count("logins", self.now())
                 return True
@@ -157,6 +159,9 @@ class Workload:
 
     def _login_once(self, sess: Session) -> str:
         r = self._request("POST", "/v1/auth/login", "login", json={"username": sess.user}, headers=self._timeout_hdr)
+        if r.status_code in (404, 405):
+            self.has_auth = False
+            return P.OK
         outcome = P.classify(r.status_code, _code(r))
         if outcome == P.OK:
             sess.token = r.json()["token"]

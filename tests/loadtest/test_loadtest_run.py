@@ -4,6 +4,9 @@ master with two worker processes. Locust runs in subprocesses (its gevent patchi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,8 @@ pytestmark = pytest.mark.slow
 DURATION_S = 7.0
 # the outage starts at 2 s for 1.5 s: the run sees the drop and the recovery
 FAULT = ["faults.0.at_s=2", "faults.0.duration_s=1.5"]
+CHAT_ONLY = ["workload.classes={chat: {probability: 1.0, stages: [{llm: {prompt_tokens: {type: constant, value: 24}, "
+             "output_tokens: {type: constant, value: 8}}}]}}", "slos={chat: {e2e_p99_s: 2.0}}"]
 
 
 def _run(stack: StackProcess, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **kw: object) -> LoadRun:
@@ -102,3 +107,24 @@ def test_closed_model_users_loop_over_commands(stack: StackProcess, tmp_path: Pa
     arrived, completed = _total(r, "arrived:"), _total(r, "completed:")
     assert completed > 10 and arrived - completed - _total(r, "failed:") == tot["in_flight_at_end"] <= 3
     assert r.histograms["ttft:chat"][:, 2].sum() > 0 and r.summary["orders"] > 0
+
+
+def test_chat_runs_against_any_openai_compatible_server(tmp_path: Path) -> None:
+    """No login endpoint (sessions are skipped), the model named by /v1/models, TTFT and TPOT."""
+    from loadtest.procs import free_port
+
+    port = free_port()
+    stub = subprocess.Popen([sys.executable, str(Path(__file__).with_name("openai_stub.py")), str(port)])
+    try:
+        time.sleep(0.5)
+        opt = Options(TINY, duration_s=3.0, out=tmp_path / "stub", host=f"http://127.0.0.1:{port}", faults=False,
+                      simulate=False, report=False, sets=CHAT_ONLY)
+        run_loadtest(opt)
+    finally:
+        stub.terminate()
+        stub.wait(10)
+    r = Results.read(tmp_path / "stub" / "measured")
+    assert r.meta["model"] == "stub-model" and _total(r, "logins") == 0
+    chat = r.summary["classes"]["chat"]
+    assert chat["completed"] > 5 and chat["success_rate"] == 1.0
+    assert 0 < chat["ttft"]["p50"] < 0.5 and 0.001 < chat["tpot"]["p50"] < 0.1
