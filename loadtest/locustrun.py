@@ -56,6 +56,7 @@ class RunState:
         self.index = 0
         self.faults: FaultDriver | None = None
         self.policy: RetryPolicy | None = None
+        self.done = False
         self.wall0 = time.time()
 
     def set_t0(self, t0: float) -> None:
@@ -75,7 +76,7 @@ STATE = RunState(Plan.read(os.environ["SURGE_LOADTEST_PLAN"]))
 # The end of the run is driven by the run's own clock, not by Locust's stop/quit sequence: at
 # t0 + duration (+ drain) every load-generating process kills its starts still running, freezes
 # its counts and sends the last delta (`surge_final`); the master (or local runner) waits for
-# every worker's last delta, writes the results, and only then quits Locust.
+# every worker's last delta, writes the results, and only then lets the load shape end the run.
 @events.init.add_listener
 def _init(environment: Any, **_: Any) -> None:
     st, runner = STATE, environment.runner
@@ -123,7 +124,7 @@ def _test_start(environment: Any, **_: Any) -> None:
         gevent.spawn(st.faults.run)
     if st.role == "local":
         gevent.spawn(_finish, runner)
-    gevent.spawn(_stopper, runner)
+    gevent.spawn(_stopper)
 
 
 def _end_s() -> float:
@@ -151,8 +152,8 @@ def _finish(runner: Any) -> None:
         st.finals.add(0)
 
 
-def _stopper(runner: Any) -> None:
-    """On the master (or local runner): wait for every last delta, write the results, quit."""
+def _stopper() -> None:
+    """On the master (or local runner): wait for every last delta, write the results, end the run."""
     st = STATE
     gevent.sleep(max(0.0, _end_s() - time.time()))
     need = max(1, st.plan.workers)
@@ -162,7 +163,7 @@ def _stopper(runner: Any) -> None:
     try:
         _write_results(st)
     finally:
-        runner.quit()
+        st.done = True  # the shape's next tick ends the run (one quit, Locust's own)
 
 
 def _write_results(st: RunState) -> None:
@@ -310,8 +311,8 @@ class RunShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         st, plan = STATE, STATE.plan
-        if st.t0 is not None and time.time() >= st.t0 + plan.duration_s + plan.drain_s + 30:
-            return None  # a fallback only: `_stopper` ends the run at its time
+        if st.done or (st.t0 is not None and time.time() >= st.t0 + plan.duration_s + plan.drain_s + 30):
+            return None  # `_stopper` sets `done` once the results are written; the rest is a fallback
         if plan.mode == "open":
             n = max(1, plan.workers)
             return n, float(n)

@@ -104,7 +104,7 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
     loopback. Returns the master's exit code; kills everything after `limit_s` seconds."""
     env = _env(SURGE_LOADTEST_PLAN=str(plan_file))
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host, "--loglevel", "WARNING",
-            "--exit-code-on-error", "0"]
+            "--exit-code-on-error", "0", "--only-summary"]
     logs: list[IO[bytes]] = []
     procs: list[subprocess.Popen[bytes]] = []
 
