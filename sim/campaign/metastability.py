@@ -119,6 +119,7 @@ def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float
         "onset_s": _t(onset_i, t_end), "trigger_end_s": trig, "trigger": how,
         "recovered_s": _t(rec_i, t_end),
         "time_to_recover_s": _time_to_recover(onset_i, rec_i, t_end, trig),
+        "down_s": float(down.sum() * dt),
         "down_after_trigger_s": down_after_s,
         "metastable": bool(down_after_s >= hold_s),
         "stuck_at_end": stuck_at_end,

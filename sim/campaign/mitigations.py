@@ -5,6 +5,7 @@ with the same seeds (common random numbers), judged on the same KPIs:
 - orders lost: commands of order-placing classes that arrived and did not place their order, in
   the cell and scaled to the whole app (/ population.scale);
 - success rate: succeeded / ended commands;
+- time down: how long the success ratio was below `stuck_frac` (`analyse`);
 - time to recover: from the trigger's end to recovery (`analyse`); None = still down at the end.
 """
 
@@ -49,6 +50,7 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
         "time_to_recover_s": a["time_to_recover_s"],
         "stuck_at_end": a["stuck_at_end"],
         "metastable": a["metastable"],
+        "down_s": a["down_s"],
         "down_after_trigger_s": a["down_after_trigger_s"],
     }
 
@@ -97,13 +99,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "never (stuck)" if x is None else f"{x / 60:,.0f} min"
 
     head = ("| mitigation | goodput /s | goodput % of offered | success rate | orders lost (cell) | "
-            "orders lost (full scale) | attempts/command | time to recover |")
-    lines = [head, "|" + "---|" * 8]
+            "orders lost (full scale) | attempts/command | time down | time to recover |")
+    lines = [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
             f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | {r['success_rate']:.1%} | "
             f"{r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | {r['attempts_per_command']:.2f} | "
-            f"{ttr(r['time_to_recover_s'])} |")
+            f"{r['down_s'] / 60:,.0f} min | {ttr(r['time_to_recover_s'])} |")
     return "\n".join(lines)
 
 
