@@ -114,7 +114,7 @@ def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Call
         out.append((f"queue:{name}", partial(getattr, pool, "waiting")))
         out.append((f"capacity:{name}", partial(getattr, pool, "capacity")))
         out.append((f"utilisation:{name}", _utilisation(pool)))
-        out.append((f"occupancy:{name}", _rate(pool.occupancy_area, 1.0 / dt)))
+        out.append((f"occupancy:{name}", _time_average(pool.occupancy_area, pool.env)))
         out.append((f"granted:{name}", _rate(partial(getattr, pool, "granted"))))
         out.append((f"waited:{name}", _rate(partial(getattr, pool, "queued"))))
         out.append((f"wait_s:{name}", _rate(partial(getattr, pool, "wait_s"))))
@@ -163,6 +163,20 @@ def _rate(total: Callable[[], float], scale: float = 1.0) -> Callable[[], float]
         now = total()
         d, last[0] = now - last[0], now
         return d * scale
+
+    return read
+
+
+def _time_average(area: Callable[[], float], env: simpy.Environment) -> Callable[[], float]:
+    """A gauge of the time average over the interval of a quantity whose integral is `area()`
+    (the last interval may be short)."""
+    last = [0.0, 0.0]
+
+    def read() -> float:
+        a, now = area(), env.now
+        avg = (a - last[0]) / (now - last[1]) if now > last[1] else 0.0
+        last[0], last[1] = a, now
+        return avg
 
     return read
 

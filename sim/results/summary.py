@@ -24,10 +24,17 @@ def window_histogram(triples: np.ndarray, start: int) -> LogHistogram:
     return LogHistogram.from_arrays(rows[:, 1], rows[:, 2]) if len(rows) else LogHistogram()
 
 
+def _window_s(meta: dict[str, Any], n_intervals: int, start: int) -> float:
+    """Seconds from the first kept interval to the end of the run: the last interval is short
+    when `duration_s` is not a multiple of `interval_s`, and rates must not count its missing part."""
+    end = min(n_intervals * meta["interval_s"], meta.get("duration_s") or math.inf)
+    return max(0.0, end - start * meta["interval_s"])
+
+
 def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[str, np.ndarray]) -> dict[str, Any]:
     """The summary written as summary.json: totals, per-class KPIs, SLO verdicts."""
     start = first_interval(meta)
-    window_s = (len(next(iter(series.values()))) - start) * meta["interval_s"] if series else 0.0
+    window_s = _window_s(meta, len(next(iter(series.values()))), start) if series else 0.0
 
     def total(name: str) -> float:
         s = series.get(name)

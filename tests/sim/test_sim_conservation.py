@@ -23,8 +23,9 @@ SERVICES = ("gateway", "auth", "llm", "tool")
 KINDS = ("capacity_loss", "slowdown", "error_rate", "outage")
 
 
-def _maybe(draw, strategy, p_none: bool = True):  # type: ignore[no-untyped-def]
-    return draw(st.one_of(st.none(), strategy)) if p_none else draw(strategy)
+def _maybe(draw, strategy):  # type: ignore[no-untyped-def]
+    """None (the feature is off) or a value from `strategy`."""
+    return draw(st.one_of(st.none(), strategy))
 
 
 @st.composite
