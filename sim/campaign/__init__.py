@@ -2,8 +2,11 @@
 analytics, vulnerability maps and mitigation comparisons. Pure numpy/SimPy; figures live in
 `reports.campaign`.
 
-    analyse(results) -> dict                 stuck after the trigger? time to recover, amplification
+    analyse(results, scenario=None) -> dict        stuck after the trigger? time to recover, amplification
     load_with_overlay(base, overlay) -> Scenario   a scenario with a mitigation overlay applied
+    calibration       published figures, growth and diurnal models, expected vs simulated totals
+    explore           explore_vulnerability(path, Grid(...)) -> VulnerabilityMap (process pool)
+    mitigations       compare_mitigations(base, overlays) -> one row of KPIs per variant
 """
 
 from sim.campaign.metastability import Thresholds, analyse, format_analysis

@@ -125,7 +125,8 @@ def validate_campaign(
     p = sc.population
     assert p is not None
     print(f"{sc.name}: cell = {p.scale * sc.arrivals.scale:g} of the population, scaled back up by "
-          f"{1 / (p.scale * sc.arrivals.scale):,.0f}" + ("; demand only (one-token LLM calls)" if demand_only else ""))
+          f"{1 / (p.scale * sc.arrivals.scale):,.0f}"
+          + ("; demand only (one-token LLM calls)" if demand_only and simulate_cell else ""))
     print(format_comparison(rows))
     worst = max(abs(r.get("simulated_err", r["expected_err"])) for r in rows)
     if worst > tolerance:
