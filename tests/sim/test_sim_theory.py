@@ -58,8 +58,9 @@ def test_mm1_wait_sojourn_and_number_in_system() -> None:
     res = replicate(scenario("validation/mm1.yaml"), REPS, lambda w: _system(w, "server"))
     _check(res, {"Wq": lam / mu / (mu - lam), "W": 1 / (mu - lam), "L": lam / (mu - lam), "lambda": lam})
     # Little's law on each replication: L = lambda W within 2%
-    for L, lam_hat, W in zip(res["L"], res["lambda"], res["W"], strict=True):
-        assert pytest.approx(lam_hat * W, rel=0.02) == L
+    gaps = [abs(L - lam_hat * W) / L for L, lam_hat, W in zip(res["L"], res["lambda"], res["W"], strict=True)]
+    print(f"Little's law: largest |L - lambda W| / L over replications {max(gaps):.2%}")
+    assert max(gaps) <= 0.02
 
 
 def test_mmc_erlang_c_probability_of_waiting_and_wait() -> None:
@@ -87,10 +88,10 @@ def test_tandem_jackson_network_and_littles_law_at_every_node() -> None:
     res = replicate(scenario("validation/tandem.yaml"), REPS, measure)
     _check(res, {"W": 1 / (mu1 - lam) + 1 / (mu2 - lam), "W1": 1 / (mu1 - lam), "W2": 1 / (mu2 - lam),
                  "L1": lam / (mu1 - lam), "L2": lam / (mu2 - lam)})
-    for i in range(REPS):
-        for node in ("1", "2"):
-            L, thr, W = res["L" + node][i], res["thr" + node][i], res["W" + node][i]
-            assert pytest.approx(thr * W, rel=0.02) == L, f"Little's law at node {node}, replication {i + 1}"
+    for node in ("1", "2"):
+        gaps = [abs(L - thr * W) / L for L, thr, W in zip(res["L" + node], res["thr" + node], res["W" + node], strict=True)]
+        print(f"Little's law at node {node}: largest |L - lambda W| / L over replications {max(gaps):.2%}")
+        assert max(gaps) <= 0.02, f"Little's law at node {node}"
 
 
 @pytest.mark.parametrize("f", [0.5, 0.2])
