@@ -70,8 +70,7 @@ class Replica:
         # work or for the replica to come up), waking (idle, an iteration scheduled at once).
         self._idle = False
         self._waking = False
-        self._prefill: list[tuple[Seq, int]] = []  # the step in progress: its prefill chunks
-        self._n_dec = 0  # and its decode sequences
+        self._step: tuple[list[tuple[Seq, int]], int, int] = ([], 0, 0)  # in progress: prefill chunks, tokens, decodes
         _call_at(env, 0.0, self._on_wake, URGENT)
 
     @property
@@ -112,17 +111,14 @@ class Replica:
         stats.steps += 1
         stats.batch_seqs += n_dec + len(prefill)
         stats.busy_s += dt
-        self._prefill, self._n_dec = prefill, n_dec
+        self._step = (prefill, tokens, n_dec)
         _call_at(self.env, dt, self._on_step, NORMAL)
 
     def _on_step(self, _: simpy.Event) -> None:
         if self.up:
-            prefill = self._prefill
-            tokens = 0
-            for _s, c in prefill:
-                tokens += c
+            prefill, tokens, n_dec = self._step
             self.stats.prefill_tokens += tokens
-            self.stats.decode_tokens += self._n_dec  # as planned: a cancelled sequence's token was computed
+            self.stats.decode_tokens += n_dec  # as planned: a cancelled sequence's token was computed
             self._advance(prefill)
         self._iterate()
 
