@@ -69,11 +69,12 @@ def scenarios(draw) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     known = [s for s in SERVICES if s in services or s == "tool"]
     faults = []
     for _ in range(draw(st.integers(0, 2))):
-        kind = draw(st.sampled_from(KINDS))
+        target = draw(st.sampled_from(known))
+        kind = draw(st.sampled_from([k for k in KINDS if not (target == "gateway" and k == "slowdown")]))
         mag = {"capacity_loss": draw(fl(0, 1)), "slowdown": draw(fl(1, 5)), "error_rate": draw(fl(0, 1)),
                "outage": 1.0}[kind]
         faults.append({"at_s": draw(fl(0, duration - 1)), "duration_s": draw(fl(1, 30)),
-                       "target": draw(st.sampled_from(known)), "kind": kind, "magnitude": mag})
+                       "target": target, "kind": kind, "magnitude": mag})
     if "auth" in services and draw(st.booleans()):
         faults.append({"at_s": draw(fl(0, duration - 1)), "duration_s": 1, "target": "auth",
                        "kind": "session_invalidation", "magnitude": draw(fl(0, 1))})
@@ -108,7 +109,9 @@ def scenarios(draw) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return data
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# derandomized: CI runs the same examples every time (hunt with more examples and a random seed locally)
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios())
 def test_arrived_equals_completed_plus_failed_plus_in_flight(data: dict[str, Any]) -> None:
     r = simulate(parse_scenario(data, "prop.yaml"))
