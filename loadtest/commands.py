@@ -75,6 +75,16 @@ def specs_of(sc: Scenario) -> list[Spec]:
     return out
 
 
+def deadline_header(sc: Scenario) -> dict[str, str]:
+    """`X-Request-Timeout` when the scenario says servers learn of client timeouts
+    (`clients.cancel_on_timeout`, or a gateway that drops work past its deadline); then the stack
+    drops work nobody waits for, as the simulator does. Otherwise servers finish abandoned work."""
+    gw = sc.services.gateway
+    learn = sc.clients.cancel_on_timeout or (gw is not None and gw.deadline_drop)
+    t = sc.clients.timeout_s
+    return {"X-Request-Timeout": f"{t:g}"} if t and learn else {}
+
+
 class OutOfRequests(Exception):
     """The run's request bound is reached: no more traffic from this process."""
 
@@ -102,8 +112,7 @@ class Workload:
         self.has_auth = sc.services.auth is not None
         self.requests_left = plan.max_requests
         self.in_flight = 0
-        timeout = sc.clients.timeout_s
-        self._timeout_hdr = {"X-Request-Timeout": f"{timeout:g}"} if timeout else {}
+        self._timeout_hdr = deadline_header(sc)
 
     # -- time and bookkeeping ------------------------------------------------------------------
     def now(self) -> float:

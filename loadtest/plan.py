@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,7 +138,6 @@ class Plan:
     max_context: int = 2048
     lead_s: float = 1.0  # t0 = test start + lead_s, so every worker starts on the same clock
     drain_s: float = 0.0  # after duration, commands in flight get this long to finish
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

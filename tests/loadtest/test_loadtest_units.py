@@ -211,3 +211,11 @@ def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path
     again = schedule_of(load_scenario(write_scenario(data, tmp_path)))
     assert np.array_equal(again.times_s, sched.times_s)
     assert again.share(1, 2).output_tokens.tolist() == [5, 7]  # type: ignore[union-attr]
+
+
+def test_deadlines_are_sent_only_when_servers_learn_of_timeouts() -> None:
+    from loadtest.commands import deadline_header
+
+    assert deadline_header(load_scenario(TINY)) == {}
+    assert deadline_header(load_scenario(TINY, ["clients.cancel_on_timeout=true"])) == {"X-Request-Timeout": "5"}
+    assert deadline_header(load_scenario(TINY, ["services.gateway={deadline_drop: true}"])) == {"X-Request-Timeout": "5"}
