@@ -38,7 +38,7 @@ def vulnerability_heatmap(vuln_json: str | Path, out: str | Path | None = None) 
                 ax.text(k, j, f"{v:.2f}".rstrip("0").rstrip(".") if v not in (0, 1) else f"{v:.0f}",
                         ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
     axes[0][0].set_ylabel("trigger magnitude (capacity lost)")
-    fig.suptitle(f"{d['scenario']}: fraction of {d['replications']} replications locked in")
+    fig.suptitle(f"{d['scenario']}: fraction of {d['replications']} replications locked in", y=1.06)
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, pad=0.02)
     path = Path(out) if out else src.with_name("vulnerability.png")
