@@ -45,6 +45,10 @@ def loadtest(
                   mode="closed" if closed else "open", users=users, spawn_rate=spawn_rate, sets=set_ or [],
                   interval_s=interval, max_requests=max_requests, max_in_flight=max_in_flight, model=model,
                   stack_config=json.loads(stack_config) if stack_config else None, faults=faults, simulate=simulate)
+    where = "a reference stack on loopback" if start_stack else host
+    print(f"load test: {scenario} at scale {scale:g} for {duration:g} s against {where} "
+          f"({f'Locust master + {workers} workers' if workers else 'one Locust process'}); logs in {opt.out}/",
+          flush=True)
     run = run_loadtest(opt)
     _print(run)
     if fail_on_slo and run.slo_failures:
