@@ -39,12 +39,15 @@ def loadtest(
 ) -> None:
     """Load-test a stack with the scenario's workload (Locust), compare with the simulator, gate on SLOs."""
     from loadtest.runner import Options, run_loadtest
+    from loadtest.safety import check_host
 
     opt = Options(scenario, scale=scale, duration_s=duration, out=out or Path("runs") / f"loadtest-{scenario.stem}",
                   host=host, start_stack=start_stack, workers=workers, allow_remote=allow_remote,
                   mode="closed" if closed else "open", users=users, spawn_rate=spawn_rate, sets=set_ or [],
                   interval_s=interval, max_requests=max_requests, max_in_flight=max_in_flight, model=model,
                   stack_config=json.loads(stack_config) if stack_config else None, faults=faults, simulate=simulate)
+    if host and not start_stack:
+        check_host(host, allow_remote)  # refuse before saying anything runs
     where = "a reference stack on loopback" if start_stack else host
     print(f"load test: {scenario} at scale {scale:g} for {duration:g} s against {where} "
           f"({f'Locust master + {workers} workers' if workers else 'one Locust process'}); logs in {opt.out}/",
