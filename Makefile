@@ -23,7 +23,7 @@ test: lint
 	$(VENV)/bin/pytest
 
 demo: $(STAMP)
-	$(VENV)/bin/surge run scenarios/smoke.yaml --out runs/smoke
+	$(VENV)/bin/surge run scenarios/feb8_outage.yaml --out runs/feb8_outage
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,31 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
     doc.heading("Figures")
     for fig in render_figures([(rs.label, rs.pooled)], prefix="fig"):
         doc.figure(fig)
+    if not rs.is_replications:
+        add_outage(doc, rs)
     html_path, _ = doc.write(out, "report")
     write_json(out / "summary.json", summary_json(rs))
     return html_path
+
+
+def add_outage(doc: Document, rs: RunSet) -> None:
+    """When the run folder holds a metastability analysis that found an outage: its verdict and
+    the trigger / sustaining effect / recovery figure."""
+    path = rs.path / "metastability.json"
+    if not path.is_file():
+        return
+    analysis = json.loads(path.read_text())
+    if analysis.get("onset_s") is None:
+        return
+    from reports.campaign import outage_figure
+    from sim.campaign import format_analysis
+
+    doc.heading("Outage and recovery")
+    doc.text(format_analysis(analysis))
+    png = outage_figure(rs.path, analysis, start_hour=rs.pooled.meta.get("start_hour"))
+    doc.figure(Figure("fig-outage.png", "Outage: trigger, sustaining effect, recovery",
+                      "Offered vs good vs attempts; gateway queue and LLM batch fill; logins. "
+                      "Faults shaded; onset, trigger end and recovery marked.", png.read_bytes()))
 
 
 def facts(rs: RunSet) -> list[tuple[str, str]]:

@@ -70,6 +70,7 @@ def run(
         if replications == 1:
             results = run_single(sc, folder, tick)
             _print_summary(results)
+            _metastability(results, sc, folder)
         else:
             results = run_replications(sc, folder, replications, jobs, tick)
             _print_summary(json.loads((folder / "replications.json").read_text()))
@@ -135,6 +136,16 @@ def _print_summary(results) -> None:  # type: ignore[no-untyped-def]
     from reports.terminal import print_summary
 
     print_summary(results)
+
+
+def _metastability(results, sc, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write metastability.json (onset, recovery, amplification); say it when there was an outage."""
+    from sim.campaign import analyse, format_analysis
+
+    a = analyse(results, scenario=sc)
+    (folder / "metastability.json").write_text(json.dumps(a, indent=1, default=str) + "\n")
+    if a.get("onset_s") is not None:
+        print(format_analysis(a))
 
 
 def _report(folder: Path, out: Path | None = None) -> None:

@@ -42,7 +42,7 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     meta = {
         "source": "des", "engine": "simpy", "surge_version": __version__, "scenario": sc.name,
         "seed": seed, "replication": replication, "duration_s": sc.run.duration_s,
-        "warmup_s": sc.run.warmup_s, "services": stack.scenario.services.names(),
+        "warmup_s": sc.run.warmup_s, "start_hour": sc.run.start_hour, "services": stack.scenario.services.names(),
         "slos": {c: s.model_dump() for c, s in sc.slos.items()},
     }
     return Results.from_recorder(rec, meta)
