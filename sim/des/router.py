@@ -28,6 +28,7 @@ class Fleet:
         self.slowdown = 1.0
         self.target = spec.replicas  # replicas wanted (autoscaling changes it)
         self._rr = 0
+        self._live_cache: list[Replica] | None = None
         self._rand: list[float] = []
         for _ in range(spec.replicas):
             self._add_replica()
@@ -55,8 +56,18 @@ class Fleet:
             r.submit(s)
         return s
 
+    def _live(self) -> list[Replica]:
+        """Replicas taking work (cached: `up` and `accepting` change only in this class, which
+        calls `_changed()` when they do)."""
+        if self._live_cache is None:
+            self._live_cache = [r for r in self.replicas if r.up and r.accepting]
+        return self._live_cache
+
+    def _changed(self) -> None:
+        self._live_cache = None
+
     def _choose(self) -> Replica | None:
-        live = [r for r in self.replicas if r.up and r.accepting]
+        live = self._live()
         if not live:
             return None
         policy = self.spec.routing
@@ -71,13 +82,19 @@ class Fleet:
             return a if a.load <= b.load else b
         if policy == "least_kv":
             return min(live, key=lambda r: (r.kv_used + sum(s.prompt for s in r.waiting if s.state == "waiting")) / r.kv_cap)
-        return min(live, key=lambda r: r.load)
+        best, fewest = live[0], live[0].load  # jsq: the first replica with the fewest sequences
+        for r in live:
+            n = r.n_waiting + len(r.prefilling) + r.n_dec
+            if n < fewest:
+                best, fewest = r, n
+        return best
 
     # -- capacity ------------------------------------------------------------------------------
     def _add_replica(self) -> Replica:
         r = Replica(self.env, len(self.replicas), self.spec, self.cost, self.stats)
         r.slowdown = self.slowdown
         self.replicas.append(r)
+        self._changed()
         return r
 
     @property
@@ -99,6 +116,7 @@ class Fleet:
                 r.wake()
         for r in self.replicas:
             r.slowdown = self.slowdown
+        self._changed()
 
     def kv_frac(self) -> float:
         live = [r for r in self.replicas if r.up]
@@ -126,6 +144,7 @@ class Fleet:
             elif want < len(active):
                 for r in sorted(active, key=lambda r: r.load)[: len(active) - want]:
                     r.accepting = False
+                    self._changed()
                     rec.event(self.env.now, "scale_down", "llm", replica=r.idx)
             self.target = want
 
@@ -136,4 +155,5 @@ class Fleet:
         r = idle[0] if idle else self._add_replica()
         r.accepting = True
         r.up = not self.outage
+        self._changed()
         rec.event(self.env.now, "replica_ready", "llm", replica=r.idx)
