@@ -1,0 +1,89 @@
+"""`surge calibrate`: registered on the `surge` app by `sim.cli_extras`. Light at import: torch
+and the stack's engine are imported inside the command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+_COST_LINE = re.compile(r"^(?P<indent>[ \t]+)cost_model:[ \t]*\{[^\n]*\}[ \t]*(#[^\n]*)?$", re.MULTILINE)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate)
+
+
+def calibrate(
+    scenario: Path,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to.field=value")] = None,
+    repeats: Annotated[int, typer.Option(min=3, max=1000, help="runs of each design step (median or mean)")] = 9,
+    threads: Annotated[int | None, typer.Option(min=1, max=256, help="torch intra-op threads (default: the "
+                                                 "stack's llm.torch_threads, else 1)")] = None,
+    stat: Annotated[str, typer.Option(help="fit each step's 'median' (the engine's own cost) or 'mean' "
+                                           "(with this machine's other load)")] = "median",
+    write: Annotated[bool, typer.Option(help="write a calibrated copy of the scenario")] = False,
+    out: Annotated[Path | None, typer.Option(help="where --write writes (default SCENARIO.calibrated.yaml "
+                                                  "next to it); implies --write")] = None,
+) -> None:
+    """Fit the scenario's LLM cost model to the reference stack's engine on this machine; print it as YAML."""
+    from loadtest.calibrate import CalibrationError, fit_table, stack_configs
+    from loadtest.calibrate import calibrate as run
+    from loadtest.stack.model import pick_device
+    from sim.scenario import load_scenario
+
+    if stat not in ("median", "mean"):
+        raise CalibrationError(f"'--stat' must be 'median' or 'mean' (got {stat!r})")
+    sc = load_scenario(scenario, set_ or [])
+    model_cfg, llm_cfg = stack_configs(sc)
+    n_threads = threads or llm_cfg.torch_threads or 1
+    fit = run(sc, repeats=repeats, threads=n_threads, stat=stat)
+    cost = fit.cost_model()
+    flow = _flow(cost)
+    errs = sorted(abs(e) for e in fit.rel_errors)
+    lines = [
+        f"surge calibrate: {scenario} ({model_cfg.layers} layers, hidden {model_cfg.hidden}, {model_cfg.heads} heads, "
+        f"vocab {model_cfg.vocab}; max_num_seqs {llm_cfg.max_num_seqs}, max_batched_tokens "
+        f"{llm_cfg.max_batched_tokens}) on {pick_device(llm_cfg.device)}, {n_threads} torch thread(s), {repeats} repeats, "
+        f"{stat}s",
+        *fit_table(fit).splitlines(),
+        f"R2 {fit.r2:.3f}; |relative error| median {100 * errs[len(errs) // 2]:.0f}%, max {100 * errs[-1]:.0f}% "
+        f"over {len(errs)} design steps; measured in {fit.wall_s:.1f} s",
+        f"as an override: --set 'services.llm.cost_model={flow}'",
+    ]
+    print("\n".join("# " + ln for ln in lines))
+    print(yaml.safe_dump({"services": {"llm": {"cost_model": cost}}}, sort_keys=False, default_flow_style=None,
+                         width=1000), end="")
+    if write or out is not None:
+        dest = out or scenario.with_name(f"{scenario.stem}.calibrated.yaml")
+        dest.write_text(calibrated_text(scenario, set_ or [], cost, lines[-2]), encoding="utf-8")
+        print(f"# wrote {dest}")
+
+
+def _flow(cost: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in cost.items()) + "}"
+
+
+def calibrated_text(scenario: Path, sets: list[str], cost: dict[str, Any], note: str) -> str:
+    """The scenario's text with `services.llm.cost_model` replaced. Without overrides and with the
+    cost model on one line, only that line changes (comments stay); otherwise the overridden
+    scenario is written out whole."""
+    from sim.scenario.load import apply_override, parse_scenario, read_yaml
+
+    text = scenario.read_text(encoding="utf-8")
+    comment = f"# calibrated by `surge calibrate` on this machine: {note}"
+    hits = list(_COST_LINE.finditer(text))
+    if not sets and len(hits) == 1:
+        ind = hits[0].group("indent")
+        new = f"{ind}{comment}\n{ind}cost_model: {_flow(cost)}"
+        out = text[:hits[0].start()] + new + text[hits[0].end():]
+    else:
+        data = read_yaml(scenario)
+        for item in [*sets, f"services.llm.cost_model={_flow(cost)}"]:
+            apply_override(data, item, str(scenario))
+        out = f"{comment}\n" + yaml.safe_dump(data, sort_keys=False)
+    parse_scenario(yaml.safe_load(out), str(scenario), scenario.parent)  # what we write must load
+    return out
