@@ -46,7 +46,7 @@ def fault_request_model(targets: list[str]) -> Any:
     class SessionInvalidation(_Fault):
         kind: Literal["session_invalidation"]
         target: Literal["auth"] = "auth"
-        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="ignored: every session goes")  # type: ignore[valid-type]
+        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="fraction of the current sessions lost")  # type: ignore[valid-type]
 
     return Annotated[CapacityLoss | Slowdown | ErrorRate | Outage | SessionInvalidation, Field(discriminator="kind")]
 

@@ -1,8 +1,10 @@
 """The agent: "help me buy a milk tea" -> LLM plan -> catalog -> order -> payment -> answer.
 
-Stages come from the config (the scenario's agent class): each LLM stage's prompt and output
-sizes are drawn from its distributions, and the prompt carries the context so far, so later
-calls cost more tokens. The order itself follows `OrderStore`'s exactly-once rules:
+Stages come from the config: the command's class (body field `class`, one of the scenario's
+order-placing classes) or, when it names none, the most likely one. Each LLM stage's prompt and
+output sizes are drawn from its distributions, and the prompt carries the context so far, so
+later calls cost more tokens. Every LLM call is timed as the simulator times it: TTFT from
+submission to the first token, TPOT = (last token - first token) / (output tokens - 1). The order itself follows `OrderStore`'s exactly-once rules:
 - the same `Idempotency-Key` (per user) always means the same order;
 - a retry of a completed command replays the stored answer (header `Idempotent-Replayed`);
 - a retry while the first attempt is still running gets 409 + Retry-After (no waiting:
@@ -58,8 +60,9 @@ def pick_item(command: str) -> tuple[str, str, int]:
     return MENU[0]
 
 
-def request_hash(command: str) -> str:
-    return hashlib.sha256(command.encode()).hexdigest()
+def request_hash(command: str, klass: str | None = None) -> str:
+    text = command if klass is None else f"{klass}\n{command}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def order_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -76,22 +79,38 @@ class Started:
     row: dict[str, Any]
     ticket: Ticket | None
     replay: dict[str, Any] | None
+    stages: tuple[LLMStage | ToolStage, ...] = ()
 
 
 class Agent:
-    """Runs agent commands for one stack; `progress(stage)` hooks stream SSE events."""
+    """Runs agent commands for one stack; `progress(stage, llm_call=None)` hooks stream SSE
+    events (at the start of each stage, and at the end of each LLM call with its timing)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.cfg: StackConfig = stack.cfg
         self.stages = normalise_stages(self.cfg.agent_stages)
+        self.classes = {n: normalise_stages(s) for n, s in self.cfg.agent_classes.items()}
         self.vocab = Vocabulary(self.cfg.model.vocab)
 
-    async def start(self, user: str, key: str, command: str, deadline: float | None) -> Started:
-        """Claim the order for (user, key) and a gateway slot. Raises `APIError` for a key
-        reused with another command (422), a key in use (409) or overload (503/504)."""
+    def stages_of(self, klass: str | None) -> tuple[LLMStage | ToolStage, ...]:
+        """The stages a command of `klass` runs (None: the default class); 400 for a name the
+        stack does not know."""
+        if klass is None:
+            return self.stages
+        if klass not in self.classes:
+            known = ", ".join(sorted(self.classes)) or "none: this stack was configured without a scenario"
+            raise APIError(400, f"unknown command class '{klass[:64]}' (known: {known})", "unknown_class", "class")
+        return self.classes[klass]
+
+    async def start(self, user: str, key: str, command: str, deadline: float | None,
+                    klass: str | None = None) -> Started:
+        """Claim the order for (user, key) and a gateway slot. Raises `APIError` for an unknown
+        class (400), a key reused with another command (422), a key in use (409) or overload
+        (503/504)."""
         st = self.stack
-        kind, row = await st.store.claim(user, key, request_hash(command), self.cfg.order_lease_s)
+        stages = self.stages_of(klass)
+        kind, row = await st.store.claim(user, key, request_hash(command, klass), self.cfg.order_lease_s)
         if kind == "mismatch":
             raise APIError(422, "this Idempotency-Key was used with a different command", "idempotency_key_reused",
                            "Idempotency-Key")
@@ -102,28 +121,29 @@ class Agent:
             st.metrics.orders.inc(("conflict",))
             raise retry_after(409, "a command with this Idempotency-Key is still in progress", "idempotency_key_in_use", 1)
         try:
-            ticket = await st.gateway.admit("agent", deadline)
+            ticket = await st.gateway.admit(klass if klass in self.cfg.gateway.priority else "agent", deadline)
         except BaseException as e:
             await self._release(row["id"], getattr(e, "code", None) or "cancelled")
             raise
-        return Started(row, ticket, None)
+        return Started(row, ticket, None, stages)
 
     async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
         """Run the stages of a started command; the response body. Raises `APIError`."""
         try:
-            return await self._stages(started.row, command, deadline, progress)
+            return await self._stages(started.row, started.stages or self.stages, command, deadline, progress)
         finally:
             if started.ticket:
                 started.ticket.release()
 
-    async def _stages(self, row: dict[str, Any], command: str, deadline: float | None,
-                      progress: Any) -> dict[str, Any]:
+    async def _stages(self, row: dict[str, Any], stages: tuple[LLMStage | ToolStage, ...], command: str,
+                      deadline: float | None, progress: Any) -> dict[str, Any]:
         oid, st = row["id"], self.stack
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         t_start, llm_s = time.perf_counter(), [0.0]
+        calls: list[dict[str, Any]] = []
         answer, context = "", [command]
         try:
-            for i, stage in enumerate(self.stages):
+            for i, stage in enumerate(stages):
                 if progress:
                     await progress(stage.tool if isinstance(stage, ToolStage) else f"llm_{i}")
                 if isinstance(stage, ToolStage):
@@ -133,9 +153,15 @@ class Agent:
                         n = int(round(stage.result_tokens.sample(st.rng_agent)))
                         context.append(self.vocab.filler(n, offset=i))
                 else:
-                    t = time.perf_counter()
-                    answer = await self._llm(stage, context, usage, deadline)
-                    llm_s[0] += time.perf_counter() - t
+                    t, call = time.perf_counter(), LLMCall(t_start)
+                    try:
+                        answer = await self._llm(stage, context, usage, deadline, call)
+                    finally:
+                        llm_s[0] += time.perf_counter() - t
+                        if call.t_first is not None:  # a call that produced tokens is timed, as in the simulator
+                            calls.append(call.view())
+                            if progress:
+                                await progress(f"llm_{i}", calls[-1])
                     context.append(answer)
         except (ServiceError, LLMError, APIError) as e:
             if row["status"] != "paid":
@@ -149,7 +175,7 @@ class Agent:
         final = await st.store.complete(oid, answer.strip())
         st.metrics.orders.inc(("completed",))
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start}
+        timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start, "llm_calls": calls}
         return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing}
 
     async def _release(self, oid: str, code: str) -> None:
@@ -181,7 +207,8 @@ class Agent:
             await svc.call(_value(None), deadline)
         return row
 
-    async def _llm(self, stage: LLMStage, context: list[str], usage: dict[str, int], deadline: float | None) -> str:
+    async def _llm(self, stage: LLMStage, context: list[str], usage: dict[str, int], deadline: float | None,
+                   call: LLMCall) -> str:
         rng = self.stack.rng_agent
         new_tokens = max(1, int(round(stage.prompt_tokens.sample(rng))))
         max_tokens = max(1, min(self.cfg.max_tokens_cap, int(round(stage.output_tokens.sample(rng)))))
@@ -193,15 +220,48 @@ class Agent:
             messages = self._messages(context)
         if self.stack.llm.count(messages) > budget:
             messages[-1]["content"] = " ".join(messages[-1]["content"].split()[: max(1, budget // 2)])
+        call.t_submit = time.perf_counter()
         g = await self.stack.llm.generate(messages, max_tokens, 1.0, deadline)
-        text = "".join([p async for p in g])
+        pieces = []
+        try:
+            async for p in g:
+                call.token()
+                pieces.append(p)
+        finally:
+            call.prompt_tokens, call.output_tokens = g.prompt_tokens, g.completion_tokens
+        call.ok = True
         usage["prompt_tokens"] += g.prompt_tokens
         usage["completion_tokens"] += g.completion_tokens
-        return text
+        return "".join(pieces)
 
     @staticmethod
     def _messages(context: list[str]) -> list[Message]:
         return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": " ".join(context)}]
+
+
+class LLMCall:
+    """The timing of one LLM call of a command (perf_counter seconds)."""
+
+    def __init__(self, t_start: float) -> None:
+        self.t_start = self.t_submit = t_start  # the attempt's start; the call's submission
+        self.t_first: float | None = None
+        self.t_last = 0.0
+        self.prompt_tokens = self.output_tokens = 0
+        self.ok = False
+
+    def token(self) -> None:
+        self.t_last = time.perf_counter()
+        if self.t_first is None:
+            self.t_first = self.t_last
+
+    def view(self) -> dict[str, Any]:
+        """`ttft_s` (submission to first token), `tpot_s` (null unless the call finished with 2+
+        tokens), tokens, and `end_s` (seconds from the attempt's start to the last token)."""
+        assert self.t_first is not None
+        n = self.output_tokens
+        tpot = (self.t_last - self.t_first) / (n - 1) if self.ok and n > 1 else None
+        return {"ttft_s": self.t_first - self.t_submit, "tpot_s": tpot, "prompt_tokens": self.prompt_tokens,
+                "output_tokens": n, "end_s": self.t_last - self.t_start}
 
 
 def _value(v: Any) -> Any:

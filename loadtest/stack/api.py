@@ -3,17 +3,17 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from loadtest.stack.agent import Agent, Started, order_view
 from loadtest.stack.auth import require_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
-from loadtest.stack.gateway import parse_deadline
+from loadtest.stack.gateway import behind_admission, mark_admitted, parse_deadline
 from loadtest.stack.jsontypes import Bool
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
@@ -36,10 +36,18 @@ class LoginResponse(BaseModel):
     user: str
 
 
-class AgentCommand(BaseModel):
+class AgentCommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str = Field(min_length=1, max_length=2000, examples=["help me buy a milk tea"])
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
+
+
+def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
+    """The request schema naming this stack's command classes (so OpenAPI tells them)."""
+    klass: Any = Literal[tuple(classes)] | None if classes else None  # type: ignore[valid-type]
+    field = Field(default=None, alias="class", description="the scenario's order-placing command class whose "
+                  "stages run (default: the most likely one)")
+    return create_model("AgentCommand", __base__=AgentCommandBase, klass=(klass, field))  # type: ignore[call-overload]
 
 
 class Order(BaseModel):
@@ -55,12 +63,26 @@ class Order(BaseModel):
     attempts: int | None
 
 
+class LLMCallTiming(BaseModel):
+    ttft_s: float = Field(description="seconds from submitting the call to its first token")
+    tpot_s: float | None = Field(description="seconds per output token after the first: (last - first token) / "
+                                 "(output_tokens - 1); null for one token or a call that failed")
+    prompt_tokens: int
+    output_tokens: int
+    end_s: float = Field(description="seconds from the attempt's start to the call's last token")
+
+
+class Timing(BaseModel):
+    llm_s: float = Field(description="seconds in LLM calls")
+    total_s: float = Field(description="seconds of the whole attempt")
+    llm_calls: list[LLMCallTiming] = Field(description="every LLM call that produced tokens, in order")
+
+
 class AgentResult(BaseModel):
     order: Order
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
-    timing: dict[str, float] | None = Field(default=None, description="seconds in LLM calls (llm_s) and in the "
-                                            "whole attempt (total_s); null on replay")
+    timing: Timing | None = Field(default=None, description="null on replay")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -70,8 +92,9 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 async def _agent_stream(agent: Agent, started: Started, command: str, deadline: float | None) -> AsyncIterator[bytes]:
     events: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    async def progress(stage: str) -> None:
-        events.put_nowait(_sse("progress", {"stage": stage}))
+    async def progress(stage: str, llm_call: dict[str, Any] | None = None) -> None:
+        events.put_nowait(_sse("progress", {"stage": stage} if llm_call is None else
+                               {"stage": stage, "llm_call": llm_call}))
 
     async def work() -> None:
         try:
@@ -93,6 +116,7 @@ async def _agent_stream(agent: Agent, started: Started, command: str, deadline: 
 def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
     agent = Agent(stack)
+    command_model = agent_command_model(sorted(agent.classes))
 
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
                  summary="Log in and get a session token")
@@ -113,20 +137,24 @@ def make_router(stack: Stack) -> APIRouter:
         return {"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s, "user": body.username}
 
     @router.post("/v1/agent/commands", response_model=AgentResult, tags=["agent"], summary="Run an agent command",
-                 responses={**_ERRORS_WITH_CONFLICT, 200: {"content": {"text/event-stream": {}}}})
-    async def command(body: AgentCommand, request: Request,
+                 responses={**_ERRORS_WITH_CONFLICT, 200: {"content": {"text/event-stream": {}}}},
+                 dependencies=[Depends(behind_admission)])
+    async def command(body: command_model, request: Request,  # type: ignore[valid-type]
                       idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)],
                       _: Any = Depends(session_scheme)):
         user = require_session(request, stack.sessions)
         deadline = parse_deadline(request)
         stack.gateway.rate_limit("user:" + user)
-        started = await agent.start(user, idempotency_key, body.command, deadline)
+        req: Any = body
+        started = await agent.start(user, idempotency_key, req.command, deadline, req.klass)
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
-        if body.stream:
-            return StreamingResponse(_agent_stream(agent, started, body.command, deadline),
+        assert started.ticket is not None
+        mark_admitted(request, started.ticket)
+        if req.stream:
+            return StreamingResponse(_agent_stream(agent, started, req.command, deadline),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = await agent.finish(started, body.command, deadline)
+        result = await agent.finish(started, req.command, deadline)
         t = result["timing"]
         return JSONResponse(result, headers={"Server-Timing": f"llm;dur={t['llm_s'] * 1e3:.3f}, "
                                                               f"app;dur={t['total_s'] * 1e3:.3f}"})

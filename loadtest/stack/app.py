@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from loadtest.stack import admin, api, chat
 from loadtest.stack.config import StackConfig
 from loadtest.stack.errors import APIError, install_handlers
+from loadtest.stack.gateway import ADMITTED_SCOPE_KEY
 from loadtest.stack.state import Stack
 
 _TOO_LARGE = APIError(413, "request body too large", "request_too_large")
@@ -25,7 +26,8 @@ class _BodyTooLarge(Exception):
 
 class Observe:
     """Pure ASGI middleware (streams pass through untouched): counts and times every request
-    by route template and status, and refuses bodies over `max_body_bytes` with 413."""
+    by route template and status, refuses bodies over `max_body_bytes` with 413, and marks the
+    answers of requests the gateway admitted (`gateway.mark_admitted`)."""
 
     def __init__(self, app: Any, stack: Stack) -> None:
         self.app, self.stack = app, stack
@@ -49,6 +51,8 @@ class Observe:
         async def observed_send(msg: dict[str, Any]) -> None:
             if msg["type"] == "http.response.start":
                 status[0] = msg["status"]
+                if ADMITTED_SCOPE_KEY in scope:
+                    msg = {**msg, "headers": [*msg.get("headers", ()), *_admission_headers(scope[ADMITTED_SCOPE_KEY])]}
             await send(msg)
 
         try:
@@ -62,6 +66,12 @@ class Observe:
             labels = (scope.get("method", ""), getattr(route, "path", "unmatched"), str(status[0]))
             self.stack.metrics.requests.inc(labels)
             self.stack.metrics.latency.observe(labels, time.perf_counter() - t0)
+
+
+def _admission_headers(wait_s: float | None) -> list[tuple[bytes, bytes]]:
+    if wait_s is None:
+        return [(b"x-surge-admitted", b"0")]
+    return [(b"x-surge-admitted", b"1"), (b"server-timing", f"queue;dur={wait_s * 1e3:.3f}".encode())]
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:

@@ -1,8 +1,12 @@
 """Sessions: HMAC-signed tokens `<payload>.<signature>`, checked in constant time.
 
 Signed tokens need no session table, so a restarted stack still honours sessions it issued
-(as a stack with an external session store would); a `session_invalidation` fault rejects
-every token issued before it, which is what sends a whole population back to login at once.
+(as a stack with an external session store would). A `session_invalidation` fault of magnitude
+f rejects a fraction f of the tokens issued before it, as the simulator does: the tokens whose
+stable hash of (config seed, invalidation epoch, token payload) falls below f. Which sessions go
+is decided by the token and the seed alone (blake2b, never Python's `hash()`), so a session
+lost stays lost, and independent invalidations compound (kept with probability prod(1 - f)).
+That is what sends a share of the population back to login at once.
 """
 
 from __future__ import annotations
@@ -28,12 +32,22 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class Sessions:
-    """Issues and verifies session tokens valid for `ttl_s` seconds."""
+VALID, FOREIGN, EXPIRED, INVALIDATED = "valid", "foreign", "expired", "invalidated"
 
-    def __init__(self, secret: str, ttl_s: float, faults: FaultBoard) -> None:
+
+def unit_hash(seed: int, epoch: int, session_id: str) -> float:
+    """A stable uniform number in [0, 1) for (seed, epoch, session id)."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{session_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+class Sessions:
+    """Issues and verifies session tokens valid for `ttl_s` seconds; `seed` decides which
+    sessions a partial `session_invalidation` takes."""
+
+    def __init__(self, secret: str, ttl_s: float, faults: FaultBoard, seed: int = 0) -> None:
         self._key = hashlib.sha256(secret.encode()).digest()
-        self.ttl_s, self.faults = ttl_s, faults
+        self.ttl_s, self.faults, self.seed = ttl_s, faults, seed
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:18])
@@ -45,19 +59,33 @@ class Sessions:
         payload = _b64(body.encode())
         return f"{payload}.{self._sign(payload)}"
 
-    def verify(self, token: str) -> str | None:
-        """The user of a valid, unexpired, not invalidated token; else None."""
+    def inspect(self, token: str) -> tuple[str | None, str]:
+        """(user, state): state is VALID, EXPIRED, INVALIDATED (lost to a session_invalidation)
+        or FOREIGN (not a token this stack signed: another API key)."""
         payload, _, sig = token.partition(".")
         if not sig or not hmac.compare_digest(sig.encode(), self._sign(payload).encode()):
-            return None
+            return None, FOREIGN
         try:
             claims = json.loads(_unb64(payload))
             user, iat, exp = str(claims["u"]), float(claims["iat"]), float(claims["exp"])
         except (ValueError, KeyError, TypeError):
-            return None
-        if exp <= time.time() or iat < self.faults.sessions_invalid_before:
-            return None
-        return user
+            return None, FOREIGN
+        if exp <= time.time():
+            return user, EXPIRED
+        if self._lost(payload, iat):
+            return user, INVALIDATED
+        return user, VALID
+
+    def verify(self, token: str) -> str | None:
+        """The user of a valid, unexpired, not invalidated token; else None."""
+        user, state = self.inspect(token)
+        return user if state == VALID else None
+
+    def _lost(self, session_id: str, issued_at: float) -> bool:
+        for epoch, (at, fraction) in enumerate(self.faults.invalidations):
+            if issued_at < at and unit_hash(self.seed, epoch, session_id) < fraction:
+                return True
+        return False
 
 
 def bearer(request: Request) -> str | None:
@@ -66,17 +94,43 @@ def bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def _missing() -> APIError:
+    return APIError(401, "missing session token (Authorization: Bearer <token> from /v1/auth/login)",
+                    "missing_token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _invalid() -> APIError:
+    return APIError(401, "invalid or expired session token; log in again", "invalid_token",
+                    headers={"WWW-Authenticate": "Bearer"})
+
+
 def require_session(request: Request, sessions: Sessions) -> str:
     """The session's user; 401 when the token is missing, wrong, expired or invalidated."""
     token = bearer(request)
     if token is None:
-        raise APIError(401, "missing session token (Authorization: Bearer <token> from /v1/auth/login)",
-                       "missing_token", headers={"WWW-Authenticate": "Bearer"})
+        raise _missing()
     user = sessions.verify(token)
     if user is None:
-        raise APIError(401, "invalid or expired session token; log in again", "invalid_token",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise _invalid()
     return user
+
+
+def chat_session(request: Request, sessions: Sessions, required: bool) -> str | None:
+    """The session user of a chat request, or None for a caller without one of this stack's
+    sessions. A token this stack signed is always checked (401 when expired or invalidated, so
+    a session invalidation reaches chat as it reaches agent commands); any other bearer token is
+    an API key (plain OpenAI clients), refused only when `required`."""
+    token = bearer(request)
+    if token is None:
+        if required:
+            raise _missing()
+        return None
+    user, state = sessions.inspect(token)
+    if state == VALID:
+        return user
+    if state != FOREIGN or required:
+        raise _invalid()
+    return None
 
 
 def require_admin(request: Request, admin_token: str) -> None:

@@ -3,6 +3,11 @@
 Unknown OpenAI parameters are accepted and ignored (clients send many); known ones are
 checked strictly (wrong types are 400, never coerced). Generation always runs to
 `max_tokens` (finish_reason "length"): output sizes are what the load test asks for.
+
+Sessions: a bearer token this stack issued (`/v1/auth/login`) is checked as a session — 401
+when expired or invalidated, as for agent commands, so a session invalidation reaches chat
+users the way the simulator has it; any other token is an API key that names the caller for
+rate limits (plain OpenAI clients), unless `auth.require_for_chat` asks for a session.
 """
 
 import json
@@ -11,13 +16,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from loadtest.stack.auth import bearer
+from loadtest.stack.auth import chat_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
-from loadtest.stack.gateway import Ticket, client_key, parse_deadline
+from loadtest.stack.gateway import Ticket, behind_admission, client_key, mark_admitted, parse_deadline
 from loadtest.stack.jsontypes import Bool, Float, Int
 from loadtest.stack.llm import Generation, LLMError, Message
 from loadtest.stack.state import Stack
@@ -135,18 +140,20 @@ def make_router(stack: Stack) -> APIRouter:
                                             "owned_by": "surge"}]}
 
     @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Create a chat completion",
-                 responses={**ERROR_RESPONSES, 200: {"content": {"text/event-stream": {}}}})
+                 responses={**ERROR_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+                 dependencies=[Depends(behind_admission)])
     async def completions(body: body_model, request: Request):  # type: ignore[valid-type]
         req: Any = body
         deadline = parse_deadline(request)
         if req.model != stack.llm.model_name:
             raise APIError(404, f"the model '{req.model[:100]}' does not exist (try '{stack.llm.model_name}')",
                            "model_not_found", "model")
-        token = bearer(request)
-        stack.gateway.rate_limit((stack.sessions.verify(token) if token else None) or client_key(request))
+        user = chat_session(request, stack.sessions, stack.cfg.auth.require_for_chat)
+        stack.gateway.rate_limit("user:" + user if user else client_key(request))
         max_tokens = req.max_completion_tokens or req.max_tokens or stack.cfg.default_max_tokens
         messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
         ticket = await stack.gateway.admit("chat", deadline)
+        mark_admitted(request, ticket)
         try:
             g = await stack.llm.generate(messages, max_tokens, 1.0 if req.temperature is None else req.temperature,
                                          deadline)

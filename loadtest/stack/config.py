@@ -71,9 +71,12 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class AuthConfig(ServiceConfig):
-    """Login service; sessions are HMAC-signed tokens valid for `session_ttl_s` seconds."""
+    """Login service; sessions are HMAC-signed tokens valid for `session_ttl_s` seconds.
+    `require_for_chat`: chat completions need a session too (by default a session is checked
+    when one is sent, and any other bearer token is an API key)."""
 
     session_ttl_s: float = 3600.0
+    require_for_chat: bool = False
     latency: Any = field(default_factory=lambda: Constant(value=0.0))
     breaker: BreakerConfig | None = None
 
@@ -135,6 +138,9 @@ class StackConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     tools: dict[str, ServiceConfig] = field(default_factory=_default_tools)
     agent_stages: tuple[LLMStage | ToolStage, ...] = field(default_factory=_default_stages)
+    # stages of each order-placing command class by name (body field `class`); agent_stages
+    # runs when a command names none
+    agent_classes: dict[str, tuple[LLMStage | ToolStage, ...]] = field(default_factory=dict)
     max_tokens_cap: int = 1024  # largest max_tokens a request may ask for
     default_max_tokens: int = 16
     max_body_bytes: int = 1_000_000

@@ -6,7 +6,8 @@ Kinds and what `magnitude` means:
 - slowdown: latency multiplier (2.0 = twice as slow; llm: every engine step).
 - error_rate: extra probability in [0, 1] that a call to the target fails.
 - outage: the target answers nothing but errors (magnitude ignored).
-- session_invalidation: target auth; every session issued so far stops being valid at once.
+- session_invalidation: target auth; that fraction of the sessions issued so far stops being
+  valid at once (which ones: a seeded hash of the session, see `auth.Sessions`).
 
 Components ask lazily (`multiplier`, `extra_error_rate`, ...): expiry needs no timer task.
 """
@@ -42,7 +43,8 @@ class FaultBoard:
         self._clock = clock
         self._faults: dict[int, Fault] = {}
         self._ids = itertools.count(1)
-        self.sessions_invalid_before = 0.0  # auth rejects sessions issued before this time
+        # (time, fraction) of each session invalidation so far; its index is its epoch
+        self.invalidations: list[tuple[float, float]] = []
 
     def check(self, kind: str, target: str, magnitude: float) -> str | None:
         """Why this fault cannot be applied, or None if it can."""
@@ -60,7 +62,7 @@ class FaultBoard:
         now = self._clock()
         f = Fault(next(self._ids), kind, target, magnitude, now, now + duration_s)
         if kind == "session_invalidation":
-            self.sessions_invalid_before = now
+            self.invalidations.append((now, magnitude))
         self._faults[f.id] = f
         return f
 

@@ -54,18 +54,37 @@ def client_key(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
+ADMITTED_SCOPE_KEY = "surge.admission_wait_s"
+
+
 @dataclass
 class Ticket:
-    """A held admission slot; `release()` is idempotent (streams may end twice)."""
+    """A held admission slot; `release()` is idempotent (streams may end twice). `wait_s`:
+    seconds the request waited in the admission queue."""
 
     gate: Gateway
     t0: float
+    wait_s: float = 0.0
     released: bool = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
             self.gate.admission.release(time.monotonic() - self.t0)
+
+
+def behind_admission(request: Request) -> None:
+    """A dependency of the routes the gateway admits: their answers carry `X-Surge-Admitted:
+    0` unless `mark_admitted` was called (a client can then tell "not admitted" from a server
+    that does not say)."""
+    request.scope[ADMITTED_SCOPE_KEY] = None
+
+
+def mark_admitted(request: Request, ticket: Ticket) -> None:
+    """Have the response tell the client that the gateway admitted this request: headers
+    `X-Surge-Admitted: 1` and `Server-Timing: queue;dur=<ms>` (added by `app.Observe`, also
+    to error answers and streams, which the handler does not build itself)."""
+    request.scope[ADMITTED_SCOPE_KEY] = ticket.wait_s
 
 
 class Gateway:
@@ -91,6 +110,7 @@ class Gateway:
 
     async def admit(self, klass: str, deadline: float | None) -> Ticket:
         """Wait for a work slot; 503 when the queue is full or we were evicted, 504 on deadline."""
+        t_enter = time.monotonic()
         try:
             await self.admission.acquire(self.cfg.priority.get(klass, self._lowest), deadline)
         except Rejected as r:
@@ -98,4 +118,5 @@ class Gateway:
             if r.reason == "deadline":
                 raise APIError(504, "deadline passed while waiting for admission", "deadline_exceeded") from None
             raise retry_after(503, "server overloaded, try again later", "overloaded", r.retry_after_s) from None
-        return Ticket(self, time.monotonic())
+        now = time.monotonic()
+        return Ticket(self, now, now - t_enter)

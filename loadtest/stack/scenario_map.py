@@ -43,7 +43,7 @@ def _gateway(sc: Any, scale: float) -> GatewayConfig:
     classes = sc.workload.classes
     agent = [c.priority for c in classes.values() if c.places_order] or [0]
     chat = [c.priority for c in classes.values() if not c.places_order] or [min(agent) + 1]
-    prio = {"agent": min(agent), "chat": min(chat)}
+    prio = {"agent": min(agent), "chat": min(chat)} | {n: c.priority for n, c in classes.items() if c.places_order}
     if g is None:
         return GatewayConfig(priority=prio)
     rl = g.rate_limit
@@ -55,7 +55,7 @@ def _gateway(sc: Any, scale: float) -> GatewayConfig:
         concurrency=min(scaled(g.concurrency, scale), 1_000_000),
         queue_limit=scaled(g.queue_limit, scale) if g.queue_limit is not None else 1_000_000,
         discipline=g.discipline, deadline_drop=g.deadline_drop,
-        priority=prio if g.priority else {"agent": 0, "chat": 0},
+        priority=prio if g.priority else dict.fromkeys(prio, 0),
     )
 
 
@@ -79,18 +79,16 @@ def _llm(sc: Any, base: StackConfig, scale: float) -> tuple[LLMConfig, ModelConf
     return llm, model
 
 
-def _stages(sc: Any) -> tuple[LLMStage | ToolStage, ...] | None:
-    classes = sc.workload.classes
-    ordering = sorted((c for c in classes.values() if c.places_order), key=lambda c: -c.probability)
-    if not ordering:
-        return None
-    out: list[LLMStage | ToolStage] = []
-    for st in ordering[0].stages:
-        if st.llm is not None:
-            out.append(LLMStage(st.llm.prompt_tokens, st.llm.output_tokens))
-        else:
-            out.append(ToolStage(st.tool.service, st.tool.result_tokens))
-    return tuple(out)
+def _stages_of(cls: Any) -> tuple[LLMStage | ToolStage, ...]:
+    return tuple(LLMStage(st.llm.prompt_tokens, st.llm.output_tokens) if st.llm is not None
+                 else ToolStage(st.tool.service, st.tool.result_tokens) for st in cls.stages)
+
+
+def _agent_classes(sc: Any) -> dict[str, tuple[LLMStage | ToolStage, ...]]:
+    """The stages of every order-placing class, the most likely first."""
+    ordering = sorted(((n, c) for n, c in sc.workload.classes.items() if c.places_order),
+                      key=lambda nc: -nc[1].probability)
+    return {n: _stages_of(c) for n, c in ordering}
 
 
 def config_from_scenario(base: StackConfig, sc: Any, scale: float = 1.0) -> StackConfig:
@@ -105,8 +103,10 @@ def config_from_scenario(base: StackConfig, sc: Any, scale: float = 1.0) -> Stac
     tools = dict(base.tools)  # catalog, order and payment always exist: the agent needs them
     for name, t in s.tools.items():
         tools[name] = dataclasses.replace(tools.get(name, ServiceConfig()), **_service(t, ServiceConfig(), scale))
+    agents = _agent_classes(sc)
     return dataclasses.replace(base, model=model, llm=llm, gateway=_gateway(sc, scale), auth=auth, tools=tools,
-                               agent_stages=_stages(sc) or base.agent_stages, seed=sc.run.seed)
+                               agent_stages=next(iter(agents.values()), base.agent_stages), agent_classes=agents,
+                               seed=sc.run.seed)
 
 
 def _section(cls: Any, cur: Any, data: dict[str, Any]) -> Any:
@@ -132,7 +132,7 @@ def config_from_dict(base: StackConfig, data: dict[str, Any]) -> StackConfig:
             for name, t in val.items():
                 tools[name] = _section(ServiceConfig, tools.get(name, ServiceConfig()), t)
             out[key] = tools
-        elif key in {f.name for f in dataclasses.fields(StackConfig)} and key != "agent_stages":
+        elif key in {f.name for f in dataclasses.fields(StackConfig)} and key not in ("agent_stages", "agent_classes"):
             out[key] = val
         else:
             raise ValueError(f"unknown key {key!r} in the stack config")

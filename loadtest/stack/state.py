@@ -34,7 +34,7 @@ class Stack:
         self.rng_agent = rngs[2]
         self.gateway = Gateway(cfg.gateway, self.metrics)
         self.auth = Downstream("auth", cfg.auth, self.faults, self.metrics, rngs[1])
-        self.sessions = Sessions(cfg.session_secret, cfg.auth.session_ttl_s, self.faults)
+        self.sessions = Sessions(cfg.session_secret, cfg.auth.session_ttl_s, self.faults, cfg.seed)
         self.tools = {name: Downstream(name, t, self.faults, self.metrics, rngs[3 + i])
                       for i, (name, t) in enumerate(cfg.tools.items())}
         self.llm: LLM
