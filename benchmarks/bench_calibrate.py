@@ -13,7 +13,8 @@
    (they share the GIL and the cores), each with its own copy of the arrivals.
 
     .venv/bin/python benchmarks/bench_calibrate.py [--scenario scenarios/demo_fault.yaml]
-        [--threads 1] [--replicas 1] [--prompt 64] [--output 24]
+        [--threads 1] [--replicas 1] [--prompt 64] [--output 24] [--idle-ms 0] [--cal-replicas 1]
+        [--stat median] [--only NAME]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def run_engine(engine, arrivals: list[float], prompt: int, output: int, slowdown
     done: dict[int, float] = {}
     t0 = time.perf_counter()
     seqs = []
+    steps: list[tuple[int, int, int, float]] = []
     engine.slowdown = lambda: slowdown
     nxt = 0
     with torch.inference_mode():
@@ -67,7 +69,12 @@ def run_engine(engine, arrivals: list[float], prompt: int, output: int, slowdown
             if not engine.load:
                 time.sleep(max(0.0, arrivals[nxt] - now))
                 continue
-            engine.step()
+            before = list(engine.running)
+            stats = engine.step()
+            kv = sum(s.computed for s in {*before, *engine.running})
+            ndec = sum(1 for s in before if s.generated > 0)  # decoding when the step began
+            steps.append((stats.prefill_tokens, ndec, kv, stats.duration_s))
+    out["steps"] = steps
     out["arrival"], out["first"], out["done"] = arrivals, [first[i] for i in range(len(seqs))], \
         [done[i] for i in range(len(seqs))]
 
@@ -118,9 +125,12 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--output", type=int, default=24)
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument("--stat", default="median", help="fit each design step's median or mean")
+    ap.add_argument("--cal-replicas", type=int, default=1, help="calibrate with this many engines at once")
+    ap.add_argument("--idle-ms", type=float, default=0.0, help="calibrate with this idle time before each step")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
-    fit = calibrate(sc, threads=args.threads)
+    fit = calibrate(sc, threads=args.threads, stat=args.stat, idle_s=args.idle_ms / 1e3, replicas=args.cal_replicas)
     print(fit_table(fit))
     print(f"fitted: {fit.cost_model()}  R2 {fit.r2:.3f}  max |rel err| {100 * fit.max_abs_rel_error:.0f}%  "
           f"({fit.wall_s:.1f} s)")
@@ -134,6 +144,8 @@ def main() -> None:
             continue
         outs: list[dict] = [{} for _ in range(args.replicas)]
         engines = [make_engine(model_cfg, llm_cfg, seed=i) for i in range(args.replicas)]
+        for e in engines:  # warm, like a stack that has served before
+            run_engine(e, [0.0] * 4, args.prompt, args.output, 1.0, {})
         ths = [threading.Thread(target=run_engine, args=(e, arrivals, args.prompt, args.output, slow, o))
                for e, o in zip(engines, outs, strict=True)]
         for t in ths:
@@ -142,6 +154,11 @@ def main() -> None:
             t.join()
         meas = [summary(o, args.output) for o in outs]
         m = {k: float(np.mean([x[k] for x in meas])) for k in meas[0]}
+        st = np.array([x for o in outs for x in o["steps"]], float)
+        pred = np.array([fit.predict(p, d, k) for p, d, k, _ in st])
+        step_note = (f"  steps: {len(st)}, measured mean {1e3 * st[:, 3].mean():.2f} ms (median "
+                     f"{1e3 * np.median(st[:, 3]):.2f}), fit {1e3 * pred.mean():.2f} ms: fit/measured "
+                     f"{pred.mean() / st[:, 3].mean():.2f}")
         rows = [("measured", m), ("sim fit", summary(run_sim(fitted, arrivals, args.prompt, args.output, slow),
                                                     args.output)),
                 ("sim orig", summary(run_sim(base, arrivals, args.prompt, args.output, slow), args.output))]
@@ -150,6 +167,7 @@ def main() -> None:
                 f"{100 * (r[k] / m[k] - 1):+.0f}%" for k in r)
             print(f"{name if label == 'measured' else '':<24} {label:>9} {r['tok_s']:>8.0f} {r['lat_mean_ms']:>12.1f} "
                   f"{r['lat_p90_ms']:>11.1f} {r['ttft_ms']:>8.1f}{err}", flush=True)
+        print(step_note)
 
 
 if __name__ == "__main__":

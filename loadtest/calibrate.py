@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,8 +183,10 @@ class _Driver:
         raise CalibrationError(f"could not start {n} decoding sequences of {context} tokens")
 
 
-def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int) -> list[StepSample]:
-    """Run every design point `repeats` times on the driver's engine; medians per point."""
+def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int, idle_s: float = 0.0) -> list[StepSample]:
+    """Run every design point `repeats` times on the driver's engine; medians per point.
+    `idle_s`: sleep before each timed step, as a replica that waits for work (or sleeps out a
+    slowdown fault) does: such a step starts with cold caches and is slower than back-to-back."""
     out = []
     for p in points:
         times: list[float] = []
@@ -194,6 +197,8 @@ def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int) -> l
             new = [driver.seq(p.prefill_chunk) for _ in range(p.prefill_seqs)]
             for s in new:
                 driver.engine.submit(s)
+            if idle_s:
+                time.sleep(idle_s)
             stats, kv = driver.step()
             ndec = stats.batch_seqs - len(new)
             if stats.prefill_tokens != p.prefill_chunk * p.prefill_seqs or ndec != p.decode_seqs:
@@ -222,22 +227,45 @@ def make_engine(model_cfg: Any, llm_cfg: Any, seed: int = 0) -> Any:
 
 
 def run_design(model_cfg: Any, llm_cfg: Any, points: list[DesignPoint], repeats: int = 7,
-               threads: int | None = None, seed: int = 0) -> list[StepSample]:
-    """Measure `points` on a fresh engine with `threads` torch intra-op threads (None: leave
-    torch's setting, as the stack does unless `llm.torch_threads` is set); restores threads."""
+               threads: int | None = None, seed: int = 0, idle_s: float = 0.0, replicas: int = 1) -> list[StepSample]:
+    """Measure `points` on fresh engines with `threads` torch intra-op threads (None: leave
+    torch's setting, as the stack does unless `llm.torch_threads` is set; restored after).
+    `replicas` > 1 runs that many engines at once, each in its own thread of this process as
+    the stack's replicas are (they share the GIL and the cores), and pools their steps."""
     import torch
 
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    results: list[list[StepSample] | BaseException] = [[] for _ in range(replicas)]
+
+    def one(i: int) -> None:
+        try:
+            driver = _Driver(make_engine(model_cfg, llm_cfg, seed + i), model_cfg.vocab, seed + i)
+            with torch.inference_mode():
+                measure_steps(points[:3], driver, 3)  # warm-up: allocator, kernels, caches
+                results[i] = measure_steps(points, driver, repeats, idle_s)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            results[i] = e
+
     try:
-        engine = make_engine(model_cfg, llm_cfg, seed)
-        driver = _Driver(engine, model_cfg.vocab, seed)
-        with torch.inference_mode():
-            measure_steps(points[:3], driver, 3)  # warm-up: allocator, kernels, caches
-            return measure_steps(points, driver, repeats)
+        if replicas == 1:
+            one(0)
+        else:
+            pool = [threading.Thread(target=one, args=(i,), name=f"calibrate-{i}") for i in range(replicas)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
     finally:
         torch.set_num_threads(before)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    runs = [r for r in results if not isinstance(r, BaseException)]
+    return [dataclasses.replace(first, seconds=statistics.median(ts := [t for r in runs for t in r[k].repeats_s]),
+                                repeats_s=tuple(ts))
+            for k, first in enumerate(runs[0])]
 
 
 # ---- fit ------------------------------------------------------------------------------------
@@ -311,14 +339,17 @@ def stack_configs(sc: Any) -> tuple[Any, Any]:
     return cfg.model, cfg.llm
 
 
-def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int = 0, stat: str = "median") -> Fit:
-    """Measure the scenario's local model on one engine and fit the cost model (`threads`:
-    torch intra-op threads; None = the stack's `llm.torch_threads`, else torch's default)."""
+def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int = 0, stat: str = "median",
+              idle_s: float = 0.0, replicas: int = 1) -> Fit:
+    """Measure the scenario's local model on `replicas` engines at once (see `run_design`) and
+    fit the cost model (`threads`: torch intra-op threads; None = the stack's
+    `llm.torch_threads`, else torch's default)."""
     model_cfg, llm_cfg = stack_configs(sc)
     t0 = time.monotonic()
     pts = design(llm_cfg.max_batched_tokens, llm_cfg.max_num_seqs, model_cfg.max_context,
                  llm_cfg.kv_cache_tokens, block_tokens=llm_cfg.block_tokens)
-    samples = run_design(model_cfg, llm_cfg, pts, repeats, threads if threads else llm_cfg.torch_threads, seed)
+    samples = run_design(model_cfg, llm_cfg, pts, repeats, threads if threads else llm_cfg.torch_threads, seed,
+                         idle_s, replicas)
     return dataclasses.replace(fit_cost(samples, stat=stat), wall_s=time.monotonic() - t0)
 
 

@@ -25,6 +25,11 @@ def calibrate(
                                                  "stack's llm.torch_threads, else 1)")] = None,
     stat: Annotated[str, typer.Option(help="fit each step's 'median' (the engine's own cost) or 'mean' "
                                            "(with this machine's other load)")] = "median",
+    idle_ms: Annotated[float, typer.Option(min=0, max=10_000, help="idle time before each timed step, ms: 0 = "
+                                           "back to back (a saturated replica); ~30 = a replica that waits "
+                                           "for work or sleeps out a slowdown fault (cold caches)")] = 0.0,
+    replicas: Annotated[int, typer.Option(min=1, max=64, help="engines measured at once in threads of one "
+                                          "process, as the stack runs its replicas")] = 1,
     write: Annotated[bool, typer.Option(help="write a calibrated copy of the scenario")] = False,
     out: Annotated[Path | None, typer.Option(help="where --write writes (default SCENARIO.calibrated.yaml "
                                                   "next to it); implies --write")] = None,
@@ -40,15 +45,16 @@ def calibrate(
     sc = load_scenario(scenario, set_ or [])
     model_cfg, llm_cfg = stack_configs(sc)
     n_threads = threads or llm_cfg.torch_threads or 1
-    fit = run(sc, repeats=repeats, threads=n_threads, stat=stat)
+    fit = run(sc, repeats=repeats, threads=n_threads, stat=stat, idle_s=idle_ms / 1e3, replicas=replicas)
+    how = (f"{n_threads} torch thread(s), {replicas} engine(s) at once, {idle_ms:g} ms idle before each step, "
+           f"{repeats} repeats, {stat}s")
     cost = fit.cost_model()
     flow = _flow(cost)
     errs = sorted(abs(e) for e in fit.rel_errors)
     lines = [
         f"surge calibrate: {scenario} ({model_cfg.layers} layers, hidden {model_cfg.hidden}, {model_cfg.heads} heads, "
         f"vocab {model_cfg.vocab}; max_num_seqs {llm_cfg.max_num_seqs}, max_batched_tokens "
-        f"{llm_cfg.max_batched_tokens}) on {pick_device(llm_cfg.device)}, {n_threads} torch thread(s), {repeats} repeats, "
-        f"{stat}s",
+        f"{llm_cfg.max_batched_tokens}) on {pick_device(llm_cfg.device)}: {how}",
         *fit_table(fit).splitlines(),
         f"R2 {fit.r2:.3f}; |relative error| median {100 * errs[len(errs) // 2]:.0f}%, max {100 * errs[-1]:.0f}% "
         f"over {len(errs)} design steps; measured in {fit.wall_s:.1f} s",
@@ -59,7 +65,8 @@ def calibrate(
                          width=1000), end="")
     if write or out is not None:
         dest = out or scenario.with_name(f"{scenario.stem}.calibrated.yaml")
-        dest.write_text(calibrated_text(scenario, set_ or [], cost, lines[-2]), encoding="utf-8")
+        note = f"{how}; {lines[-2]}"
+        dest.write_text(calibrated_text(scenario, set_ or [], cost, note), encoding="utf-8")
         print(f"# wrote {dest}")
 
 
