@@ -6,8 +6,13 @@ another with think times. A command is a series of attempts under the client pol
 - for a chat-like class (LLM stages only): one streamed `/v1/chat/completions` call per LLM
   stage — time to first token, inter-token gaps, time per output token, tokens;
 - for an agent class (tool stages or `places_order`): `POST /v1/agent/commands` with an
-  `Idempotency-Key` kept across retries; after a success the order is checked with
+  `Idempotency-Key` kept across retries and the class's name (`class`, for an order-placing
+  class), streamed: the stack reports every inner LLM call's TTFT and TPOT as it ends, recorded
+  into the class's `ttft`/`tpot`; after a success the order is checked with
   `GET /v1/orders/{id}` (outside the command's latency).
+
+An attempt is `admitted` when the stack says its gateway admitted it (`X-Surge-Admitted: 1`);
+for a server that does not say, it is inferred from the status.
 
 Latency is coordinated-omission-correct: `e2e` runs from the command's intended start (the
 schedule's time; a late dispatch counts against the system), `e2e_send` from the first send.
@@ -304,7 +309,7 @@ class Workload:
         sent = self.now()
         r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=self._headers(sess), stream=True)
         code = _code(r)
-        cmd.admitted = cmd.admitted or P.admitted(r.status_code, code)
+        cmd.admitted = cmd.admitted or _admitted(r, code)
         if r.status_code != 200:
             return P.classify(r.status_code, code), 0
         stamps, usage, err = _read_stream(r, self.now)
@@ -323,14 +328,37 @@ class Workload:
         return P.OK, ((usage or {}).get("prompt_tokens") or prompt_tokens) + n_out
 
     def _agent(self, sess: Session, cmd: Command) -> str:
+        """One agent command, streamed: each LLM call's timing arrives in a progress event as the
+        call ends and is recorded like a chat call's (as the simulator records every call that
+        produced tokens, also in an attempt that fails later)."""
         h = self._headers(sess) | {"Idempotency-Key": cmd.key}
-        r = self._request("POST", "/v1/agent/commands", "agent", json={"command": AGENT_TEXT}, headers=h)
+        body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True}
+        if cmd.spec.cls.places_order:  # the stack maps the stages of each order-placing class
+            body["class"] = cmd.spec.name
+        r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
         code = _code(r)
-        cmd.admitted = P.admitted(r.status_code, code)
-        outcome = P.classify(r.status_code, code)
-        if outcome == P.OK:
-            cmd.order_id = str(r.json()["order"]["id"])
-        return outcome
+        cmd.admitted = _admitted(r, code)
+        if r.status_code != 200:
+            return P.classify(r.status_code, code)
+        if not str(r.headers.get("content-type") or "").startswith("text/event-stream"):
+            result: dict[str, Any] | None = r.json()  # a replay: the stored answer, as JSON
+        else:
+            result, error = _read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
+            if error is not None:
+                err_code = (error.get("error") or {}).get("code")
+                return P.classify(int(error.get("status") or 500), str(err_code) if err_code else None)
+        if not result:
+            return P.ERROR
+        cmd.order_id = str(result["order"]["id"])
+        return P.OK
+
+    def _record_call(self, name: str, call: dict[str, Any]) -> None:
+        """An LLM call inside an agent command, timed by the stack (`timing.llm_calls`)."""
+        now = self.now()
+        self.tally.observe(f"ttft:{name}", now, float(call["ttft_s"]))
+        if call.get("tpot_s") is not None:
+            self.tally.observe(f"tpot:{name}", now, float(call["tpot_s"]))
+        self.tally.count(f"tokens_out:{name}", now, int(call.get("output_tokens") or 0))
 
     def _check_order(self, sess: Session, cmd: Command) -> None:
         try:
@@ -351,6 +379,16 @@ def _code(r: Any) -> str | None:
         return str(json.loads(r.content or b"{}").get("error", {}).get("code") or "") or None
     except (ValueError, AttributeError):
         return None
+
+
+def _admitted(r: Any, code: str | None) -> bool:
+    """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
+    counts (its work was admitted in an earlier attempt whose answer the client never saw); a
+    server that does not say is judged by the status (`policy.admitted`)."""
+    said = r.headers.get("X-Surge-Admitted")
+    if said is None:
+        return P.admitted(r.status_code, code)
+    return said == "1" or r.headers.get("Idempotent-Replayed") == "true"
 
 
 def _lines(r: Any) -> Any:
@@ -389,3 +427,26 @@ def _read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, 
             if (ch.get("delta") or {}).get("content"):
                 stamps.append(t)
     return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
+
+
+def _read_agent_stream(r: Any, on_call: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Read an agent command's events to `[DONE]`, calling `on_call(llm_call)` as each LLM call's
+    timing arrives. Returns (result, None), or (None, error) with the error's `status`."""
+    event, result, error = "", None, None
+    for line in _lines(r):
+        if line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+            continue
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return (result, None) if result is not None else (None, error or {"status": 500})
+        msg = json.loads(data)
+        if event == "progress" and msg.get("llm_call"):
+            on_call(msg["llm_call"])
+        elif event == "result":
+            result = msg
+        elif event == "error":
+            error = msg
+    return None, {"status": 0, "error": {"code": "incomplete_stream"}}  # the connection ended before [DONE]

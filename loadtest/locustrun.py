@@ -173,8 +173,8 @@ def _write_results(st: RunState) -> None:
     meta = {
         "source": "loadtest", "engine": "locust", "surge_version": __version__, "scenario": sc.name,
         "seed": sc.run.seed, "replication": 0, "duration_s": plan.duration_s, "warmup_s": sc.run.warmup_s,
-        "services": sc.services.names(), "slos": measurable_slos(sc),
-        "slos_not_measured": unmeasurable_slos(sc), "host": plan.host, "model": plan.model, "mode": plan.mode,
+        "services": sc.services.names(), "slos": {c: s.model_dump() for c, s in sc.slos.items()},
+        "slos_not_measured": [], "host": plan.host, "model": plan.model, "mode": plan.mode,
         "workers": plan.workers, "t0_unix": st.t0, "wall_s": round(time.time() - st.wall0, 3),
         "worker_finals": sorted(st.finals), "totals": dict(st.collector.totals),
         "faults_applied": st.faults.applied if st.faults else 0,
@@ -183,25 +183,6 @@ def _write_results(st: RunState) -> None:
     res.meta["recovery"] = recovery(res)
     res.write(os.path.join(plan.out_dir, MEASURED))
     log.warning("surge: results written to %s", os.path.join(plan.out_dir, MEASURED))
-
-
-def measurable_slos(sc: Any) -> dict[str, dict[str, Any]]:
-    """SLO targets the load test can observe from outside: an agent command's inner LLM calls
-    (its TTFT and TPOT) are not visible to the client, so those targets are left out."""
-    kinds = {s.name: s.kind for s in specs_of(sc)}
-    out = {}
-    for c, s in sc.slos.items():
-        d = s.model_dump()
-        if kinds.get(c) == "agent":
-            d["ttft_p99_s"] = d["tpot_p99_s"] = None
-        out[c] = d
-    return out
-
-
-def unmeasurable_slos(sc: Any) -> list[str]:
-    kinds = {s.name: s.kind for s in specs_of(sc)}
-    return [f"{c}.{k}" for c, s in sc.slos.items() if kinds.get(c) == "agent"
-            for k in ("ttft_p99_s", "tpot_p99_s") if getattr(s, k) is not None]
 
 
 # -- users ---------------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ def classify(status: int, code: str | None = None) -> str:
 
 
 def admitted(status: int, code: str | None = None) -> bool:
-    """Whether an answer shows the attempt got past the gateway. The client cannot see admission;
-    it counts every answer but 429, 401, 409, and 503/504 from the admission queue."""
+    """Whether an answer shows the attempt got past the gateway, for a server that does not say so
+    (the reference stack does: `X-Surge-Admitted`): every answer but 429, 401, 409, and 503/504
+    from the admission queue."""
     if status in (0, 401, 409, 429):
         return False
     return not (status in (503, 504) and code in ("overloaded", "deadline_exceeded", "not_ready"))

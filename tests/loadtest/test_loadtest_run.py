@@ -64,6 +64,11 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     assert 0 < r.summary["classes"]["chat"]["ttft"]["p50"] < 1.0
     assert r.histograms["tpot:chat"][:, 2].sum() > 0 and r.histograms["itl:chat"][:, 2].sum() > 0
     assert r.summary["orders"] > 0 and r.meta["totals"].get("orders_check_failed", 0) == 0
+    # the agent's inner LLM calls, timed by the stack: two per successful help_me_buy, at least
+    buy = r.series["completed:help_me_buy"].sum()
+    assert r.histograms["ttft:help_me_buy"][:, 2].sum() >= 2 * buy > 0
+    assert r.histograms["tpot:help_me_buy"][:, 2].sum() >= 2 * buy
+    assert r.meta["slos_not_measured"] == [] and r.summary["classes"]["help_me_buy"]["ttft"]["p50"] > 0
     # the fault: applied on time, visible as failures, and the recovery measured
     assert r.meta["faults_applied"] == 2
     starts = [e for e in r.events if e["kind"] == "fault_start"]
