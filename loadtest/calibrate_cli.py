@@ -76,8 +76,8 @@ def _flow(cost: dict[str, Any]) -> str:
 
 def calibrated_text(scenario: Path, sets: list[str], cost: dict[str, Any], note: str) -> str:
     """The scenario's text with `services.llm.cost_model` replaced. Without overrides and with the
-    cost model on one line, only that line changes (comments stay); otherwise the overridden
-    scenario is written out whole."""
+    cost model on one line, only that line and a comment right above it change (other comments
+    stay); otherwise the overridden scenario is written out whole."""
     from sim.scenario.load import apply_override, parse_scenario, read_yaml
 
     text = scenario.read_text(encoding="utf-8")
@@ -85,8 +85,12 @@ def calibrated_text(scenario: Path, sets: list[str], cost: dict[str, Any], note:
     hits = list(_COST_LINE.finditer(text))
     if not sets and len(hits) == 1:
         ind = hits[0].group("indent")
+        start = hits[0].start()
+        above = text.rfind("\n", 0, max(0, start - 1)) + 1
+        if text[above:start].strip().startswith("#"):  # a comment on the old coefficients goes with them
+            start = above
         new = f"{ind}{comment}\n{ind}cost_model: {_flow(cost)}"
-        out = text[:hits[0].start()] + new + text[hits[0].end():]
+        out = text[:start] + new + text[hits[0].end():]
     else:
         data = read_yaml(scenario)
         for item in [*sets, f"services.llm.cost_model={_flow(cost)}"]:

@@ -42,13 +42,15 @@ def test_calibrate_prints_yaml_the_scenario_accepts_and_writes_a_copy(tmp_path: 
     assert written.services.llm.backend.model.hidden == 64  # the --set overrides are in the copy
 
 
-def test_calibrated_copy_changes_only_the_cost_model_line(tmp_path: Path) -> None:
+def test_calibrated_copy_changes_only_the_cost_model_and_its_comment(tmp_path: Path) -> None:
     src = ROOT / "scenarios/demo_fault.yaml"
     text = calibrated_text(src, [], COST, "R2 0.9")
     before, after = src.read_text().splitlines(), text.splitlines()
     changed = [ln for ln in after if ln not in before]
+    gone = [ln for ln in before if ln not in after]
     assert len(changed) == 2 and "calibrated by `surge calibrate`" in changed[0] and "cost_model:" in changed[1]
-    assert len(after) == len(before) + 1  # one comment added, comments elsewhere kept
+    assert len(gone) == 2 and "cost_model:" in gone[1] and gone[0].strip().startswith("#")
+    assert len(after) == len(before)  # every other line, comments included, is kept
     f = tmp_path / "c.yaml"
     f.write_text(text)
     assert load_scenario(f).services.llm.cost_model.model_dump() == COST
