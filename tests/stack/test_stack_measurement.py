@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from stack_helpers import ADMIN, chat_body, login, running, tiny_config
 
+from loadtest.stack import StackConfig
 from loadtest.stack.auth import EXPIRED, FOREIGN, INVALIDATED, VALID, Sessions
 from loadtest.stack.config import LLMStage, ToolStage
 from loadtest.stack.faults import FaultBoard
 from sim.dists import Constant
+from sim.scenario import load_scenario
 
 pytestmark = pytest.mark.anyio
 BUY = {"command": "help me buy a milk tea"}
@@ -133,3 +136,14 @@ async def test_agent_runs_the_stages_of_the_named_class(tmp_path) -> None:
         h["Idempotency-Key"] = "c3"
         r = await client.post("/v1/agent/commands", json=BUY | {"class": "nope"}, headers=h)
         assert r.status_code == 400 and r.json()["error"]["param"] == "class"
+
+
+def test_every_order_placing_class_of_a_scenario_gets_its_stages() -> None:
+    path = Path(__file__).resolve().parents[1] / "loadtest" / "tiny.yaml"
+    two = ["workload.classes.quick_buy={probability: 0.1, places_order: true, priority: 2, stages: "
+           "[{llm: {prompt_tokens: {type: constant, value: 8}, output_tokens: {type: constant, value: 3}}}]}",
+           "workload.classes.chat.probability=0.5"]
+    cfg = StackConfig.from_scenario(load_scenario(path, two))
+    assert list(cfg.agent_classes) == ["help_me_buy", "quick_buy"]  # the most likely first: the default
+    assert cfg.agent_stages == cfg.agent_classes["help_me_buy"] and len(cfg.agent_classes["quick_buy"]) == 1
+    assert cfg.gateway.priority["quick_buy"] == 2
