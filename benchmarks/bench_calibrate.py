@@ -14,12 +14,14 @@
 
     .venv/bin/python benchmarks/bench_calibrate.py [--scenario scenarios/demo_fault.yaml]
         [--threads 1] [--replicas 1] [--prompt 64] [--output 24] [--idle-ms 0] [--cal-replicas 1]
-        [--stat median] [--only NAME]
+        [--stat median] [--only NAME] [--event-loop]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 import threading
 import time
@@ -39,7 +41,35 @@ from sim.scenario import load_scenario  # noqa: E402
 from sim.scenario.services import FittedCost  # noqa: E402
 
 
-def run_engine(engine, arrivals: list[float], prompt: int, output: int, slowdown: float, out: dict) -> None:  # type: ignore[no-untyped-def]
+class TokenLoop:
+    """An asyncio loop in its own thread that receives every token as the stack's does
+    (`call_soon_threadsafe` into a queue) and encodes an SSE-like chunk for it: the GIL traffic
+    the stack's engine threads see from its event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.q: asyncio.Queue = asyncio.Queue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._consume())
+
+    async def _consume(self) -> None:
+        while (item := await self.q.get()) is not None:
+            json.dumps({"choices": [{"delta": {"content": str(item)}}]})
+
+    def put(self, item: object) -> None:
+        self.loop.call_soon_threadsafe(self.q.put_nowait, item)
+
+    def close(self) -> None:
+        self.put(None)
+        self.thread.join()
+
+
+def run_engine(engine, arrivals: list[float], prompt: int, output: int, slowdown: float, out: dict,  # type: ignore[no-untyped-def]
+               tokens: TokenLoop | None = None) -> None:
     """Submit each sequence at its arrival instant (seconds from start) and step the engine until
     all are done; `out` gets per-sequence (arrival, first token, done) times."""
     rng = np.random.default_rng(1)
@@ -58,6 +88,8 @@ def run_engine(engine, arrivals: list[float], prompt: int, output: int, slowdown
 
                 def sink(kind: str, value: object, i: int = i) -> None:
                     t = time.perf_counter() - t0
+                    if tokens is not None:
+                        tokens.put(value)
                     if kind == "token":
                         first.setdefault(i, t)
                     else:
@@ -126,6 +158,7 @@ def main() -> None:
     ap.add_argument("--output", type=int, default=24)
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
     ap.add_argument("--stat", default="median", help="fit each design step's median or mean")
+    ap.add_argument("--event-loop", action="store_true", help="stream every token to an asyncio loop thread")
     ap.add_argument("--cal-replicas", type=int, default=1, help="calibrate with this many engines at once")
     ap.add_argument("--idle-ms", type=float, default=0.0, help="calibrate with this idle time before each step")
     args = ap.parse_args()
@@ -146,12 +179,15 @@ def main() -> None:
         engines = [make_engine(model_cfg, llm_cfg, seed=i) for i in range(args.replicas)]
         for e in engines:  # warm, like a stack that has served before
             run_engine(e, [0.0] * 4, args.prompt, args.output, 1.0, {})
-        ths = [threading.Thread(target=run_engine, args=(e, arrivals, args.prompt, args.output, slow, o))
+        tl = TokenLoop() if args.event_loop else None
+        ths = [threading.Thread(target=run_engine, args=(e, arrivals, args.prompt, args.output, slow, o, tl))
                for e, o in zip(engines, outs, strict=True)]
         for t in ths:
             t.start()
         for t in ths:
             t.join()
+        if tl is not None:
+            tl.close()
         meas = [summary(o, args.output) for o in outs]
         m = {k: float(np.mean([x[k] for x in meas])) for k in meas[0]}
         st = np.array([x for o in outs for x in o["steps"]], float)
