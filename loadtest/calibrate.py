@@ -347,7 +347,10 @@ def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int =
     model_cfg, llm_cfg = stack_configs(sc)
     t0 = time.monotonic()
     pts = design(llm_cfg.max_batched_tokens, llm_cfg.max_num_seqs, model_cfg.max_context,
-                 llm_cfg.kv_cache_tokens, block_tokens=llm_cfg.block_tokens)
+                 llm_cfg.kv_cache_tokens, decode_steps=2 * repeats + 6, block_tokens=llm_cfg.block_tokens)
+    if not any(p.kind == "decode" for p in pts):
+        raise CalibrationError(f"the model's context ({model_cfg.max_context} tokens) or KV cache "
+                               f"({llm_cfg.kv_cache_tokens}) leaves no room for {repeats} repeats of a decode step")
     samples = run_design(model_cfg, llm_cfg, pts, repeats, threads if threads else llm_cfg.torch_threads, seed,
                          idle_s, replicas)
     return dataclasses.replace(fit_cost(samples, stat=stat), wall_s=time.monotonic() - t0)

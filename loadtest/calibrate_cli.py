@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 def calibrate(
     scenario: Path,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to.field=value")] = None,
-    repeats: Annotated[int, typer.Option(min=3, max=1000, help="runs of each design step (median or mean)")] = 9,
+    repeats: Annotated[int, typer.Option(min=3, max=100, help="runs of each design step (median or mean)")] = 9,
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="torch intra-op threads (default: the "
                                                  "stack's llm.torch_threads, else 1)")] = None,
     stat: Annotated[str, typer.Option(help="fit each step's 'median' (the engine's own cost) or 'mean' "
