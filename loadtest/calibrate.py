@@ -207,10 +207,8 @@ def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int, idle
             feats.append((stats.prefill_tokens, ndec, kv))
             for s in new:  # leave only the decoding sequences (reaped in the next step)
                 driver.engine.abort(s)
-            if new and p.decode_seqs:
-                driver.engine.step()  # reap: a decode step we do not record (other features)
-            elif new:
-                driver.engine.step()
+            if new:
+                driver.engine.step()  # reaps them (with decodes: one more decode step, not recorded)
         driver.clear()
         med = statistics.median(times)
         f = feats[len(feats) // 2]
