@@ -191,7 +191,10 @@ FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "sessio
 
 class Fault(Frozen):
     """At `at_s`, for `duration_s`: capacity_loss (magnitude = fraction lost), slowdown (latency
-    multiplier), error_rate (probability), outage, session_invalidation (fraction of sessions)."""
+    multiplier), error_rate (probability), outage, session_invalidation (fraction of sessions).
+
+    On the LLM fleet, capacity_loss takes down ceil(fraction x replicas) replicas (their work
+    fails); replicas that autoscaling adds later start healthy, as replacements for lost machines."""
 
     at_s: float = Field(ge=0, le=1e8)
     duration_s: float = Field(gt=0, le=1e8)
