@@ -1,4 +1,4 @@
-"""Results: one format for the simulator, the vectorised engine and the load test."""
+"""Results: one format for the simulator and the load test (and any engine added later)."""
 
 from sim.results.files import FORMAT, Results
 from sim.results.histogram import GAMMA, LogHistogram, bucket_value

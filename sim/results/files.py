@@ -1,6 +1,6 @@
 """The results format on disk: one folder per run, the same for all three engines.
 
-    run.json         what ran: source (des/fleet/loadtest), scenario, seed, interval, classes, SLOs
+    run.json         what ran: source (des or loadtest), scenario, seed, interval, classes, SLOs
     timeseries.csv   one row per interval: t_s, then one column per series (see recorder.py)
     histograms.npz   per `metric:class`: int64 rows (interval, bucket, count) of a log histogram
     events.jsonl     faults, scaling and state changes: {"t_s", "kind", "target", ...}
