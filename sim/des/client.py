@@ -12,29 +12,13 @@ import math
 import simpy
 
 from sim.des.llm import OK as LLM_OK
-from sim.des.services import ERROR, OK, REJECTED, SHED, TIMEOUT, TokenBucket
+from sim.des.services import ERROR, OK, TIMEOUT, TokenBucket
 from sim.des.stack import Stack
 from sim.dists import sampler
+from sim.policy import RetryPolicy
 from sim.results import Recorder
 
 AUTH, ABANDONED, THROTTLED = "auth", "abandoned", "throttled"
-_WINDOW_S = 60.0
-
-
-class Decaying:
-    """A count that forgets with time constant `tau_s` (a cheap sliding window)."""
-
-    __slots__ = ("tau", "value", "last")
-
-    def __init__(self, tau_s: float) -> None:
-        self.tau, self.value, self.last = tau_s, 0.0, 0.0
-
-    def add(self, now: float, n: float = 1.0) -> None:
-        self.value = self.value * math.exp((self.last - now) / self.tau) + n
-        self.last = now
-
-    def read(self, now: float) -> float:
-        return self.value * math.exp((self.last - now) / self.tau)
 
 
 class Session:
@@ -72,12 +56,9 @@ class Client:
         self.think = sampler(pop.think_time_s if pop else None, streams("session.think"))
         self.one_command = pop is None or (pop.commands_per_session.type == "constant"
                                            and pop.commands_per_session.mean == 1)  # type: ignore[union-attr]
-        self.firsts, self.retries = Decaying(_WINDOW_S), Decaying(_WINDOW_S)
-        self.requests, self.accepts = Decaying(2 * _WINDOW_S), Decaying(2 * _WINDOW_S)
+        self.policy = RetryPolicy(self.spec, self.uniform, lambda: env.now, jitter=self.jitter)
         self.in_flight = 0
         self._untimed = self.spec.timeout_s is None
-        # retry budget and throttling are the only client-side refusals; without them, skip the check
-        self._may_refuse = self.spec.retry_budget_ratio is not None or bool(self.spec.adaptive_throttle_k)
         e2e_slo = {n: s.e2e_p99_s for n, s in sc.slos.items()}
         self._good_within = {n: e2e_slo.get(n) or math.inf for n, _ in self._classes}
         self._s = {m: {n: rec.series(f"{m}:{n}") for n, _ in self._classes}
@@ -142,7 +123,7 @@ class Client:
                 return True
             self._login_failed[self.rec.index(env.now)] += 1
             if attempt + 1 < spec.max_attempts:
-                yield env.timeout(self.backoff(attempt))
+                yield env.timeout(self.policy.backoff_s(attempt))
         return False
 
     # -- commands ------------------------------------------------------------------------------
@@ -161,29 +142,26 @@ class Client:
         give_up = cmd.t0 + spec.abandon_after_s if spec.abandon_after_s else math.inf
         attempt = 0
         attempts, retries = self._s["attempts"][name], self._s["retries"][name]
+        policy = self.policy
         budget = spec.retry_budget_ratio is not None
         direct = self._untimed and give_up == math.inf
         while True:
             now = env.now
             idx = rec.index(now)
-            outcome = self._client_side_refusal(attempt, now) if self._may_refuse else None
+            outcome = THROTTLED if policy.may_refuse and policy.refuse(attempt) else None
             if outcome is None:
                 attempts[idx] += 1
                 if attempt:
                     retries[idx] += 1
-                    if budget:
-                        self.retries.add(now)
-                elif budget:
-                    self.firsts.add(now)
+                if budget:
+                    policy.sent(attempt)
                 cmd.attempt_start = now
                 if direct:
                     outcome = yield from self.stack.attempt(sess, cmd, self)
                 else:
                     outcome = yield from self._timed(self.stack.attempt(sess, cmd, self), give_up)
                 if spec.adaptive_throttle_k:
-                    self.requests.add(env.now)
-                    if outcome not in (REJECTED, SHED, TIMEOUT):
-                        self.accepts.add(env.now)
+                    policy.answered(outcome)
             if outcome == OK:
                 sess.timeouts = 0
                 self._succeed(cmd)
@@ -196,8 +174,7 @@ class Client:
                     sess.logged_in = False
             self._attempt_failed[outcome][rec.index(env.now)] += 1
             attempt += 1
-            retryable = outcome in spec.retry_on or (outcome == AUTH and spec.relogin)
-            if outcome in (THROTTLED, ABANDONED) or not retryable or attempt >= spec.max_attempts:
+            if outcome in (THROTTLED, ABANDONED) or not policy.retryable(outcome) or attempt >= spec.max_attempts:
                 self._fail(name, outcome)
                 return
             if outcome == AUTH:
@@ -206,27 +183,12 @@ class Client:
                     self._fail(name, AUTH)
                     return
                 continue
-            wait = self.backoff(attempt - 1)
+            wait = policy.backoff_s(attempt - 1)
             if env.now + wait >= give_up:
                 yield env.timeout(max(0.0, give_up - env.now))
                 self._fail(name, ABANDONED)
                 return
             yield env.timeout(wait)
-
-    def _client_side_refusal(self, attempt: int, now: float) -> str | None:
-        """Retry budget and adaptive throttling refuse a send locally (no traffic)."""
-        spec = self.spec
-        budget = spec.retry_budget_ratio
-        if attempt and budget is not None and self.retries.read(now) + 1 > budget * self.firsts.read(now):
-            return THROTTLED
-        k = spec.adaptive_throttle_k
-        if k:
-            req, acc = self.requests.read(now), self.accepts.read(now)
-            p = max(0.0, (req - k * acc) / (req + 1))
-            if p and self.uniform() < p:
-                self.requests.add(now)
-                return THROTTLED
-        return None
 
     def _succeed(self, cmd: Command) -> None:
         now = self.env.now
@@ -240,16 +202,6 @@ class Client:
         if cmd.cls.places_order:  # type: ignore[attr-defined]
             self._orders[idx] += 1
         self.in_flight -= 1
-
-    def backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with the scenario's jitter, seconds."""
-        b = self.spec.backoff
-        d = min(b.cap_s, b.base_s * b.multiplier**attempt)
-        if b.jitter == "full":
-            return d * self.jitter()
-        if b.jitter == "equal":
-            return d / 2 + d / 2 * self.jitter()
-        return d
 
     def _timed(self, work, give_up: float = math.inf):  # type: ignore[no-untyped-def]
         """Run an attempt under the per-attempt timeout and the user's patience; returns its

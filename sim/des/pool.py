@@ -110,6 +110,19 @@ class Pool:
             self._fifo.append(t)
         return t
 
+    def queue(self, prio: int = 0, deadline: float = float("inf")):  # type: ignore[no-untyped-def]
+        """Wait for a server (a generator to `yield from`); returns GRANTED, EXPIRED, DOWN, or
+        SHED when the queue is full. An interrupt (the client cancelled) leaves the queue, or
+        gives the server back if it had just been granted."""
+        ticket = self.enqueue(prio, deadline)
+        if ticket is None:
+            return SHED
+        try:
+            return (yield ticket.event)
+        except simpy.Interrupt:
+            self.leave(ticket)
+            raise
+
     def cancel(self, t: Ticket) -> None:
         """The client went away before being served: forget its ticket."""
         if not t.cancelled and not t.event.triggered:

@@ -9,10 +9,13 @@ import numpy as np
 import simpy
 
 from sim.des.pool import DOWN, EXPIRED, GRANTED, Pool
+from sim.des.pool import SHED as POOL_FULL
 from sim.dists import sampler
 from sim.scenario.services import Gateway, Service
 
 OK, ERROR, SHED, REJECTED, TIMEOUT = "ok", "error", "shed", "rejected", "timeout"
+# why a queued request did not get a server, as the client sees it
+_REFUSED = {EXPIRED: SHED, DOWN: ERROR, POOL_FULL: SHED}
 
 
 class Uniforms:
@@ -57,13 +60,23 @@ class Breaker:
 
 
 class Faulted:
-    """State that faults change on a service: capacity lost, slowdown, extra errors, outage."""
+    """State that faults change on a service: capacity lost, slowdown, extra errors, outage.
+    Subclasses have a `pool` and a `spec` with `concurrency`."""
+
+    pool: Pool
+    spec: Service | Gateway
 
     def __init__(self) -> None:
         self.lost_fraction = 0.0
         self.slowdown = 1.0
         self.fault_error = 0.0
         self.outage = False
+
+    def apply_faults(self) -> None:
+        """Servers up = concurrency x (1 - lost fraction); an outage fails the queue at once."""
+        self.pool.set_capacity(0 if self.outage else round(self.spec.concurrency * (1 - self.lost_fraction)))
+        if self.outage:
+            self.pool.fail_waiting()
 
 
 class ToolService(Faulted):
@@ -92,16 +105,9 @@ class ToolService(Faulted):
         if self.breaker is not None and not self.breaker.allows(t_in):
             return SHED
         if not pool.try_acquire():
-            ticket = pool.enqueue(prio, deadline)
-            if ticket is None:
-                return SHED
-            try:
-                got = yield ticket.event
-            except simpy.Interrupt:
-                pool.leave(ticket)
-                raise
+            got = yield from pool.queue(prio, deadline)
             if got != GRANTED:
-                return SHED if got == EXPIRED else ERROR
+                return _REFUSED[got]
         try:
             yield env.timeout(self.latency() * self.slowdown)
         finally:
@@ -118,11 +124,6 @@ class ToolService(Faulted):
             self.calls_ok += 1
             return OK
         return ERROR
-
-    def apply_faults(self) -> None:
-        self.pool.set_capacity(0 if self.outage else round(self.spec.concurrency * (1 - self.lost_fraction)))
-        if self.outage:
-            self.pool.fail_waiting()
 
 
 class TokenBucket:
@@ -177,19 +178,5 @@ class GatewayService(Faulted):
         pool = self.pool
         if pool.try_acquire():
             return OK
-        ticket = pool.enqueue(prio, deadline)
-        if ticket is None:
-            return SHED
-        try:
-            got = yield ticket.event
-        except simpy.Interrupt:
-            pool.leave(ticket)
-            raise
-        if got == GRANTED:
-            return OK
-        return ERROR if got == DOWN else SHED
-
-    def apply_faults(self) -> None:
-        self.pool.set_capacity(0 if self.outage else round(self.spec.concurrency * (1 - self.lost_fraction)))
-        if self.outage:
-            self.pool.fail_waiting()
+        got = yield from pool.queue(prio, deadline)
+        return OK if got == GRANTED else _REFUSED[got]
