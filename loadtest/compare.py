@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from loadtest.recovery import interval_quantile
-from sim.results import Results
+from sim.results import Results, json_safe
 
 
 def _rel(m: float, s: float) -> float:
@@ -102,17 +102,8 @@ def markdown(d: dict[str, Any]) -> str:
 
 def write_differences(sim: Results, meas: Results, folder: Path) -> Path:
     d = differences(sim, meas)
-    (folder / "differences.json").write_text(json.dumps(_clean(d), indent=2) + "\n")
+    (folder / "differences.json").write_text(json.dumps(json_safe(d), indent=2) + "\n")
     out = folder / "differences.md"
     out.write_text(markdown(d))
     return out
 
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clean(v) for v in x]
-    return x

@@ -18,7 +18,7 @@ import numpy as np
 
 from sim import stats
 from sim.errors import ResultsError
-from sim.results import Results, summarize
+from sim.results import Results, json_safe, summarize
 from sim.stats import replication_summary
 
 REP_GLOB = "rep-*"
@@ -109,17 +109,5 @@ def unique_labels(paths: list[Path]) -> list[str]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(_clean(data), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(data), indent=2) + "\n")
 
-
-def _clean(x: Any) -> Any:
-    """JSON has no NaN or numpy scalars: write null and plain numbers."""
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    return x

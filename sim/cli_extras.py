@@ -15,10 +15,4 @@ _MODULES = ("sim.campaign.cli", "loadtest.cli", "loadtest.calibrate_cli")
 
 def register_all(app: typer.Typer) -> None:
     for name in _MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if not e.name or not name.startswith(e.name):  # it exists but lacks something: a real error
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(name).register(app)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from sim.des import simulate
+from sim.parallel import run_tasks
 from sim.results import Results
 from sim.scenario import Scenario
 
@@ -23,7 +23,8 @@ def run_single(sc: Scenario, folder: Path, progress: Callable[[float], None] | N
     return results
 
 
-def _one(sc: Scenario, seed: int, rep: int, folder: Path) -> Path:
+def _one(task: tuple[Scenario, int, int, Path]) -> Path:
+    sc, seed, rep, folder = task
     out = folder / f"rep-{rep:03d}"
     simulate(sc, seed=seed, replication=rep).write(out)
     return out
@@ -36,19 +37,7 @@ def run_replications(sc: Scenario, folder: Path, n: int, jobs: int = 2,
     from sim.stats import replication_summary
 
     folder.mkdir(parents=True, exist_ok=True)
-    dirs: list[Path] = []
-    if jobs <= 1:
-        for i in range(n):
-            dirs.append(_one(sc, sc.run.seed + i, i + 1, folder))
-            if progress:
-                progress(len(dirs) / n)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_one, sc, sc.run.seed + i, i + 1, folder) for i in range(n)]
-            for f in as_completed(futures):
-                dirs.append(f.result())
-                if progress:
-                    progress(len(dirs) / n)
-    runs = [Results.read(d) for d in sorted(dirs)]
+    dirs = run_tasks(_one, [(sc, sc.run.seed + i, i + 1, folder) for i in range(n)], jobs, progress)
+    runs = [Results.read(d) for d in dirs]
     (folder / "replications.json").write_text(json.dumps(replication_summary(runs), indent=2, default=str) + "\n")
     return runs[0]

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.results.files import json_safe
 from sim.results.summary import first_interval, summarize
 
 REPLICATIONS_FORMAT = "surge-replications/1"
@@ -235,7 +236,7 @@ def replication_summary(results: Sequence[Any], warmup_s: float | None = None,
         values = [rep.get(name, math.nan) for rep in per_rep]
         table[name] = {**mean_ci(values, confidence), "values": values}
     meta = results[0].meta
-    return _json_safe({
+    return json_safe({
         "format": REPLICATIONS_FORMAT,
         "scenario": meta.get("scenario"),
         "source": meta.get("source"),
@@ -266,12 +267,3 @@ def compare_replications(a: Mapping[str, Any], b: Mapping[str, Any],
             out[name] = {**ci, "paired": float(paired)}
     return out
 
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    return x

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sim.campaign.metastability import analyse
 from sim.campaign.overlay import load_with_overlay
 from sim.des import simulate
 from sim.errors import ScenarioError
+from sim.parallel import run_tasks
 
 
 @dataclass(frozen=True)
@@ -81,18 +81,7 @@ def explore_vulnerability(path: str | Path, grid: Grid, overrides: Sequence[str]
     seeds = [sc.run.seed + r for r in range(grid.replications)]
     tasks = [(str(path), tuple(overrides), grid.fault, lo, m, d, s)
              for lo in grid.loads for m in grid.magnitudes for d in grid.durations_s for s in seeds]
-    runs: list[dict[str, Any]] = []
-    if jobs <= 1:
-        for t in tasks:
-            runs.append(_cell(t))
-            if progress:
-                progress(len(runs) / len(tasks))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for r in pool.map(_cell, tasks):
-                runs.append(r)
-                if progress:
-                    progress(len(runs) / len(tasks))
+    runs = run_tasks(_cell, tasks, jobs, progress)
     shape = (len(grid.loads), len(grid.magnitudes), len(grid.durations_s), grid.replications)
     stuck = np.array([r["stuck"] for r in runs], dtype=float).reshape(shape).mean(axis=3)
     return VulnerabilityMap(sc.name, grid, stuck, runs)

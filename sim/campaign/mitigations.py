@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sim.campaign.metastability import analyse
 from sim.campaign.overlay import load_overlay, load_with_overlay
 from sim.des import simulate
+from sim.parallel import run_tasks
 
 BASELINE = "none"
 
@@ -65,18 +65,7 @@ def compare_mitigations(base: str | Path, overlays: Sequence[str | Path], overri
     for o in overlays:
         load_overlay(o)  # fail early, in this process, on a bad overlay
     tasks = [(str(base), v, tuple(overrides), seed0 + r) for v in variants for r in range(replications)]
-    rows: list[dict[str, Any]] = []
-    if jobs <= 1:
-        for t in tasks:
-            rows.append(_one(t))
-            if progress:
-                progress(len(rows) / len(tasks))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for row in pool.map(_one, tasks):
-                rows.append(row)
-                if progress:
-                    progress(len(rows) / len(tasks))
+    rows = run_tasks(_one, tasks, jobs, progress)
     return [_mean(rows[i * replications:(i + 1) * replications]) for i in range(len(variants))]
 
 

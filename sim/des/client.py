@@ -11,14 +11,13 @@ import math
 
 import simpy
 
-from sim.des.llm import OK as LLM_OK
-from sim.des.services import ERROR, OK, TIMEOUT, TokenBucket
-from sim.des.stack import Stack
+from sim.des.services import OK, TIMEOUT, TokenBucket
+from sim.des.stack import AUTH, Stack
 from sim.dists import sampler
 from sim.policy import RetryPolicy
 from sim.results import Recorder
 
-AUTH, ABANDONED, THROTTLED = "auth", "abandoned", "throttled"
+ABANDONED, THROTTLED = "abandoned", "throttled"
 
 
 class Session:
@@ -32,12 +31,11 @@ class Session:
 
 
 class Command:
-    __slots__ = ("cls", "name", "t0", "prompt0", "output0", "attempt_start")
+    __slots__ = ("cls", "name", "t0", "prompt0", "output0")
 
     def __init__(self, name: str, cls: object, t0: float) -> None:
         self.name, self.cls, self.t0 = name, cls, t0
         self.prompt0 = self.output0 = -1
-        self.attempt_start = t0
 
 
 class Client:
@@ -155,7 +153,6 @@ class Client:
                     retries[idx] += 1
                 if budget:
                     policy.sent(attempt)
-                cmd.attempt_start = now
                 if direct:
                     outcome = yield from self.stack.attempt(sess, cmd, self)
                 else:
@@ -220,4 +217,4 @@ class Client:
         return ABANDONED if limit >= give_up else TIMEOUT
 
 
-__all__ = ["ABANDONED", "AUTH", "ERROR", "LLM_OK", "THROTTLED", "Client"]
+__all__ = ["ABANDONED", "AUTH", "THROTTLED", "Client"]

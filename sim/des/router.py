@@ -26,7 +26,6 @@ class Fleet:
         self.lost_fraction = 0.0  # capacity_loss fault in force
         self.outage = False
         self.slowdown = 1.0
-        self.target = spec.replicas  # replicas wanted (autoscaling changes it)
         self._rr = 0
         self._live_cache: list[Replica] | None = None
         self._rand: list[float] = []
@@ -146,7 +145,6 @@ class Fleet:
                     r.accepting = False
                     self._changed()
                     rec.event(self.env.now, "scale_down", "llm", replica=r.idx)
-            self.target = want
 
     def _cold_start(self, rec: Recorder, cold_start_s: float):  # type: ignore[no-untyped-def]
         rec.event(self.env.now, "scale_up", "llm", cold_start_s=cold_start_s)

@@ -90,7 +90,6 @@ class ToolService(Faulted):
         self.uniform = Uniforms(rng)
         cb = spec.circuit_breaker
         self.breaker = Breaker(cb.failure_threshold, cb.open_s) if cb else None
-        self.calls_ok = 0
         self.error_rate = spec.error_rate
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
@@ -120,10 +119,7 @@ class ToolService(Faulted):
         ok = not (err and self.uniform() < err)
         if self.breaker is not None:
             self.breaker.record(ok, env.now)
-        if ok:
-            self.calls_ok += 1
-            return OK
-        return ERROR
+        return OK if ok else ERROR
 
 
 class TokenBucket:

@@ -28,7 +28,6 @@ class Stack:
         self.auth_epoch = 0
         self._invalidations: list[float] = [0.0]  # fraction of sessions lost at each epoch
         self._u = self.uniforms("stack")
-        self.admitted = {n: 0 for n in sc.workload.classes}
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
         self._active: dict[str, list[Fault]] = {}
 
@@ -56,7 +55,6 @@ class Stack:
         auth and no gateway it is the stages themselves (one generator level less per event)."""
         if self.gateway is None and self.auth is None:
             env = self.env
-            self.admitted[cmd.name] += 1
             client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
             return self._stages(cmd, env.now + (client.spec.timeout_s or float("inf")), client.llm_hists[cmd.name])
         return self._attempt(sess, cmd, client)
@@ -68,7 +66,6 @@ class Stack:
             return AUTH
         gw = self.gateway
         if gw is None:
-            self.admitted[cmd.name] += 1
             client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
             return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
         if not gw.admit_rate(sess.bucket):

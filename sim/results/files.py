@@ -59,7 +59,7 @@ class Results:
         with (out / "events.jsonl").open("w") as f:
             for e in self.events:
                 f.write(json.dumps(e, default=_jsonable) + "\n")
-        (out / "summary.json").write_text(json.dumps(_clean(self.summary), indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
         return out
 
     @classmethod
@@ -90,12 +90,15 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _clean(x: Any) -> Any:
-    """JSON has no NaN: write null instead."""
+def json_safe(x: Any) -> Any:
+    """A copy fit for strict JSON: NaN and infinities become null, numpy scalars plain numbers,
+    mapping keys strings, tuples lists."""
+    if isinstance(x, np.generic):
+        x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     return x

@@ -95,7 +95,6 @@ class Recorder:
         self._hists: dict[str, IntervalHistogram] = {}
         self._gauges: list[tuple[str, Callable[[], float]]] = []
         self.events: list[dict[str, Any]] = []
-        self.counters: dict[str, float] = {}
         for c in self.classes:
             for m in ("arrived", "attempts", "retries", "admitted", "completed", "good"):
                 self.series(f"{m}:{c}")
