@@ -1,5 +1,5 @@
 """The scenario's client policy, for real HTTP: what an answer means, when to retry, how long
-to wait. Backoff, retry budget and throttling are `sim.policy.RetryPolicy`, the simulator's own,
+to wait. Backoff, retry budget and throttling are `sim.rules.retry.RetryPolicy`, the simulator's own,
 so measurement and simulation retry the same way and count the same things. (The budget and the
 throttle look at this process's traffic; with several workers each keeps its own share.)
 
@@ -14,7 +14,7 @@ Outcomes (the simulator's failure reasons):
 
 from __future__ import annotations
 
-from sim.policy import RetryPolicy
+from sim.rules.retry import RetryPolicy
 
 OK, TIMEOUT, REJECTED, SHED, ERROR, AUTH, THROTTLED, ABANDONED = (
     "ok", "timeout", "rejected", "shed", "error", "auth", "throttled", "abandoned")

@@ -14,8 +14,8 @@ import simpy
 from sim.des.services import OK, TIMEOUT, TokenBucket
 from sim.des.stack import AUTH, Stack
 from sim.dists import sampler
-from sim.policy import RetryPolicy
 from sim.results import Recorder
+from sim.rules.retry import RetryPolicy
 
 ABANDONED, THROTTLED = "abandoned", "throttled"
 

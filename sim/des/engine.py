@@ -45,7 +45,9 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
         "warmup_s": sc.run.warmup_s, "start_hour": sc.run.start_hour, "services": stack.scenario.services.names(),
         "slos": {c: s.model_dump() for c, s in sc.slos.items()},
     }
-    return Results.from_recorder(rec, meta)
+    res = Results.from_recorder(rec, meta)
+    res.scenario = sc.model_dump(mode="json")
+    return res
 
 
 def _run(env: simpy.Environment, horizon: float, progress: Progress | None) -> None:
