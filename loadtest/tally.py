@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sim.results import REASONS, Recorder, Results, summarize
+from sim.results import names as N
 from sim.results.histogram import bucket_of
 
 Delta = dict[str, Any]
@@ -103,10 +104,10 @@ class Collector:
     def results(self, meta: dict[str, Any]) -> Results:
         """The run's `Results`; `in_flight` is what conservation leaves at each interval's end."""
         rec = self.rec
-        started = sum(np.cumsum(rec.series(f"arrived:{c}")) for c in rec.classes)
-        ended = sum(np.cumsum(rec.series(f"completed:{c}")) + sum(
-            np.cumsum(rec.series(f"failed:{c}:{r}")) for r in REASONS) for c in rec.classes)
-        rec.series("in_flight")[:] = list(np.asarray(started - ended, dtype=float))
+        started = sum(np.cumsum(rec.series(N.of_class("arrived", c))) for c in rec.classes)
+        ended = sum(np.cumsum(rec.series(N.of_class("completed", c))) + sum(
+            np.cumsum(rec.series(N.failed(c, r))) for r in REASONS) for c in rec.classes)
+        rec.series(N.IN_FLIGHT)[:] = list(np.asarray(started - ended, dtype=float))
         rec.events.sort(key=lambda e: e["t_s"])
         res = Results.from_recorder(rec, meta)
         res.histograms = self.histograms()
