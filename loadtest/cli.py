@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sim.cli.options import SLO_BREACH, Sets, parse_duration
+from sim.cli.options import SLO_BREACH, Sets, need_stack, parse_duration
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +41,7 @@ def loadtest(
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when a scenario SLO is breached")] = True,
 ) -> None:
     """Load-test a stack with the scenario's workload (Locust), compare with the simulator, gate on SLOs."""
+    need_stack("loadtest")
     from loadtest.runner import Options, run_loadtest
     from loadtest.safety import check_host, preflight
 

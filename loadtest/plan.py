@@ -19,6 +19,7 @@ from sim.results import strict_json
 from sim.rules.scaling import scale_data
 from sim.scenario import Scenario, apply_override, parse_scenario
 from sim.scenario.load import read_yaml
+from sim.shipped import resolve
 
 SCENARIO_FILE = "scenario.yaml"
 PLAN_FILE = "plan.json"
@@ -62,7 +63,7 @@ def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: 
 def prepare_scenario(path: str | Path, scale: float, duration_s: float | None, overrides: list[str] | tuple[str, ...] = (),
                      interval_s: float | None = None) -> tuple[dict[str, Any], Scenario, list[str]]:
     """Read, override, scale and cut a scenario; returns (raw mapping, parsed scenario, notes)."""
-    p = Path(path)
+    p = resolve(path)
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))
