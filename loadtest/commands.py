@@ -31,10 +31,12 @@ from typing import Any
 
 import gevent
 import numpy as np
+from gevent.pool import Group
 
 from loadtest import policy as P
 from loadtest.plan import Plan
 from loadtest.tally import Tally
+from sim.arrivals import FollowUps
 from sim.dists import sampler
 from sim.results import names as N
 from sim.rules.attempts import (
@@ -48,6 +50,7 @@ from sim.rules.attempts import (
     login_retry_wait,
 )
 from sim.rules.deadlines import Deadlines
+from sim.rules.orders import PAID_FAILED, WRONG_ITEM, OrderState, at_end
 from sim.scenario import CommandClass, Scenario
 from sim.streams import Streams
 
@@ -143,6 +146,12 @@ class HttpClient:
         self.requests_left = plan.max_requests
         self.in_flight = 0
         self._timeout_hdr = deadline_header(sc)
+        self.by_name = {s.name: s for s in specs_of(sc)}
+        self.follow_ups = FollowUps(sc, streams(f"loadtest.{stream_key}.follow_ups"))
+        self.proactive = Group()  # follow-ups waiting or running (killed at the run's end)
+        if any(s.cls.places_order for s in self.specs):
+            for name in N.MONEY_COUNTERS:  # present, as in the simulator's results, even when all stay 0
+                tally.count(name, 0.0, 0)
 
     # -- time and bookkeeping ------------------------------------------------------------------
     def now(self) -> float:
@@ -156,9 +165,12 @@ class HttpClient:
         self.tally.count(N.of_class("arrived", spec.name), t)
         self.in_flight += 1
 
-    def _fail(self, spec: Spec, reason: str) -> None:
-        self.tally.count(N.failed(spec.name, reason), self.now())  # type: ignore[arg-type]
+    def _fail(self, spec: Spec, reason: str, cmd: HttpCommand | None = None) -> None:
+        now = self.now()
+        self.tally.count(N.failed(spec.name, reason), now)  # type: ignore[arg-type]
         self.in_flight -= 1
+        if cmd is not None and at_end(cmd.order, False) == PAID_FAILED:
+            self.tally.count(N.PAID_FAILED, now)
 
     def _request(self, method: str, path: str, name: str, **kw: Any) -> Any:
         if self.requests_left <= 0:
@@ -185,6 +197,28 @@ class HttpClient:
 
     def new_session(self, user: str) -> HttpSession:
         return HttpSession(user, SessionHealth(self.sc.clients.session_lost_after_timeouts))
+
+    def proactive_task(self, user: str, klass: str, late_s: float = 0.0) -> None:
+        """A scheduled task the agent starts: one command of `klass` on a session of its own."""
+        sess = self.new_session(user)
+        spec = self.by_name[klass]
+        if self.has_auth and not self.login(sess):
+            self._arrive(spec, self.now() - late_s)
+            self._fail(spec, P.AUTH)
+            return
+        self.command(sess, HttpCommand(spec, self.now() - late_s))
+
+    def _follow_up(self, sess: HttpSession, klass: str) -> None:
+        try:
+            self.command(sess, HttpCommand(self.by_name[klass], self.now()))
+        except OutOfRequests:
+            pass
+
+    def stop_proactive(self) -> int:
+        """Kill the follow-ups still waiting or running (the run's end); how many there were."""
+        n = len(self.proactive)
+        self.proactive.kill(block=True, timeout=5)
+        return n
 
     def login(self, sess: HttpSession) -> bool:
         for attempt in itertools.count():
@@ -244,16 +278,16 @@ class HttpClient:
                 return
             self.tally.count(N.attempt_failed(outcome), self.now())  # type: ignore[arg-type]
             if step.kind == FAIL:
-                self._fail(spec, step.reason)
+                self._fail(spec, step.reason, cmd)
                 return
             if step.kind == RELOGIN:
                 if not self.has_auth or not self.login(sess):
-                    self._fail(spec, P.AUTH)
+                    self._fail(spec, P.AUTH, cmd)
                     return
                 continue
             gevent.sleep(step.wait_s)
             if step.kind == ABANDON:
-                self._fail(spec, P.ABANDONED)
+                self._fail(spec, P.ABANDONED, cmd)
                 return
 
     def _timed(self, work: Any, limit: float, late: str) -> str:
@@ -287,7 +321,11 @@ class HttpClient:
             self.tally.observe(N.hist("e2e_send", spec.name), now, now - cmd.first_send)
         if spec.cls.places_order:
             self.tally.count(N.ORDERS, now)
+            if at_end(cmd.order, True) == WRONG_ITEM:
+                self.tally.count(N.WRONG_ITEMS, now)
         self.in_flight -= 1
+        for klass, delay in self.follow_ups.after(spec.name) if self.follow_ups else ():
+            self.proactive.add(gevent.spawn_later(delay, self._follow_up, sess, klass))
         if spec.kind == "agent" and cmd.order_id:
             self._check_order(sess, cmd)
 
@@ -297,6 +335,8 @@ class HttpClient:
         st = cmd.spec.cls.stages[0].llm  # a chat class is one LLM stage (`kind_of`)
         assert st is not None
         prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(st.prompt_tokens.sample(self._tok))
+        if st.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
+            prompt += max(0, round(st.image_tokens.sample(self._tok)))
         out = cmd.output0 if cmd.output0 >= 0 else round(st.output_tokens.sample(self._tok))
         cmd.prompt0 = cmd.output0 = -1
         return self._chat(sess, cmd, max(1, prompt), max(1, out))
@@ -349,18 +389,40 @@ class HttpClient:
         code = _code(r)
         cmd.admitted = _admitted(r, code)
         if r.status_code != 200:
+            if r.status_code == 409:
+                self._money(cmd, _json_or_none(r))
             return P.classify(r.status_code, code)
         if not str(r.headers.get("content-type") or "").startswith("text/event-stream"):
             result: dict[str, Any] | None = r.json()  # a replay: the stored answer, as JSON
         else:
             result, error = _read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
             if error is not None:
+                self._money(cmd, error)
                 err_code = (error.get("error") or {}).get("code")
                 return P.classify(int(error.get("status") or 500), str(err_code) if err_code else None)
         if not result:
             return P.ERROR
+        self._money(cmd, result)
         cmd.order_id = str(result["order"]["id"])
         return P.OK
+
+    def _money(self, cmd: HttpCommand, body: dict[str, Any] | None) -> None:
+        """What an answer says about the command's order and the money (`ledger`, `order`)."""
+        if not body or not cmd.spec.cls.places_order:
+            return
+        now = self.now()
+        led = body.get("ledger") or {}
+        for key, name in (("charged", N.PAYMENTS), ("duplicates_prevented", N.DUPLICATES_PREVENTED),
+                          ("refunds", N.REFUNDS)):
+            if led.get(key):
+                self.tally.count(name, now, int(led[key]))
+        order = body.get("order") or {}
+        if cmd.order is None:
+            cmd.order = OrderState()
+        status = order.get("status")
+        cmd.order.paid = cmd.order.paid or status in ("paid", "completed", "refunded") or bool(led.get("charged"))
+        cmd.order.refunded = cmd.order.refunded or status == "refunded"
+        cmd.order.wrong_item = cmd.order.wrong_item or bool(order.get("wrong_item"))
 
     def _record_call(self, name: str, call: dict[str, Any]) -> None:
         """An LLM call inside an agent command, timed by the stack (`timing.llm_calls`)."""
@@ -400,6 +462,14 @@ def _admitted(r: Any, code: str | None) -> bool:
     if said is None:
         return P.admitted(r.status_code, code)
     return said == "1" or headers.get("Idempotent-Replayed") == "true"
+
+
+def _json_or_none(r: Any) -> dict[str, Any] | None:
+    try:
+        body = json.loads(r.content or b"{}")
+    except (ValueError, AttributeError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _lines(r: Any) -> Any:

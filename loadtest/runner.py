@@ -79,6 +79,7 @@ def run_loadtest(opt: Options) -> LoadRun:
     scen_file = write_scenario(data, out)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
     stack = procs.StackProcess(scen_file, out, token, options=opt.stack_options) if opt.start_stack else None
+    ledger: dict[str, Any] | None = None
     try:
         if stack is not None:
             host = stack.start().url
@@ -93,6 +94,7 @@ def run_loadtest(opt: Options) -> LoadRun:
         t = time.monotonic()
         code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
+        ledger = fetch_ledger(host, token) if _places_orders(sc) else None
     finally:
         if stack is not None:
             stack.stop()
@@ -100,6 +102,9 @@ def run_loadtest(opt: Options) -> LoadRun:
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
     run = LoadRun(out, Results.read(measured_dir), notes=notes)
+    if ledger is not None:  # the stack's own account of the money and stock, at the end
+        run.measured.meta["ledger"] = ledger
+        run.measured.write(measured_dir)
     finals = run.measured.meta.get("worker_finals", [])
     if len(finals) < max(1, opt.workers):
         notes.append(f"warning: only processes {finals} of {max(1, opt.workers)} sent their last counts; "
@@ -112,6 +117,26 @@ def run_loadtest(opt: Options) -> LoadRun:
     if opt.report:
         run.report = write_reports(run)
     return run
+
+
+def _places_orders(sc: Any) -> bool:
+    return any(c.places_order for c in sc.workload.classes.values())
+
+
+def fetch_ledger(host: str, token: str) -> dict[str, Any] | None:
+    """The reference stack's ledger (`GET /admin/ledger`: payments, duplicates prevented,
+    refunds, stock), or None from a server without one."""
+    import json
+    import urllib.request
+
+    from loadtest.safety import fetch
+
+    req = urllib.request.Request(host.rstrip("/") + "/admin/ledger", headers={"Authorization": f"Bearer {token}"})
+    try:
+        status, body, _ = fetch(req, 10.0)
+        return dict(json.loads(body)) if status == 200 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _max_context(sc: Any) -> int:

@@ -20,6 +20,8 @@ from loadtest.stack.state import Stack
 
 session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
 _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
+                         409: ERROR_RESPONSES[400] | {"description": "an inventory answer: inventory_conflict or "
+                                                                     "hold_expired (retry later), sold_out"},
                          422: ERROR_RESPONSES[400] | {"description": "Idempotency-Key reused with another command"}}
 
 
@@ -61,6 +63,13 @@ class Order(BaseModel):
     updated_at: float
     idempotency_key: str | None
     attempts: int | None
+    wrong_item: bool = Field(default=False, description="the order got the wrong item (an operational mistake)")
+
+
+class AttemptLedger(BaseModel):
+    charged: int = Field(description="payments this attempt took (0 or 1)")
+    duplicates_prevented: int = Field(description="payment calls that found the order paid already")
+    refunds: int = Field(description="orders this attempt refunded (paid, then sold out)")
 
 
 class LLMCallTiming(BaseModel):
@@ -83,6 +92,8 @@ class AgentResult(BaseModel):
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
     timing: Timing | None = Field(default=None, description="null on replay")
+    ledger: AttemptLedger | None = Field(default=None, description="what this attempt did to the money; null on "
+                                                                   "replay or for a class that places no order")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -101,7 +112,7 @@ async def _agent_stream(agent: Agent, started: Started, command: str, deadline: 
             body = await agent.finish(started, command, deadline, progress)
             events.put_nowait(_sse("result", body))
         except APIError as e:
-            events.put_nowait(_sse("error", e.body() | {"status": e.status}))
+            events.put_nowait(_sse("error", e.body() | {"status": e.status} | e.extra))
         finally:
             events.put_nowait(None)
 

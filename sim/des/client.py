@@ -12,6 +12,7 @@ import math
 
 import simpy
 
+from sim.arrivals import FollowUps
 from sim.des.stack import StackModel
 from sim.dists import sampler
 from sim.results import Recorder
@@ -51,6 +52,7 @@ class Client:
         self.uniform = stack.uniforms("client")
         self.jitter = stack.uniforms("client.jitter")
         self._classes = list(sc.workload.classes.items())
+        self.scenario_classes = dict(sc.workload.classes)
         self._cum = [sum(c.probability for _, c in self._classes[: i + 1]) for i in range(len(self._classes))]
         self._cls_u = stack.uniforms("client.class")
         pop = sc.population
@@ -71,6 +73,7 @@ class Client:
         self.llm_hists = {n: (rec.hist("ttft", n), rec.hist("tpot", n)) for n, _ in self._classes}
         self._orders = rec.series(N.ORDERS)
         self._logins, self._login_failed = rec.series(N.LOGINS), rec.series(N.LOGIN_FAILED)
+        self.follow_ups = FollowUps(sc, streams("proactive.follow_ups"))
 
     def pick_class(self) -> tuple[str, object]:
         u = self._cls_u()
@@ -135,9 +138,28 @@ class Client:
         self._s["arrived"][name][self.rec.index(self.env.now)] += 1
         self.in_flight += 1
 
-    def _fail(self, name: str, reason: str) -> None:
+    def _fail(self, name: str, reason: str, cmd: Command | None = None) -> None:
         self._failed[(name, reason)][self.rec.index(self.env.now)] += 1
         self.in_flight -= 1
+        if cmd is not None and cmd.order is not None:
+            self.stack.orders.ended(cmd.order, False)
+
+    # -- proactive tasks -------------------------------------------------------------------------
+    def proactive(self, name: str):  # type: ignore[no-untyped-def]
+        """A scheduled task the agent starts: one command of class `name` on a session of its own
+        (logged in first when the stack has auth)."""
+        stack = self.stack
+        sess = SessionState(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None,
+                            SessionHealth(self.spec.session_lost_after_timeouts))
+        if stack.auth is not None and not (yield from self.login(sess)):
+            self._arrive(name)
+            self._fail(name, AUTH)
+            return
+        yield from self.command(sess, Command(name, self.scenario_classes[name], self.env.now))
+
+    def _follow_up(self, sess: SessionState, name: str, delay_s: float):  # type: ignore[no-untyped-def]
+        yield self.env.timeout(delay_s)
+        yield from self.command(sess, Command(name, self.scenario_classes[name], self.env.now))
 
     def command(self, sess: SessionState, cmd: Command):  # type: ignore[no-untyped-def]
         """A command's attempts, driven by the shared attempt loop (`sim.rules.attempts`)."""
@@ -166,24 +188,24 @@ class Client:
             step = loop.after(outcome, env.now)
             kind = step.kind
             if kind == DONE:
-                self._succeed(cmd)
+                self._succeed(cmd, sess)
                 return
             self._attempt_failed[outcome][rec.index(env.now)] += 1
             if kind == FAIL:
-                self._fail(name, step.reason)
+                self._fail(name, step.reason, cmd)
                 return
             if kind == RELOGIN:
                 # a lost session: log in again, then retry at once (this is the login storm)
                 if self.stack.auth is None or not (yield from self.login(sess)):
-                    self._fail(name, AUTH)
+                    self._fail(name, AUTH, cmd)
                     return
                 continue
             yield env.timeout(step.wait_s)
             if kind == ABANDON:
-                self._fail(name, ABANDONED)
+                self._fail(name, ABANDONED, cmd)
                 return
 
-    def _succeed(self, cmd: Command) -> None:
+    def _succeed(self, cmd: Command, sess: SessionState) -> None:
         now = self.env.now
         idx = self.rec.index(now)
         name = cmd.name
@@ -194,7 +216,11 @@ class Client:
         self._e2e[name].record(now, e2e)
         if cmd.cls.places_order:  # type: ignore[attr-defined]
             self._orders[idx] += 1
+            self.stack.orders.ended(cmd.order, True)
         self.in_flight -= 1
+        if self.follow_ups:
+            for start, delay in self.follow_ups.after(name):
+                self.env.process(self._follow_up(sess, start, delay))
 
     def _timed(self, work, limit: float, late: str):  # type: ignore[no-untyped-def]
         """Run an attempt until `limit` (the per-attempt timeout or the user's patience); its

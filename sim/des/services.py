@@ -10,7 +10,8 @@ from sim.des.pool import DOWN, EVICTED, EXPIRED, GRANTED, Pool
 from sim.des.pool import SHED as POOL_FULL
 from sim.dists import sampler
 from sim.rules.breaker import CircuitBreaker
-from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.faults import AFTER, BEFORE, NO_ERROR, NO_FAULT, FaultEffect, error_timing
+from sim.rules.inventory import Stock
 from sim.rules.outcomes import ERROR, OK, REJECTED, SHED, TIMEOUT
 from sim.rules.ratelimit import RateLimiter, TokenBucket
 from sim.scenario.services import Gateway, Service
@@ -58,9 +59,11 @@ class Faulted:
 
 
 class ToolService(Faulted):
-    """A tool (or auth): `concurrency` servers, a queue, sampled latency and errors."""
+    """A tool (or auth): `concurrency` servers, a queue, sampled latency and errors; an
+    inventory service also keeps its stock (`sim.rules.inventory.Stock`)."""
 
-    def __init__(self, env: simpy.Environment, name: str, spec: Service, rng: np.random.Generator) -> None:
+    def __init__(self, env: simpy.Environment, name: str, spec: Service, rng: np.random.Generator,
+                 inventory_rng: np.random.Generator | None = None) -> None:
         super().__init__()
         self.env, self.name, self.spec = env, name, spec
         self.pool = Pool(env, name, spec.concurrency, spec.queue_limit)
@@ -70,10 +73,16 @@ class ToolService(Faulted):
         self.error_rate = spec.error_rate
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
+        self.stock = Stock(spec.inventory) if spec.inventory else None
+        # item picks and wrong-item mistakes: own stream, so they shift no latency or error draw
+        self.draws = Uniforms(inventory_rng if inventory_rng is not None else np.random.default_rng(0))
 
-    def call(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
-        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED.
-        An interrupt (the client cancelled) leaves the queue or frees the server."""
+    def call(self, prio: int, deadline: float, work=None):  # type: ignore[no-untyped-def]
+        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED, or what
+        `work()` returns: the call's effect (an order's hold, a payment), run at the end of its
+        service time unless an error strikes first (`sim.rules.faults.error_timing`: half strike
+        after the work, whose answer is then lost). An interrupt (the client cancelled) leaves the
+        queue or frees the server, and no work is done."""
         env, pool = self.env, self.pool
         t_in = env.now
         effect = self.effect
@@ -92,10 +101,13 @@ class ToolService(Faulted):
         self.served += 1
         self.time_s += env.now - t_in
         err = self.effect.error_with(self.error_rate)
-        ok = not (err and self.uniform() < err)
+        timing = error_timing(err, self.uniform()) if err else NO_ERROR
         if self.breaker is not None:
-            self.breaker.record(ok, env.now)
-        return OK if ok else ERROR
+            self.breaker.record(timing == NO_ERROR, env.now)
+        if timing == BEFORE:
+            return ERROR
+        out = work() if work is not None else OK
+        return ERROR if timing == AFTER else out
 
 
 class GatewayService(Faulted):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal, TypedDict, get_args
 
 # -- outcomes ---------------------------------------------------------------------------------
-Reason = Literal["timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled"]
+Reason = Literal["timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled", "conflict", "sold_out"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 # -- per command class ------------------------------------------------------------------------
@@ -38,6 +38,27 @@ def attempt_failed(reason: Reason) -> str:
 # -- whole run --------------------------------------------------------------------------------
 ORDERS, LOGINS, LOGIN_FAILED, IN_FLIGHT = "orders", "logins", "login_failed", "in_flight"
 RUN_COUNTERS = (ORDERS, LOGINS, LOGIN_FAILED, IN_FLIGHT)
+
+# -- money at risk (order-placing classes) ----------------------------------------------------
+# payments: orders charged (once each); duplicates_prevented: payment calls for an order already
+# paid (a retry or a concurrent attempt that would have paid twice); refunds: paid orders the
+# service refunded because it could not fulfil them; paid_failed: commands that ended in failure
+# after their order was paid (a refund is owed); wrong_items: orders completed with the wrong item
+PAYMENTS, DUPLICATES_PREVENTED, REFUNDS = "payments", "duplicates_prevented", "refunds"
+PAID_FAILED, WRONG_ITEMS = "paid_failed", "wrong_items"
+MONEY_COUNTERS = (PAYMENTS, DUPLICATES_PREVENTED, REFUNDS, PAID_FAILED, WRONG_ITEMS)
+
+# -- per inventory service -----------------------------------------------------------------------
+# holds, conflicts, sold_out_answers: hold decisions per interval; lapsed: holds that lapsed;
+# sold: units sold (confirmed); stock_free, stock_held: units at the end of the interval
+StockMetric = Literal["holds", "conflicts", "sold_out_answers", "lapsed", "sold", "stock_free", "stock_held"]
+STOCK_METRICS: tuple[StockMetric, ...] = get_args(StockMetric)
+
+
+def of_stock(metric: StockMetric, service: str) -> str:
+    """A per-inventory series, e.g. `of_stock("sold", "seats")` = `sold:seats`."""
+    return f"{metric}:{service}"
+
 
 # -- per service ------------------------------------------------------------------------------
 ServiceGauge = Literal["queue", "capacity", "utilisation", "occupancy", "granted", "waited", "wait_s",
@@ -107,3 +128,4 @@ class RunMeta(TypedDict, total=False):
     workers: int
     totals: dict[str, float]
     recovery: list[dict[str, object]]
+    ledger: dict[str, object]  # the reference stack's money and stock at the end (`GET /admin/ledger`)

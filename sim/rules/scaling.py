@@ -2,10 +2,13 @@
 
 What scales: the arrival rate (`arrivals.scale`; a trace is compressed in time), and every
 capacity that grows with a fleet — LLM replicas and autoscaling bounds, gateway concurrency,
-queue and global rate limit (rate and burst), auth and tool concurrency and queues. Each count
-is rounded up and kept at least 1 (a bound of 0 stays 0); rates are multiplied. What does not
+queue and global rate limit (rate and burst), auth and tool concurrency and queues, and an
+inventory's stock per item (a cell of the population gets its share of the seats, so what sells
+out, and when, stays the same). Each count is rounded up and kept at least 1 (a bound of 0 stays
+0); rates are multiplied; scheduled proactive tasks scale with `arrivals.scale`. What does not
 scale: per-replica engine limits (max_num_seqs, batch tokens, KV cache, replica queue), per-user
-rate limits (a user is a user at any scale), latencies, error rates, timeouts, SLOs.
+rate limits (a user is a user at any scale), how many items an inventory has and how many units
+one hold takes, latencies, error rates, timeouts, SLOs.
 
 Used by the load test (`--scale`), the stack (`surge stack serve --scale`), benchmarks and the
 cell-size studies, on the raw mapping before validation, so the result is validated like any
@@ -74,6 +77,8 @@ def scale_data(data: dict[str, Any], factor: float) -> dict[str, Any]:
     pools = [svc.get("auth"), *(tools.values() if isinstance(tools, dict) else ())]
     for p in pools:
         _scale_keys(p, ("concurrency", "queue_limit"), factor, Service)
+        if isinstance(p, dict):
+            _scale_keys(p.get("inventory"), ("stock",), factor)
     return d
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from sim.dists import Distribution
+from sim.scenario.proactive import Proactive
 from sim.scenario.services import Frozen, Services
 
 _BIG = 1e12
@@ -106,15 +107,23 @@ class Arrivals(Frozen):
 
 
 class LLMStage(Frozen):
-    """An LLM call. Its prompt is the command's context so far plus `prompt_tokens` new tokens."""
+    """An LLM call. Its prompt is the command's context so far plus `prompt_tokens` new tokens
+    plus `image_tokens` (images are prefilled like text: the cost model charges them as prefill)."""
 
     prompt_tokens: Distribution
     output_tokens: Distribution
+    image_tokens: Distribution | None = Field(
+        default=None, description="tokens of the images attached to this call (a vision encoder's output, "
+                                  "prefilled with the prompt); none: a text-only call")
 
 
 class ToolStage(Frozen):
     service: str
     result_tokens: Distribution | None = Field(default=None, description="tokens the result adds to the context")
+    inventory: Literal["hold", "confirm"] | None = Field(
+        default=None, description="on an inventory service: hold units for the command's order, or confirm "
+                                  "(sell) the order's holds on that service; none: a plain call")
+    quantity: Distribution | None = Field(default=None, description="units one hold takes (hold only; default 1)")
 
 
 class Stage(Frozen):
@@ -136,7 +145,7 @@ class Stage(Frozen):
 
 
 class CommandClass(Frozen):
-    probability: float = Field(gt=0, le=1)
+    probability: float = Field(ge=0, le=1, description="share of user commands; 0: only proactive tasks start it")
     priority: int = Field(default=1, ge=0, le=100, description="lower is more important")
     carry_context: bool = Field(default=True, description="each LLM call sees the earlier calls' tokens")
     places_order: bool = Field(default=False, description="a success counts as one order placed")
@@ -171,7 +180,7 @@ class Clients(Frozen):
     timeout_s: float | None = Field(default=None, gt=0, le=1e7)
     max_attempts: int = Field(default=1, ge=1, le=100)
     backoff: Backoff = Field(default_factory=Backoff)
-    retry_on: tuple[Literal["timeout", "rejected", "shed", "error", "auth"], ...] = (
+    retry_on: tuple[Literal["timeout", "rejected", "shed", "error", "auth", "conflict"], ...] = (
         "timeout", "rejected", "shed", "error",
     )
     retry_budget_ratio: float | None = Field(default=None, ge=0, le=100, description="retries <= ratio * first tries")
@@ -186,12 +195,14 @@ class Clients(Frozen):
     )
 
 
-FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]
+FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation", "wrong_item"]
 
 
 class Fault(Frozen):
     """At `at_s`, for `duration_s`: capacity_loss (magnitude = fraction lost), slowdown (latency
-    multiplier), error_rate (probability), outage, session_invalidation (fraction of sessions).
+    multiplier), error_rate (probability), outage, session_invalidation (fraction of sessions),
+    wrong_item (on a tool that chooses an order's item: the probability it chooses the wrong one,
+    an operational mistake the user finds out about afterwards).
 
     On the LLM fleet, capacity_loss takes down ceil(fraction x replicas) replicas (their work
     fails); replicas that autoscaling adds later start healthy, as replacements for lost machines."""
@@ -204,7 +215,7 @@ class Fault(Frozen):
 
     @model_validator(mode="after")
     def _magnitude(self) -> Fault:
-        if self.kind in ("capacity_loss", "error_rate", "session_invalidation") and self.magnitude > 1:
+        if self.kind in ("capacity_loss", "error_rate", "session_invalidation", "wrong_item") and self.magnitude > 1:
             raise ValueError(f"magnitude of {self.kind} is a fraction in [0, 1] (got {self.magnitude})")
         if self.kind == "slowdown" and self.magnitude < 1:
             raise ValueError(f"magnitude of slowdown is a latency multiplier >= 1 (got {self.magnitude})")
@@ -258,6 +269,7 @@ class Scenario(Frozen):
     faults: tuple[Fault, ...] = ()
     slos: dict[str, SLO] = Field(default_factory=dict)
     cost: Cost | None = None
+    proactive: Proactive | None = Field(default=None, description="commands the agent starts by itself")
     _base_dir: str = PrivateAttr(default=".")
 
     @property
@@ -286,24 +298,10 @@ def _check_references(sc: Scenario) -> None:
     """Stages, faults and SLOs may only name things that exist (errors carry the field path)."""
     known = sc.services.names()
     for cname, cls in sc.workload.classes.items():
-        for i, st in enumerate(cls.stages):
-            if st.tool is not None and st.tool.service not in sc.services.tools:
-                raise ValueError(
-                    f"workload.classes.{cname}.stages.{i}.tool: unknown service {st.tool.service!r} "
-                    f"(services.tools has {sorted(sc.services.tools)})"
-                )
-            if st.llm is not None and sc.services.llm is None:
-                raise ValueError(f"workload.classes.{cname}.stages.{i}.llm: needs 'services.llm'")
+        _check_stages(sc, cname, cls)
     for i, f in enumerate(sc.faults):
-        if f.target not in known:
-            raise ValueError(f"faults.{i}.target: unknown service {f.target!r} (known: {known})")
-        if f.kind == "slowdown" and f.target == "gateway":
-            raise ValueError(f"faults.{i}.kind: the gateway has no latency to slow down (use capacity_loss, "
-                             "error_rate or outage)")
-        if f.kind == "session_invalidation" and f.target != "auth":
-            raise ValueError(f"faults.{i}.target: session_invalidation targets 'auth' (got {f.target!r})")
-        if f.at_s >= sc.run.duration_s:
-            raise ValueError(f"faults.{i}.at_s: must be < run.duration_s (got {f.at_s})")
+        _check_fault(sc, i, f, known)
+    _check_proactive(sc)
     for name in (sc.cost.slot_hour if sc.cost else {}):
         if name not in known or name == "llm":
             raise ValueError(f"cost.slot_hour.{name}: unknown service (price slots of {[k for k in known if k != 'llm']}; "
@@ -313,3 +311,60 @@ def _check_references(sc: Scenario) -> None:
             raise ValueError(f"slos.{name}: unknown command class (classes: {sorted(sc.workload.classes)})")
     if sc.population and sc.population.campaign and not math.isfinite(sc.population.campaign.launch_at_s):
         raise ValueError("population.campaign.launch_at_s: must be finite")
+
+
+def _check_stages(sc: Scenario, cname: str, cls: CommandClass) -> None:
+    held: set[str] = set()
+    for i, st in enumerate(cls.stages):
+        where = f"workload.classes.{cname}.stages.{i}"
+        if st.llm is not None and sc.services.llm is None:
+            raise ValueError(f"{where}.llm: needs 'services.llm'")
+        t = st.tool
+        if t is None:
+            continue
+        if t.service not in sc.services.tools:
+            raise ValueError(f"{where}.tool: unknown service {t.service!r} (services.tools has {sorted(sc.services.tools)})")
+        if t.quantity is not None and t.inventory != "hold":
+            raise ValueError(f"{where}.tool.quantity: only a 'hold' stage takes a quantity")
+        if t.inventory is None:
+            continue
+        if sc.services.tools[t.service].inventory is None:
+            raise ValueError(f"{where}.tool.inventory: services.tools.{t.service} has no 'inventory'")
+        if not cls.places_order:
+            raise ValueError(f"{where}.tool.inventory: a class that holds stock must place orders "
+                             "('places_order: true': the hold belongs to the order)")
+        if t.inventory == "confirm" and t.service not in held:
+            raise ValueError(f"{where}.tool.inventory: 'confirm' needs an earlier 'hold' on {t.service!r}")
+        held.add(t.service)
+
+
+def _check_fault(sc: Scenario, i: int, f: Fault, known: list[str]) -> None:
+    if f.target not in known:
+        raise ValueError(f"faults.{i}.target: unknown service {f.target!r} (known: {known})")
+    if f.kind == "slowdown" and f.target == "gateway":
+        raise ValueError(f"faults.{i}.kind: the gateway has no latency to slow down (use capacity_loss, "
+                         "error_rate or outage)")
+    if f.kind == "session_invalidation" and f.target != "auth":
+        raise ValueError(f"faults.{i}.target: session_invalidation targets 'auth' (got {f.target!r})")
+    if f.kind == "wrong_item" and f.target not in sc.services.tools:
+        raise ValueError(f"faults.{i}.target: wrong_item targets a tool (got {f.target!r})")
+    if f.at_s >= sc.run.duration_s:
+        raise ValueError(f"faults.{i}.at_s: must be < run.duration_s (got {f.at_s})")
+
+
+def _check_proactive(sc: Scenario) -> None:
+    classes = sc.workload.classes
+    pro = sc.proactive
+    for i, fu in enumerate(pro.follow_ups if pro else ()):
+        for key in ("after", "start"):
+            if getattr(fu, key) not in classes:
+                raise ValueError(f"proactive.follow_ups.{i}.{key}: unknown command class {getattr(fu, key)!r} "
+                                 f"(classes: {sorted(classes)})")
+    for i, sch in enumerate(pro.schedules if pro else ()):
+        if sch.start not in classes:
+            raise ValueError(f"proactive.schedules.{i}.start: unknown command class {sch.start!r} "
+                             f"(classes: {sorted(classes)})")
+    started = pro.classes() if pro else set()
+    for name, c in classes.items():
+        if c.probability == 0 and name not in started:
+            raise ValueError(f"workload.classes.{name}.probability: 0 needs a proactive task that starts the class")

@@ -1,0 +1,75 @@
+"""Orders and money: what a command's order goes through across its attempts, and what is at
+risk when something fails. The simulator keeps these facts per command (`OrderState`); the
+reference stack keeps them in SQLite (`loadtest/stack/orders.py`, `inventory.py`), where the
+unique keys make them hold under concurrency and crashes. Both decide with the rules here.
+
+- The tools of an order-placing class that do an order's work are named by convention:
+  `catalog` chooses the item, `order` places the order, `payment` pays it (the stack does that
+  work for real); an inventory stage (`tool.inventory: hold | confirm`) holds and sells stock.
+- One order per command, however many attempts: a retry resumes it. A retry that reaches the
+  payment stage of an order already paid pays nothing (`pay` -> DUPLICATE_PREVENTED): the
+  retry, or a concurrent attempt, would otherwise have paid twice.
+- A hold the order already has is reused by a retry while it is live; a lapsed one is replaced
+  by a new hold. A paid order whose new hold finds the stock sold out cannot be fulfilled:
+  it is refunded (`refund_due`), and the command fails `sold_out`.
+- When a command ends: failed after its order was paid and not refunded -> PAID_FAILED (a refund
+  is owed: money at risk); succeeded with the wrong item (the `wrong_item` fault) -> WRONG_ITEM.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sim.rules.outcomes import SOLD_OUT
+
+CATALOG_TOOL: Final = "catalog"
+ORDER_TOOL: Final = "order"
+PAYMENT_TOOL: Final = "payment"
+ORDER_TOOLS: Final = (CATALOG_TOOL, ORDER_TOOL, PAYMENT_TOOL)
+
+CHARGED: Final = "charged"  # what a payment stage did
+DUPLICATE_PREVENTED: Final = "duplicate_prevented"
+PAID_FAILED: Final = "paid_failed"  # what an ended command leaves behind
+WRONG_ITEM: Final = "wrong_item"
+
+
+class OrderState:
+    """One command's order as the simulator keeps it across attempts: its holds (by inventory
+    service and stage), whether it was paid, refunded, or got the wrong item."""
+
+    __slots__ = ("holds", "paid", "refunded", "wrong_item")
+
+    def __init__(self) -> None:
+        self.holds: dict[tuple[str, int], Any] = {}  # (service, stage index) -> sim.rules.inventory.Hold
+        self.paid = False
+        self.refunded = False
+        self.wrong_item = False
+
+    def pay(self) -> str:
+        """The payment stage: CHARGED the first time, DUPLICATE_PREVENTED after."""
+        if self.paid:
+            return DUPLICATE_PREVENTED
+        self.paid = True
+        return CHARGED
+
+    def refund_due(self, hold_outcome: str) -> bool:
+        """`refund_due` for this order; when due, the order is now refunded."""
+        if not refund_due(hold_outcome, self.paid, self.refunded):
+            return False
+        self.refunded = True
+        return True
+
+
+def refund_due(hold_outcome: str, paid: bool, refunded: bool) -> bool:
+    """Whether a hold answer leaves an order unfulfillable after it was paid: a new hold found
+    the stock sold out, so the order is refunded (once)."""
+    return hold_outcome == SOLD_OUT and paid and not refunded
+
+
+def at_end(order: OrderState | None, succeeded: bool) -> str | None:
+    """What a command's end leaves at risk: PAID_FAILED, WRONG_ITEM, or None."""
+    if order is None:
+        return None
+    if not succeeded:
+        return PAID_FAILED if order.paid and not order.refunded else None
+    return WRONG_ITEM if order.wrong_item else None
