@@ -216,6 +216,46 @@ def _business(runs: Sequence[Run]) -> Figure | None:
     return fig
 
 
+def _stock(runs: Sequence[Run]) -> Figure | None:
+    """Inventory and money: units free, held and sold; inventory answers; money events (cumulative)."""
+    services = _union(runs, "sold:")
+    money = [m for m in ("payments", "duplicates_prevented", "refunds", "paid_failed", "wrong_items")
+             if any(_peak(r, m) > 0 for _, r in runs)]
+    answers = [a for a in ("conflict", "sold_out") if any(_peak(r, f"attempt_failed:{a}") > 0 for _, r in runs)]
+    if not services and not money and not answers:
+        return None
+    fig, axes = panels(3 if services else 2, "Inventory and money at risk", height=2.5)
+    k = 0
+    if services:
+        items = []
+        for s in services:
+            items += [(f"{s} free", _getter(f"stock_free:{s}")), (f"{s} held", _getter(f"stock_held:{s}")),
+                      (f"{s} sold", lambda r, s=s: _cumulative(r, f"sold:{s}"))]
+        overlay(axes[0], runs, items if len(runs) == 1 else items[:3], gauge=True)
+        axes[0].set_ylabel("units")
+        axes[0].set_title("Stock: units free and held (end of interval), sold (so far)", loc="left")
+        k = 1
+    overlay(axes[k], runs, [(a.replace("_", " "), lambda r, a=a: ts.per_s(r, r.series.get(f"attempt_failed:{a}")))
+                            for a in answers])
+    if not answers:
+        empty_note(axes[k], "no attempt met a conflict or a sold-out answer")
+    axes[k].set_ylabel("attempts / s")
+    axes[k].set_title("Attempts answered by an inventory: conflict (held by others, or a lapsed hold), sold out",
+                      loc="left")
+    overlay(axes[k + 1], runs, [(m.replace("_", " "), lambda r, m=m: _cumulative(r, m)) for m in money], gauge=True)
+    if not money:
+        empty_note(axes[k + 1], "no payments")
+    axes[k + 1].set_ylabel("orders (so far)")
+    axes[k + 1].set_title("Money: payments, duplicates prevented, failed after payment, refunds, wrong items",
+                          loc="left")
+    return finish(fig, axes, runs)
+
+
+def _cumulative(r: Results, name: str) -> np.ndarray | None:
+    v = r.series.get(name)
+    return None if v is None else np.cumsum(v)
+
+
 def _rate_if_any(name: str) -> Callable[[Results], np.ndarray | None]:
     """Per-second rate of a series, or None when it is absent or all zero (nothing to draw)."""
     def get(r: Results) -> np.ndarray | None:
@@ -248,6 +288,10 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("failures", "Failures by reason and retries",
                "Commands that failed, by the reason of their last attempt; retries and failed attempts.",
                _failures),
+    FigureSpec("stock", "Inventory and money at risk",
+               "Units free, held and sold per inventory service; attempts answered conflict or sold out; "
+               "payments, duplicate payments prevented, commands failed after payment, refunds and wrong items, "
+               "counted from the start.", _stock),
     FigureSpec("business", "Business KPIs",
                "Success rate per class against its SLO; orders, free-order cards redeemed and logins per "
                "second.", _business),

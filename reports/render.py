@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reports import tables
+from reports import money, tables
 from reports.derived import write_json
 from reports.document import Document, Figure
 from reports.figures import build_figures
@@ -28,6 +28,7 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
     doc = Document(f"surge report — {rs.pooled.meta.get('scenario', rs.label)}", facts(rs))
     add_kpis(doc, rs)
     add_slos(doc, rs.pooled.summary.get("slos", []))
+    money.add_sections(doc, rs.pooled.summary, rs.pooled.meta)
     doc.heading("Figures")
     for fig in render_figures([(rs.label, rs.pooled)], prefix="fig"):
         doc.figure(fig)

@@ -20,7 +20,11 @@ rules:
   placed once and paid once, and the first to finish stores the answer;
 - a retry after a failed attempt resumes the same order where it stopped;
 - once paid, the command succeeds even if a later stage fails (money moved: the user must be
-  told), with a plain answer instead of a generated one.
+  told), with a plain answer instead of a generated one, unless an inventory stage is still to
+  come (`sim.rules.orders.paid_survives`: the stock is not sold until it is confirmed);
+- a hold or confirm on an inventory service (`orderwork.py`, `inventory.py`) answers 409 when it
+  cannot be done: `inventory_conflict` or `hold_expired` (retryable), `sold_out` (final; a paid
+  order is refunded).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from loadtest.stack.orderwork import InventoryError, Ledger, OrderTools, with_it
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
+from sim.rules.orders import paid_survives
 from sim.scenario import CommandClass, Stage
 
 PROMPT_OVERHEAD_TOKENS = 3  # BOS, "user", ":" around the one user message
@@ -151,6 +156,7 @@ class Agent:
         t_start, llm_s = time.perf_counter(), [0.0]
         calls: list[dict[str, Any]] = []
         answer, ctx, ledger = "", Context(), Ledger()
+        i = 0
         try:
             for i, stage in enumerate(cls.stages):
                 if progress:
@@ -173,7 +179,7 @@ class Agent:
                 row = await self.tools.pay(with_item(row, command), None, ledger, via_service=False)
         except (ServiceError, LLMError, APIError) as e:
             paid = row is not None and row["status"] in ("paid", "completed")
-            if isinstance(e, InventoryError) or not paid:  # an inventory answer fails it even when paid
+            if isinstance(e, InventoryError) or not (paid and paid_survives(cls.stages, i)):
                 if row is not None:
                     await self._release(row["id"], getattr(e, "code", "error"))
                     st.metrics.orders.inc(("failed",))

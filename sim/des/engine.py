@@ -180,8 +180,9 @@ def _stock_gauges(name: str, stock: Stock, env: simpy.Environment) -> list[tuple
         return read
 
     units_sold = lambda: stock.sold_units  # noqa: E731
+    hot = [(N.of_stock("hot_free", name), at_end("hot_free_units"))] if stock.spec.hot else []
     return [(N.of_stock("stock_free", name), at_end("free_units")),  # first: it applies expiry
-            (N.of_stock("stock_held", name), at_end("held_units")),
+            (N.of_stock("stock_held", name), at_end("held_units")), *hot,
             (N.of_stock("holds", name), _rate(partial(getattr, stock, "granted"))),
             (N.of_stock("conflicts", name), _rate(partial(getattr, stock, "conflicts"))),
             (N.of_stock("sold_out_answers", name), _rate(partial(getattr, stock, "sold_out"))),

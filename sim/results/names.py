@@ -50,8 +50,10 @@ MONEY_COUNTERS = (PAYMENTS, DUPLICATES_PREVENTED, REFUNDS, PAID_FAILED, WRONG_IT
 
 # -- per inventory service -----------------------------------------------------------------------
 # holds, conflicts, sold_out_answers: hold decisions per interval; lapsed: holds that lapsed;
-# sold: units sold (confirmed); stock_free, stock_held: units at the end of the interval
-StockMetric = Literal["holds", "conflicts", "sold_out_answers", "lapsed", "sold", "stock_free", "stock_held"]
+# sold: units sold (confirmed); stock_free, stock_held: units at the end of the interval;
+# hot_free: of the free units, those of the hot items (an inventory with hot items)
+StockMetric = Literal["holds", "conflicts", "sold_out_answers", "lapsed", "sold", "stock_free", "stock_held",
+                      "hot_free"]
 STOCK_METRICS: tuple[StockMetric, ...] = get_args(StockMetric)
 
 

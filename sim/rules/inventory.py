@@ -124,6 +124,12 @@ class Stock:
         return sum(self.stock) - sum(self.held) - sum(self.sold)
 
     @property
+    def hot_free_units(self) -> int:
+        """Free units of the hot items (0 without hot items)."""
+        hot = self.spec.hot
+        return sum(self.free(i) for i in range(hot.items)) if hot else 0
+
+    @property
     def held_units(self) -> int:
         return sum(self.held)
 

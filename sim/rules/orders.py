@@ -12,15 +12,20 @@ unique keys make them hold under concurrency and crashes. Both decide with the r
 - A hold the order already has is reused by a retry while it is live; a lapsed one is replaced
   by a new hold. A paid order whose new hold finds the stock sold out cannot be fulfilled:
   it is refunded (`refund_due`), and the command fails `sold_out`.
+- Once paid, a command succeeds even if a later stage fails (money moved: the user must be told),
+  unless an inventory stage is still to come (`paid_survives`): the stock is not sold until it is
+  confirmed, so a failure before that fails the attempt and a retry confirms.
 - When a command ends: failed after its order was paid and not refunded -> PAID_FAILED (a refund
   is owed: money at risk); succeeded with the wrong item (the `wrong_item` fault) -> WRONG_ITEM.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from sim.rules.outcomes import SOLD_OUT
+from sim.scenario import Stage
 
 CATALOG_TOOL: Final = "catalog"
 ORDER_TOOL: Final = "order"
@@ -64,6 +69,12 @@ def refund_due(hold_outcome: str, paid: bool, refunded: bool) -> bool:
     """Whether a hold answer leaves an order unfulfillable after it was paid: a new hold found
     the stock sold out, so the order is refunded (once)."""
     return hold_outcome == SOLD_OUT and paid and not refunded
+
+
+def paid_survives(stages: Sequence[Stage], failed_at: int) -> bool:
+    """Whether a paid order's command succeeds although stage `failed_at` failed: no inventory
+    stage is at or after it."""
+    return not any(st.tool is not None and st.tool.inventory is not None for st in stages[failed_at:])
 
 
 def at_end(order: OrderState | None, succeeded: bool) -> str | None:
