@@ -21,6 +21,7 @@ Runs in a gevent process (Locust); `client` is a Locust `FastHttpSession`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -209,10 +210,8 @@ class HttpClient:
         self.command(sess, HttpCommand(spec, self.now() - late_s))
 
     def _follow_up(self, sess: HttpSession, klass: str) -> None:
-        try:
+        with contextlib.suppress(OutOfRequests):  # the request bound: the follow-up is not sent
             self.command(sess, HttpCommand(self.by_name[klass], self.now()))
-        except OutOfRequests:
-            pass
 
     def stop_proactive(self) -> int:
         """Kill the follow-ups still waiting or running (the run's end); how many there were."""

@@ -17,7 +17,18 @@ Outcomes (the simulator's failure reasons):
 
 from __future__ import annotations
 
-from sim.rules.outcomes import ABANDONED, AUTH, CONFLICT, ERROR, OK, REJECTED, SHED, SOLD_OUT, THROTTLED, TIMEOUT
+from sim.rules.outcomes import (
+    ABANDONED,
+    AUTH,
+    CONFLICT,
+    ERROR,
+    OK,
+    REJECTED,
+    SHED,
+    SOLD_OUT,
+    THROTTLED,
+    TIMEOUT,
+)
 from sim.rules.retry import RetryPolicy
 
 # 503 codes of overload protection (the stack's gateway, LLM queue, tool breakers): shed, as in the simulator

@@ -227,22 +227,21 @@ def _stock(runs: Sequence[Run]) -> Figure | None:
     fig, axes = panels(3 if services else 2, "Inventory and money at risk", height=2.5)
     k = 0
     if services:
-        items = []
+        items: list[tuple[str, Callable[[Results], np.ndarray | None]]] = []
         for s in services:
             items += [(f"{s} free", _getter(f"stock_free:{s}")), (f"{s} held", _getter(f"stock_held:{s}")),
-                      (f"{s} sold", lambda r, s=s: _cumulative(r, f"sold:{s}"))]
+                      (f"{s} sold", partial(_cumulative, name=f"sold:{s}"))]
         overlay(axes[0], runs, items if len(runs) == 1 else items[:3], gauge=True)
         axes[0].set_ylabel("units")
         axes[0].set_title("Stock: units free and held (end of interval), sold (so far)", loc="left")
         k = 1
-    overlay(axes[k], runs, [(a.replace("_", " "), lambda r, a=a: ts.per_s(r, r.series.get(f"attempt_failed:{a}")))
-                            for a in answers])
+    overlay(axes[k], runs, [(a.replace("_", " "), partial(_per_s_of, name=f"attempt_failed:{a}")) for a in answers])
     if not answers:
         empty_note(axes[k], "no attempt met a conflict or a sold-out answer")
     axes[k].set_ylabel("attempts / s")
     axes[k].set_title("Attempts answered by an inventory: conflict (held by others, or a lapsed hold), sold out",
                       loc="left")
-    overlay(axes[k + 1], runs, [(m.replace("_", " "), lambda r, m=m: _cumulative(r, m)) for m in money], gauge=True)
+    overlay(axes[k + 1], runs, [(m.replace("_", " "), partial(_cumulative, name=m)) for m in money], gauge=True)
     if not money:
         empty_note(axes[k + 1], "no payments")
     axes[k + 1].set_ylabel("orders (so far)")
@@ -254,6 +253,10 @@ def _stock(runs: Sequence[Run]) -> Figure | None:
 def _cumulative(r: Results, name: str) -> np.ndarray | None:
     v = r.series.get(name)
     return None if v is None else np.cumsum(v)
+
+
+def _per_s_of(r: Results, name: str) -> np.ndarray | None:
+    return ts.per_s(r, r.series.get(name))
 
 
 def _rate_if_any(name: str) -> Callable[[Results], np.ndarray | None]:

@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.stack.orders import OrderStore
-from sim.rules.inventory import CONFIRMED, EXPIRED, GRANTED, HELD, SOLD, decide_confirm, decide_hold, pick_item
+from sim.rules.inventory import (
+    CONFIRMED,
+    EXPIRED,
+    GRANTED,
+    HELD,
+    SOLD,
+    decide_confirm,
+    decide_hold,
+    pick_item,
+)
 from sim.rules.orders import refund_due
 from sim.scenario.services import Inventory
 

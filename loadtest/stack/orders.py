@@ -24,8 +24,8 @@ import asyncio
 import sqlite3
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 _SCHEMA = """

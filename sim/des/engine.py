@@ -98,8 +98,12 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
 def _proactive(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams) -> None:
     """Start each scheduled proactive task at its time (`sim.arrivals.proactive_times`)."""
     starts = proactive_times(sc, streams("proactive.schedule"))
+
+    def start(name: str, _: simpy.Event) -> None:
+        env.process(client.proactive(name))
+
     for t, name in zip(starts.times_s.tolist(), starts.classes, strict=True):
-        _at(env, t, lambda _, n=name: env.process(client.proactive(n)), NORMAL)
+        _at(env, t, partial(start, name), NORMAL)
 
 
 def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: StackModel, rec: Recorder) -> None:

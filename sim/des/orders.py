@@ -17,7 +17,7 @@ from sim.dists import sampler
 from sim.results import Recorder
 from sim.results import names as N
 from sim.rules.inventory import EXPIRED, pick_item
-from sim.rules.orders import CHARGED, PAYMENT_TOOL, PAID_FAILED, WRONG_ITEM, OrderState, at_end
+from sim.rules.orders import CHARGED, PAID_FAILED, PAYMENT_TOOL, WRONG_ITEM, OrderState, at_end
 from sim.rules.outcomes import CONFLICT
 from sim.scenario import CommandClass
 from sim.streams import Streams
