@@ -17,7 +17,7 @@ from loadtest.recovery import recovery
 from loadtest.safety import LoadTestError, check_host
 from loadtest.schedule import schedule_of
 from loadtest.tally import Collector, Tally
-from sim.arrivals import arrival_blocks
+from sim.arrivals import arrival_blocks, proactive_times
 from sim.results import LogHistogram, Recorder, Results
 from sim.rules.scaling import scale_scenario
 from sim.scenario import load_scenario
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
     (200, None, P.OK), (429, "rate_limit_exceeded", P.REJECTED), (503, "overloaded", P.SHED),
     (503, "catalog_error", P.ERROR), (504, "deadline_exceeded", P.SHED), (409, "idempotency_key_in_use", P.SHED),
     (401, "invalid_token", P.AUTH), (500, "internal_error", P.ERROR), (400, "invalid_value", P.ERROR),
+    (409, "inventory_conflict", P.CONFLICT), (409, "hold_expired", P.CONFLICT), (409, "sold_out", P.SOLD_OUT),
 ])
 def test_answers_map_to_the_simulators_outcomes(status: int, code: str | None, want: str) -> None:
     assert P.classify(status, code) == want
@@ -38,6 +39,7 @@ def test_answers_map_to_the_simulators_outcomes(status: int, code: str | None, w
 @pytest.mark.parametrize(("status", "code", "want"), [
     (200, None, True), (500, "internal_error", True), (503, "catalog_outage", True), (503, "overloaded", False),
     (504, "deadline_exceeded", False), (429, "rate_limit_exceeded", False), (401, None, False), (409, None, False),
+    (409, "sold_out", True), (409, "inventory_conflict", True),
 ])
 def test_admission_is_read_from_the_answer(status: int, code: str | None, want: bool) -> None:
     assert P.admitted(status, code) is want
@@ -93,6 +95,18 @@ def test_the_schedule_is_the_simulators_arrivals_split_exactly_across_workers() 
     parts = [sched.share(k, 3).times_s for k in range(3)]
     assert sum(len(p) for p in parts) == len(sched)
     assert np.array_equal(np.sort(np.concatenate(parts)), sched.times_s)
+
+
+def test_scheduled_proactive_tasks_join_the_schedule_at_the_simulators_instants() -> None:
+    sc = load_scenario(ROOT / "scenarios" / "premiere_onsale.yaml")
+    sched = schedule_of(sc)
+    tasks = proactive_times(sc, Streams(sc.run.seed)("proactive.schedule"))
+    picked = np.array([sched.task(k) == "buy_tickets" for k in range(len(sched))])
+    assert np.array_equal(sched.times_s[picked], tasks.times_s) and (np.diff(sched.times_s) >= 0).all()
+    sessions = np.concatenate(list(arrival_blocks(sc, Streams(sc.run.seed)("arrivals"), Path(sc.base_dir))))
+    assert np.array_equal(sched.times_s[~picked], sessions)
+    parts = [sched.share(k, 2) for k in range(2)]
+    assert sum(sum(p.task(i) != "" for i in range(len(p))) for p in parts) == len(tasks)
 
 
 def test_worker_deltas_merge_exactly() -> None:
