@@ -402,7 +402,8 @@ class HttpClient:
         if not result:
             return P.ERROR
         self._money(cmd, result)
-        cmd.order_id = str(result["order"]["id"])
+        order = result.get("order")  # null for a class that places no order
+        cmd.order_id = str(order["id"]) if order else None
         return P.OK
 
     def _money(self, cmd: HttpCommand, body: dict[str, Any] | None) -> None:

@@ -78,6 +78,9 @@ def run_loadtest(opt: Options) -> LoadRun:
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
+    if opt.start_stack:  # a started stack begins with no orders and full stock, whatever ran here before
+        for old in out.glob("orders.db*"):
+            old.unlink()
     stack = procs.StackProcess(scen_file, out, token, options=opt.stack_options) if opt.start_stack else None
     ledger: dict[str, Any] | None = None
     try:

@@ -176,7 +176,8 @@ def make_router(stack: Stack) -> APIRouter:
                 summary="An order of the session's user")
     async def get_order(order_id: Annotated[str, Path(max_length=64)], request: Request,
                         _: Any = Depends(session_scheme)) -> dict[str, Any]:
-        user = require_session(request, stack.sessions)
+        user = (require_session(request, stack.sessions) if sessions_required  # as the command named its user
+                else chat_session(request, stack.sessions, False) or client_key(request))
         row = await stack.store.get(order_id)
         if row is None or row["user_id"] != user:  # another user's order is as good as missing
             raise APIError(404, f"no order '{order_id[:64]}'", "order_not_found", "order_id")

@@ -227,3 +227,56 @@ def test_deadlines_are_sent_only_when_servers_learn_of_timeouts() -> None:
     assert deadline_header(load_scenario(TINY)) == {}
     assert deadline_header(load_scenario(TINY, ["clients.cancel_on_timeout=true"])) == {"X-Request-Timeout": "5"}
     assert deadline_header(load_scenario(TINY, ["services.gateway={deadline_drop: true}"])) == {"X-Request-Timeout": "5"}
+
+
+class _Answer:
+    """A streamed agent answer as the load test's HTTP client sees it (SSE lines)."""
+
+    def __init__(self, events: list[tuple[str, dict]]) -> None:
+        import json
+
+        self.status_code, self.headers, self.content = 200, {"content-type": "text/event-stream",
+                                                              "X-Surge-Admitted": "1"}, b""
+        self._body = b"".join(f"event: {e}\ndata: {json.dumps(d)}\n\n".encode() for e, d in events) + b"data: [DONE]\n\n"
+
+    def iter_content(self, chunk_size: int, decode_content: bool) -> list[bytes]:
+        return [self._body]
+
+
+def _client(answers: list[_Answer]):  # type: ignore[no-untyped-def]
+    from loadtest.commands import HttpClient
+    from loadtest.plan import Plan
+
+    class Scripted:
+        def request(self, method: str, path: str, **kw: object) -> _Answer:
+            return answers.pop(0)
+
+    sc = load_scenario(ROOT / "scenarios" / "proactive.yaml")
+    tally = Tally(60, 10)
+    return HttpClient(sc, Plan("-", "http://127.0.0.1:1", "-"), tally, Scripted(), "t"), tally
+
+
+def test_an_agent_class_that_places_no_order_succeeds() -> None:
+    """Regression: a tool-using class without orders answers `order: null`; that is a success."""
+    from loadtest.commands import HttpCommand
+
+    wl, _ = _client([_Answer([("result", {"order": None, "answer": "on its way", "ledger": None})])])
+    sess = wl.new_session("u")
+    assert wl._attempt(sess, HttpCommand(wl.by_name["track_order"], 0.0)) == P.OK
+
+
+def test_the_money_an_answer_reports_is_counted_and_owed_when_the_command_fails() -> None:
+    from loadtest.commands import HttpCommand
+
+    paid = {"order": {"id": "o1", "status": "paid", "wrong_item": False},
+            "ledger": {"charged": 1, "duplicates_prevented": 0, "refunds": 0}}
+    again = {"order": {"id": "o1", "status": "paid"}, "ledger": {"charged": 0, "duplicates_prevented": 1, "refunds": 0}}
+    wl, tally = _client([_Answer([("error", {"status": 504, "error": {"code": "deadline_exceeded"}, **paid})]),
+                         _Answer([("error", {"status": 504, "error": {"code": "deadline_exceeded"}, **again})])])
+    sess, cmd = wl.new_session("u"), HttpCommand(wl.by_name["errand"], 0.0)
+    assert wl._attempt(sess, cmd) == P.SHED and wl._attempt(sess, cmd) == P.SHED
+    wl._fail(cmd.spec, P.SHED, cmd)  # the user gave up on an order that was paid
+    series = tally.drain()["series"]
+    got = {name: sum(v for name2, _, v in series if name2 == name)
+           for name in ("payments", "duplicates_prevented", "paid_failed")}
+    assert got == {"payments": 1, "duplicates_prevented": 1, "paid_failed": 1}
