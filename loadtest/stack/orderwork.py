@@ -112,6 +112,8 @@ class OrderTools:
             chosen = await svc.call(_value(_wrong(pick_item(command)) if wrong else pick_item(command)), deadline)
             if row.get("sku"):
                 return row  # resumed: the item was chosen before
+            if wrong:
+                await self.stack.store.mark_wrong_item(row["id"])
             return {**row, "sku": chosen[0], "item": chosen[1], "price_cents": chosen[2]}
         r = with_item(row, command)
         if wrong:

@@ -110,15 +110,15 @@ class LLMStage(Frozen):
     """An LLM call. Its prompt is the command's context so far plus `prompt_tokens` new tokens
     plus `image_tokens` (images are prefilled like text: the cost model charges them as prefill)."""
 
-    prompt_tokens: Distribution
-    output_tokens: Distribution
+    prompt_tokens: Distribution = Field(description="new prompt tokens of this call (text), on top of the context")
+    output_tokens: Distribution = Field(description="tokens the call generates")
     image_tokens: Distribution | None = Field(
         default=None, description="tokens of the images attached to this call (a vision encoder's output, "
                                   "prefilled with the prompt); none: a text-only call")
 
 
 class ToolStage(Frozen):
-    service: str
+    service: str = Field(description="the tool called: a name in services.tools")
     result_tokens: Distribution | None = Field(default=None, description="tokens the result adds to the context")
     inventory: Literal["hold", "confirm"] | None = Field(
         default=None, description="on an inventory service: hold units for the command's order, or confirm "

@@ -171,3 +171,26 @@ def test_sigkill_mid_sale_then_restart_sells_each_seat_once(tmp_path: Path) -> N
     resumed = con.execute("SELECT COUNT(*) FROM orders WHERE attempts > 1").fetchone()[0]
     con.close()
     assert 0 < answered_at_kill[0] < len(keys) and resumed > 0, (answered_at_kill, resumed)
+
+
+@pytest.mark.anyio
+async def test_a_wrong_item_fault_is_delivered_marked_and_counted(tmp_path: Path) -> None:
+    async with running(tiny_config(tmp_path)) as client:
+        assert (await client.get("/admin/ledger")).status_code == 401  # the ledger needs the admin token
+        f = {"kind": "wrong_item", "target": "catalog", "magnitude": 1.0, "duration_s": 30}
+        assert (await client.post("/admin/faults", json=f, headers=ADMIN)).status_code == 201
+        bad = {"kind": "wrong_item", "target": "llm", "magnitude": 1.0, "duration_s": 30}
+        assert (await client.post("/admin/faults", json=bad, headers=ADMIN)).status_code == 400
+        out = await buy(client, "help me buy a matcha latte")
+        ledger = (await client.get("/admin/ledger", headers=ADMIN)).json()
+    assert out["order"]["wrong_item"] is True and out["order"]["item"] != "matcha latte"
+    assert out["ledger"] == {"charged": 1, "duplicates_prevented": 0, "refunds": 0}
+    assert ledger["wrong_items"] == 1 and ledger["payments"] == 1
+
+
+async def buy(client: httpx.AsyncClient, text: str) -> dict[str, Any]:
+    r = await client.post("/v1/auth/login", json={"username": "ann"})
+    h = {"Authorization": f"Bearer {r.json()['token']}", "Idempotency-Key": "one"}
+    r = await client.post("/v1/agent/commands", json={"command": text, "class": "help_me_buy"}, headers=h)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
