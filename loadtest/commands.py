@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import time
 import uuid
@@ -35,6 +34,7 @@ import numpy as np
 from gevent.pool import Group
 
 from loadtest import policy as P
+from loadtest.answers import admitted_by, code_of, json_or_none, read_agent_stream, read_stream
 from loadtest.plan import Plan
 from loadtest.tally import Tally
 from sim.arrivals import FollowUps
@@ -239,7 +239,7 @@ class HttpClient:
         if r.status_code in (404, 405):
             self.has_auth = False
             return P.OK
-        outcome = P.classify(r.status_code, _code(r))
+        outcome = P.classify(r.status_code, code_of(r))
         if outcome == P.OK:
             sess.token = r.json()["token"]
         return outcome
@@ -359,11 +359,11 @@ class HttpClient:
         sent = self.now()
         headers = self._headers(sess) | {CLASS_HEADER: cmd.spec.name}
         r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=headers, stream=True)
-        code = _code(r)
-        cmd.admitted = _admitted(r, code)
+        code = code_of(r)
+        cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
             return P.classify(r.status_code, code)
-        stamps, usage, err = _read_stream(r, self.now)
+        stamps, usage, err = read_stream(r, self.now)
         if err is not None:
             return P.classify_stream_error(err)
         if not stamps:
@@ -385,16 +385,16 @@ class HttpClient:
         h = self._headers(sess) | {"Idempotency-Key": cmd.key}
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
-        code = _code(r)
-        cmd.admitted = _admitted(r, code)
+        code = code_of(r)
+        cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
             if r.status_code == 409:
-                self._money(cmd, _json_or_none(r))
+                self._money(cmd, json_or_none(r))
             return P.classify(r.status_code, code)
         if not str(r.headers.get("content-type") or "").startswith("text/event-stream"):
             result: dict[str, Any] | None = r.json()  # a replay: the stored answer, as JSON
         else:
-            result, error = _read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
+            result, error = read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
             if error is not None:
                 self._money(cmd, error)
                 err_code = (error.get("error") or {}).get("code")
@@ -441,93 +441,3 @@ class HttpClient:
         self.tally.totals["orders_checked"] += 1
         if not ok:
             self.tally.totals["orders_check_failed"] += 1
-
-
-def _code(r: Any) -> str | None:
-    """The OpenAI-style error code of a failed answer, if its body has one."""
-    if 200 <= r.status_code < 300:
-        return None
-    try:
-        return str(json.loads(r.content or b"{}").get("error", {}).get("code") or "") or None
-    except (ValueError, AttributeError):
-        return None
-
-
-def _admitted(r: Any, code: str | None) -> bool:
-    """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
-    counts (its work was admitted in an earlier attempt whose answer the client never saw); a
-    server that does not say is judged by the status (`policy.admitted`)."""
-    headers = r.headers or {}  # no headers: the connection failed before an answer
-    said = headers.get("X-Surge-Admitted")
-    if said is None:
-        return P.admitted(r.status_code, code)
-    return said == "1" or headers.get("Idempotent-Replayed") == "true"
-
-
-def _json_or_none(r: Any) -> dict[str, Any] | None:
-    try:
-        body = json.loads(r.content or b"{}")
-    except (ValueError, AttributeError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _lines(r: Any) -> Any:
-    """Lines of a streamed body as soon as each arrives (geventhttpclient's `readline` returns a
-    line once it is buffered; `iter_content` would wait for a whole block)."""
-    raw = getattr(r, "_response", None)
-    if raw is not None and hasattr(raw, "readline"):
-        while line := raw.readline(b"\n"):
-            yield line
-        return
-    buf = b""
-    for chunk in r.iter_content(chunk_size=4096, decode_content=False):
-        buf += chunk if isinstance(chunk, bytes) else chunk.encode()
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            yield line + b"\n"
-
-
-def _read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, str | None]:
-    """Read server-sent events to `[DONE]`: arrival times of content chunks, usage, error code."""
-    stamps: list[float] = []
-    usage: dict[str, int] | None = None
-    for line in _lines(r):
-        if not line.startswith(b"data:"):
-            continue
-        t = now()
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return stamps, usage, None
-        msg = json.loads(data)
-        if "error" in msg:
-            return stamps, usage, str(msg["error"].get("code") or "error")
-        if msg.get("usage"):
-            usage = msg["usage"]
-        for ch in msg.get("choices") or ():
-            if (ch.get("delta") or {}).get("content"):
-                stamps.append(t)
-    return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
-
-
-def _read_agent_stream(r: Any, on_call: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Read an agent command's events to `[DONE]`, calling `on_call(llm_call)` as each LLM call's
-    timing arrives. Returns (result, None), or (None, error) with the error's `status`."""
-    event, result, error = "", None, None
-    for line in _lines(r):
-        if line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-            continue
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return (result, None) if result is not None else (None, error or {"status": 500})
-        msg = json.loads(data)
-        if event == "progress" and msg.get("llm_call"):
-            on_call(msg["llm_call"])
-        elif event == "result":
-            result = msg
-        elif event == "error":
-            error = msg
-    return None, {"status": 0, "error": {"code": "incomplete_stream"}}  # the connection ended before [DONE]
