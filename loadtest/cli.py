@@ -4,6 +4,7 @@ only in subprocesses, the runner is imported inside the command."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +40,14 @@ def loadtest(
     faults: Annotated[bool, typer.Option(help="apply the scenario's faults")] = True,
     simulate: Annotated[bool, typer.Option(help="also simulate the same scenario and compare")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when a scenario SLO is breached")] = True,
+    stack_port: Annotated[int | None, typer.Option(min=1, max=65535, help="--start-stack: the stack's port "
+                                                   "(default: a free one)")] = None,
+    master_port: Annotated[int | None, typer.Option(min=1, max=65535, help="--workers: the Locust master's port "
+                                                    "(default: a free one)")] = None,
+    locust_args: Annotated[str | None, typer.Option(help="extra arguments for every Locust process, as one string "
+                                                    "(e.g. '--loglevel INFO')")] = None,
+    live: Annotated[bool | None, typer.Option("--live/--no-live", help="the live display (default: when stderr "
+                                              "is a terminal)")] = None,
 ) -> None:
     """Load-test a stack with the scenario's workload (Locust), compare with the simulator, gate on SLOs."""
     need_stack("loadtest")
@@ -50,7 +59,8 @@ def loadtest(
                   host=host, start_stack=start_stack, workers=workers, allow_remote=allow_remote,
                   mode="closed" if closed else "open", users=users, spawn_rate=spawn_rate, sets=set_ or [],
                   interval_s=interval, max_requests=max_requests, max_in_flight=max_in_flight, model=model,
-                  stack_options=_options(stack_options), faults=faults, simulate=simulate)
+                  stack_options=_options(stack_options), faults=faults, simulate=simulate, live=live,
+                  locust_args=shlex.split(locust_args or ""), stack_port=stack_port, master_port=master_port)
     if host and not start_stack:
         preflight(check_host(host, allow_remote))  # refuse, or find the target missing, before anything runs
     where = "a reference stack on loopback" if start_stack else host

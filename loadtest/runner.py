@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import procs
+from loadtest.live import LiveView
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
 from loadtest.safety import LoadTestError, check_host, preflight
 from sim.results import Results
@@ -63,6 +64,10 @@ class Options:
     faults: bool = True
     simulate: bool = True
     report: bool = True
+    live: bool | None = None  # the live display (None: when stderr is a terminal)
+    locust_args: list[str] = field(default_factory=list)  # passed to every Locust process as given
+    stack_port: int | None = None  # --start-stack: the stack's port (None: a free one)
+    master_port: int | None = None  # --workers: the Locust master's port (None: a free one)
 
 
 def run_loadtest(opt: Options) -> LoadRun:
@@ -78,7 +83,8 @@ def run_loadtest(opt: Options) -> LoadRun:
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
-    stack = procs.StackProcess(scen_file, out, token, options=opt.stack_options) if opt.start_stack else None
+    stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options)
+             if opt.start_stack else None)
     try:
         if stack is not None:
             host = stack.start().url
@@ -91,7 +97,9 @@ def run_loadtest(opt: Options) -> LoadRun:
                     max_context=_max_context(sc))
         plan_file = plan.write(out)
         t = time.monotonic()
-        code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30)
+        with LiveView(out, opt.live) as view:
+            code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
+                                    on_tick=view.tick, extra_args=opt.locust_args, master_port=opt.master_port)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
     finally:
         if stack is not None:
