@@ -371,14 +371,22 @@ class HttpClient:
         self.tally.count(N.tokens_out(name), now, int(call.get("output_tokens") or 0))
 
     def _check_order(self, sess: HttpSession, cmd: HttpCommand) -> None:
+        """The order a success acknowledged exists and is paid (outside the command's latency);
+        a session lost meanwhile (a session invalidation) logs in again first, as the app would."""
+        status = 0
         try:
-            r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
-            ok = r.status_code == 200 and r.json().get("status") in ("paid", "completed")
+            for _ in range(2):
+                r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
+                status = r.status_code
+                if status != 401 or not self.has_auth or not self.login(sess):
+                    break
+            ok = status == 200 and r.json().get("status") in ("paid", "completed")
         except (OSError, ValueError, OutOfRequests):
             ok = False
         self.tally.totals["orders_checked"] += 1
         if not ok:
             self.tally.totals["orders_check_failed"] += 1
+            self.tally.totals[f"orders_check_failed:{status}"] += 1
 
 
 def _code(r: Any) -> str | None:
