@@ -24,7 +24,7 @@ from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest import live
+from loadtest import live, plugins
 from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
 from loadtest.dispatch import LATENESS, Dispatcher
 from loadtest.faults import FaultDriver
@@ -73,6 +73,7 @@ class RunState:
 
 
 STATE = RunState(Plan.read(os.environ["SURGE_LOADTEST_PLAN"]))
+plugins.load(STATE.plan.plugins, list(STATE.sc.workload.classes))
 
 
 # -- process wiring ------------------------------------------------------------------------------
