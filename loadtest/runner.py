@@ -22,6 +22,7 @@ from loadtest import procs
 from loadtest.live import LiveView
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
 from loadtest.safety import LoadTestError, check_host, preflight
+from loadtest.scrape import Scraper
 from sim.results import Results
 
 MAX_DURATION_S = 24 * 3600.0
@@ -106,9 +107,15 @@ def run_loadtest(opt: Options) -> LoadRun:
                     api_key=opt.api_key, headers=opt.headers, plugins=[str(Path(p).resolve()) for p in opt.plugins])
         plan_file = plan.write(out)
         t = time.monotonic()
+        scraper = Scraper(host, max_num_seqs=sc.services.llm.max_num_seqs if sc.services.llm else None)
+
+        def tick() -> None:
+            view.tick()
+            scraper.tick()
+
         with LiveView(out, opt.live) as view:
             code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
-                                    on_tick=view.tick, extra_args=opt.locust_args, master_port=opt.master_port)
+                                    on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
     finally:
         if stack is not None:
@@ -116,7 +123,7 @@ def run_loadtest(opt: Options) -> LoadRun:
     measured_dir = out / "measured"
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
-    run = LoadRun(out, Results.read(measured_dir), notes=notes)
+    run = LoadRun(out, _with_server_side(Results.read(measured_dir), scraper, measured_dir), notes=notes)
     finals = run.measured.meta.get("worker_finals", [])
     if len(finals) < max(1, opt.workers):
         notes.append(f"warning: only processes {finals} of {max(1, opt.workers)} sent their last counts; "
@@ -130,6 +137,17 @@ def run_loadtest(opt: Options) -> LoadRun:
     if opt.report:
         run.report = write_reports(run)
     return run
+
+
+def _with_server_side(measured: Results, scraper: Scraper, folder: Path) -> Results:
+    """The measured results with the server's own gauges and counters (`/metrics`) added."""
+    m = measured.meta
+    added = scraper.series(float(m.get("t0_unix") or 0.0), float(m["interval_s"]), int(m["n_intervals"]))
+    if added:
+        measured.series.update(added)
+        measured.meta["server_series"] = sorted(added)
+        measured.write(folder)
+    return measured
 
 
 def token_notes(totals: dict[str, float], tolerance: float = 0.10) -> list[str]:

@@ -61,6 +61,11 @@ class Stack:
         self.draining = False
         self.metrics.registry.gauge("surge_ready", "1 when serving, 0 while starting or draining",
                                     lambda: [((), float(self.ready and not self.draining))])
+        services = ([("auth", self.auth)] if self.auth else []) + list(self.tools.items())
+        self.metrics.registry.gauge("surge_service_queue_depth", "calls waiting for a slot, per service",
+                                    lambda: [((n, ), s.slots.waiting) for n, s in services], ("service",))
+        self.metrics.registry.gauge("surge_service_capacity", "slots up, per service",
+                                    lambda: [((n, ), s.slots.capacity) for n, s in services], ("service",))
 
     async def start(self) -> None:
         await self.store.open()

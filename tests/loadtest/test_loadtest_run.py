@@ -63,6 +63,9 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     assert http["POST chat"]["requests"] > 0 and http["POST agent"]["requests"] > 0 and "POST login" in http
     live = json.loads((tmp_path / "local" / "live.json").read_text())
     assert live["commands"]["chat"]["completed"] > 0 and live["elapsed_s"] > 0
+    # the server side, scraped from /metrics under the simulator's names
+    assert {"queue:llm", "capacity:llm", "llm_batch", "llm_decode_tokens", "queue:catalog"} <= set(r.meta["server_series"])
+    assert r.series["llm_decode_tokens"].sum() > 0 and r.series["capacity:llm"].max() == 1
     _check_conservation(r)
     ttft = r.histograms["ttft:chat"]
     assert ttft[:, 2].sum() >= r.series["completed:chat"].sum() > 0  # one TTFT per successful chat call

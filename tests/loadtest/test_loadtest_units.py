@@ -224,3 +224,22 @@ def test_a_server_counting_other_token_numbers_is_warned_about() -> None:
     short = same | {"output_tokens_reported": 300}  # the server stopped early (no ignore_eos)
     (note,) = token_notes(short)
     assert "0.60x the output tokens" in note
+
+
+def test_scraped_server_metrics_become_the_simulators_series() -> None:
+    """A gauge is its last sample in the interval; a counter the difference between intervals,
+    counted from the run's start (the last sample before t0)."""
+    from loadtest.scrape import Scraper, parse
+
+    text = ('# TYPE surge_gateway_queue_depth gauge\nsurge_gateway_queue_depth {q}\n'
+            '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{replica="0"}} 1\n'
+            'vllm:num_requests_waiting{{replica="1"}} {w}\n'
+            '# TYPE vllm:prompt_tokens counter\nvllm:prompt_tokens_total{{replica="0"}} {p}\n')
+    s = Scraper("http://127.0.0.1:1")
+    for ts, q, w, p in [(99.5, 7, 0, 100), (100.2, 1, 2, 130), (100.8, 3, 4, 160), (101.5, 5, 1, 200)]:
+        total, by = parse(text.format(q=q, w=w, p=p))
+        s.samples.append((ts, total, by))
+    out = s.series(t0=100.0, interval_s=1.0, n=3)
+    assert out["queue:gateway"].tolist() == [3, 5, 5]  # last sample per interval, carried forward
+    assert out["queue:llm"].tolist() == [5, 2, 2]  # summed over replicas
+    assert out["llm_prefill_tokens"].tolist() == [60, 40, 0]  # from the 100 counted before t0
