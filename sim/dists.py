@@ -8,16 +8,14 @@ per-value cost is a list pop, not a numpy call.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from sim.datafiles import read_column, resolve_data_path
 
 _BIG = 1e12  # upper bound on any parameter: larger numbers are typos, not scenarios
 
@@ -211,7 +209,8 @@ class Pareto(_Dist):
 class Empirical(_Dist):
     """Resamples the values of one column of a CSV (or JSONL) file shipped with the scenarios.
 
-    `file` is relative to the scenario file that names it.
+    `file` is relative to the scenario file that names it and must lie in its folder
+    (`sim.datafiles`: size cap, one reader for validation and runs).
     """
 
     type: Literal["empirical"] = "empirical"
@@ -223,8 +222,9 @@ class Empirical(_Dist):
     @classmethod
     def _load(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict) and "file" in data and "column" in data and not data.get("values"):
-            base = Path((info.context or {}).get("base_dir", "."))
-            data = {**data, "values": load_column(str(base / str(data["file"])), str(data["column"]))}
+            ctx = info.context or {}
+            path = resolve_data_path(str(data["file"]), ctx.get("base_dir", "."), ctx.get("data_dir"))
+            data = {**data, "values": read_column(path, str(data["column"]))}
         return data
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -240,29 +240,6 @@ class Empirical(_Dist):
 
     def __repr__(self) -> str:
         return f"Empirical(file={self.file!r}, column={self.column!r})"
-
-
-@lru_cache(maxsize=32)
-def load_column(path: str, column: str) -> tuple[float, ...]:
-    """Numeric values of `column` in a CSV or JSONL file (cached: scenarios share traces)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"file not found: {path}")
-    with p.open(newline="") as f:
-        if p.suffix == ".jsonl":
-            rows: list[dict[str, Any]] = [json.loads(line) for line in f if line.strip()]
-        else:
-            rows = list(csv.DictReader(f))
-    if not rows or column not in rows[0]:
-        found = sorted(rows[0]) if rows else []
-        raise ValueError(f"column {column!r} not in {p.name} (columns: {found})")
-    try:
-        values = tuple(float(r[column]) for r in rows)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"column {column!r} of {p.name} is not numeric ({e})") from None
-    if any(not math.isfinite(v) or v < 0 for v in values):
-        raise ValueError(f"column {column!r} of {p.name} has negative or non-finite values")
-    return values
 
 
 class Component(BaseModel):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from sim.dists import Distribution
+from sim.datafiles import read_column, read_datetime_column, resolve_data_path
+from sim.dists import Constant, Distribution
 from sim.scenario.services import Frozen, Services
 
 _BIG = 1e12
@@ -63,8 +65,8 @@ class Population(Frozen):
         default=None, description="24 relative weights, hour 0..23 (normalised to mean 1); none = flat"
     )
     campaign: Campaign | None = None
-    commands_per_session: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 1})  # type: ignore[assignment]
-    think_time_s: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0})  # type: ignore[assignment]
+    commands_per_session: Distribution = Field(default_factory=lambda: Constant(value=1))
+    think_time_s: Distribution = Field(default_factory=lambda: Constant(value=0))
     scale: float = Field(default=1.0, gt=0, le=1e6, description="fraction of the population simulated (a cell)")
 
     @field_validator("diurnal")
@@ -87,6 +89,29 @@ class Trace(Frozen):
     time_unit: Literal["s", "ms", "us", "datetime"] = "s"
     prompt_column: str | None = None
     output_column: str | None = None
+
+    @model_validator(mode="after")
+    def _readable(self, info: ValidationInfo) -> Trace:
+        ctx = info.context or {}
+        read_trace(self, ctx.get("base_dir", "."), ctx.get("data_dir"))  # what a run reads (cached)
+        return self
+
+
+TraceColumns = tuple[tuple[float, ...], tuple[float, ...] | None, tuple[float, ...] | None]
+
+
+def read_trace(tr: Trace, base_dir: str | Path, data_dir: str | Path | None) -> TraceColumns:
+    """(arrival times in seconds, prompt tokens, output tokens) in file order, as the file gives
+    them; `DataFileError` when the file or a column is missing, malformed or too large."""
+    path = resolve_data_path(tr.file, base_dir, data_dir)
+    if tr.time_unit == "datetime":
+        times = read_datetime_column(path, tr.time_column)
+    else:
+        per_s = {"s": 1.0, "ms": 1e3, "us": 1e6}[tr.time_unit]
+        times = tuple(t / per_s for t in read_column(path, tr.time_column))
+    prompts = read_column(path, tr.prompt_column) if tr.prompt_column else None
+    outputs = read_column(path, tr.output_column) if tr.output_column else None
+    return times, prompts, outputs
 
 
 class Arrivals(Frozen):
@@ -232,11 +257,17 @@ class Scenario(Frozen):
     faults: tuple[Fault, ...] = ()
     slos: dict[str, SLO] = Field(default_factory=dict)
     _base_dir: str = PrivateAttr(default=".")
+    _data_dir: str | None = PrivateAttr(default=None)
 
     @property
     def base_dir(self) -> str:
         """Folder of the scenario file: relative data paths (traces, empirical) start here."""
         return self._base_dir
+
+    @property
+    def data_dir(self) -> str | None:
+        """Folder that data files must lie in (None: `base_dir`)."""
+        return self._data_dir
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:

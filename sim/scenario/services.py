@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sim.dists import Distribution
+from sim.dists import Constant, Distribution
 
 _BIG = 1e12
 
@@ -64,7 +64,7 @@ class Service(Frozen):
     """A pool of `concurrency` servers with a queue: auth and every tool."""
 
     concurrency: int = Field(default=100, ge=1, le=10**9)
-    latency: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0.05})  # type: ignore[assignment]
+    latency: Distribution = Field(default_factory=lambda: Constant(value=0.05))
     error_rate: float = Field(default=0.0, ge=0, le=1)
     queue_limit: int | None = Field(default=None, ge=0, le=10**9)
     circuit_breaker: CircuitBreaker | None = None
