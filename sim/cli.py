@@ -21,6 +21,8 @@ stack_app = typer.Typer(no_args_is_help=True, help="The reference agent stack.")
 app.add_typer(stack_app, name="stack")
 
 Sets = Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to.field=value")]
+DataDir = Annotated[Path | None, typer.Option(help="folder data files (traces, empirical) must lie in; default: "
+                                                   "the scenario's folder")]
 
 
 def main() -> None:
@@ -32,11 +34,11 @@ def main() -> None:
 
 
 @app.command()
-def validate(scenario: Path, set_: Sets = None) -> None:
-    """Check a scenario file; print a one-line verdict."""
+def validate(scenario: Path, set_: Sets = None, data_dir: DataDir = None) -> None:
+    """Check a scenario file and the data files it names; print a one-line verdict."""
     from sim.scenario import load_scenario
 
-    sc = load_scenario(scenario, set_ or [])
+    sc = load_scenario(scenario, set_ or [], data_dir=data_dir)
     print(f"ok: {scenario} ({sc.name}: {len(sc.workload.classes)} classes, {len(sc.services.names())} services, "
           f"{len(sc.faults)} faults)")
 
@@ -59,13 +61,16 @@ def run(
     jobs: Annotated[int, typer.Option(min=1, help="processes for replications")] = 2,
     report: Annotated[bool, typer.Option(help="write the HTML/Markdown report")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help="exit 1 when an SLO is missed")] = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Simulate a scenario with the SimPy engine and write a run folder (and its report)."""
     from sim.runner import run_replications, run_single
     from sim.scenario import load_scenario
 
-    sc = load_scenario(scenario, set_ or [], seed=seed)
-    folder = out or Path("runs") / sc.name
+    from sim.results import writable_folder
+
+    sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
+    folder = writable_folder(out or Path("runs") / sc.name)
     with _progress(f"simulating {sc.name}") as tick:
         if replications == 1:
             results = run_single(sc, folder, tick)

@@ -40,14 +40,14 @@ def resolve_data_path(file: str, base_dir: str | Path, data_dir: str | Path | No
         raise DataFileError("file name contains a NUL character")
     path = (Path(base_dir) / file).resolve()
     if not path.is_relative_to(root):
-        raise DataFileError(f"{file!r} is outside the data folder {root} (data files must lie under it)")
+        raise DataFileError(f"{_q(file)} is outside the data folder {root} (data files must lie under it)")
     if path.is_dir():
-        raise DataFileError(f"{file!r} is a folder, expected a CSV or JSONL file")
+        raise DataFileError(f"{_q(file)} is a folder, expected a CSV or JSONL file")
     if not path.is_file():
-        raise DataFileError(f"file not found: {file}")
+        raise DataFileError(f"file not found: {_q(file)}")
     size = path.stat().st_size
     if size > MAX_DATA_BYTES:
-        raise DataFileError(f"{file!r} is {size:,} bytes (at most {MAX_DATA_BYTES:,})")
+        raise DataFileError(f"{_q(file)} is {size:,} bytes (at most {MAX_DATA_BYTES:,})")
     return path
 
 
@@ -71,12 +71,12 @@ def _read_column(path: str, column: str, _size: int, _mtime_ns: int) -> tuple[fl
     for row, raw in _cells(Path(path), column):
         v = _number(raw)
         if v is None:
-            raise DataFileError(f"column {column!r} of {name}: row {row} is not a number")
+            raise DataFileError(f"column {_q(column)} of {name}, line {row} is not a number")
         if not math.isfinite(v) or v < 0:
-            raise DataFileError(f"column {column!r} of {name}: row {row} is negative or not finite")
+            raise DataFileError(f"column {_q(column)} of {name}, line {row} is negative or not finite")
         values.append(v)
     if not values:
-        raise DataFileError(f"column {column!r} of {name} has no rows")
+        raise DataFileError(f"column {_q(column)} of {name} has no rows")
     return tuple(values)
 
 
@@ -90,17 +90,17 @@ def _read_datetimes(path: str, column: str, _size: int, _mtime_ns: int) -> tuple
                 raise ValueError
             stamps.append(datetime.fromisoformat(raw))  # digits beyond microseconds are cut
         except ValueError:
-            raise DataFileError(f"column {column!r} of {name}: row {row} is not an ISO 8601 datetime") from None
+            raise DataFileError(f"column {_q(column)} of {name}, line {row} is not an ISO 8601 datetime") from None
         if (stamps[-1].tzinfo is None) != (stamps[0].tzinfo is None):
-            raise DataFileError(f"column {column!r} of {name}: row {row} mixes times with and without a time zone")
+            raise DataFileError(f"column {_q(column)} of {name}, line {row} mixes times with and without a time zone")
     if not stamps:
-        raise DataFileError(f"column {column!r} of {name} has no rows")
+        raise DataFileError(f"column {_q(column)} of {name} has no rows")
     t0 = stamps[0]
     return tuple((s - t0).total_seconds() for s in stamps)
 
 
 def _cells(path: Path, column: str) -> Iterator[tuple[int, Any]]:
-    """(row number in the file, raw cell) of `column`, for each data row."""
+    """(line number in the file, raw cell) of `column`, for each data row."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             if path.suffix == ".jsonl":
@@ -119,16 +119,16 @@ def _csv_cells(f: TextIO, column: str, name: str) -> Iterator[tuple[int, Any]]:
         header = next(reader, None)
         if header is None or column not in header:
             n = len(header) if header else 0
-            raise DataFileError(f"column {column!r} not in {name} (its header has {n} columns)")
+            raise DataFileError(f"column {_q(column)} not in {name} (its header has {n} columns)")
         i = header.index(column)
         for row in reader:
             if not row:
                 continue  # a blank line
             if i >= len(row):
-                raise DataFileError(f"column {column!r} of {name}: line {reader.line_num} has {len(row)} fields")
+                raise DataFileError(f"column {_q(column)} of {name}, line {reader.line_num} has {len(row)} fields")
             yield reader.line_num, row[i]
     except csv.Error as e:
-        raise DataFileError(f"{name}: line {reader.line_num} is not valid CSV ({e})") from None
+        raise DataFileError(f"line {reader.line_num} of {name} is not valid CSV ({e})") from None
 
 
 def _jsonl_cells(f: TextIO, column: str, name: str) -> Iterator[tuple[int, Any]]:
@@ -138,12 +138,12 @@ def _jsonl_cells(f: TextIO, column: str, name: str) -> Iterator[tuple[int, Any]]
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError):
-            raise DataFileError(f"{name}: line {n} is not valid JSON") from None
+            raise DataFileError(f"line {n} of {name} is not valid JSON") from None
         if not isinstance(obj, dict):
-            raise DataFileError(f"{name}: line {n} is not a JSON object (each line must be one row, "
-                                f"an object with a {column!r} key)")
+            raise DataFileError(f"line {n} of {name} is not a JSON object (each line must be one row, "
+                                f"an object with a {_q(column)} key)")
         if column not in obj:
-            raise DataFileError(f"column {column!r} not in {name} (line {n} has {len(obj)} keys)")
+            raise DataFileError(f"column {_q(column)} not in {name} (line {n} has {len(obj)} keys)")
         yield n, obj[column]
 
 
@@ -156,3 +156,9 @@ def _number(raw: Any) -> float | None:
         except (ValueError, OverflowError):
             return None
     return None
+
+
+def _q(name: str) -> str:
+    """A name from the scenario as messages quote it: repr, cut to 60 characters."""
+    r = repr(name)
+    return r if len(r) <= 60 else r[:57] + "..."

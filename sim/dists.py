@@ -47,8 +47,10 @@ class _Dist(BaseModel):
 
 
 class Constant(_Dist):
-    type: Literal["constant"] = "constant"
-    value: float = Field(ge=0, le=_BIG)
+    """Always `value`."""
+
+    type: Literal["constant"] = Field(default="constant", description="always the same value")
+    value: float = Field(ge=0, le=_BIG, description="the value, in the unit of the field that holds it")
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value)
@@ -65,9 +67,9 @@ class Constant(_Dist):
 class Exponential(_Dist):
     """Exponential with the given `mean` (or `rate` = 1/mean)."""
 
-    type: Literal["exponential"] = "exponential"
-    mean_: float | None = Field(default=None, alias="mean", gt=0, le=_BIG)
-    rate: float | None = Field(default=None, gt=0, le=_BIG)
+    type: Literal["exponential"] = Field(default="exponential", description="memoryless (CV 1)")
+    mean_: float | None = Field(default=None, alias="mean", gt=0, le=_BIG, description="the mean, in the field's unit")
+    rate: float | None = Field(default=None, gt=0, le=_BIG, description="1 / mean (give mean or rate)")
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -93,9 +95,11 @@ class Exponential(_Dist):
 
 
 class Uniform(_Dist):
-    type: Literal["uniform"] = "uniform"
-    low: float = Field(ge=0, le=_BIG)
-    high: float = Field(ge=0, le=_BIG)
+    """Uniform on [low, high]."""
+
+    type: Literal["uniform"] = Field(default="uniform", description="every value in [low, high] equally likely")
+    low: float = Field(ge=0, le=_BIG, description="smallest value, in the field's unit")
+    high: float = Field(ge=0, le=_BIG, description="largest value (>= low), in the field's unit")
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -118,9 +122,9 @@ class Uniform(_Dist):
 class LogNormal(_Dist):
     """Log-normal given by its `mean` and coefficient of variation `cv` (std/mean)."""
 
-    type: Literal["lognormal"] = "lognormal"
-    mean_: float = Field(alias="mean", gt=0, le=_BIG)
-    cv: float = Field(gt=0, le=100)
+    type: Literal["lognormal"] = Field(default="lognormal", description="skewed with a long right tail")
+    mean_: float = Field(alias="mean", gt=0, le=_BIG, description="the mean, in the field's unit")
+    cv: float = Field(gt=0, le=100, description="coefficient of variation: standard deviation / mean")
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -147,9 +151,9 @@ class LogNormal(_Dist):
 class Gamma(_Dist):
     """Gamma given by its `mean` and coefficient of variation `cv` (shape = 1/cv^2)."""
 
-    type: Literal["gamma"] = "gamma"
-    mean_: float = Field(alias="mean", gt=0, le=_BIG)
-    cv: float = Field(gt=0, le=100)
+    type: Literal["gamma"] = Field(default="gamma", description="cv < 1: more regular than exponential; > 1: burstier")
+    mean_: float = Field(alias="mean", gt=0, le=_BIG, description="the mean, in the field's unit")
+    cv: float = Field(gt=0, le=100, description="coefficient of variation: standard deviation / mean")
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -170,9 +174,11 @@ class Gamma(_Dist):
 
 
 class Weibull(_Dist):
-    type: Literal["weibull"] = "weibull"
-    shape: float = Field(gt=0, le=1000)
-    scale: float = Field(gt=0, le=_BIG)
+    """Weibull with `shape` k and `scale` (mean = scale x Gamma(1 + 1/k))."""
+
+    type: Literal["weibull"] = Field(default="weibull", description="shape < 1: heavy tail; > 1: concentrated")
+    shape: float = Field(gt=0, le=1000, description="shape k (1 = exponential)")
+    scale: float = Field(gt=0, le=_BIG, description="scale, in the field's unit")
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.scale * rng.weibull(self.shape, n)
@@ -189,9 +195,9 @@ class Weibull(_Dist):
 class Pareto(_Dist):
     """Pareto (type I): values >= `scale` (the minimum), tail index `shape`."""
 
-    type: Literal["pareto"] = "pareto"
-    shape: float = Field(gt=0, le=1000)
-    scale: float = Field(gt=0, le=_BIG)
+    type: Literal["pareto"] = Field(default="pareto", description="power-law tail: rare very large values")
+    shape: float = Field(gt=0, le=1000, description="tail index (<= 1: infinite mean; <= 2: infinite variance)")
+    scale: float = Field(gt=0, le=_BIG, description="the smallest value, in the field's unit")
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.scale * (1.0 + rng.pareto(self.shape, n))
@@ -213,10 +219,12 @@ class Empirical(_Dist):
     (`sim.datafiles`: size cap, one reader for validation and runs).
     """
 
-    type: Literal["empirical"] = "empirical"
-    file: str
-    column: str
-    values: tuple[float, ...] = Field(default=(), exclude=True, repr=False)
+    type: Literal["empirical"] = Field(default="empirical", description="resample measured values")
+    file: str = Field(description="CSV or JSON Lines file, relative to the scenario file and inside its folder; "
+                                  "at most 64 MB")
+    column: str = Field(description="column of the values (numbers >= 0, in the field's unit)")
+    values: tuple[float, ...] = Field(default=(), exclude=True, repr=False,
+                                      description="the values themselves, instead of reading `file`")
 
     @model_validator(mode="before")
     @classmethod
@@ -243,16 +251,19 @@ class Empirical(_Dist):
 
 
 class Component(BaseModel):
+    """One part of a mixture."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    weight: float = Field(gt=0, le=1)
-    dist: Distribution
+    weight: float = Field(gt=0, le=1, description="probability of drawing from this part (weights sum to 1)")
+    dist: Distribution = Field(description="the part's distribution")
 
 
 class Mixture(_Dist):
     """A mixture: with probability `weight` draw from `dist` (weights sum to 1)."""
 
-    type: Literal["mixture"] = "mixture"
-    components: tuple[Component, ...] = Field(min_length=1)
+    type: Literal["mixture"] = Field(default="mixture", description="several populations in one (e.g. short "
+                                                                    "and long prompts)")
+    components: tuple[Component, ...] = Field(min_length=1, description="the parts and their weights")
 
     @field_validator("components")
     @classmethod
