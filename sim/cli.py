@@ -64,10 +64,9 @@ def run(
     data_dir: DataDir = None,
 ) -> None:
     """Simulate a scenario with the SimPy engine and write a run folder (and its report)."""
+    from sim.results import writable_folder
     from sim.runner import run_replications, run_single
     from sim.scenario import load_scenario
-
-    from sim.results import writable_folder
 
     sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
     folder = writable_folder(out or Path("runs") / sc.name)

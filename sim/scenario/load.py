@@ -125,6 +125,8 @@ def _cut(s: str, n: int) -> str:
 _PLAIN = (
     ("Input should be", "must be"), ("greater than or equal to", ">="), ("greater than", ">"),
     ("less than or equal to", "<="), ("less than", "<"),
+    ("Dictionary should have", "must have"), ("Tuple should have", "must have"), ("List should have", "must have"),
+    (" after validation", ""), ("Keys should be strings", "keys must be text"),
 )
 
 

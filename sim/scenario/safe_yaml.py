@@ -51,23 +51,28 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
                               f"{sys.get_int_max_str_digits()} digits") from None
 
 
+def _no_binary(loader: _Loader, node: yaml.Node) -> None:
+    raise YamlRefused(f"line {node.start_mark.line + 1}: binary data (!!binary) has no place in a scenario")
+
+
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:binary", _no_binary)
 # the base class registers its construct_yaml_map, which calls construct_mapping: ours, by MRO
 
 
 def _refuse_duplicates(loader: _Loader, node: yaml.MappingNode) -> None:
-    seen: dict[Any, int] = {}
+    seen: dict[Any, str] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue  # `<<: *defaults` is meant to be overridden by the keys next to it
         key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
+        line = f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}"
         try:
             first = seen.get(key)
         except TypeError:
             continue  # an unhashable key: the base constructor says so
         if first is not None:
-            raise YamlRefused(f"line {line}: duplicate key {_brief(key)} (first given at line {first})")
+            raise YamlRefused(f"{line}: duplicate key {_brief(key)} (first given at {first})")
         seen[key] = line
 
 
@@ -101,9 +106,9 @@ def check_size(text: str) -> None:
     for ev in yaml.parse(text, Loader=_BaseLoader):
         if isinstance(ev, yaml.AliasEvent):
             if any(ev.anchor == a for a, _, _ in open_):
-                raise YamlRefused(f"line {ev.start_mark.line + 1}: alias *{_cut(str(ev.anchor), 40)} "
+                raise YamlRefused(f"line {_line(ev)}: alias *{_cut(str(ev.anchor), 40)} "
                                   "refers to a collection that contains it")
-            n, d = sizes.get(ev.anchor, (1, 0))
+            n, d = sizes.get(str(ev.anchor), (1, 0))
             nodes += n
             _check(nodes, depth + d, ev)
             deepest[-1] = max(deepest[-1], depth + d)
@@ -126,8 +131,12 @@ def check_size(text: str) -> None:
                 sizes[anchor] = (nodes - before, inner - depth)
 
 
+def _line(ev: yaml.Event) -> int:
+    return ev.start_mark.line + 1 if ev.start_mark else 0
+
+
 def _check(nodes: int, depth: int, ev: yaml.Event) -> None:
-    line = ev.start_mark.line + 1 if ev.start_mark else 0
+    line = _line(ev)
     if nodes > MAX_NODES:
         raise YamlRefused(f"line {line}: more than {MAX_NODES:,} values (aliases expanded): not a scenario")
     if depth > MAX_DEPTH:
@@ -136,9 +145,10 @@ def _check(nodes: int, depth: int, ev: yaml.Event) -> None:
 
 def _syntax(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    return f"YAML syntax error at {where}{_cut(str(problem), 120)}"
+    kind = "error" if isinstance(e, yaml.constructor.ConstructorError) else "syntax error"
+    return f"YAML {kind}{where}: {_cut(str(problem), 120)}"
 
 
 def _brief(x: Any) -> str:

@@ -208,7 +208,7 @@ class SLO(Frozen):
     """Targets for one command class, judged over the run after warm-up (none = not judged)."""
 
     ttft_p99_s: float | None = Field(default=None, gt=0, le=1e6, description="99th percentile time to first "
-                                                                             "token of the class's LLM calls, s")
+                                                                             "token of the class's LLM calls, seconds")
     tpot_p99_s: float | None = Field(default=None, gt=0, le=1e6, description="99th percentile time per output "
                                                                              "token after the first, seconds")
     e2e_p99_s: float | None = Field(default=None, gt=0, le=1e7, description="99th percentile command latency, "

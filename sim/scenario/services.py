@@ -133,7 +133,8 @@ class RooflineCost(Frozen):
     type: Literal["roofline"] = Field(default="roofline", description="cost model from GPU and model specs")
     gpu: GpuSpec = Field(description="the GPU a replica runs on")
     model: ModelSpec = Field(description="the model a replica serves")
-    overhead_s: float = Field(default=0.002, ge=0, le=10, description="fixed cost per batch step")
+    overhead_s: float = Field(default=0.002, ge=0, le=10, description="fixed time per batch step, seconds "
+                                                                      "(scheduling, kernel launches)")
 
 
 class FittedCost(Frozen):
