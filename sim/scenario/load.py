@@ -42,7 +42,7 @@ def read_yaml(p: Path) -> dict[str, Any]:
     if p.is_dir():
         raise ScenarioError("is a folder, expected a scenario file", file=str(p))
     if not p.is_file():
-        raise ScenarioError("file not found", file=str(p))
+        raise ScenarioError("is not a regular file" if p.exists() else "file not found", file=str(p))
     if p.stat().st_size > MAX_SCENARIO_BYTES:
         raise ScenarioError(f"file is larger than {MAX_SCENARIO_BYTES:,} bytes", file=str(p))
     try:

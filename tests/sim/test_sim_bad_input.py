@@ -280,3 +280,91 @@ def test_schema_descriptions_carry_units() -> None:
     bad = [where for where, p in _properties(_schema())
            if where.endswith(("_s", "_per_s")) and not any(u in p["description"] for u in ("second", "/s"))]
     assert not bad, bad
+
+
+# -- inputs too big to ship as fixtures: written at test time ----------------------------------------
+
+_SCENARIO = """name: gen
+run: {duration_s: 100, interval_s: 10}
+arrivals: {process: poisson, rate_per_s: 5}
+workload: {classes: {job: {probability: 1.0, stages: [{tool: server}]}}}
+services: {tools: {server: {concurrency: 1, latency: LATENCY}}}
+"""
+
+
+def _scenario(folder: Path, latency: str = "{type: constant, value: 0.1}", extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "scenario.yaml"
+    path.write_text(_SCENARIO.replace("LATENCY", latency) + extra)
+    return path
+
+
+def _one_line(proc: subprocess.CompletedProcess[str], expected: str) -> str:
+    assert proc.returncode == 2, proc
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert expected in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_10_mb_list_is_refused_at_once(tmp_path: Path) -> None:
+    """Regression (issue 15): a 9.8 MB list once took minutes to parse."""
+    path = tmp_path / "big.yaml"
+    path.write_text("name: big\nworkload:\n" + "- 1\n" * 2_450_000)
+    _one_line(surge("validate", str(path)), "file is larger than 1,000,000 bytes")
+
+
+def test_a_list_of_240_000_values_stops_at_the_value_cap(tmp_path: Path) -> None:
+    """Just under the size cap: parsing stops at the 100,001st value, before any object is built."""
+    path = tmp_path / "long.yaml"
+    path.write_text("name: long\nworkload:\n" + "- 1\n" * 240_000)
+    assert path.stat().st_size < 1_000_000
+    _one_line(surge("validate", str(path)), "more than 100,000 values")
+
+
+def test_a_data_file_over_the_cap_is_refused_unread(tmp_path: Path) -> None:
+    """A sparse 64 MB + 1 byte CSV: refused on its size (once a 160 MB CSV took 4.3 GB)."""
+    with (tmp_path / "big.csv").open("wb") as f:
+        f.write(b"v\n")
+        f.truncate(64_000_001)
+    path = _scenario(tmp_path, "{type: empirical, file: big.csv, column: v}")
+    _one_line(surge("validate", str(path)), "'big.csv' is 64,000,001 bytes (at most 64,000,000)")
+
+
+def test_a_csv_field_over_128_kb(tmp_path: Path) -> None:
+    (tmp_path / "wide.csv").write_text('v\n"' + "7" * 140_000 + '"\n')
+    path = _scenario(tmp_path, "{type: empirical, file: wide.csv, column: v}")
+    _one_line(surge("validate", str(path)), "line 2 of wide.csv is not valid CSV (field larger than field limit")
+
+
+def test_messages_never_echo_data_file_content(tmp_path: Path) -> None:
+    """A header or a cell of a data file never appears in a message: not as a bad value, not as the
+    list of columns (once the first line of /etc/passwd was shown)."""
+    secret = "root:x:0:0:SECRET"
+    (tmp_path / "a.csv").write_text(f"{secret}\n1\n")
+    (tmp_path / "b.csv").write_text(f"v\n{secret}\n")
+    (tmp_path / "c.jsonl").write_text(f'{{"v": "{secret}"}}\n')
+    for file, column in (("a.csv", "v"), ("b.csv", "v"), ("c.jsonl", "v")):
+        path = _scenario(tmp_path / file.replace(".", "_"), f"{{type: empirical, file: ../{file}, column: {column}}}")
+        line = _one_line(surge("validate", str(path), "--data-dir", str(tmp_path)), file)
+        assert "SECRET" not in line and "root:x" not in line, line
+
+
+def test_data_files_stay_in_the_scenario_folder_unless_a_data_dir_is_given(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "lat.csv").write_text("v\n0.1\n0.2\n")
+    path = _scenario(tmp_path / "scenarios", "{type: empirical, file: ../shared/lat.csv, column: v}")
+    _one_line(surge("validate", str(path)), "'../shared/lat.csv' is outside the data folder")
+    ok = surge("validate", str(path), "--data-dir", str(tmp_path))
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: "), ok.stderr
+
+
+def test_a_link_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "link.csv").symlink_to("/etc/hostname")
+    path = _scenario(tmp_path, "{type: empirical, file: link.csv, column: v}")
+    _one_line(surge("validate", str(path)), "'link.csv' is outside the data folder")
+
+
+def test_a_directory_or_a_device_as_the_scenario(tmp_path: Path) -> None:
+    _one_line(surge("validate", str(tmp_path)), "is a folder, expected a scenario file")
+    _one_line(surge("validate", "/dev/zero"), "is not a regular file")
