@@ -5,6 +5,7 @@
     histograms.npz   per `metric:class`: int64 rows (interval, bucket, count) of a log histogram
     events.jsonl     faults, scaling and state changes: {"t_s", "kind", "target", ...}
     summary.json     KPIs over the post-warm-up window and SLO verdicts (summary.py)
+    scenario.yaml    the scenario as it ran, every field resolved (when the producer knows it)
 
 Written only by an explicit `Results.write(folder)`.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from sim.errors import ResultsError
 from sim.results.histogram import GAMMA
@@ -25,6 +27,7 @@ from sim.results.recorder import Recorder
 from sim.results.summary import summarize
 
 FORMAT = "surge-results/1"
+SCENARIO_FILE = "scenario.yaml"
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Results:
     histograms: dict[str, np.ndarray]
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    scenario: dict[str, Any] | None = None  # the scenario as run (`Scenario.model_dump(mode="json")`)
 
     @classmethod
     def from_recorder(cls, rec: Recorder, meta: dict[str, Any]) -> Results:
@@ -66,6 +70,8 @@ class Results:
             for e in self.events:
                 f.write(json.dumps(e, default=_jsonable) + "\n")
         (out / "summary.json").write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
+        if self.scenario is not None:
+            (out / SCENARIO_FILE).write_text(yaml.safe_dump(self.scenario, sort_keys=False))
         return out
 
     @classmethod
@@ -87,7 +93,10 @@ class Results:
         events = []
         if (src / "events.jsonl").is_file():
             events = [json.loads(line) for line in (src / "events.jsonl").read_text().splitlines() if line]
-        return cls(meta, series, hists, events, summarize(meta, series, hists))
+        scenario = None
+        if (src / SCENARIO_FILE).is_file():
+            scenario = yaml.safe_load((src / SCENARIO_FILE).read_text())
+        return cls(meta, series, hists, events, summarize(meta, series, hists), scenario)
 
 
 def writable_folder(folder: str | Path) -> Path:

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from sim.results import names as N
 from sim.results.histogram import LogHistogram
-from sim.results.recorder import HIST_METRICS, REASONS
+from sim.results.names import HIST_METRICS, REASONS
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SLO_METRICS = {"ttft_p99_s": ("ttft", 0.99), "tpot_p99_s": ("tpot", 0.99), "e2e_p99_s": ("e2e", 0.99)}
@@ -42,20 +43,20 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
 
     classes: dict[str, Any] = {}
     for c in meta["classes"]:
-        completed = total(f"completed:{c}")
-        by_reason = {r: total(f"failed:{c}:{r}") for r in REASONS}
+        completed = total(N.of_class("completed", c))
+        by_reason = {r: total(N.failed(c, r)) for r in REASONS}
         ended = completed + sum(by_reason.values())
-        arrived = total(f"arrived:{c}")
+        arrived = total(N.of_class("arrived", c))
         kpi: dict[str, Any] = {
             "arrived": arrived,
             "completed": completed,
             "failed": by_reason,
             "success_rate": completed / ended if ended else math.nan,
-            "goodput_per_s": total(f"good:{c}") / window_s if window_s else math.nan,
-            "attempts_per_command": total(f"attempts:{c}") / arrived if arrived else math.nan,
+            "goodput_per_s": total(N.of_class("good", c)) / window_s if window_s else math.nan,
+            "attempts_per_command": total(N.of_class("attempts", c)) / arrived if arrived else math.nan,
         }
         for m in HIST_METRICS:
-            h = window_histogram(hists.get(f"{m}:{c}", np.zeros((0, 3), np.int64)), start)
+            h = window_histogram(hists.get(N.hist(m, c), np.zeros((0, 3), np.int64)), start)
             kpi[m] = {"count": h.n, "mean": h.mean, **{k: h.quantile(q) for k, q in QUANTILES.items()}}
         classes[c] = kpi
     arrived = sum(k["arrived"] for k in classes.values())
@@ -69,9 +70,9 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
         "success_rate": completed / (completed + failed) if completed + failed else math.nan,
         "goodput_per_s": sum(k["goodput_per_s"] for k in classes.values()),
         "throughput_per_s": completed / window_s if window_s else math.nan,
-        "attempts_per_command": sum(total(f"attempts:{c}") for c in classes) / arrived if arrived else math.nan,
-        "orders": total("orders"),
-        "orders_per_s": total("orders") / window_s if window_s else math.nan,
+        "attempts_per_command": sum(total(N.of_class("attempts", c)) for c in classes) / arrived if arrived else math.nan,
+        "orders": total(N.ORDERS),
+        "orders_per_s": total(N.ORDERS) / window_s if window_s else math.nan,
         "classes": classes,
         "slos": slo_verdicts(meta.get("slos", {}), classes),
     }

@@ -218,6 +218,32 @@ class SLO(Frozen):
                                                                              "that succeed (0.999 = three nines)")
 
 
+class Cost(Frozen):
+    """Prices, for planning and for cost and efficiency in reports. An LLM replica-hour costs
+    `replica_hour`, else `gpu_hour` x `gpus_per_replica`; every other service costs
+    `slot_hour[name]` per concurrency slot per hour (services not named cost nothing)."""
+
+    currency: str = Field(default="USD", min_length=1, max_length=12, description="currency of every price here")
+    gpu_hour: float | None = Field(default=None, ge=0, le=1e6, description="price of one GPU for one hour")
+    gpus_per_replica: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="GPUs in one LLM replica (default: the roofline cost model's gpu.count, else 1)")
+    replica_hour: float | None = Field(
+        default=None, ge=0, le=1e7, description="price of one LLM replica for one hour (instead of gpu_hour x GPUs)")
+    slot_hour: dict[str, float] = Field(
+        default_factory=dict,
+        description="per service (gateway, auth or a tool): price of one concurrency slot for one hour")
+
+    @field_validator("slot_hour")
+    @classmethod
+    def _prices(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1e6}
+        if bad:
+            name, x = next(iter(bad.items()))
+            raise ValueError(f"{name}: a price per slot-hour must be in [0, 1e6] (got {x})")
+        return v
+
+
 class Scenario(Frozen):
     """A whole scenario file. Nothing else configures a run."""
 
@@ -233,6 +259,8 @@ class Scenario(Frozen):
     faults: tuple[Fault, ...] = Field(default=(), description="the fault timeline")
     slos: dict[str, SLO] = Field(default_factory=dict, description="targets per command class (keys are class "
                                                                    "names)")
+    cost: Cost | None = Field(default=None, description="prices of GPUs, replicas and service slots, for cost "
+                                                        "and efficiency in plans and reports; none = not priced")
     _base_dir: str = PrivateAttr(default=".")
     _data_dir: str | None = PrivateAttr(default=None)
 
@@ -294,6 +322,10 @@ def _check_references(sc: Scenario) -> None:
             raise ValueError(f"faults.{i}.target: session_invalidation targets 'auth' (got {f.target!r})")
         if f.at_s >= sc.run.duration_s:
             raise ValueError(f"faults.{i}.at_s: must be < run.duration_s (got {f.at_s})")
+    for name in (sc.cost.slot_hour if sc.cost else {}):
+        if name not in known or name == "llm":
+            raise ValueError(f"cost.slot_hour.{name}: unknown service (price slots of {[k for k in known if k != 'llm']}; "
+                             "LLM replicas are priced by cost.replica_hour or cost.gpu_hour)")
     for name in sc.slos:
         if name not in sc.workload.classes:
             raise ValueError(f"slos.{name}: unknown command class (classes: {sorted(sc.workload.classes)})")
@@ -302,6 +334,6 @@ def _check_references(sc: Scenario) -> None:
 
 
 __all__ = [
-    "SLO", "Arrivals", "Backoff", "Campaign", "Clients", "CommandClass", "Fault", "LLMStage", "Population", "Run",
+    "SLO", "Arrivals", "Backoff", "Campaign", "Clients", "CommandClass", "Cost", "Fault", "LLMStage", "Population", "Run",
     "Scenario", "Stage", "ToolStage", "Trace", "Workload", "read_trace",
 ]
