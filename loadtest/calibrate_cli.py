@@ -1,4 +1,4 @@
-"""`surge calibrate`: registered on the `surge` app by `sim.cli_extras`. Light at import: torch
+"""`surge calibrate`: registered on the `surge` app by `sim.cli`. Light at import: torch
 and the stack's engine are imported inside the command."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from sim.cli.options import Sets
+
 _COST_LINE = re.compile(r"^(?P<indent>[ \t]+)cost_model:[ \t]*\{[^\n]*\}[ \t]*(#[^\n]*)?$", re.MULTILINE)
 
 
@@ -19,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     scenario: Path,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to.field=value")] = None,
+    set_: Sets = None,
     repeats: Annotated[int, typer.Option(min=3, max=100, help="runs of each design step (median or mean)")] = 9,
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="torch intra-op threads (default: the "
                                                  "stack's llm.torch_threads, else 1)")] = None,

@@ -164,7 +164,7 @@ class HttpClient:
         if self.requests_left <= 0:
             raise OutOfRequests
         self.requests_left -= 1
-        return self.client.request(method, path, name=name, **kw)
+        return self.client.request(method, path, name=name, allow_redirects=False, **kw)
 
     # -- sessions ------------------------------------------------------------------------------
     def session(self, user: str, late_s: float = 0.0, prompt0: int = -1, output0: int = -1) -> None:
@@ -272,7 +272,7 @@ class HttpClient:
             return str(work())
         except OutOfRequests:
             raise
-        except (OSError, ValueError, KeyError, TypeError):  # broken connection or body
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # broken connection or body
             return P.ERROR
 
     def _succeed(self, sess: HttpSession, cmd: HttpCommand) -> None:
@@ -395,10 +395,11 @@ def _admitted(r: Any, code: str | None) -> bool:
     """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
     counts (its work was admitted in an earlier attempt whose answer the client never saw); a
     server that does not say is judged by the status (`policy.admitted`)."""
-    said = r.headers.get("X-Surge-Admitted")
+    headers = r.headers or {}  # no headers: the connection failed before an answer
+    said = headers.get("X-Surge-Admitted")
     if said is None:
         return P.admitted(r.status_code, code)
-    return said == "1" or r.headers.get("Idempotent-Replayed") == "true"
+    return said == "1" or headers.get("Idempotent-Replayed") == "true"
 
 
 def _lines(r: Any) -> Any:

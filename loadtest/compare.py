@@ -7,15 +7,13 @@ in each. Written as differences.json (data) and differences.md (tables) in the r
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from loadtest.recovery import interval_quantile
-from sim.results import Results, json_safe
+from sim.results import Results
 
 
 def _rel(m: float, s: float) -> float:
@@ -98,12 +96,3 @@ def markdown(d: dict[str, Any]) -> str:
                          f"{_f(r['e2e_p99_meas'])} | {_pct(_rel(r['e2e_p99_meas'], r['e2e_p99_sim']))} | "
                          f"{_f(r['goodput_sim'])} | {_f(r['goodput_meas'])} |")
     return "\n".join(lines) + "\n"
-
-
-def write_differences(sim: Results, meas: Results, folder: Path) -> Path:
-    d = differences(sim, meas)
-    (folder / "differences.json").write_text(json.dumps(json_safe(d), indent=2) + "\n")
-    out = folder / "differences.md"
-    out.write_text(markdown(d))
-    return out
-

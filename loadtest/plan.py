@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from sim.results import strict_json
 from sim.rules.scaling import scale_data
 from sim.scenario import Scenario, apply_override, parse_scenario
 from sim.scenario.load import read_yaml
@@ -105,7 +106,7 @@ class Plan:
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / PLAN_FILE
-        out.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        out.write_text(strict_json(asdict(self)) + "\n")
         return out
 
     @classmethod

@@ -89,16 +89,6 @@ class StackProcess:
         self.stop()
 
 
-def served_model(host: str, timeout_s: float = 5.0) -> str | None:
-    """The first model `GET /v1/models` lists (OpenAI-compatible servers), or None."""
-    try:
-        with urllib.request.urlopen(host.rstrip("/") + "/v1/models", timeout=timeout_s) as r:  # noqa: S310
-            data = json.loads(r.read()).get("data") or []
-            return str(data[0]["id"]) if data else None
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None
-
-
 def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float) -> int:
     """Run Locust headless with the plan: local runner (workers=0) or master + workers on
     loopback. Returns the master's exit code; kills everything after `limit_s` seconds."""

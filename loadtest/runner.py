@@ -20,7 +20,7 @@ from typing import Any
 
 from loadtest import procs
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
-from loadtest.safety import LoadTestError, check_host
+from loadtest.safety import LoadTestError, check_host, preflight
 from sim.results import Results
 
 MAX_DURATION_S = 24 * 3600.0
@@ -83,7 +83,8 @@ def run_loadtest(opt: Options) -> LoadRun:
         if stack is not None:
             host = stack.start().url
         assert host is not None
-        model = opt.model or procs.served_model(host) or "default"
+        served = preflight(host)  # TargetError (exit 3) before any load when the host is not there
+        model = opt.model or served or "default"
         plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
                     max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
                     spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=model,
@@ -134,7 +135,7 @@ def simulate_same(sc: Any, folder: Path) -> Results:
 def write_reports(run: LoadRun) -> Path:
     """The measured run's own report, the overlay with the simulation and the differences."""
     import reports
-    from loadtest.compare import write_differences
+    from reports.derived import write_differences
 
     reports.render_report(run.out / "measured")
     if run.simulated is None:

@@ -16,20 +16,20 @@ from sim.rules.scaling import scale_scenario
 from sim.scenario import Scenario
 
 
-def stack_options(options_json: str | None, db: str | None) -> StackOptions:
+def stack_options(options_json: str | None, db: str | None, flag: str = "--options-json") -> StackOptions:
     """`StackOptions` from a JSON object of its fields (unknown keys refused) and `--db`."""
     opts = StackOptions()
     if options_json:
         try:
             data: Any = json.loads(options_json)
         except json.JSONDecodeError as e:
-            raise ScenarioError(f"--options-json: not valid JSON ({e.msg} at character {e.pos})") from None
+            raise ScenarioError(f"{flag}: not valid JSON ({e.msg} at character {e.pos})") from None
         if not isinstance(data, dict):
-            raise ScenarioError(f"--options-json: must be a JSON object (got {type(data).__name__})")
+            raise ScenarioError(f"{flag}: must be a JSON object (got {type(data).__name__})")
         known = {f.name for f in dataclasses.fields(StackOptions)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ScenarioError(f"--options-json: unknown option(s) {unknown} (known: {sorted(known)})")
+            raise ScenarioError(f"{flag}: unknown option(s) {unknown} (known: {sorted(known)})")
         opts = dataclasses.replace(opts, **data)
     if db:
         opts = opts.with_(db_path=db)

@@ -172,7 +172,7 @@ def test_the_command_refuses_a_remote_host_in_one_line(tmp_path: Path) -> None:
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-def test_slo_breach_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_slo_breach_exits_99(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     import loadtest.runner
@@ -185,7 +185,7 @@ def test_slo_breach_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     run = loadtest.runner.LoadRun(tmp_path, meas)
     monkeypatch.setattr(loadtest.runner, "run_loadtest", lambda opt: run)
     res = CliRunner().invoke(app, ["loadtest", str(TINY), "--start-stack", "--duration", "1"])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 99, res.output
     assert "SLO breached: a success_rate" in res.output
     assert CliRunner().invoke(app, ["loadtest", str(TINY), "--start-stack", "--no-fail-on-slo"]).exit_code == 0
     assert not math.isnan(meas.summary["slos"][0]["actual"])
