@@ -70,6 +70,6 @@ def test_poisson_draws_are_bounded_at_a_high_rate() -> None:
     blocks = list(poisson_times(RateCurve(rate), horizon, np.random.default_rng(5)))
     assert max(len(b) for b in blocks) <= MAX_DRAW * 1.01
     times = np.concatenate(blocks)
-    assert (np.diff(times) >= 0).all() and 0 <= times[0] and times[-1] < horizon
+    assert (np.diff(times) >= 0).all() and times[0] >= 0 and times[-1] < horizon
     n, mean = len(times), rate * horizon
     assert abs(n - mean) < 5 * math.sqrt(mean), (n, mean)
