@@ -14,6 +14,7 @@ import numpy as np
 
 from loadtest.recovery import interval_quantile
 from sim.results import Results
+from sim.results import names as N
 
 
 def _rel(m: float, s: float) -> float:
@@ -27,10 +28,11 @@ def differences(sim: Results, meas: Results) -> dict[str, Any]:
     classes: dict[str, Any] = {}
     for c in meas.meta["classes"]:
         rows = []
-        cols = {f"{m}_{name}": (interval_quantile(sim, f"{m}:{c}", q)[:n], interval_quantile(meas, f"{m}:{c}", q)[:n])
-                for m in ("e2e", "ttft") for name, q in (("p50", 0.5), ("p99", 0.99))}
-        good_s = sim.series.get(f"good:{c}", np.zeros(n)) / dt
-        good_m = meas.series.get(f"good:{c}", np.zeros(n)) / dt
+        metrics: tuple[N.HistMetric, ...] = ("e2e", "ttft")
+        cols = {f"{m}_{name}": (interval_quantile(sim, N.hist(m, c), q)[:n], interval_quantile(meas, N.hist(m, c), q)[:n])
+                for m in metrics for name, q in (("p50", 0.5), ("p99", 0.99))}
+        good_s = sim.series.get(N.of_class("good", c), np.zeros(n)) / dt
+        good_m = meas.series.get(N.of_class("good", c), np.zeros(n)) / dt
         for i in range(n):
             row: dict[str, Any] = {"t_s": i * dt, "goodput_sim": float(good_s[i]), "goodput_meas": float(good_m[i])}
             for k, (a, b) in cols.items():

@@ -9,7 +9,7 @@ so they run the same scenario.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from sim.results import strict_json
 from sim.rules.scaling import scale_data
 from sim.scenario import Scenario, apply_override, parse_scenario
 from sim.scenario.load import read_yaml
+from sim.shipped import resolve
 
 SCENARIO_FILE = "scenario.yaml"
 PLAN_FILE = "plan.json"
@@ -62,7 +63,7 @@ def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: 
 def prepare_scenario(path: str | Path, scale: float, duration_s: float | None, overrides: list[str] | tuple[str, ...] = (),
                      interval_s: float | None = None) -> tuple[dict[str, Any], Scenario, list[str]]:
     """Read, override, scale and cut a scenario; returns (raw mapping, parsed scenario, notes)."""
-    p = Path(path)
+    p = resolve(path)
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))
@@ -102,6 +103,11 @@ class Plan:
     max_context: int = 2048
     lead_s: float = 1.0  # t0 = test start + lead_s, so every worker starts on the same clock
     drain_s: float = 0.0  # after duration, commands in flight get this long to finish
+    endpoint: Literal["chat", "completions"] = "chat"  # one-LLM-stage classes: /v1/chat/completions or /v1/completions
+    ignore_eos: bool = True  # ask the server to generate max_tokens (ignore_eos, min_tokens: vLLM, SGLang, surge)
+    api_key: str | None = None  # sent as a bearer token where no session is
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers on every request
+    plugins: list[str] = field(default_factory=list)  # Python files with the user's own command classes
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -58,16 +58,23 @@ class LLM(Protocol):
     model_name: str
     vocab: Vocabulary
 
-    def count(self, messages: list[Message]) -> int: ...
-    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+    def count(self, messages: Prompt) -> int: ...
+    async def generate(self, messages: Prompt, max_tokens: int, temperature: float,
                        deadline: float | None) -> Generation: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
 
+Prompt = list[Message] | str  # chat messages, or the raw text of a completion
+
+
 def render_prompt(messages: list[Message]) -> str:
     """The text the model sees: one `role: content` line per message."""
     return "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
+
+
+def prompt_text(prompt: Prompt) -> str:
+    return prompt if isinstance(prompt, str) else render_prompt(prompt)
 
 
 def _sink(loop: asyncio.AbstractEventLoop, q: asyncio.Queue):  # type: ignore[no-untyped-def]
@@ -178,15 +185,16 @@ class LocalLLM:
         for e in self.engines:
             e.stop()
 
-    def encode(self, messages: list[Message]) -> list[int]:
-        return [0, *self.vocab.encode(render_prompt(messages))]  # id 0 doubles as BOS: never empty
+    def encode(self, messages: Prompt) -> list[int]:
+        return [0, *self.vocab.encode(prompt_text(messages))]  # id 0 doubles as BOS: never empty
 
-    def count(self, messages: list[Message]) -> int:
-        return 1 + self.vocab.count(render_prompt(messages))
+    def count(self, messages: Prompt) -> int:
+        return 1 + self.vocab.count(prompt_text(messages))
 
-    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+    async def generate(self, messages: Prompt, max_tokens: int, temperature: float,
                        deadline: float | None) -> LocalGeneration:
-        """Queue a sequence on a replica; raise `APIError` (too long) or `LLMError`."""
+        """Queue a sequence on a replica (chat messages, or a completion's raw prompt text);
+        raise `APIError` (too long) or `LLMError`."""
         prompt = self.encode(messages)
         limit = min(self.max_context, self.engines[0].kv_capacity_tokens)
         if len(prompt) + max_tokens > limit:

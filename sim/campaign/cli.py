@@ -49,7 +49,8 @@ def vulnerability(
 def mitigations(
     scenario: Path,
     overlay: Annotated[list[Path] | None, typer.Option(help="overlay files (default: every *.yaml in --dir)")] = None,
-    dir_: Annotated[Path, typer.Option("--dir", help="folder of overlays")] = Path("scenarios/mitigations"),
+    dir_: Annotated[Path | None, typer.Option("--dir", help="folder of overlays (default: mitigations/ next to the "
+                                                           "scenario, else the shipped ones)")] = None,
     replications: Annotated[int, typer.Option(min=1)] = 1,
     jobs: Jobs = 2,
     set_: Sets = None,
@@ -58,7 +59,12 @@ def mitigations(
     """Run the scenario with no mitigation and with each overlay; one table and one figure."""
     from reports.derived import write_mitigations
     from sim.campaign.mitigations import compare_mitigations, format_table
+    from sim.shipped import resolve, scenarios_dir
 
+    scenario = resolve(scenario)
+    if dir_ is None:
+        dir_ = scenario.parent / "mitigations"
+        dir_ = dir_ if dir_.is_dir() else scenarios_dir() / "mitigations"
     overlays = overlay or sorted(dir_.glob("*.yaml"))
     if not overlays:
         from sim.cli.options import UsageError

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.options import SLO_BREACH, DataDir, Jobs, Seed, Sets, progress
+from sim.cli.options import SLO_BREACH, DataDir, Jobs, Seed, Sets, need_stack, progress
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (validate, schema, run):
+    for fn in (validate, schema, run, examples, init):
         app.command()(fn)
     app.command("report")(report_cmd)
     app.command()(compare)
@@ -29,6 +29,26 @@ def validate(scenario: Path, set_: Sets = None, data_dir: DataDir = None) -> Non
     sc = load_scenario(scenario, set_ or [], data_dir=data_dir)
     print(f"ok: {scenario} ({sc.name}: {len(sc.workload.classes)} classes, {len(sc.services.names())} services, "
           f"{len(sc.faults)} faults)")
+
+
+def examples() -> None:
+    """List the scenarios that ship with surge (any command takes their names, e.g. `feb8_outage`)."""
+    from sim.scenario import load_scenario
+    from sim.shipped import examples as shipped
+    from sim.shipped import scenarios_dir
+
+    root = scenarios_dir()
+    for rel in shipped():
+        sc = load_scenario(root / rel)
+        print(f"{str(rel.with_suffix('')):<34} {sc.description[:80]}")
+    print(f"({root})")
+
+
+def init(folder: Path) -> None:
+    """Copy the shipped scenarios (with their data and mitigation overlays) into FOLDER to edit."""
+    from sim.shipped import copy_to
+
+    print(f"scenarios copied to {copy_to(folder)}")
 
 
 def schema() -> None:
@@ -110,6 +130,7 @@ def stack_serve(
     set_: Sets = None,
 ) -> None:
     """Serve the reference agent stack (FastAPI on uvicorn) on loopback."""
+    need_stack("stack serve")
     from loadtest.stack.__main__ import main as stack_main
 
     args = ["--host", host, "--port", str(port), "--scale", str(scale)]

@@ -63,6 +63,22 @@ def progress(label: str) -> Iterator[Callable[[float], None]]:
         yield lambda frac: bar.update(task, completed=frac)
 
 
+def need_stack(command: str) -> None:
+    """The reference stack and the load test need the `stack` extra (torch, FastAPI, Locust)."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    missing = [m for m in ("torch", "fastapi", "uvicorn", "locust") if not have(m)]
+    if missing:
+        raise UsageError(f"'surge {command}' needs the stack extra ({', '.join(missing)} not installed): "
+                         "pip install 'surge[stack]' (install torch==2.13.0 first for the CPU build)")
+
+
 def floats(text: str, flag: str) -> tuple[float, ...]:
     """Comma-separated numbers (`0.5,1,2`)."""
     try:

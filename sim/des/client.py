@@ -15,6 +15,7 @@ import simpy
 from sim.des.stack import StackModel
 from sim.dists import sampler
 from sim.results import Recorder
+from sim.results import names as N
 from sim.rules.attempts import (
     ABANDON,
     DONE,
@@ -62,16 +63,14 @@ class Client:
         self._untimed = self.spec.timeout_s is None
         e2e_slo = {n: s.e2e_p99_s for n, s in sc.slos.items()}
         self._good_within = {n: e2e_slo.get(n) or math.inf for n, _ in self._classes}
-        self._s = {m: {n: rec.series(f"{m}:{n}") for n, _ in self._classes}
-                   for m in ("arrived", "attempts", "retries", "admitted", "completed", "good")}
-        self._failed = {(n, r): rec.series(f"failed:{n}:{r}") for n, _ in self._classes
-                        for r in ("timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled")}
-        self._attempt_failed = {r: rec.series(f"attempt_failed:{r}") for r in
-                                ("timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled")}
+        self._s = {m: {n: rec.series(N.of_class(m, n)) for n, _ in self._classes} for m in N.CLASS_COUNTERS}
+        self._failed: dict[tuple[str, str], list[float]] = {
+            (n, r): rec.series(N.failed(n, r)) for n, _ in self._classes for r in N.REASONS}
+        self._attempt_failed: dict[str, list[float]] = {r: rec.series(N.attempt_failed(r)) for r in N.REASONS}
         self._e2e = {n: rec.hist("e2e", n) for n, _ in self._classes}
         self.llm_hists = {n: (rec.hist("ttft", n), rec.hist("tpot", n)) for n, _ in self._classes}
-        self._orders = rec.series("orders")
-        self._logins, self._login_failed = rec.series("logins"), rec.series("login_failed")
+        self._orders = rec.series(N.ORDERS)
+        self._logins, self._login_failed = rec.series(N.LOGINS), rec.series(N.LOGIN_FAILED)
 
     def pick_class(self) -> tuple[str, object]:
         u = self._cls_u()

@@ -213,3 +213,14 @@ def test_deadlines_are_sent_only_when_servers_learn_of_timeouts() -> None:
     assert deadline_header(load_scenario(TINY)) == {}
     assert deadline_header(load_scenario(TINY, ["clients.cancel_on_timeout=true"])) == {"X-Request-Timeout": "5"}
     assert deadline_header(load_scenario(TINY, ["services.gateway={deadline_drop: true}"])) == {"X-Request-Timeout": "5"}
+
+
+def test_a_server_counting_other_token_numbers_is_warned_about() -> None:
+    from loadtest.runner import token_notes
+
+    same = {"prompt_tokens_asked": 1000, "prompt_tokens_reported": 1040, "output_tokens_asked": 500,
+            "output_tokens_reported": 500}
+    assert token_notes(same) == []
+    short = same | {"output_tokens_reported": 300}  # the server stopped early (no ignore_eos)
+    (note,) = token_notes(short)
+    assert "0.60x the output tokens" in note
