@@ -24,6 +24,7 @@ from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
 from loadtest.safety import LoadTestError, check_host, preflight
 from loadtest.scrape import Scraper
 from sim.results import Results
+from sim.shipped import resolve
 
 MAX_DURATION_S = 24 * 3600.0
 
@@ -90,7 +91,7 @@ def run_loadtest(opt: Options) -> LoadRun:
             raise LoadTestError(f"'--plugin' {p!r}: no such file")
     out = opt.out.resolve()
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
-    scen_file = write_scenario(data, out)
+    scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
     stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options)
              if opt.start_stack else None)

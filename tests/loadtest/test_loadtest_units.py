@@ -193,7 +193,7 @@ def test_slo_breach_exits_99(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path: Path) -> None:
     """Trace arrivals: time compressed by --scale, token columns kept, and the file found again
-    when the scenario is read back from the run folder (its path is pinned)."""
+    when the scenario is read back from the run folder (a copy of the data travels with it)."""
     from loadtest.plan import write_scenario
 
     sets = ["arrivals={process: trace, trace: {file: trace.csv, time_column: t_ms, time_unit: ms, "
@@ -202,7 +202,7 @@ def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path
     sched = schedule_of(sc)
     assert np.allclose(sched.times_s, [0, 0.05, 0.125, 0.2, 0.45])
     assert sched.prompt_tokens is not None and sched.prompt_tokens.tolist() == [10, 30, 20, 50, 40]
-    again = schedule_of(load_scenario(write_scenario(data, tmp_path)))
+    again = schedule_of(load_scenario(write_scenario(data, tmp_path / "run", TINY.parent)))  # with its data
     assert np.array_equal(again.times_s, sched.times_s)
     assert again.share(1, 2).output_tokens.tolist() == [5, 7]  # type: ignore[union-attr]
 
