@@ -153,7 +153,7 @@ def metastability(
         from reports.campaign import outage_figure
 
         (run_dir / "metastability.json").write_text(json.dumps(a, indent=1) + "\n")
-        print(f"figure: {outage_figure(run_dir, a, start_hour=sc.run.start_hour if sc else None)}")
+        print(f"figure: {outage_figure(run_dir, a)}")
 
 
 def register(app: typer.Typer) -> None:
