@@ -52,10 +52,11 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
 
 def amplification(a: dict[str, Any]) -> str:
     """What kept it down, in numbers (the analysis's amplification)."""
+    logins = a["logins_per_command_degraded"]
     return (f"While degraded the clients sent {a['attempts_per_command_degraded']:.2f} attempts per command "
-            f"({a['attempts_per_command']:.2f} over the whole run), the gateway admitted "
-            f"{a['work_per_good_degraded']:,.0f} attempts per good result ({a['work_per_good']:.2f} over the run), "
-            f"and there were {a['logins_per_command_degraded']:.2f} logins per command.")
+            f"({a['attempts_per_command']:.2f} over the whole run) and {a['work_per_good_degraded']:,.3g} attempts "
+            f"were admitted per good result ({a['work_per_good']:.3g} over the run)"
+            + (f"; {logins:.2f} logins per command." if logins and logins == logins else "."))
 
 
 def facts(rs: RunSet) -> list[tuple[str, str]]:

@@ -82,9 +82,13 @@ def _outage_sentence(a: dict[str, Any], axis: TimeAxis) -> str:
     trig = a["trigger_end_s"]
     why = {"faults": "the last fault ended", "demand": "demand fell back",
            "faults+demand": "demand fell back after the last fault", "given": "as given"}.get(a["trigger"], "")
-    gone = f"the trigger ended at {axis.at(trig)} ({why})" if trig is not None else "no trigger was found"
     start = (f"Outage: goodput fell below {a['stuck_frac']:.0%} of offered commands at {axis.at(a['onset_s'])}; "
              f"down {C.duration(a['down_s'])} in all.")
+    if trig is None:  # overload with no fault and no fall in demand: nothing to time a recovery from
+        back = f"back at {a['recover_frac']:.0%} of offered at {axis.at(a['recovered_s'])}" \
+            if a["recovered_s"] is not None and not a["stuck_at_end"] else "still down at the end of the run"
+        return f"{start} No trigger (fault or fall in demand) was found; {back}."
+    gone = f"the trigger ended at {axis.at(trig)} ({why})"
     if a["time_to_recover_s"] is None:
         return f"{start} Still down at the end of the run ({axis.at(axis.run_s)}); {gone}."
     return (f"{start} Time to recover {C.duration(a['time_to_recover_s'])}: {gone}, and it was back at "
@@ -116,12 +120,12 @@ def _cost(r: Results) -> str:
     cmds = cost["commands"]
     share = cost["commands_failed"] / cmds if cmds else math.nan
     text = f"Cost: {_count(cost['commands_failed'])} of {_count(cmds)} commands failed ({share:.1%})"
-    if cost["orders_lost"] is not None:
+    if cost["orders_wanted"]:
         text += f"; {_count(cost['orders_lost'])} of {_count(cost['orders_wanted'])} orders lost"
     if cost["full_scale"]:
         text += (f". At full scale (the run simulates {cost['cell']:.3g} of the population, ×{cost['full_scale']:,.0f}): "
                  f"{_count(cost['commands_failed_full_scale'])} commands failed")
-        if cost["orders_lost_full_scale"] is not None:
+        if cost["orders_wanted"]:
             text += f", {_count(cost['orders_lost_full_scale'])} orders lost"
     return text + "."
 

@@ -167,7 +167,9 @@ def format_analysis(a: dict[str, Any]) -> str:
     return "\n".join([
         f"metastability: {verdict}",
         f"  down from {at(a['onset_s'])}, trigger ended {at(a['trigger_end_s'])} ({a['trigger']}), "
-        f"recovered {at(a['recovered_s'])}; time to recover {'not recovered' if ttr is None else C.duration(ttr)}",
+        f"recovered {at(a['recovered_s'])}; time to recover "
+        + ("– (no trigger to time it from)" if a["trigger_end_s"] is None
+           else "not recovered" if ttr is None else C.duration(ttr)),
         f"  time down {C.duration(a['down_s'])}; goodput {a['goodput_fraction']:.1%} of offered",
         f"  amplification: {a['attempts_per_command']:.2f} attempts/command "
         f"({a['attempts_per_command_degraded']:.2f} while degraded), "
