@@ -22,6 +22,7 @@ FAULT_COLOUR = "#d62728"
 WARMUP_COLOUR = "#b0b0b0"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")  # matplotlib's tab10, so PNG and interactive figures use the same colours
+COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan")
 DASHES = ("solid", "dash", "dot", "dashdot")
 
 
@@ -153,13 +154,15 @@ class Chart:
     marks: list[Mark] = field(default_factory=list)
     zoom: bool = False
     panel_height: float = 2.6  # inches in the PNG
+    matrix: bool = False  # panels are a rows x columns matrix (metric x class): titles name columns, y labels rows
 
     def shown(self) -> Chart | None:
-        """This chart without its empty panels; None when nothing is left. Side-by-side panels
-        keep their grid (a class column or a metric row is dropped only when wholly empty)."""
-        if self.ncols == 1:
+        """This chart without its empty panels; None when nothing is left. A matrix keeps its
+        alignment: a column or row is dropped only when wholly empty (a lone empty cell is left
+        blank by the renderer); other panels simply close up."""
+        if not self.matrix:
             kept = [p for p in self.panels if p.has_data()]
-            return replace(self, panels=kept) if kept else None
+            return replace(self, panels=kept, ncols=min(self.ncols, len(kept))) if kept else None
         rows = [self.panels[i:i + self.ncols] for i in range(0, len(self.panels), self.ncols)]
         cols = [c for c in range(self.ncols) if any(r[c].has_data() for r in rows if c < len(r))]
         rows = [[r[c] for c in cols if c < len(r)] for r in rows if any(p.has_data() for p in r)]

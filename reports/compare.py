@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reports import tables
+from reports.chart import COLOUR_NAMES
 from reports.document import Document
 from reports.render import render_figures
 from reports.runs import RunSet, load_runset, run_kpis, unique_labels, write_json
@@ -54,7 +55,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Se
     doc.heading("SLOs")
     doc.table(slo_side_by_side(sets))
     doc.heading("Figures")
-    doc.text("Colour = run (" + ", ".join(f"C{k}: {rs.label}" for k, rs in enumerate(sets))
+    doc.text("Colour = run (" + ", ".join(f"{COLOUR_NAMES[k % len(COLOUR_NAMES)]}: {rs.label}" for k, rs in enumerate(sets))
              + "); line style = quantity. Replications are shown as their interval-by-interval mean.")
     for fig in render_figures([(rs.label, rs.pooled) for rs in sets], prefix="compare"):
         doc.figure(fig)

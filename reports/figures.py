@@ -55,7 +55,8 @@ def lines(runs: Sequence[Run], items: Sequence[tuple[str, Getter]], scale: float
 
 
 def chart(runs: Sequence[Run], key: str, title: str, panels: list[Panel], ncols: int = 1,
-          zoom: bool = False, marks: Sequence[Mark] = (), panel_height: float = 2.6) -> Chart | None:
+          zoom: bool = False, marks: Sequence[Mark] = (), panel_height: float = 2.6,
+          matrix: bool = False) -> Chart | None:
     """A Chart on the first run's time axis with every run's fault bands and the warm-up; its empty
     panels left out."""
     r0 = runs[0][1]
@@ -68,7 +69,7 @@ def chart(runs: Sequence[Run], key: str, title: str, panels: list[Panel], ncols:
         faults += [w for w in ts.fault_windows(r) if w not in faults]
     faults.sort(key=lambda w: w.start_s)
     bands += [Band(w.start_s, w.end_s, w.label, tag=f"F{k + 1}") for k, w in enumerate(faults)]
-    return Chart(key, title, TimeAxis.of(r0), panels, ncols, bands, list(marks), zoom, panel_height).shown()
+    return Chart(key, title, TimeAxis.of(r0), panels, ncols, bands, list(marks), zoom, panel_height, matrix).shown()
 
 
 def _rate(metric: N.ClassCounter) -> Getter:
@@ -115,7 +116,7 @@ def _latency(runs: Sequence[Run]) -> Chart | None:
                 p.targets.append(Target(target * scale, f"SLO p99 ≤ {target * scale:g} {unit}"))
             panels.append(p)
     return chart(runs, "latency", "Latency percentiles over time, per command class", panels,
-                 ncols=len(cls), panel_height=2.3)
+                 ncols=len(cls), panel_height=2.3, matrix=True)
 
 
 def _quantile(metric: N.HistMetric, cls: str, q: float) -> Getter:
@@ -158,6 +159,14 @@ def _of_max(name: str) -> Getter:
     def get(r: Results) -> np.ndarray | None:
         v = r.series.get(name)
         return None if v is None or not v.max() > 0 else v / v.max()
+    return get
+
+
+def _nonzero(f: Getter) -> Getter:
+    """A line that is only worth a legend entry when it is not all zero (failed logins, cards)."""
+    def get(r: Results) -> np.ndarray | None:
+        y = f(r)
+        return y if y is not None and np.nan_to_num(y).any() else None
     return get
 
 
@@ -210,9 +219,9 @@ def _business(runs: Sequence[Run]) -> Chart | None:
                                      colour(ci) if len(runs) == 1 else "black"))
     rates = [("orders", _series(N.ORDERS, True)), ("cards redeemed", _series("cards_redeemed", True)),
              ("logins", _series(N.LOGINS, True)), ("failed logins", _series(N.LOGIN_FAILED, True))]
-    used = lines(runs, rates)
     return chart(runs, "business", "Business KPIs", [
-        ok, Panel("Orders, free-order cards redeemed and logins", "per second", [ln for ln in used if ln.has_data()]),
+        ok, Panel("Orders, free-order cards redeemed and logins", "per second",
+                  lines(runs, [(name, _nonzero(f)) for name, f in rates])),
     ])
 
 
@@ -250,7 +259,8 @@ def outage_chart(runs: Sequence[Run], a: dict) -> Chart | None:
               lines(runs, [("LLM busy", _series(N.of_service("utilisation", "llm")))], scale=100.0),
               ylim=(0.0, 105.0)),
         Panel("Logins (re-logins after dropped sessions)", "per second",
-              lines(runs, [("logins", _series(N.LOGINS, True)), ("failed logins", _series(N.LOGIN_FAILED, True))])),
+              lines(runs, [("logins", _series(N.LOGINS, True)),
+                           ("failed logins", _nonzero(_series(N.LOGIN_FAILED, True)))])),
     ], zoom=True, marks=marks, panel_height=2.3)
 
 

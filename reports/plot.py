@@ -43,7 +43,9 @@ def figure(chart: Chart) -> Figure:
     axes = axes[:n]
     fig.suptitle(chart.title, fontsize=12.5, fontweight="bold")
     for k, (ax, p) in enumerate(zip(axes, chart.panels, strict=True)):
-        _panel(ax, chart, p, title=ncols == 1 or k < ncols, ylabel=ncols == 1 or k % ncols == 0)
+        _panel(ax, chart, p, title=not chart.matrix or k < ncols, ylabel=not chart.matrix or k % ncols == 0)
+        if not p.has_data():  # a blank cell of a matrix: nothing to show, keep the grid aligned
+            ax.set_visible(False)
     _time_axis(chart, axes, ncols)
     _bands_and_marks(chart, axes, ncols)
     _legends(fig, axes, ncols, _shared_labels(chart))
@@ -66,7 +68,7 @@ def _panel(ax: Axes, chart: Chart, p: Panel, title: bool, ylabel: bool) -> None:
         for ln in p.lines:
             ax.plot(chart.axis.x(ln.t_s), ln.y, lw=ln.width, color=ln.colour, linestyle=_DASH[ln.dash],
                     label=ln.label)
-    taken = [(x - 0.015, x + 0.015) for x in _tag_positions(chart)] if title else []
+    taken = [(x - 0.015, x + 0.015) for x in _tag_positions(chart)]
     for t in p.targets:
         ax.axhline(t.y, color=t.colour, lw=1.1, ls=(0, (6, 3)))
         width = _text_fraction(t.text, chart.ncols)
