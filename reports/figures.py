@@ -212,11 +212,15 @@ def _business(runs: Sequence[Run]) -> Chart | None:
     ok = Panel("Success rate per class (succeeded / ended in the interval)", "commands succeeded (%)",
                lines(runs, [(c, lambda r, c=c: ts.success_rate(r, c)) for c in ts.classes(r0)], scale=100.0),
                ylim=(_floor_pct(runs), 101.0))
+    by_target: dict[float, list[int]] = {}  # classes with the same target share one line and one label
     for ci, c in enumerate(ts.classes(r0)):
         target = (r0.meta.get("slos", {}).get(c) or {}).get("success_rate")
         if target:
-            ok.targets.append(Target(100 * target, f"SLO {c} ≥ {100 * target:g}%",
-                                     colour(ci) if len(runs) == 1 else "black"))
+            by_target.setdefault(float(target), []).append(ci)
+    for target, idx in by_target.items():
+        names = ", ".join(ts.classes(r0)[i] for i in idx)
+        ok.targets.append(Target(100 * target, f"SLO {names} ≥ {100 * target:g}%",
+                                 colour(idx[0]) if len(runs) == 1 and len(idx) == 1 else "black"))
     rates = [("orders", _series(N.ORDERS, True)), ("cards redeemed", _series("cards_redeemed", True)),
              ("logins", _series(N.LOGINS, True)), ("failed logins", _series(N.LOGIN_FAILED, True))]
     return chart(runs, "business", "Business KPIs", [

@@ -68,23 +68,25 @@ def _panel(ax: Axes, chart: Chart, p: Panel, title: bool, ylabel: bool) -> None:
         for ln in p.lines:
             ax.plot(chart.axis.x(ln.t_s), ln.y, lw=ln.width, color=ln.colour, linestyle=_DASH[ln.dash],
                     label=ln.label)
+    if p.targets and p.ylim[1] is None:  # room above the highest target for its label, inside the panel
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1.15 * max(t.y for t in p.targets)))
+    ax.set_ylim(*p.ylim)
+    lo, hi = ax.get_ylim()
     taken = [(x - 0.015, x + 0.015) for x in _tag_positions(chart)]
     for t in p.targets:
         ax.axhline(t.y, color=t.colour, lw=1.1, ls=(0, (6, 3)))
         width = _text_fraction(t.text, chart.ncols)
-        x = next((c for c in (0.005, 0.995 - width, 0.5 - width / 2, 0.25, 0.6)
-                  if not any(c < hi and lo < c + width for lo, hi in taken)), 0.005)
+        x = next((c for c in (0.005, 0.985 - width, 0.5 - width / 2, 0.25, 0.6)
+                  if not any(c < b and a < c + width for a, b in taken)), 0.005)
         taken.append((x, x + width))
-        ax.annotate(t.text, xy=(x, t.y), xycoords=("axes fraction", "data"), xytext=(0, 2),
-                    textcoords="offset points", fontsize=8, color=t.colour, va="bottom",
+        below = (hi - t.y) < 0.1 * (hi - lo)  # no room above the line inside the panel: write under it
+        ax.annotate(t.text, xy=(x, t.y), xycoords=("axes fraction", "data"), xytext=(0, -2 if below else 2),
+                    textcoords="offset points", fontsize=8, color=t.colour, va="top" if below else "bottom",
                     bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75})
-    if p.targets and p.ylim[1] is None:  # room above the highest target for its label, inside the panel
-        ax.set_ylim(top=max(ax.get_ylim()[1], 1.15 * max(t.y for t in p.targets)))
     if p.title and title:
         ax.set_title(p.title, loc="left")
     if ylabel:
         ax.set_ylabel(p.ylabel)
-    ax.set_ylim(*p.ylim)
 
 
 def _tag_positions(chart: Chart) -> list[float]:
@@ -95,8 +97,9 @@ def _tag_positions(chart: Chart) -> list[float]:
 
 
 def _text_fraction(text: str, ncols: int) -> float:
-    """About how much of a panel's width a label of 8 pt takes (11 in figure, ~80% of it plots)."""
-    return len(text) * 0.0065 * ncols
+    """About how much of a panel's width a label of 8 pt takes (an 11 in figure, ~65% of it plots
+    when the legend is beside it); generous, so a label never runs past the edge."""
+    return len(text) * 0.0085 * ncols
 
 
 def _time_axis(chart: Chart, axes: list[Axes], ncols: int) -> None:

@@ -12,8 +12,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sim import stats
-
 Table = tuple[list[str], list[list[str]]]
 
 

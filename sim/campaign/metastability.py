@@ -31,7 +31,16 @@ import numpy as np
 from sim.results import Results
 from sim.results import clock as C
 from sim.results import names as N
-from sim.results.recovery import Thresholds, first_after, health, ratio_of, recovered_index, recovery_from, smooth, total
+from sim.results.recovery import (
+    Thresholds,
+    first_after,
+    health,
+    ratio_of,
+    recovered_index,
+    recovery_from,
+    smooth,
+    total,
+)
 from sim.scenario import Scenario
 
 __all__ = ["Thresholds", "analyse", "format_analysis", "losses"]

@@ -49,13 +49,13 @@ def clock(t_s: float, hour0: float, span_s: float = 0.0, seconds: bool = False) 
 
 
 def duration(seconds: float | None) -> str:
-    """A length of time a person reads at a glance: "45 s", "1 min 25 s", "2 h 46 min", "3 d 4 h"."""
+    """A length of time a person reads at a glance: "3.5 s", "45 s", "1 min 25 s", "2 h 46 min", "3 d 4 h"."""
     if seconds is None or not math.isfinite(seconds):
         return "–"
     s = round(abs(seconds))
     sign = "−" if seconds < 0 else ""
-    if s < 60:
-        return f"{sign}{s} s"
+    if abs(seconds) < 59.95:  # short spans keep their tenths: a fault from 2 s to 3.5 s
+        return f"{sign}{abs(seconds):.3g} s" if abs(seconds) < 10 else f"{sign}{abs(seconds):.0f} s"
     if s < 3600:
         m, r = divmod(s, 60)
         return f"{sign}{m} min" + (f" {r} s" if r and m < 10 else "")
