@@ -11,6 +11,7 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from reports.tables import Table, markdown, to_html
 
@@ -96,7 +97,7 @@ class Document:
             elif kind == "table":
                 out.append(to_html(obj))  # type: ignore[arg-type]
             elif kind == "callout":
-                sentences, ok = obj  # type: ignore[misc]
+                sentences, ok = cast(tuple[list[str], bool], obj)
                 out.append(f'<div class="headline{" ok" if ok else ""}">'
                            + "".join(f"<p>{html.escape(x)}</p>" for x in sentences) + "</div>")
             else:
@@ -117,7 +118,7 @@ class Document:
             elif kind == "table":
                 out += [markdown(obj), ""]  # type: ignore[arg-type]
             elif kind == "callout":
-                sentences, _ = obj  # type: ignore[misc]
+                sentences, _ = cast(tuple[list[str], bool], obj)
                 out += [f"> {'**' + x + '**' if k == 0 else x}" + ("  " if k < len(sentences) - 1 else "")
                         for k, x in enumerate(sentences)] + [""]
             else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -195,7 +196,7 @@ def _llm(runs: Sequence[Run]) -> Chart | None:
 def _failures(runs: Sequence[Run]) -> Chart | None:
     reasons = sorted(set().union(*(ts.failures_by_reason(r) for _, r in runs)),
                      key=lambda w: -sum(float(np.sum(ts.failures_by_reason(r).get(w, 0))) for _, r in runs))
-    by = lines(runs, [(w, lambda r, w=w: ts.per_s(r, ts.failures_by_reason(r).get(w))) for w in reasons])
+    by = lines(runs, [(w, partial(_failure_rate, reason=w)) for w in reasons])
     if len(runs) == 1:
         by = [Line(ln.label, ln.t_s, ln.y, colour(3 + k)) for k, ln in enumerate(by)]
     return chart(runs, "failures", "Failures by reason and retries", [
@@ -207,10 +208,15 @@ def _failures(runs: Sequence[Run]) -> Chart | None:
     ])
 
 
+def _failure_rate(r: Results, reason: str) -> np.ndarray | None:
+    """Failed commands per second for one reason."""
+    return ts.per_s(r, ts.failures_by_reason(r).get(reason))
+
+
 def _business(runs: Sequence[Run]) -> Chart | None:
     r0 = runs[0][1]
     ok = Panel("Success rate per class (succeeded / ended in the interval)", "commands succeeded (%)",
-               lines(runs, [(c, lambda r, c=c: ts.success_rate(r, c)) for c in ts.classes(r0)], scale=100.0),
+               lines(runs, [(c, partial(ts.success_rate, cls=c)) for c in ts.classes(r0)], scale=100.0),
                ylim=(_floor_pct(runs), 101.0))
     by_target: dict[float, list[int]] = {}  # classes with the same target share one line and one label
     for ci, c in enumerate(ts.classes(r0)):
