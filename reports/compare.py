@@ -146,11 +146,11 @@ def cost_table(sets: Sequence[RunSet]) -> tables.Table:
 
 def _cost_note(sets: Sequence[RunSet]) -> str:
     priced = [rs.label for rs in sets if (sc := scenario_of(rs.pooled)) is not None and sc.cost is not None]
-    text = ("Over the window after warm-up, from the LLM replicas actually up (`sim.cost.run_cost`); "
+    text = ("Over the window after warm-up, from the LLM replicas actually up (sim.cost.run_cost); "
             "goodput per replica = good commands per second per replica up. ")
     if not priced:
-        return text + "No scenario has a `cost` block: prices are not stated."
-    return text + f"Prices from the scenarios' `cost` blocks ({', '.join(priced)})."
+        return text + "No scenario has a cost block: prices are not stated."
+    return text + f"Prices from the scenarios' cost blocks ({', '.join(priced)})."
 
 
 def _kind(rs: RunSet) -> str:

@@ -36,6 +36,9 @@ def fmt_delta(kpi: str, d: float) -> str:
         return "–"
     if kpi.endswith("success_rate"):
         return f"{100 * d:+.2f} pp"
+    if not kpi.endswith("_s"):  # a plain ratio (attempts per command): 4 decimals, never 7.7e-07
+        d = round(d, 4)
+        return ("+" if d >= 0 else "−") + f"{abs(d):.4g}"
     return ("+" if d >= 0 else "−") + fmt(kpi, abs(d))
 
 
