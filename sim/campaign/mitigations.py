@@ -21,6 +21,7 @@ from sim.campaign.metastability import analyse, losses
 from sim.campaign.overlay import load_overlay, load_with_overlay
 from sim.des import simulate
 from sim.parallel import run_tasks
+from sim.results import clock as C
 
 BASELINE = "none"
 
@@ -82,7 +83,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per mitigation."""
 
     def ttr(x: float | None) -> str:
-        return "never (stuck)" if x is None else f"{x / 60:,.0f} min"
+        return "never (stuck)" if x is None else C.duration(x)
 
     head = ("| mitigation | goodput /s | goodput % of offered | success rate | orders lost (cell) | "
             "orders lost (full scale) | attempts/command | time down | time to recover |")
@@ -91,7 +92,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | {r['success_rate']:.1%} | "
             f"{r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | {r['attempts_per_command']:.2f} | "
-            f"{r['down_s'] / 60:,.0f} min | {ttr(r['time_to_recover_s'])} |")
+            f"{C.duration(r['down_s'])} | {ttr(r['time_to_recover_s'])} |")
     return "\n".join(lines)
 
 
