@@ -146,8 +146,7 @@ def metastability(
         from reports.derived import write_metastability
 
         print(f"analysis: {write_metastability(out, a)}")
-        png = outage_figure(run_dir, a, start_hour=sc.run.start_hour if sc else None, out=out / "outage.png")
-        print(f"figure: {png}")
+        print(f"figure: {outage_figure(run_dir, a, out=out / 'outage.png')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.campaign.metastability import analyse
+from sim.campaign.metastability import analyse, losses
 from sim.campaign.overlay import load_overlay, load_with_overlay
 from sim.des import simulate
 from sim.parallel import run_tasks
+from sim.results import clock as C
 
 BASELINE = "none"
 
@@ -30,10 +31,7 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
     r = simulate(sc, seed=seed)
     a = analyse(r, scenario=sc)
     s = r.summary
-    order_classes = [c for c, k in sc.workload.classes.items() if k.places_order]
-    wanted = sum(s["classes"][c]["arrived"] for c in order_classes)
-    scale = (sc.population.scale if sc.population else 1.0) * sc.arrivals.scale
-    lost = max(0.0, wanted - s["orders"])
+    cost = losses(r, sc)
     return {
         "mitigation": Path(overlay).stem if overlay else BASELINE,
         "description": load_overlay(overlay).description if overlay else "no mitigation",
@@ -41,8 +39,8 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
         "goodput_per_s": s["goodput_per_s"],
         "goodput_fraction": a["goodput_fraction"],
         "orders": s["orders"],
-        "orders_lost": lost,
-        "orders_lost_full_scale": lost / scale,
+        "orders_lost": cost["orders_lost"],
+        "orders_lost_full_scale": cost["orders_lost"] / cost["cell"],
         "success_rate": s["success_rate"],
         "attempts_per_command": a["attempts_per_command"],
         "work_per_good": a["work_per_good"],
@@ -84,7 +82,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per mitigation."""
 
     def ttr(x: float | None) -> str:
-        return "never (stuck)" if x is None else f"{x / 60:,.0f} min"
+        return "never (stuck)" if x is None else C.duration(x)
 
     head = ("| mitigation | goodput /s | goodput % of offered | success rate | orders lost (cell) | "
             "orders lost (full scale) | attempts/command | time down | time to recover |")
@@ -93,7 +91,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | {r['success_rate']:.1%} | "
             f"{r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | {r['attempts_per_command']:.2f} | "
-            f"{r['down_s'] / 60:,.0f} min | {ttr(r['time_to_recover_s'])} |")
+            f"{C.duration(r['down_s'])} | {ttr(r['time_to_recover_s'])} |")
     return "\n".join(lines)
 
 

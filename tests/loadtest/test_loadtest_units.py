@@ -19,6 +19,7 @@ from loadtest.schedule import schedule_of
 from loadtest.tally import Collector, Tally
 from sim.arrivals import arrival_blocks
 from sim.results import LogHistogram, Recorder, Results
+from sim.results.recovery import time_to_recover_s
 from sim.rules.scaling import scale_scenario
 from sim.scenario import load_scenario
 from sim.streams import Streams
@@ -131,27 +132,29 @@ def test_a_frozen_tally_counts_nothing_more() -> None:
     assert t.drain()["series"] == [] and t.drain()["hists"] == []
 
 
-def _results(success: list[float], p99_s: list[float], fault_end_s: float) -> Results:
-    n = len(success)
+def _results(good_frac: list[float], fault_end_s: float) -> Results:
+    """100 commands offered per 1 s interval, `good_frac` of them good (within the e2e SLO)."""
+    n = len(good_frac)
     rec = Recorder(n, 1, ["a"])
-    for i, (s, p) in enumerate(zip(success, p99_s, strict=True)):
-        rec.series("completed:a")[i] = 100 * s
-        rec.series("failed:a:error")[i] = 100 * (1 - s)
-        for _ in range(int(100 * s)):
-            rec.hist("e2e", "a").record(i + 0.5, p)
+    for i, g in enumerate(good_frac):
+        rec.series("arrived:a")[i] = 100
+        rec.series("completed:a")[i] = rec.series("good:a")[i] = 100 * g
+        rec.series("failed:a:error")[i] = 100 * (1 - g)
     rec.event(fault_end_s - 1, "fault_start", "llm", fault_kind="outage")
     rec.event(fault_end_s, "fault_end", "llm", fault_kind="outage")
     return Results.from_recorder(rec, {"slos": {"a": {"success_rate": 0.9, "e2e_p99_s": 1.0}}})
 
 
-def test_recovery_is_the_time_until_back_within_slo() -> None:
-    r = _results([1, 1, 0, 0.5, 0.95, 0.95, 1, 1], [0.1, 0.1, 0.1, 2, 3, 0.2, 0.2, 0.2], fault_end_s=3.0)
+def test_recovery_is_the_time_until_back_for_good() -> None:
+    # down in (2, 4], half good in (4, 5], back at >= 90% from the window ending at 6 s
+    r = _results([1, 1, 0, 0.3, 0.6, 0.95, 1, 1], fault_end_s=3.0)
     (row,) = recovery(r)
-    assert row["recovered"] and row["recovery_s"] == pytest.approx(2.0)  # interval 5 is the first good one
+    assert row["recovered"] and row["recovery_s"] == pytest.approx(3.0)
+    assert row["recovery_s"] == time_to_recover_s(r, 3.0)  # the one definition the analyses use
 
 
 def test_a_fault_that_never_recovers_is_reported_as_such() -> None:
-    r = _results([1, 1, 0, 0.5, 0.5, 0.5, 0.5, 0.5], [0.1] * 8, fault_end_s=3.0)
+    r = _results([1, 1, 0, 0.5, 0.95, 0.3, 0.3, 0.3], fault_end_s=3.0)
     (row,) = recovery(r)
     assert not row["recovered"] and row["recovery_s"] is None
 
