@@ -16,6 +16,7 @@ from reports.chart import TimeAxis
 from reports.derived import write_json
 from reports.document import Document, Figure
 from reports.figures import Run, build_figures
+from reports.loadtest import add_loadtest
 from reports.runs import RunSet, load_runset
 from sim import stats
 from sim.results import clock as C
@@ -43,6 +44,8 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
             doc.text(amplification(story.analysis(rs.pooled)))
     add_slos(doc, rs.pooled.summary.get("slos", []))
     add_kpis(doc, rs)
+    if rs.pooled.meta.get("source") == "loadtest":
+        add_loadtest(doc, rs.pooled)
     doc.heading("Figures")
     for fig in render_figures(runs, prefix="fig", place="body"):
         doc.figure(fig)

@@ -66,6 +66,11 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     # the server side, scraped from /metrics under the simulator's names
     assert {"queue:llm", "capacity:llm", "llm_batch", "llm_decode_tokens", "queue:catalog"} <= set(r.meta["server_series"])
     assert r.series["llm_decode_tokens"].sum() > 0 and r.series["capacity:llm"].max() == 1
+    # the measured report's load-test section: endpoints, tokens, the generator's own health
+    import reports
+
+    md = Path(reports.render_report(tmp_path / "local" / "measured", tmp_path / "rep")).with_suffix(".md").read_text()
+    assert "## Load test" in md and "| POST chat |" in md and "ITL p50 / p99" in md and "dispatch lateness" in md
     _check_conservation(r)
     ttft = r.histograms["ttft:chat"]
     assert ttft[:, 2].sum() >= r.series["completed:chat"].sum() > 0  # one TTFT per successful chat call
