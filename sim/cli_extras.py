@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-_MODULES = ("sim.campaign.cli", "loadtest.cli", "loadtest.calibrate_cli")
+_MODULES = ("sim.campaign.cli", "sim.planning.cli", "loadtest.cli", "loadtest.calibrate_cli")
 
 
 def register_all(app: typer.Typer) -> None:
