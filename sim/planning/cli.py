@@ -38,7 +38,14 @@ def _evaluators(scenario: Path, overlay: Path | None, sets: list[str] | None, en
     """A factory of Evaluators sharing one backend, cache and progress bar (ETA on stderr,
     silent when stderr is not a terminal); closes the backend; says how to resume on Ctrl-C."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from sim.planning import Evaluator, PointCache, Source, make_backend
 
@@ -116,7 +123,15 @@ def plan(
 ) -> None:
     """The cheapest configuration meeting every SLO with the stated confidence: answer, margin,
     binding SLO, bottleneck and cost, with and without the scenario's faults."""
-    from sim.planning import WITH_FAULTS, WITHOUT_FAULTS, Budget, PlanningError, PlanOptions, Source, parse_axis
+    from sim.planning import (
+        WITH_FAULTS,
+        WITHOUT_FAULTS,
+        Budget,
+        PlanningError,
+        PlanOptions,
+        Source,
+        parse_axis,
+    )
     from sim.planning import plan as run_plan
     from sim.planning.text import format_plans
 
@@ -161,6 +176,7 @@ def margin(
     """How far demand can rise (or the trigger grow) before this configuration locks in."""
     from sim.planning import PlanningError, outage_margin
     from sim.planning.text import format_margin
+    from sim.results import json_safe
 
     if along not in ("load", "magnitude", "duration"):
         raise PlanningError(f"--along: must be load, magnitude or duration (got {along!r})")
@@ -172,8 +188,8 @@ def margin(
         name = ev.scenario(()).name
     folder = _out(out, name, "margin")
     path = folder / "margin.json"
-    path.write_text(json.dumps({"format": "surge-margin/1", "scenario": name, "engine": engine, **m},
-                               indent=1, default=str) + "\n")
+    path.write_text(json.dumps(json_safe({"format": "surge-margin/1", "scenario": name, "engine": engine, **m}),
+                               indent=1) + "\n")
     print(format_margin(m))
     print(f"wrote {path}")
 

@@ -28,6 +28,7 @@ from sim.planning.points import Evaluator
 from sim.planning.search import Budget, Probe, boundary, decide, probe_json, smallest_passing
 from sim.planning.space import Axis, PlanningError, Point, point_values, value_at
 from sim.planning.verdict import Constraint, constraints
+from sim.results import json_safe
 
 WITH_FAULTS, WITHOUT_FAULTS = "with faults", "without faults"
 
@@ -58,8 +59,9 @@ class Plan:
     probes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("mode", "constraints", "answer", "judgement", "cost_per_hour",
-                                               "currency", "run_cost", "margin", "candidates", "probes")}
+        """JSON-safe (NaN becomes None): what plan.json holds per mode."""
+        return json_safe({k: getattr(self, k) for k in ("mode", "constraints", "answer", "judgement", "cost_per_hour",
+                                                         "currency", "run_cost", "margin", "candidates", "probes")})
 
 
 def plan(ev: Evaluator, axes: Sequence[Axis], mode: str, options: PlanOptions = PlanOptions()) -> Plan:

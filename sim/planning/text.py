@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from sim.planning.verdict import SURVIVES
+
 
 def _num(x: Any, fmt: str = "{:.3g}") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -33,7 +35,8 @@ def format_plan(plan: dict[str, Any]) -> str:
                         if plan["run_cost"].get("cost_per_1k_good") is not None else ""))
     else:
         lines.append("  cost: the scenario has no cost block")
-    closest = min((c for c in j["checks"] if c["margin"] is not None), key=lambda c: c["margin"], default=None)
+    closest = min((c for c in j["checks"] if c["margin"] is not None and c["slo"] != SURVIVES),
+                  key=lambda c: c["margin"], default=None)
     if closest:
         lines.append(f"  closest SLO at the answer: {closest['name']} = {_num(closest['mean'])} "
                      f"(target {_num(closest['target'])}, {closest['margin']:+.1%} room)")

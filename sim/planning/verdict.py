@@ -92,9 +92,9 @@ def check(c: Constraint, xs: Sequence[float], k: int, confidence: float) -> Chec
     """One constraint over replications (see the module docstring); k = constraints in all."""
     n = len(xs)
     if c.slo == SURVIVES:
-        bad = sum(xs)
+        bad = sum(xs)  # no room to speak of when none was metastable: the margin is NaN then
         return Check(c, "fail" if bad else "pass" if n else "unsure", n, bad / n if n else math.nan,
-                     math.nan, math.nan, -bad / n if n else math.nan)
+                     math.nan, math.nan, -bad / n if bad else math.nan)
     if any(not math.isfinite(x) for x in xs):
         return Check(c, "fail", n, math.nan, math.nan, math.nan, -math.inf)
     mean = sum(xs) / n if n else math.nan

@@ -1,0 +1,76 @@
+"""Benchmark: a 20-point capacity curve of the Feb 8 peak (14:00-16:00, the overlay
+scenarios/overlays/feb8_peak.yaml on feb8_outage.yaml), 10 replications per point, as
+`surge sweep` runs it: wall time on one process, on the local pool of 2 processes, and on Ray
+with 2 local workers (when Ray is installed); the speed-ups over one process; and whether the
+three gave identical results (they must: the same seeds).
+
+The curve is offered load (`arrivals.scale` 0.55 .. 1.50) at the scenario's fleet: where the
+SLOs break and the cell locks in. No cache: every run is computed.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_plan.py [--points 20] [--replications 10] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sim.planning import Evaluator, LocalBackend, RayBackend, Source, parse_axis, sweep  # noqa: E402
+
+SOURCE = Source(ROOT / "scenarios" / "feb8_outage.yaml", ROOT / "scenarios" / "overlays" / "feb8_peak.yaml")
+
+
+def one(backend: object, points: int, replications: int) -> tuple[float, str, int]:
+    hi = 0.55 + 0.05 * (points - 1)
+    axis = parse_axis(f"arrivals.scale=0.55..{hi:.2f}..0.05")
+    ev = Evaluator(SOURCE, backend=backend)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    sw = sweep(ev, [axis], replications)
+    wall = time.perf_counter() - t0
+    return wall, json.dumps(sw.points, sort_keys=True), ev.computed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=20)
+    ap.add_argument("--replications", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--no-ray", action="store_true")
+    args = ap.parse_args()
+    try:
+        import ray
+    except ImportError:
+        ray = None
+    setups: list[tuple[str, object]] = [("1 process", LocalBackend(1)), ("pool, 2 processes", LocalBackend(2))]
+    if ray is not None and not args.no_ray:
+        setups.append(("Ray, 2 local workers", RayBackend(num_cpus=2)))
+    print(f"Feb 8 peak capacity curve: {args.points} points x {args.replications} replications "
+          f"= {args.points * args.replications} runs; load average before {os.getloadavg()}")
+    walls: dict[str, list[float]] = {name: [] for name, _ in setups}
+    outputs: set[str] = set()
+    for rep in range(args.repeats):
+        for name, backend in setups:
+            wall, out, runs = one(backend, args.points, args.replications)
+            backend.close()  # type: ignore[attr-defined]
+            walls[name].append(wall)
+            outputs.add(out)
+            print(f"  repeat {rep + 1}: {name:<22} {wall:7.1f} s  {runs / wall:5.2f} runs/s  "
+                  f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    base = min(walls["1 process"])
+    print("\n| setup | wall s (min .. max) | speed-up over 1 process (best) |\n|---|---|---|")
+    for name, ws in walls.items():
+        print(f"| {name} | {min(ws):.1f} .. {max(ws):.1f} | {base / min(ws):.2f}x |")
+    same = len(outputs) == 1
+    print(f"\nidentical results on every setup: {same}; load average after {os.getloadavg()}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
