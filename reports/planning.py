@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+CLIP = 100.0  # worst SLO use above this is drawn at it
 
 
 def _load(path: str | Path) -> dict[str, Any]:
@@ -126,6 +130,8 @@ def slo_figure(sw: dict[str, Any], path: Path) -> Path:
             ax.fill_between(xs, [_nan(s.get("low")) for s in v], [_nan(s.get("high")) for s in v], alpha=0.2)
             if ticks:
                 ax.set_xticks(xs, ticks)
+            elif all(isinstance(x, int) for x, _ in pts):
+                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             target = next((s["target"] for s in v if s), target)
         if target is not None:
             ax.axhline(target, color="k", ls="--", lw=0.8, label="target")
@@ -233,8 +239,9 @@ def plan_markdown(doc: dict[str, Any], path: Path) -> Path:
 
 
 def plan_figure(doc: dict[str, Any], path: Path) -> Path:
-    """Per mode: the worst SLO use (1 = at a target) of every probe of the first axis, and of
-    every load of the margin search; green passed, red failed, grey unsure."""
+    """Per mode: the worst SLO use (1 = at a target; log scale, shown at most CLIP) of every
+    probe of the first axis, and of every load of the margin search; green passed, red failed,
+    grey unsure."""
     colours = {"pass": "#2e8b57", "fail": "#c0392b", "unsure": "#999999"}
     plans = doc["plans"]
     fig, axes = plt.subplots(len(plans), 2, figsize=(10, 3.2 * len(plans)), squeeze=False)
@@ -243,16 +250,19 @@ def plan_figure(doc: dict[str, Any], path: Path) -> Path:
         for pr in p["probes"]:
             x = pr["values"].get(first)
             y = max((_slo_use(c) for c in pr["checks"]), default=math.nan)
-            ax.scatter([x] if isinstance(x, int | float) else [str(x)], [min(y, 5.0)], color=colours[pr["state"]])
+            ax.scatter([x] if isinstance(x, int | float) else [str(x)], [min(y, CLIP)], color=colours[pr["state"]])
         ax.axhline(1.0, color="k", ls="--", lw=0.8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_yscale("log")
         ax.set_xlabel(first)
         ax.set_ylabel("worst SLO use (1 = target)")
         ax.set_title(f"{p['mode']}: answer {p['answer']}", fontsize=9)
         m = p.get("margin") or {"probes": []}
         for pr in m["probes"]:
             y = max((_slo_use(c) for c in pr["checks"]), default=math.nan)
-            axm.scatter([pr["load"]], [min(y, 5.0)], color=colours[pr["state"]])
+            axm.scatter([pr["load"]], [min(y, CLIP)], color=colours[pr["state"]])
         axm.axhline(1.0, color="k", ls="--", lw=0.8)
+        axm.set_yscale("log")
         axm.set_xlabel("load (x arrivals.scale) at the answer")
         axm.set_title(f"margin {_f(m.get('margin'), '{:+.0%}')}, binding {m.get('binding', '-')}", fontsize=9)
     fig.tight_layout()

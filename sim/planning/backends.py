@@ -5,8 +5,8 @@ seed, so the same seeds give identical observations on either backend (tested). 
 back as each run finishes (`done(index, result)`), so the caller can cache them at once.
 
 Ray: `RayBackend(address)` connects to a running cluster (`ray start --head` on one machine,
-`ray start --address=HEAD:6379` on the others) or, with no address and no cluster, starts a
-local one with `num_cpus` workers. The workers must be able to import `sim` (install surge on
+`ray start --address=HEAD:6379` on the others; `auto` finds one started on this machine) or,
+with no address, starts a local instance on loopback with `num_cpus` workers. The workers must be able to import `sim` (install surge on
 every node, or pass a `runtime_env`), and a scenario's data files must exist there too.
 """
 
@@ -71,8 +71,10 @@ class RayBackend:
     def _init(self) -> Any:
         ray = _ray()
         if not ray.is_initialized():
+            # no address: a local instance whose node address is loopback (nothing leaves the machine)
+            local = {"address": "local", "num_cpus": self.num_cpus, "_node_ip_address": "127.0.0.1"}
             try:
-                ray.init(address=self.address, num_cpus=self.num_cpus if self.address is None else None,
+                ray.init(**(local if self.address is None else {"address": self.address}),
                          include_dashboard=False, log_to_driver=False)
             except ConnectionError as e:
                 raise BackendError(f"--ray-address: no Ray cluster at {self.address!r} ({e})") from None
