@@ -21,7 +21,6 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
 CLIP = 100.0  # worst SLO use above this is drawn at it
 
 
