@@ -183,9 +183,12 @@ def cost_figure(sw: dict[str, Any], path: Path) -> Path:
     front = [pts[i] for i in sw["pareto"]]
     ax.step([p["cost_per_hour"] for p in front], [p["attainment"] for p in front], where="post", color="#c0392b",
             marker="o", ms=5, label="Pareto front")
+    labels: dict[tuple[float, float], list[str]] = {}  # equal points share one label
     for p in front:
-        ax.annotate(", ".join(f"{k.split('.')[-1]}={v}" for k, v in p["values"].items()),
-                    (p["cost_per_hour"], p["attainment"]), fontsize=7, xytext=(4, -10), textcoords="offset points")
+        labels.setdefault((p["cost_per_hour"], p["attainment"]), []).append(
+            ", ".join(f"{k.split('.')[-1]}={v}" for k, v in p["values"].items()))
+    for xy, texts in labels.items():
+        ax.annotate("\n".join(texts), xy, fontsize=7, xytext=(4, -10), textcoords="offset points", va="top")
     currency = next((p["currency"] for p in priced if p["currency"]), "")
     ax.set_xlabel(f"cost per hour as provisioned ({currency})")
     ax.set_ylabel("SLO attainment (replications meeting every SLO)")

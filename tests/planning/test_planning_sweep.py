@@ -93,3 +93,20 @@ def test_axis_values(spec: str, texts: tuple[str, ...]) -> None:
 def test_bad_axes_are_one_line_errors(spec: str) -> None:
     with pytest.raises(PlanningError, match="--vary"):
         parse_axis(spec)
+
+
+def test_a_priced_sweep_marks_the_pareto_front(tmp_path: Path) -> None:
+    """Server slots at 0.5 per hour: cost grows with servers, attainment too; the front is what
+    no other point beats on both, and the cost figure is written."""
+    src = mmc_source(5.4, duration_s=1500).with_sets("cost.slot_hour.server=0.5")
+    sw = sweep(evaluator(src), [parse_axis(f"{SERVERS}=5,6,8")], replications=3)
+    assert [p["cost_per_hour"] for p in sw.points] == [2.5, 3.0, 4.0]
+    front = pareto_front(sw.points)
+    assert front and front == sorted(front, key=lambda i: sw.points[i]["cost_per_hour"])
+    for i in front:
+        c, a = sw.points[i]["cost_per_hour"], sw.points[i]["attainment"]
+        assert not any(q["cost_per_hour"] <= c and q["attainment"] >= a and (q["cost_per_hour"], q["attainment"]) != (c, a)
+                       for q in sw.points)
+    from reports.planning import sweep_report
+
+    assert "sweep_cost.png" in {f.name for f in sweep_report(sw.write(tmp_path))}
