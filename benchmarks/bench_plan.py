@@ -28,14 +28,20 @@ from sim.planning import Evaluator, LocalBackend, RayBackend, Source, parse_axis
 SOURCE = Source(ROOT / "scenarios" / "feb8_outage.yaml", ROOT / "scenarios" / "overlays" / "feb8_peak.yaml")
 
 
-def one(backend: object, points: int, replications: int) -> tuple[float, str, int]:
+def one(backend: object, points: int, replications: int) -> tuple[float, str, int, float]:
     hi = 0.55 + 0.05 * (points - 1)
     axis = parse_axis(f"arrivals.scale=0.55..{hi:.2f}..0.05")
     ev = Evaluator(SOURCE, backend=backend)  # type: ignore[arg-type]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     sw = sweep(ev, [axis], replications)
     wall = time.perf_counter() - t0
-    return wall, json.dumps(sw.points, sort_keys=True), ev.computed
+    return wall, json.dumps(sw.points, sort_keys=True), ev.computed, _cpu_s() - c0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (pool workers; not Ray's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def main() -> int:
@@ -63,11 +69,12 @@ def main() -> int:
     outputs: set[str] = set()
     for rep in range(args.repeats):
         for name, backend in setups:
-            wall, out, runs = one(backend, args.points, args.replications)
+            wall, out, runs, cpu = one(backend, args.points, args.replications)
             backend.close()  # type: ignore[attr-defined]
             walls[name].append(wall)
             outputs.add(out)
-            print(f"  repeat {rep + 1}: {name:<22} {wall:7.1f} s  {runs / wall:5.2f} runs/s  "
+            cpu_text = f"{cpu:7.1f} CPU-s" if "Ray" not in name else "  (Ray workers' CPU not counted)"
+            print(f"  repeat {rep + 1}: {name:<22} {wall:7.1f} s  {runs / wall:5.2f} runs/s  {cpu_text}  "
                   f"load average {os.getloadavg()[0]:.2f}", flush=True)
     base = min(walls["1 process"]) if "1 process" in walls else None
     print("\n| setup | wall s (min .. max) | speed-up over 1 process (best) |\n|---|---|---|")
