@@ -208,14 +208,12 @@ class FleetSim:
             self._age_out(n)
             return
         r0 = n % self.rows.A
+        self._stations_timeout(r0, self.cancel)
         for fl in self.flows:
             x = fl.comp[:, :, :, r0].copy()
             age = fl.age0[:, :, r0].copy()
             fl.comp[:, :, :, r0] = 0.0
             fl.age0[:, :, r0] = 0.0
-            for st in fl.stages:
-                st.station.timeout_row(r0, self.cancel, self.rng) if isinstance(st.station, LLMGroup) \
-                    else st.station.timeout_row(r0, self.cancel)
             if x.any():
                 cnt = x.sum(axis=2)
                 mean_age = np.where(cnt > 0, age / np.maximum(cnt, 1e-12), 0.0) + self.rows.A * self.dt
@@ -230,13 +228,19 @@ class FleetSim:
         """No timeout: rows that grow older than the horizon keep going as ghosts (their e2e is
         no longer known; the horizon is chosen far beyond any latency the run sees)."""
         r0 = n % self.rows.A
+        self._stations_timeout(r0, False)
         for fl in self.flows:
             if fl.comp[:, :, :, r0].any():
                 fl.comp[:, :, :, r0] = 0.0
                 fl.age0[:, :, r0] = 0.0
-            for st in fl.stages:
-                st.station.timeout_row(r0, False, self.rng) if isinstance(st.station, LLMGroup) \
-                    else st.station.timeout_row(r0, False)
+
+    def _stations_timeout(self, r0: int, cancel: bool) -> None:
+        """Row r0's clients stopped waiting: at every pool and the LLM fleet its work becomes
+        ghost work (or is dropped when servers cancel)."""
+        for p in self.pools.values():
+            p.timeout_row(r0, cancel)
+        if self.llm is not None:
+            self.llm.timeout_row(r0, cancel, self.rng)
 
     # -- sending attempts ----------------------------------------------------------------------
     def _send(self, n: int, i: int) -> None:
@@ -608,7 +612,7 @@ class _Logins:
     def timeouts(self, n: int, i: int, r0: int) -> None:
         x = self.comp[:, :, :, r0].copy()
         self.comp[:, :, :, r0] = 0.0
-        self.pool.timeout_row(r0, self.sim.cancel)
+        self.pool.timeout_row(r0, self.sim.cancel)  # the auth pool serves only logins
         if x.any():
             self._failed(x, n, i)
 

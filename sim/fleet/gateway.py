@@ -75,10 +75,10 @@ class FleetGateway:
                 for lv in range(len(self.levels) - 1, lane, -1):  # evict the newest of less important levels
                     q = self.queues[lv]
                     got = q.take_newest(step, np.minimum(over, q.waiting), rng)
-                    over -= got.sum(axis=(1, 2))
+                    over -= got.sum(axis=1)
                     for cc in self.classes:
                         if self.lane[cc] == lv:
-                            evicted[:, self.classes.index(cc)] += got[:, self.lane_idx[cc], :].sum(axis=1)
+                            evicted[:, self.classes.index(cc)] += got[:, self.lane_idx[cc]]
             shed = np.minimum(x, over)
         else:
             shed = np.zeros(self.R)
@@ -96,12 +96,11 @@ class FleetGateway:
                 q.take_older(step, self.rows.A)
         free = np.maximum(0.0, self.capacity - self.in_use)
         out: dict[str, np.ndarray] = {}
-        ages = self.queues[0].ages(step)
-        row_of = np.where(ages < self.rows.A, (step - ages) % self.rows.A, self.rows.GHOST)
         for i, q in enumerate(self.queues):
             if not free.any():
                 break
-            took = q.pop(step, free, rng, lifo=self.lifo)
+            took, ages = q.pop(step, free, rng, lifo=self.lifo)
+            row_of = np.where(ages < self.rows.A, (step - ages) % self.rows.A, self.rows.GHOST)
             n = took.sum(axis=(1, 2))
             if not n.any():
                 continue

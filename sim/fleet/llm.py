@@ -37,7 +37,7 @@ class LLMOwner:
         self.stage = stage
         self.kernel = token_kernel(stage.decode_steps, B)
         self.H = len(self.kernel) + 64
-        self.cal = np.zeros((R, self.H, rows.NR))
+        self.cal = np.zeros((R, rows.NR, self.H))  # (replication, row, finishing bin)
         self.wait = np.zeros((R, rows.NR))
         self.sub = Fifo(R, 1, 4096)  # submit steps of the waiting, for their TTFT
         self.done = np.zeros((R, rows.NR))
@@ -90,7 +90,7 @@ class LLMGroup:
             for o in self.owners:
                 gone = binomial(o.cal, lost[:, None, None], rng)
                 o.cal -= gone
-                g = gone.sum(axis=1)
+                g = gone.sum(axis=2)
                 o.error += g
                 self.n_dec -= g.sum(axis=1)
                 self.kv -= g.sum(axis=1) * o.kv_each
@@ -124,8 +124,8 @@ class LLMGroup:
             for j in range(int(nb.max()) if len(nb) else 0):
                 live = j < nb
                 idx = (b0 + j) % o.H
-                fin = o.cal[np.arange(self.R), idx, :] * live[:, None]
-                o.cal[np.arange(self.R), idx, :] -= fin
+                fin = o.cal[np.arange(self.R), :, idx] * live[:, None]
+                o.cal[np.arange(self.R), :, idx] -= fin
                 self._finish(o, fin)
         self.E = e1
         self._b0, self._b1 = b0, b1
@@ -145,8 +145,9 @@ class LLMGroup:
             if not took.any():
                 continue
             o.wait -= took
-            ages = o.sub.pop(step, took.sum(axis=1), rng)[:, 0, :]
-            wait_s = (ages * o.sub.ages(step)).sum(axis=1) * self.dt / np.maximum(ages.sum(axis=1), 1e-12)
+            popped, ages = o.sub.pop(step, took.sum(axis=1), rng)
+            got = popped[:, 0, :]
+            wait_s = (got * ages).sum(axis=1) * self.dt / np.maximum(got.sum(axis=1), 1e-12)
             self._admit(o, took, wait_s, step, rng)
 
     def _room(self) -> np.ndarray:
@@ -193,7 +194,7 @@ class LLMGroup:
             np.add.at(fin, (r, row), (parts * now).sum(axis=1))
             self._finish(o, fin)
         keep = parts * ~now
-        o.cal[r[:, None], target % o.H, row[:, None]] += keep
+        o.cal[r[:, None], row[:, None], target % o.H] += keep
 
     # -- phase B -------------------------------------------------------------------------------
     def arrive(self, o: LLMOwner, x: np.ndarray, step: int, rng: np.random.Generator) -> None:
@@ -236,16 +237,19 @@ class LLMGroup:
     def timeout_row(self, r0: int, cancel: bool, rng: np.random.Generator) -> None:
         G = self.rows.GHOST
         for o in self.owners:
+            has_cal, has_wait = o.cal[:, r0].any(), o.wait[:, r0].any()
+            if not (has_cal or has_wait):
+                continue
             if cancel:
-                n = o.cal[:, :, r0].sum(axis=1)
+                n = o.cal[:, r0].sum(axis=1)
                 self.n_dec -= n
                 self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
                 o.sub.scale(1.0 - o.wait[:, r0] / np.maximum(o.wait.sum(axis=1), 1e-12), rng)
             else:
                 o.wait[:, G] += o.wait[:, r0]
-                o.cal[:, :, G] += o.cal[:, :, r0]
+                o.cal[:, G] += o.cal[:, r0]
             o.wait[:, r0] = 0.0
-            o.cal[:, :, r0] = 0.0
+            o.cal[:, r0] = 0.0
 
     def tpot_values(self) -> np.ndarray:
         """TPOT of the sequences that finished in this step: the engine step time (R,)."""

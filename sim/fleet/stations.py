@@ -23,7 +23,7 @@ class Owner:
 
     def __init__(self, R: int, rows: Rows, H: int) -> None:
         self.wait = np.zeros((R, rows.NR))
-        self.cal = np.zeros((R, H, rows.NR))
+        self.cal = np.zeros((R, rows.NR, H))  # (replication, row, finishing step)
         self.done = np.zeros((R, rows.NR))
         self.shed = np.zeros((R, rows.NR))
         self.error = np.zeros((R, rows.NR))
@@ -68,11 +68,11 @@ class Pool:
 
     # -- phase A: the step's completions, then the waiters that get a slot ----------------------
     def advance(self, step: int, rng: np.random.Generator) -> None:
-        H = self.owners[0].cal.shape[1] if self.owners else 1
+        H = self.owners[0].cal.shape[2] if self.owners else 1
         b = step % H
         for o in self.owners:
-            fin = o.cal[:, b, :].copy()
-            o.cal[:, b, :] = 0.0
+            fin = o.cal[:, :, b].copy()
+            o.cal[:, :, b] = 0.0
             self.busy -= fin.sum(axis=1)
             self._finish(o, fin, rng)
         if self.effect.outage:
@@ -112,7 +112,7 @@ class Pool:
         self.acc["time_s"] += n * self.mean_s * self.effect.slowdown
         r, row = np.nonzero(x)
         parts = systematic(x[r, row], self.kernel, rng)  # (m, len(kernel))
-        H = o.cal.shape[1]
+        H = o.cal.shape[2]
         bins = (step + np.arange(parts.shape[1])) % H
         now = parts[:, 0]
         if now.any():
@@ -121,7 +121,7 @@ class Pool:
             self.busy -= fin.sum(axis=1)
             self.free += fin.sum(axis=1)
             self._finish(o, fin, rng)
-        o.cal[r[:, None], bins[None, 1:], row[:, None]] += parts[:, 1:]
+        o.cal[r[:, None], row[:, None], bins[None, 1:]] += parts[:, 1:]
 
     # -- phase B: arrivals from the pass -------------------------------------------------------
     def arrive(self, o: Owner, x: np.ndarray, step: int, rng: np.random.Generator) -> None:
@@ -163,10 +163,12 @@ class Pool:
         """Row r0's clients stopped waiting: its work becomes ghost work, or is dropped."""
         G = self.rows.GHOST
         for o in self.owners:
+            if not (o.cal[:, r0].any() or o.wait[:, r0].any()):
+                continue
             if cancel:
-                self.busy -= o.cal[:, :, r0].sum(axis=1)
+                self.busy -= o.cal[:, r0].sum(axis=1)
             else:
                 o.wait[:, G] += o.wait[:, r0]
-                o.cal[:, :, G] += o.cal[:, :, r0]
+                o.cal[:, G] += o.cal[:, r0]
             o.wait[:, r0] = 0.0
-            o.cal[:, :, r0] = 0.0
+            o.cal[:, r0] = 0.0
