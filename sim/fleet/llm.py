@@ -45,6 +45,7 @@ class LLMOwner:
         self.shed = np.zeros((R, rows.NR))
         self.prompt_q = quantiles(stage.prompt_tokens, Q)
         self.kv_each = stage.mean_prompt + stage.mean_output
+        self.n_in = np.zeros(R)  # sequences in this owner's calendar (decoding)
         self.ttft: list[tuple[np.ndarray, np.ndarray]] = []  # (values (R, Q), counts (R, Q)) this step
         self.tpot_n = np.zeros(R)
 
@@ -92,6 +93,7 @@ class LLMGroup:
                 o.cal -= gone
                 g = gone.sum(axis=2)
                 o.error += g
+                o.n_in -= g.sum(axis=1)
                 self.n_dec -= g.sum(axis=1)
                 self.kv -= g.sum(axis=1) * o.kv_each
                 wg = binomial(o.wait, lost[:, None], rng)
@@ -121,6 +123,8 @@ class LLMGroup:
         self.acc["busy_dt"] += np.where(self.K > 0, self.dt, 0.0)
         self.kv += self.n_dec * self.K
         for o in self.owners:
+            if not o.n_in.any():
+                continue
             for j in range(int(nb.max()) if len(nb) else 0):
                 live = j < nb
                 idx = (b0 + j) % o.H
@@ -163,6 +167,7 @@ class LLMGroup:
             return
         o.done += fin
         o.tpot_n += n
+        o.n_in -= n
         self.n_dec -= n
         self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
 
@@ -189,6 +194,7 @@ class LLMGroup:
         target = np.floor(e_in / self.B).astype(np.int64)[:, None] + np.arange(parts.shape[1])[None, :]
         now = target < self._b1[r][:, None]
         self.n_dec += n
+        o.n_in += n
         if now.any():
             fin = np.zeros_like(x)
             np.add.at(fin, (r, row), (parts * now).sum(axis=1))
@@ -242,6 +248,7 @@ class LLMGroup:
                 continue
             if cancel:
                 n = o.cal[:, r0].sum(axis=1)
+                o.n_in -= n
                 self.n_dec -= n
                 self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
                 o.sub.scale(1.0 - o.wait[:, r0] / np.maximum(o.wait.sum(axis=1), 1e-12), rng)
