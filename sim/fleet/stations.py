@@ -80,13 +80,22 @@ class Pool:
                 o.error += o.wait
                 o.wait[:] = 0.0
         self.free = np.maximum(0.0, self.capacity - self.busy)
-        waiting = np.stack([o.wait.sum(axis=1) for o in self.owners], axis=1)
-        g = np.minimum(self.free, waiting.sum(axis=1))
-        if g.any():
+        self._serve_waiters(step, rng)
+
+    def _serve_waiters(self, step: int, rng: np.random.Generator) -> None:
+        """Free slots take waiters, oldest first; a call that finishes within the step frees its
+        slot for the next waiter in the same step (a few rounds: short services, long steps)."""
+        for _ in range(16):
+            waiting = np.stack([o.wait.sum(axis=1) for o in self.owners], axis=1)
+            g = np.minimum(np.floor(self.free), waiting.sum(axis=1))
+            if not g.any():
+                return
             per_owner = proportional(g, waiting, rng)
             order = np.broadcast_to(self.rows.order(step), (self.R, self.rows.NR))
             for i, o in enumerate(self.owners):
                 took = take_oldest(o.wait, per_owner[:, i], order)
+                if not took.any():
+                    continue
                 o.wait -= took
                 self.acc["waited"] += took.sum(axis=1)
                 self._enter(o, took, step, rng, queued=True)
@@ -151,6 +160,8 @@ class Pool:
             o.shed += rest - kept
             rest = kept
         o.wait += rest
+        if (self.free >= 1).any():  # slots freed within this step by calls that already finished
+            self._serve_waiters(step, rng)
 
     def end_step(self, dt: float) -> None:
         w = self.waiting
