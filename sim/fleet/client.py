@@ -18,7 +18,6 @@ import math
 import numpy as np
 
 from sim.fleet.kernels import delay_kernel, dist_key, latency_samples
-from sim.fleet.rows import Rows
 from sim.fleet.split import binomial, systematic
 from sim.rules.outcomes import ABANDONED, AUTH, THROTTLED, TIMEOUT
 from sim.rules.retry import RetryPolicy

@@ -418,7 +418,7 @@ class FleetSim:
         """The gateway fills its free slots; the admitted start their first stage."""
         if self.gw is None:
             return
-        for ci, fl in enumerate(self.flows):
+        for fl in self.flows:
             for reason in (OK, ERROR, SHED):  # attempts that left the pipeline give their slot back
                 x = fl.out.get(reason)
                 if x is not None:

@@ -47,8 +47,8 @@ class BatchRecorder:
                 self.s(N.of_class(m, c))
             for r in N.REASONS:
                 self.s(N.failed(c, r))
-            for m in N.HIST_METRICS:
-                self._hist(N.hist(m, c))
+            for h in N.HIST_METRICS:
+                self._hist(N.hist(h, c))
         for name in (*N.RUN_COUNTERS, *(N.attempt_failed(r) for r in N.REASONS)):
             self.s(name)
 

@@ -1,0 +1,60 @@
+"""The fleet engine on the queueing-theory cases (scenarios/validation), 10 replications as one
+batch. A time-stepped engine resolves a step, not an instant: what happens within one step
+(an arrival and a departure in the same step) is decided without their order, so state
+probabilities (Erlang C's P(wait), M/M/1/K's P(block)) come out up to ~6% low (measured:
+0.420 for 0.444, 0.103 for 0.108 at 30 replications). The tests therefore require the 95% interval
+widened by 6% of theory to cover theory, and say how far off the fleet engine is."""
+
+from __future__ import annotations
+
+import pytest
+from fleet_helpers import Window, ci, fleet_replicate, scenario
+
+pytestmark = [pytest.mark.theory, pytest.mark.slow]
+REPS = 10
+STEP_BIAS = 0.06  # the documented discretisation tolerance (see the module docstring)
+
+
+def _check(res: dict[str, list[float]], theory: dict[str, float]) -> None:
+    bad = []
+    for key, want in theory.items():
+        c = ci(res[key])
+        ok = c["low"] - STEP_BIAS * want <= want <= c["high"] + STEP_BIAS * want
+        print(f"{key}: fleet {c['mean']:.4g} [{c['low']:.4g}, {c['high']:.4g}], theory {want:.4g} "
+              f"({c['mean'] / want - 1:+.1%})")
+        if not ok:
+            bad.append(key)
+    assert not bad, bad
+
+
+def _station(w: Window, svc: str) -> dict[str, float]:
+    g = w.total(f"granted:{svc}")
+    return {"Wq": w.total(f"wait_s:{svc}") / g, "P(wait)": w.total(f"waited:{svc}") / g,
+            "W": w.total(f"time_s:{svc}") / w.total(f"served:{svc}"), "e2e": w.hist_mean("e2e:job")}
+
+
+def test_mmc_erlang_c() -> None:
+    lam, mu, c = 0.2, 0.1, 3
+    a, rho = lam / mu, lam / mu / c
+    tail = a**c / 6 / (1 - rho)
+    p_wait = tail / (1 + a + a**2 / 2 + tail)
+    wq = p_wait / (c * mu - lam)
+    res = fleet_replicate(scenario("validation/mmc3.yaml", "run.duration_s=6000", "run.warmup_s=1000"), REPS,
+                          lambda w: _station(w, "server"))
+    _check(res, {"P(wait)": p_wait, "Wq": wq, "W": wq + 1 / mu})
+    assert ci(res["e2e"])["mean"] == pytest.approx(ci(res["W"])["mean"], rel=0.03)
+
+
+def test_mm1k_blocking() -> None:
+    rho, k = 5 / 8, 3
+    p_block = (1 - rho) * rho**k / (1 - rho ** (k + 1))
+    res = fleet_replicate(scenario("validation/mm1k.yaml", "run.duration_s=500", "run.warmup_s=100"), REPS,
+                          lambda w: {"P(block)": w.total("failed:job:shed") / w.total("arrived:job")})
+    _check(res, {"P(block)": p_block})
+
+
+def test_retry_amplification() -> None:
+    f = 0.5
+    res = fleet_replicate(scenario("validation/retry.yaml"), REPS,
+                          lambda w: {"attempts": w.total("attempts:job") / w.total("arrived:job")})
+    _check(res, {"attempts": 1 + f + f**2 + f**3})
