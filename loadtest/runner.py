@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import procs
+from loadtest.live import LiveView
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
-from loadtest.safety import LoadTestError, check_host
+from loadtest.safety import LoadTestError, check_host, preflight
 from sim.results import Results
 
 MAX_DURATION_S = 24 * 3600.0
@@ -59,10 +60,14 @@ class Options:
     max_requests: int = 1_000_000
     max_in_flight: int = 2000
     model: str | None = None  # the model named in chat requests; None = ask the server (/v1/models)
-    stack_config: dict[str, Any] | None = None
+    stack_options: dict[str, Any] | None = None  # StackOptions fields for --start-stack
     faults: bool = True
     simulate: bool = True
     report: bool = True
+    live: bool | None = None  # the live display (None: when stderr is a terminal)
+    locust_args: list[str] = field(default_factory=list)  # passed to every Locust process as given
+    stack_port: int | None = None  # --start-stack: the stack's port (None: a free one)
+    master_port: int | None = None  # --workers: the Locust master's port (None: a free one)
 
 
 def run_loadtest(opt: Options) -> LoadRun:
@@ -78,19 +83,23 @@ def run_loadtest(opt: Options) -> LoadRun:
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
-    stack = procs.StackProcess(scen_file, out, token, config=opt.stack_config) if opt.start_stack else None
+    stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options)
+             if opt.start_stack else None)
     try:
         if stack is not None:
             host = stack.start().url
         assert host is not None
-        model = opt.model or procs.served_model(host) or "default"
+        served = preflight(host)  # TargetError (exit 3) before any load when the host is not there
+        model = opt.model or served or "default"
         plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
                     max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
                     spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=model,
                     max_context=_max_context(sc))
         plan_file = plan.write(out)
         t = time.monotonic()
-        code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30)
+        with LiveView(out, opt.live) as view:
+            code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
+                                    on_tick=view.tick, extra_args=opt.locust_args, master_port=opt.master_port)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
     finally:
         if stack is not None:
@@ -134,7 +143,7 @@ def simulate_same(sc: Any, folder: Path) -> Results:
 def write_reports(run: LoadRun) -> Path:
     """The measured run's own report, the overlay with the simulation and the differences."""
     import reports
-    from loadtest.compare import write_differences
+    from reports.derived import write_differences
 
     reports.render_report(run.out / "measured")
     if run.simulated is None:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from reports import tables
+from reports.derived import write_json
 from reports.document import Document
 from reports.render import render_figures
-from reports.runs import RunSet, load_runset, run_kpis, unique_labels, write_json
+from reports.runs import RunSet, load_runset, run_kpis, unique_labels
 from sim import stats
 from sim.errors import ResultsError
 

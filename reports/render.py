@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from reports import tables
+from reports.derived import write_json
 from reports.document import Document, Figure
 from reports.figures import build_figures
 from reports.plot import Run, png_bytes
-from reports.runs import RunSet, load_runset, write_json
+from reports.runs import RunSet, load_runset
 from sim import stats
 
 

@@ -8,7 +8,6 @@ from the first replication (the fault timeline is the same in every replication)
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from sim import stats
 from sim.errors import ResultsError
-from sim.results import Results, json_safe, summarize
+from sim.results import Results, summarize
 from sim.stats import replication_summary
 
 REP_GLOB = "rep-*"
@@ -108,6 +107,4 @@ def unique_labels(paths: list[Path]) -> list[str]:
     return [f"{p.resolve().parent.name}/{p.resolve().name}" for p in paths]
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(json_safe(data), indent=2) + "\n")
 

@@ -11,7 +11,6 @@ with the same seeds (common random numbers), judged on the same KPIs:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,11 +101,3 @@ def _big(x: float) -> str:
     if not math.isfinite(x):
         return "-"
     return f"{x / 1e6:.2f} M" if x >= 1e5 else f"{x:,.0f}"
-
-
-def write(rows: list[dict[str, Any]], folder: str | Path) -> Path:
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "mitigations.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "mitigations.md").write_text(format_table(rows) + "\n")
-    return out

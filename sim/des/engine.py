@@ -12,8 +12,9 @@ from simpy.events import NORMAL, URGENT, EventPriority
 from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
 from sim.des.client import Client
-from sim.des.stack import Stack
+from sim.des.stack import StackModel
 from sim.results import Recorder, Results
+from sim.results import names as N
 from sim.scenario import Scenario
 from sim.streams import Streams
 
@@ -30,7 +31,7 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     env = simpy.Environment()
     streams = Streams(seed)
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
-    stack = Stack(env, sc, streams)
+    stack = StackModel(env, sc, streams)
     client = Client(env, stack, rec, streams)
     _arrivals(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
@@ -92,7 +93,7 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
     _at(env, 0.0, fire)
 
 
-def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Recorder) -> None:
+def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: StackModel, rec: Recorder) -> None:
     def run(f):  # type: ignore[no-untyped-def]
         yield env.timeout(f.at_s)
         rec.event(env.now, "fault_start", f.target, fault_kind=f.kind, magnitude=f.magnitude, duration_s=f.duration_s)
@@ -105,25 +106,25 @@ def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Re
         env.process(run(f))
 
 
-def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
+def _gauges(stack: StackModel, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
     """Gauges read at each interval's end; rates are differences of running totals."""
     dt = rec.interval_s
-    out: list[tuple[str, Callable[[], float]]] = [("in_flight", lambda: client.in_flight)]
+    out: list[tuple[str, Callable[[], float]]] = [(N.IN_FLIGHT, lambda: client.in_flight)]
     pools = [("gateway", stack.gateway.pool)] if stack.gateway else []
     pools += [("auth", stack.auth.pool)] if stack.auth else []
     pools += [(n, s.pool) for n, s in stack.tools.items()]
     for name, pool in pools:
-        out.append((f"queue:{name}", partial(getattr, pool, "waiting")))
-        out.append((f"capacity:{name}", partial(getattr, pool, "capacity")))
-        out.append((f"utilisation:{name}", _utilisation(pool)))
-        out.append((f"occupancy:{name}", _time_average(pool.occupancy_area, pool.env)))
-        out.append((f"granted:{name}", _rate(partial(getattr, pool, "granted"))))
-        out.append((f"waited:{name}", _rate(partial(getattr, pool, "queued"))))
-        out.append((f"wait_s:{name}", _rate(partial(getattr, pool, "wait_s"))))
+        out.append((N.of_service("queue", name), partial(getattr, pool, "waiting")))
+        out.append((N.of_service("capacity", name), partial(getattr, pool, "capacity")))
+        out.append((N.of_service("utilisation", name), _utilisation(pool)))
+        out.append((N.of_service("occupancy", name), _time_average(pool.occupancy_area, pool.env)))
+        out.append((N.of_service("granted", name), _rate(partial(getattr, pool, "granted"))))
+        out.append((N.of_service("waited", name), _rate(partial(getattr, pool, "queued"))))
+        out.append((N.of_service("wait_s", name), _rate(partial(getattr, pool, "wait_s"))))
     services = ([("auth", stack.auth)] if stack.auth else []) + list(stack.tools.items())
     for name, svc in services:
-        out.append((f"served:{name}", _rate(partial(getattr, svc, "served"))))
-        out.append((f"time_s:{name}", _rate(partial(getattr, svc, "time_s"))))
+        out.append((N.of_service("served", name), _rate(partial(getattr, svc, "served"))))
+        out.append((N.of_service("time_s", name), _rate(partial(getattr, svc, "time_s"))))
     fl = stack.fleet
     if fl is not None:
         st = fl.stats
@@ -140,18 +141,18 @@ def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Call
 
         up = lambda: sum(1 for r in fl.replicas if r.up and r.accepting)  # noqa: E731
         gauges: list[tuple[str, Callable[[], float]]] = [
-            ("llm_batch", batch),
-            ("llm_kv_frac", fl.kv_frac),
-            ("llm_prefill_tokens", lambda: delta("prefill", st.prefill_tokens)),
-            ("llm_decode_tokens", lambda: delta("decode", st.decode_tokens)),
-            ("llm_preemptions", lambda: delta("pre", st.preemptions)),
-            ("llm_replicas_up", up),
-            ("queue:llm", fl.queue_len),
-            ("capacity:llm", up),
+            (N.LLM_BATCH, batch),
+            (N.LLM_KV_FRAC, fl.kv_frac),
+            (N.LLM_PREFILL_TOKENS, lambda: delta("prefill", st.prefill_tokens)),
+            (N.LLM_DECODE_TOKENS, lambda: delta("decode", st.decode_tokens)),
+            (N.LLM_PREEMPTIONS, lambda: delta("pre", st.preemptions)),
+            (N.LLM_REPLICAS_UP, up),
+            (N.of_service("queue", "llm"), fl.queue_len),
+            (N.of_service("capacity", "llm"), up),
             # how full the batches are: mean sequences per step / max_num_seqs
-            ("utilisation:llm", lambda: delta("occ", st.batch_seqs) / max(1, delta("occ_steps", st.steps))
+            (N.of_service("utilisation", "llm"), lambda: delta("occ", st.batch_seqs) / max(1, delta("occ_steps", st.steps))
              / fl.spec.max_num_seqs),
-            ("llm_busy", lambda: delta("busy", st.busy_s) / (dt * max(1, up()))),
+            (N.LLM_BUSY, lambda: delta("busy", st.busy_s) / (dt * max(1, up()))),
         ]
         out += gauges
     return out

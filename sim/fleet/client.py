@@ -19,7 +19,8 @@ import numpy as np
 
 from sim.fleet.kernels import delay_kernel, dist_key, latency_samples
 from sim.fleet.split import binomial, systematic
-from sim.rules.outcomes import ABANDONED, AUTH, THROTTLED, TIMEOUT
+from sim.rules.attempts import FAIL, RELOGIN, RETRY, next_kind
+from sim.rules.outcomes import TIMEOUT
 from sim.rules.retry import RetryPolicy
 from sim.scenario import Scenario
 
@@ -156,11 +157,9 @@ def _from_next_step(kern: np.ndarray) -> np.ndarray:
 
 
 def retry_target(policy: RetryPolicy, reason: str, k_next: int) -> str:
-    """What the attempt loop does after a failed attempt (`sim.rules.attempts.CommandAttempts.after`):
-    'fail', 'relogin' or 'retry'."""
-    if reason in (THROTTLED, ABANDONED) or not policy.retryable(reason) or k_next >= policy.spec.max_attempts:
-        return "fail"
-    return "relogin" if reason == AUTH else "retry"
+    """What the attempt loop does after a failed attempt (`sim.rules.attempts.next_kind`, the rule
+    of `CommandAttempts.after`): 'fail', 'relogin' or 'retry'."""
+    return {FAIL: "fail", RELOGIN: "relogin", RETRY: "retry"}[next_kind(policy, reason, k_next)]
 
 
 __all__ = ["Retries", "SessionStates", "Sessions", "TIMEOUT", "math", "retry_target", "split_comp"]

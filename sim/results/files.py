@@ -54,7 +54,7 @@ class Results:
     def write(self, folder: str | Path) -> Path:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps(self.meta, indent=2, default=_jsonable) + "\n")
+        (out / "run.json").write_text(strict_json(self.meta) + "\n")
         names = sorted(self.series)
         table = np.column_stack([self.t_s] + [self.series[n] for n in names])
         np.savetxt(out / "timeseries.csv", table, delimiter=",", header=",".join(["t_s", *names]),
@@ -62,8 +62,8 @@ class Results:
         np.savez_compressed(out / "histograms.npz", **self.histograms)  # type: ignore[arg-type]
         with (out / "events.jsonl").open("w") as f:
             for e in self.events:
-                f.write(json.dumps(e, default=_jsonable) + "\n")
-        (out / "summary.json").write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
+                f.write(strict_json(e, indent=None) + "\n")
+        (out / "summary.json").write_text(strict_json(self.summary) + "\n")
         if self.scenario is not None:
             (out / SCENARIO_FILE).write_text(yaml.safe_dump(self.scenario, sort_keys=False))
         return out
@@ -93,10 +93,9 @@ class Results:
         return cls(meta, series, hists, events, summarize(meta, series, hists), scenario)
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    return str(x)
+def strict_json(x: Any, indent: int | None = 2) -> str:
+    """`x` as strict JSON (no NaN or Infinity: they become null), the one way surge writes JSON."""
+    return json.dumps(json_safe(x), indent=indent, allow_nan=False)
 
 
 def json_safe(x: Any) -> Any:
@@ -110,4 +109,8 @@ def json_safe(x: Any) -> Any:
         return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [json_safe(v) for v in x]
-    return x
+    if isinstance(x, np.ndarray):
+        return [json_safe(v) for v in x.tolist()]
+    if x is None or isinstance(x, str | int | float | bool):
+        return x
+    return str(x)

@@ -114,6 +114,10 @@ class Recorder:
             s = self._series[name] = [0.0] * self.n_intervals
         return s
 
+    def totals(self) -> dict[str, float]:
+        """Every series summed over the intervals so far."""
+        return {k: float(sum(v)) for k, v in self._series.items()}
+
     def hist(self, metric: N.HistMetric, cls: str) -> IntervalHistogram:
         key = N.hist(metric, cls)
         h = self._hists.get(key)

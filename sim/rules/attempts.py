@@ -20,7 +20,7 @@ attempt fails `auth` without sending anything and the user logs in again.
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from sim.rules.outcomes import ABANDONED, AUTH, OK, THROTTLED, TIMEOUT
 from sim.rules.retry import RetryPolicy
@@ -43,6 +43,16 @@ class Step(NamedTuple):
 
 _DONE = Step(DONE)
 _RELOGIN = Step(RELOGIN)
+
+
+class Command:
+    """One command a client runs: its class's name and spec, when it started (seconds), and
+    the first LLM call's lengths when a trace gives them (-1: drawn from the class)."""
+
+    __slots__ = ("name", "cls", "t0", "prompt0", "output0")
+
+    def __init__(self, name: str, cls: Any, t0: float, prompt0: int = -1, output0: int = -1) -> None:
+        self.name, self.cls, self.t0, self.prompt0, self.output0 = name, cls, t0, prompt0, output0
 
 
 class SessionHealth:
@@ -107,14 +117,23 @@ class CommandAttempts:
         if outcome == OK:
             return _DONE
         self.attempt += 1
-        if outcome in (THROTTLED, ABANDONED) or not p.retryable(outcome) or self.attempt >= self.max_attempts:
+        kind = next_kind(p, outcome, self.attempt)
+        if kind == FAIL:
             return Step(FAIL, 0.0, outcome)
-        if outcome == AUTH:
+        if kind == RELOGIN:
             return _RELOGIN
         wait = p.backoff_s(self.attempt - 1)
         if now + wait >= self.give_up:
             return Step(ABANDON, max(0.0, self.give_up - now), ABANDONED)
         return Step(RETRY, wait)
+
+
+def next_kind(policy: RetryPolicy, outcome: str, attempts_made: int) -> str:
+    """After a failed attempt, with `attempts_made` attempts so far: FAIL, RELOGIN or RETRY (the
+    part of `CommandAttempts.after` that needs no clock; the fleet engine applies it to counts)."""
+    if outcome in (THROTTLED, ABANDONED) or not policy.retryable(outcome) or attempts_made >= policy.spec.max_attempts:
+        return FAIL
+    return RELOGIN if outcome == AUTH else RETRY
 
 
 def login_retry_wait(policy: RetryPolicy, attempt: int) -> float | None:

@@ -22,8 +22,11 @@ _FIELD_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*: ")
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Scenario:
-    """Parse and validate a scenario file. `overrides` are `path.to.field=value` (value in YAML)."""
-    p = Path(path)
+    """Parse and validate a scenario file (or a shipped scenario by name, `sim.shipped`).
+    `overrides` are `path.to.field=value` (value in YAML)."""
+    from sim.shipped import resolve
+
+    p = resolve(path)
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))

@@ -58,6 +58,11 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     run = _run(stack, tmp_path / "local", 0, monkeypatch)
     r = Results.read(tmp_path / "local" / "measured")
     assert r.meta["source"] == "loadtest" and r.meta["worker_finals"] == [0]
+    # the HTTP side per endpoint (Locust's stats), and the live snapshot the display showed
+    http = r.meta["http"]["endpoints"]
+    assert http["POST chat"]["requests"] > 0 and http["POST agent"]["requests"] > 0 and "POST login" in http
+    live = json.loads((tmp_path / "local" / "live.json").read_text())
+    assert live["commands"]["chat"]["completed"] > 0 and live["elapsed_s"] > 0
     _check_conservation(r)
     ttft = r.histograms["ttft:chat"]
     assert ttft[:, 2].sum() >= r.series["completed:chat"].sum() > 0  # one TTFT per successful chat call
