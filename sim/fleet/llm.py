@@ -161,6 +161,26 @@ class LLMGroup:
         return np.maximum(0.0, np.minimum(np.minimum(self.free, (self._prefill_room - self.prefill) / mean_prompt),
                                           self._kv_room / mean_kv))
 
+    def _step_in_progress(self, o: LLMOwner, rng: np.random.Generator) -> np.ndarray:
+        """Durations (R, Q) of the engine steps that new sequences find in progress: an arrival
+        lands in a step in proportion to its length, so steps that prefill another prompt (the
+        fraction f of steps, each a*P longer) are found more often than f (inspection paradox)."""
+        m = np.maximum(self.up, 1e-12)
+        cm = self.cost.spec
+        a = getattr(cm, "per_prefill_token_s", None)
+        if a is None:  # roofline: the marginal cost of prefill tokens, from the model
+            a = float(self.cost.step_s(1000, 0, 0, 0) - self.cost.step_s(0, 0, 0, 0)) / 1000
+        a *= self.effect.slowdown
+        mean_p = o.stage.mean_prompt
+        per_step = self.prefill_prev / np.maximum(self.K * m, 1e-12)
+        f = np.clip(per_step / mean_p, 0.0, 1.0)
+        extra = a * mean_p
+        decode = np.maximum(self.step_s - f * extra, 1e-6)
+        w = f * (decode + extra) / np.maximum(decode + f * extra, 1e-12)  # time share of prefill steps
+        other = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
+        in_prefill = rng.random((self.R, Q)) < w[:, None]
+        return decode[:, None] + in_prefill * (a * other[None, :])
+
     def _finish(self, o: LLMOwner, fin: np.ndarray) -> None:
         n = fin.sum(axis=1)
         if not n.any():
@@ -184,7 +204,7 @@ class LLMGroup:
         prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
         pre = self.cost.step_s_array(prompts[None, :], (self.n_dec / m)[:, None], (self.kv / m)[:, None],
                                      (self.kv / m)[:, None] + prompts[None, :] ** 2 / 2) * self.effect.slowdown
-        resid = rng.random(Q)[None, :] * self.step_s[:, None]
+        resid = rng.random(Q)[None, :] * self._step_in_progress(o, rng)
         counts = systematic(n, np.full(Q, 1.0 / Q), rng)
         o.ttft.append((wait_s[:, None] + resid + pre, counts))
         r, row = np.nonzero(x)
