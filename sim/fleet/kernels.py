@@ -114,7 +114,7 @@ def choose_dt(sc: Scenario) -> float:
         scales.append(svc.latency.mean)  # type: ignore[union-attr]
     want = 0.25
     if scales and sc.services.llm is None:  # tool-only systems (the queueing cases): resolve the service
-        want = min(want, max(0.002, min(scales) / 8))
+        want = min(want, max(0.005, min(scales) / 8))
     if sc.clients.timeout_s:
         want = min(want, sc.clients.timeout_s / 40)
     k = max(1, math.ceil(sc.run.interval_s / want - 1e-9))

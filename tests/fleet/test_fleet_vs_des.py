@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from agreement import CASES, compare
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
