@@ -13,6 +13,7 @@ from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
 from sim.des.client import Client
 from sim.des.stack import Stack
+from sim.des.users import launch_users
 from sim.results import Recorder, Results
 from sim.scenario import Scenario
 from sim.streams import Streams
@@ -32,7 +33,8 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
     stack = Stack(env, sc, streams)
     client = Client(env, stack, rec, streams)
-    _arrivals(env, sc, client, streams)
+    if launch_users(env, sc, client, streams, rec, seed) is None:
+        _arrivals(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
     if stack.fleet is not None and sc.services.llm and sc.services.llm.autoscaling:
         env.process(stack.fleet.autoscale(rec))

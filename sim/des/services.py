@@ -94,9 +94,10 @@ class ToolService(Faulted):
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
 
-    def call(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
-        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED.
-        An interrupt (the client cancelled) leaves the queue or frees the server."""
+    def call(self, prio: int, deadline: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
+        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED. `service_s`
+        replaces the sampled latency (a registration at auth). An interrupt (the client
+        cancelled) leaves the queue or frees the server."""
         env, pool = self.env, self.pool
         t_in = env.now
         if self.outage:
@@ -108,7 +109,7 @@ class ToolService(Faulted):
             if got != GRANTED:
                 return _REFUSED[got]
         try:
-            yield env.timeout(self.latency() * self.slowdown)
+            yield env.timeout((self.latency() if service_s is None else service_s) * self.slowdown)
         finally:
             pool.release()
         self.served += 1

@@ -14,10 +14,11 @@ from sim.scenario.schema import (
     Stage,
     Workload,
 )
+from sim.scenario.launch import Funnel, Launch
 from sim.scenario.services import LLMFleet, Service, Services
 
 __all__ = [
-    "SLO", "Arrivals", "Campaign", "Clients", "CommandClass", "Fault", "LLMFleet", "Population", "Run",
+    "SLO", "Arrivals", "Campaign", "Clients", "CommandClass", "Fault", "Funnel", "Launch", "LLMFleet", "Population", "Run",
     "Scenario", "Service", "Services", "Stage", "Workload",
     "apply_override", "json_schema", "load_scenario", "parse_scenario",
 ]

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from sim.dists import Distribution
+from sim.scenario.launch import Funnel, Launch
 from sim.scenario.services import Frozen, Services
 
 _BIG = 1e12
@@ -63,8 +64,10 @@ class Population(Frozen):
         default=None, description="24 relative weights, hour 0..23 (normalised to mean 1); none = flat"
     )
     campaign: Campaign | None = None
-    commands_per_session: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 1})  # type: ignore[assignment]
-    think_time_s: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0})  # type: ignore[assignment]
+    launch: Launch | None = Field(default=None, description="the campaign's launch as users who join, invite and "
+                                  "hold cards (instead of 'campaign')")
+    commands_per_session: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 1}, validate_default=True)  # type: ignore[assignment]
+    think_time_s: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0}, validate_default=True)  # type: ignore[assignment]
     scale: float = Field(default=1.0, gt=0, le=1e6, description="fraction of the population simulated (a cell)")
 
     @field_validator("diurnal")
@@ -77,6 +80,12 @@ class Population(Frozen):
         if any(x < 0 for x in v) or sum(v) <= 0:
             raise ValueError("weights must be >= 0 with a positive sum")
         return v
+
+    @model_validator(mode="after")
+    def _one_campaign(self) -> Population:
+        if self.campaign is not None and self.launch is not None:
+            raise ValueError("launch: give either 'campaign' (DAU per day) or 'launch' (the users behind it), not both")
+        return self
 
 
 class Trace(Frozen):
@@ -139,8 +148,28 @@ class CommandClass(Frozen):
     probability: float = Field(gt=0, le=1)
     priority: int = Field(default=1, ge=0, le=100, description="lower is more important")
     carry_context: bool = Field(default=True, description="each LLM call sees the earlier calls' tokens")
-    places_order: bool = Field(default=False, description="a success counts as one order placed")
+    places_order: bool = Field(default=False, description="a success counts as one order placed (with a 'funnel': "
+                               "only when the funnel's outcome is an order)")
+    probability_with_card: float | None = Field(
+        default=None, ge=0, le=1, description="share of this class among the commands of a user holding a free-order "
+                                              "card (population.launch); classes without it share the rest in "
+                                              "proportion to 'probability'")
+    funnel: Funnel | None = Field(default=None, description="how a command of this class ends without an order")
     stages: tuple[Stage, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _funnel_tools(self) -> CommandClass:
+        if self.funnel is None:
+            return self
+        if not self.places_order:
+            raise ValueError("funnel: needs 'places_order: true'")
+        tools = [st.tool.service for st in self.stages if st.tool is not None]
+        if self.funnel.order_tool not in tools:
+            raise ValueError(f"funnel.order_tool: no stage calls {self.funnel.order_tool!r} (tool stages: {tools})")
+        pay = self.funnel.payment_tool
+        if pay in tools and tools.index(pay) < tools.index(self.funnel.order_tool):
+            raise ValueError(f"funnel.payment_tool: {pay!r} must come after the order tool in the stages")
+        return self
 
 
 class Workload(Frozen):
@@ -155,6 +184,11 @@ class Workload(Frozen):
         total = sum(c.probability for c in v.values())
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"class probabilities must sum to 1 (got {total:g})")
+        given = sum(c.probability_with_card or 0.0 for c in v.values())
+        rest = [n for n, c in v.items() if c.probability_with_card is None]
+        if given > 1 + 1e-9 or (not rest and abs(given - 1) > 1e-6):
+            raise ValueError(f"probability_with_card: must sum to <= 1, and to 1 when every class gives one "
+                             f"(got {given:g})")
         return v
 
 
@@ -282,3 +316,15 @@ def _check_references(sc: Scenario) -> None:
             raise ValueError(f"slos.{name}: unknown command class (classes: {sorted(sc.workload.classes)})")
     if sc.population and sc.population.campaign and not math.isfinite(sc.population.campaign.launch_at_s):
         raise ValueError("population.campaign.launch_at_s: must be finite")
+    launch = sc.population.launch if sc.population else None
+    if launch is not None:
+        if sc.arrivals.process != "poisson" or sc.arrivals.rate_per_s is not None:
+            raise ValueError("arrivals.process: population.launch starts users itself; arrivals must be the default "
+                             f"'poisson' without rate_per_s (got {sc.arrivals.process!r})")
+        if launch.at_s >= sc.run.duration_s:
+            raise ValueError(f"population.launch.at_s: must be < run.duration_s (got {launch.at_s})")
+        first = launch.first_session
+        if first is not None and first.try_class not in sc.workload.classes:
+            raise ValueError(f"population.launch.first_session.try_class: unknown command class {first.try_class!r} "
+                             f"(classes: {sorted(sc.workload.classes)})")
+

@@ -64,7 +64,7 @@ class Service(Frozen):
     """A pool of `concurrency` servers with a queue: auth and every tool."""
 
     concurrency: int = Field(default=100, ge=1, le=10**9)
-    latency: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0.05})  # type: ignore[assignment]
+    latency: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0.05}, validate_default=True)  # type: ignore[assignment]
     error_rate: float = Field(default=0.0, ge=0, le=1)
     queue_limit: int | None = Field(default=None, ge=0, le=10**9)
     circuit_breaker: CircuitBreaker | None = None
@@ -72,6 +72,9 @@ class Service(Frozen):
 
 class Auth(Service):
     session_ttl_s: float = Field(default=86_400, gt=0, le=_BIG)
+    register_latency: Distribution | None = Field(
+        default=None, description="seconds a new user's first login (registration: SMS code, account creation) "
+                                  "holds an auth server; none = 'latency'")
 
 
 class GpuSpec(Frozen):
