@@ -63,7 +63,8 @@ class CardRules:
         self.on_join, self.per_invitation, self.cap = c.on_join, c.per_invitation, c.max_per_user
         self.p_with, self.p_without = launch.active_with_cards, launch.active_without_cards
         first = launch.first_session
-        self.try_class, self.try_share = (first.try_class, first.try_share) if first else (None, 0.0)
+        self.try_class: str | None = first.try_class if first else None
+        self.try_share = first.try_share if first else 0.0
 
     def first_command(self, u: float) -> str | None:
         """The class of the first command of a user's first campaign session from U(0,1) `u`

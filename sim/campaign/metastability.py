@@ -96,7 +96,10 @@ def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float
     # demand as users bring it: sessions started (logins) when there is an auth service, since
     # commands per session fall during an outage (the next command waits for the failing one)
     logins = series.get("logins")
-    if scenario is not None and scenario.arrivals.process != "trace":
+    launch = scenario is not None and scenario.population is not None and scenario.population.launch is not None
+    if launch and "sessions" in series:
+        opened = series["sessions"]  # users open the app (sim.des.users): their sessions are the demand
+    elif scenario is not None and scenario.arrivals.process != "trace":
         from sim.arrivals import RateCurve
 
         opened = RateCurve.of(scenario)((np.arange(n) + 0.5) * dt) * dt

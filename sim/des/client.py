@@ -13,15 +13,19 @@ card spent); the stack reports each charge of a payment stage (`paid`).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from sim.des.services import OK, TIMEOUT, TokenBucket
 from sim.des.stack import AUTH, Stack
 from sim.dists import sampler
-from sim.funnel import GOES_AHEAD, OUTCOMES, STATES, Funnel
+from sim.funnel import GOES_AHEAD, OUTCOMES, STATES, Funnel, Plan
 from sim.policy import RetryPolicy
 from sim.results import Recorder
+
+if TYPE_CHECKING:
+    from sim.des.users import Users
 
 ABANDONED, THROTTLED = "abandoned", "throttled"
 
@@ -43,7 +47,8 @@ class Command:
     def __init__(self, name: str, cls: object, t0: float) -> None:
         self.name, self.cls, self.t0 = name, cls, t0
         self.prompt0 = self.output0 = -1
-        self.plan = self.user = None  # the funnel's plan (sim.funnel.Plan) and the user, if any
+        self.plan: Plan | None = None  # the funnel's plan, if the class has a funnel
+        self.user: Any = None  # the sim.des.users.User, for a launch
         self.n_stages = self.pay_stage = -1  # stages to run (-1: all); index of the charging payment stage
         self.payments = 0  # charges so far, over all attempts (also attempts the client gave up on)
         self.ended = False
@@ -81,7 +86,7 @@ class Client:
         self._orders = rec.series("orders")
         self._logins, self._login_failed = rec.series("logins"), rec.series("login_failed")
         self.funnel = Funnel(sc.workload)
-        self.users = None  # sim.des.users.Users for a launch scenario (set by it)
+        self.users: Users | None = None  # the launch population (set by it)
         self._funnel_series(rec)
         auth = sc.services.auth
         self._register_s = sampler(auth.register_latency, streams("service.auth.register")) if (
@@ -150,10 +155,11 @@ class Client:
                 self._fail(name, AUTH)
                 return False
         users = self.users
-        users.logged_in(user, env.now)  # type: ignore[union-attr]
+        assert users is not None
+        users.logged_in(user, env.now)
         n = max(1, round(user.n_commands()))
         for k in range(n):
-            first = users.cards.first_command(user.uniform()) if user.trying else None  # type: ignore[union-attr]
+            first = users.cards.first_command(user.uniform()) if user.trying else None
             user.trying = False
             name = first or self.funnel.pick_class(user.has_card, user.uniform())
             cmd = Command(name, self.funnel.classes[name], env.now)

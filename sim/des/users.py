@@ -19,6 +19,7 @@ them: a demand-only run and a full run of the same seed place the same orders.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import simpy
 

@@ -72,9 +72,40 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
         "attempts_per_command": sum(total(f"attempts:{c}") for c in classes) / arrived if arrived else math.nan,
         "orders": total("orders"),
         "orders_per_s": total("orders") / window_s if window_s else math.nan,
+        **_funnel(series, total),
         "classes": classes,
         "slos": slo_verdicts(meta.get("slos", {}), classes),
     }
+
+
+def _funnel(series: dict[str, np.ndarray], total) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Order KPIs when the run has a funnel (sim.funnel): attempted (the user went ahead),
+    converted, charged but told it failed, charged twice; conversion per funnel class and user
+    state (`buy:CLASS:STATE` commands, `buy_outcome:CLASS:STATE:OUTCOME` of those that
+    succeeded); and, for a launch, its users and cards."""
+    if "orders_attempted" not in series:
+        return {}
+    out: dict[str, Any] = {
+        "orders_attempted": total("orders_attempted"),
+        "orders_failed_after_payment": total("failed_after_payment"),
+        "payments": total("payments"),
+        "payments_duplicated": total("payments_duplicated"),
+        "cards_redeemed": total("cards_redeemed"),
+    }
+    funnel: dict[str, Any] = {}
+    for name in series:
+        if name.startswith("buy:"):
+            _, cls, state = name.split(":")
+            arrived = total(name)
+            outcomes = {k.rsplit(":", 1)[1]: total(k) for k in series if k.startswith(f"buy_outcome:{cls}:{state}:")}
+            funnel.setdefault(cls, {})[state] = {
+                "arrived": arrived, "outcomes": outcomes,
+                "conversion": outcomes.get("ordered", 0.0) / arrived if arrived else math.nan}
+    out["funnel"] = funnel
+    if "users_returning" in series:
+        out["users"] = {k: total(k) for k in ("users_new:broadcast", "users_new:invited", "users_returning",
+                                              "registrations", "users_lost", "invitations", "cards_earned")}
+    return out
 
 
 def slo_verdicts(slos: dict[str, dict[str, float | None]], classes: dict[str, Any]) -> list[dict[str, Any]]:

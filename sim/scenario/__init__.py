@@ -1,5 +1,6 @@
 """Scenario files: schema, loading, overrides and errors."""
 
+from sim.scenario.launch import Funnel, Launch
 from sim.scenario.load import apply_override, json_schema, load_scenario, parse_scenario
 from sim.scenario.schema import (
     SLO,
@@ -14,7 +15,6 @@ from sim.scenario.schema import (
     Stage,
     Workload,
 )
-from sim.scenario.launch import Funnel, Launch
 from sim.scenario.services import LLMFleet, Service, Services
 
 __all__ = [

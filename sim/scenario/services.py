@@ -67,7 +67,21 @@ class Service(Frozen):
     latency: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0.05}, validate_default=True)  # type: ignore[assignment]
     error_rate: float = Field(default=0.0, ge=0, le=1)
     queue_limit: int | None = Field(default=None, ge=0, le=10**9)
+    deadline_drop: bool = Field(default=False, description="a queued call whose client deadline has passed is "
+                                "dropped (shed) instead of served (a server-side request timeout)")
     circuit_breaker: CircuitBreaker | None = None
+    servers: float | None = Field(
+        default=None, gt=0, le=1e9,
+        description="a fluid pool instead of `concurrency` servers: this many servers, which may be fractional (a "
+                    "scaled cell's share of a pool far larger than the cell: full-scale servers x population.scale). "
+                    "A call waits its turn behind the work queued ahead of it (FIFO, work / servers), then takes its "
+                    "latency; work reserved by a call its client gave up on is still done")
+
+    @model_validator(mode="after")
+    def _fluid(self) -> Service:
+        if self.servers is not None and self.queue_limit is not None:
+            raise ValueError("queue_limit: a fluid pool ('servers') has no queue limit")
+        return self
 
 
 class Auth(Service):
