@@ -1,4 +1,4 @@
-"""`surge calibrate`: registered on the `surge` app by `sim.cli_extras`. Light at import: torch
+"""`surge calibrate`: registered on the `surge` app by `sim.cli`. Light at import: torch
 and the stack's engine are imported inside the command."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from sim.cli.options import Sets, need_stack
+
 _COST_LINE = re.compile(r"^(?P<indent>[ \t]+)cost_model:[ \t]*\{[^\n]*\}[ \t]*(#[^\n]*)?$", re.MULTILINE)
 
 
@@ -19,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     scenario: Path,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to.field=value")] = None,
+    set_: Sets = None,
     repeats: Annotated[int, typer.Option(min=3, max=100, help="runs of each design step (median or mean)")] = 9,
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="torch intra-op threads (default: the "
                                                  "stack's llm.torch_threads, else 1)")] = None,
@@ -35,7 +37,8 @@ def calibrate(
                                                   "next to it); implies --write")] = None,
 ) -> None:
     """Fit the scenario's LLM cost model to the reference stack's engine on this machine; print it as YAML."""
-    from loadtest.calibrate import CalibrationError, fit_table, stack_configs
+    need_stack("calibrate")
+    from loadtest.calibrate import CalibrationError, engine_spec, fit_table
     from loadtest.calibrate import calibrate as run
     from loadtest.stack.model import pick_device
     from sim.scenario import load_scenario
@@ -43,8 +46,9 @@ def calibrate(
     if stat not in ("median", "mean"):
         raise CalibrationError(f"'--stat' must be 'median' or 'mean' (got {stat!r})")
     sc = load_scenario(scenario, set_ or [])
-    model_cfg, llm_cfg = stack_configs(sc)
-    n_threads = threads or llm_cfg.torch_threads or 1
+    spec = engine_spec(sc)
+    model_cfg, llm_cfg = spec.model, spec.fleet
+    n_threads = threads or spec.torch_threads or 1
     fit = run(sc, repeats=repeats, threads=n_threads, stat=stat, idle_s=idle_ms / 1e3, replicas=replicas)
     how = (f"{n_threads} torch thread(s), {replicas} engine(s) at once, {idle_ms:g} ms idle before each step, "
            f"{repeats} repeats, {stat}s")
@@ -54,7 +58,7 @@ def calibrate(
     lines = [
         f"surge calibrate: {scenario} ({model_cfg.layers} layers, hidden {model_cfg.hidden}, {model_cfg.heads} heads, "
         f"vocab {model_cfg.vocab}; max_num_seqs {llm_cfg.max_num_seqs}, max_batched_tokens "
-        f"{llm_cfg.max_batched_tokens}) on {pick_device(llm_cfg.device)}: {how}",
+        f"{llm_cfg.max_batched_tokens}) on {pick_device(spec.device)}: {how}",
         *fit_table(fit).splitlines(),
         f"R2 {fit.r2:.3f}; |relative error| median {100 * errs[len(errs) // 2]:.0f}%, max {100 * errs[-1]:.0f}% "
         f"over {len(errs)} design steps; measured in {fit.wall_s:.1f} s",

@@ -7,15 +7,15 @@ in each. Written as differences.json (data) and differences.md (tables) in the r
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from loadtest.recovery import interval_quantile
-from sim.results import Results, json_safe
+from sim.results import Results
+from sim.results import clock as C
+from sim.results import names as N
 
 
 def _rel(m: float, s: float) -> float:
@@ -29,10 +29,11 @@ def differences(sim: Results, meas: Results) -> dict[str, Any]:
     classes: dict[str, Any] = {}
     for c in meas.meta["classes"]:
         rows = []
-        cols = {f"{m}_{name}": (interval_quantile(sim, f"{m}:{c}", q)[:n], interval_quantile(meas, f"{m}:{c}", q)[:n])
-                for m in ("e2e", "ttft") for name, q in (("p50", 0.5), ("p99", 0.99))}
-        good_s = sim.series.get(f"good:{c}", np.zeros(n)) / dt
-        good_m = meas.series.get(f"good:{c}", np.zeros(n)) / dt
+        metrics: tuple[N.HistMetric, ...] = ("e2e", "ttft")
+        cols = {f"{m}_{name}": (interval_quantile(sim, N.hist(m, c), q)[:n], interval_quantile(meas, N.hist(m, c), q)[:n])
+                for m in metrics for name, q in (("p50", 0.5), ("p99", 0.99))}
+        good_s = sim.series.get(N.of_class("good", c), np.zeros(n)) / dt
+        good_m = meas.series.get(N.of_class("good", c), np.zeros(n)) / dt
         for i in range(n):
             row: dict[str, Any] = {"t_s": i * dt, "goodput_sim": float(good_s[i]), "goodput_meas": float(good_m[i])}
             for k, (a, b) in cols.items():
@@ -91,19 +92,10 @@ def markdown(d: dict[str, Any]) -> str:
         lines += ["", f"## {c}", "", "| whole run | simulated | measured | difference |", "|---|---:|---:|---:|"]
         for k, v in body["whole_run"].items():
             lines.append(f"| {k} | {_f(v['sim'])} | {_f(v['meas'])} | {_pct(v['rel'])} |")
-        lines += ["", "| t (s) | e2e p50 sim | e2e p50 meas | e2e p99 sim | e2e p99 meas | Δp99 | goodput sim | "
+        lines += ["", "| time since start | e2e p50 sim | e2e p50 meas | e2e p99 sim | e2e p99 meas | Δp99 | goodput sim | "
                   "goodput meas |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in body["intervals"]:
-            lines.append(f"| {r['t_s']:g} | {_f(r['e2e_p50_sim'])} | {_f(r['e2e_p50_meas'])} | {_f(r['e2e_p99_sim'])} | "
+            lines.append(f"| {C.duration(r['t_s'])} | {_f(r['e2e_p50_sim'])} | {_f(r['e2e_p50_meas'])} | {_f(r['e2e_p99_sim'])} | "
                          f"{_f(r['e2e_p99_meas'])} | {_pct(_rel(r['e2e_p99_meas'], r['e2e_p99_sim']))} | "
                          f"{_f(r['goodput_sim'])} | {_f(r['goodput_meas'])} |")
     return "\n".join(lines) + "\n"
-
-
-def write_differences(sim: Results, meas: Results, folder: Path) -> Path:
-    d = differences(sim, meas)
-    (folder / "differences.json").write_text(json.dumps(json_safe(d), indent=2) + "\n")
-    out = folder / "differences.md"
-    out.write_text(markdown(d))
-    return out
-

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from loadtest.safety import fetch
 from sim.scenario import Fault
 
 EventFn = Callable[..., None]  # (t_s, kind, target, **detail)
@@ -28,15 +29,13 @@ def post_fault(host: str, token: str, f: Fault, timeout_s: float = 5.0) -> tuple
     req = urllib.request.Request(host.rstrip("/") + "/admin/faults", data=body, method="POST",
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as r:  # noqa: S310 - loopback, checked by the runner
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"{}")
-        except ValueError:
-            return e.code, {}
-    except (OSError, ValueError) as e:
+        status, raw, _ = fetch(req, timeout_s)
+    except OSError as e:
         return 0, {"error": {"message": str(e)}}
+    try:
+        return status, json.loads(raw or b"{}")
+    except ValueError:
+        return status, {}
 
 
 class FaultDriver:

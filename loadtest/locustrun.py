@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import gevent
@@ -23,8 +24,9 @@ from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest.commands import Command, OutOfRequests, Session, Workload, specs_of
-from loadtest.dispatch import Dispatcher
+from loadtest import live, plugins
+from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
+from loadtest.dispatch import LATENESS, Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
 from loadtest.policy import RetryPolicy
@@ -51,13 +53,14 @@ class RunState:
         self.collector: Collector | None = None
         self.finals: set[int] = set()
         self.dispatchers: list[Dispatcher] = []
-        self.workloads: list[Workload] = []
+        self.workloads: list[HttpClient] = []
         self.role = "local"
         self.index = 0
         self.faults: FaultDriver | None = None
         self.policy: RetryPolicy | None = None
         self.done = False
         self.wall0 = time.time()
+        self.environment: Any = None
 
     def set_t0(self, t0: float) -> None:
         self.t0 = t0
@@ -70,6 +73,7 @@ class RunState:
 
 
 STATE = RunState(Plan.read(os.environ["SURGE_LOADTEST_PLAN"]))
+plugins.load(STATE.plan.plugins, list(STATE.sc.workload.classes))
 
 
 # -- process wiring ------------------------------------------------------------------------------
@@ -80,6 +84,7 @@ STATE = RunState(Plan.read(os.environ["SURGE_LOADTEST_PLAN"]))
 @events.init.add_listener
 def _init(environment: Any, **_: Any) -> None:
     st, runner = STATE, environment.runner
+    st.environment = environment
     if isinstance(runner, WorkerRunner):
         st.role = "worker"
 
@@ -116,15 +121,51 @@ def _test_start(environment: Any, **_: Any) -> None:
     st, runner = STATE, environment.runner
     if st.role == "worker":
         return
-    st.set_t0(time.time() + (st.plan.lead_s if st.plan.mode == "open" else 0.0))
+    t0 = time.time() + (st.plan.lead_s if st.plan.mode == "open" else 0.0)
+    st.set_t0(t0)
     if isinstance(runner, MasterRunner):
-        runner.send_message("surge_t0", st.t0)
+        runner.send_message("surge_t0", t0)  # type: ignore[arg-type]  # Locust sends any msgpack value
     if st.plan.apply_faults and st.sc.faults:
-        st.faults = FaultDriver(st.sc.faults, st.plan.host, st.plan.admin_token, st.t0, st.event, gevent.sleep)
+        st.faults = FaultDriver(st.sc.faults, st.plan.host, st.plan.admin_token, t0, st.event, gevent.sleep)
         gevent.spawn(st.faults.run)
     if st.role == "local":
         gevent.spawn(_finish, runner)
     gevent.spawn(_stopper)
+    gevent.spawn(_live_writer, environment)
+
+
+def _snapshot(environment: Any) -> dict[str, Any]:
+    """The run so far, for the live display and (at the end) the measured run's `http` meta."""
+    st = STATE
+    assert st.collector is not None and st.t0 is not None
+    series, buckets, events = st.collector.peek()
+    if st.role == "local":  # the local runner's own counts are merged only at the end
+        s2, b2, e2 = st.tally.peek()
+        for k, v in s2.items():
+            series[k] += v
+        for k, c in b2.items():
+            buckets.setdefault(k, Counter()).update(c)
+        events = events + e2
+    elapsed = max(0.0, min(time.time() - st.t0, st.plan.duration_s))
+    late = buckets.get(LATENESS)
+    series.setdefault("scheduled", 0.0)
+    series.setdefault("dropped", 0.0)
+    return {"scenario": st.sc.name, "host": st.plan.host, "elapsed_s": elapsed, "duration_s": st.plan.duration_s,
+            "dispatched": series["scheduled"] - series["dropped"], "dropped": series["dropped"],
+            "lateness_p99_s": live.quantiles(late)[1],
+            "commands": live.command_stats(series, buckets, list(st.sc.workload.classes), elapsed),
+            "faults": [e for e in events if e.get("kind") == "fault_start"],
+            "http": live.http_stats(environment.stats)}
+
+
+def _live_writer(environment: Any) -> None:
+    """Once a second until the run ends: `live.json` in the run folder (`surge loadtest` shows it)."""
+    while not STATE.done:
+        gevent.sleep(1.0)
+        try:
+            live.write_live(STATE.plan.out_dir, _snapshot(environment))
+        except Exception:  # noqa: BLE001 - the display must never stop the run
+            log.exception("live snapshot failed")
 
 
 def _end_s() -> float:
@@ -181,6 +222,7 @@ def _write_results(st: RunState) -> None:
     }
     res = st.collector.results(meta)
     res.meta["recovery"] = recovery(res)
+    res.meta["http"] = live.http_stats(st.environment.stats) if st.environment is not None else {}
     res.write(os.path.join(plan.out_dir, MEASURED))
     log.warning("surge: results written to %s", os.path.join(plan.out_dir, MEASURED))
 
@@ -205,7 +247,7 @@ class OpenModelUser(User):
         client = FastHttpSession(base_url=plan.host, request_event=self.environment.events.request, user=None,
                                  concurrency=plan.max_in_flight, network_timeout=_net_timeout(st.sc),
                                  connection_timeout=10.0, max_retries=0, insecure=True)
-        wl = Workload(st.sc, plan, st.tally, client, f"w{st.index}", st.t0)
+        wl = HttpClient(st.sc, plan, st.tally, client, f"w{st.index}", st.t0)
         sched = schedule_of(st.sc).share(st.index, max(1, plan.workers))
         d = Dispatcher(sched, lambda k, late: _start(wl, sched, k, late), st.tally, st.t0, plan.duration_s,
                        plan.max_in_flight)
@@ -216,7 +258,7 @@ class OpenModelUser(User):
             gevent.sleep(3600)
 
 
-def _start(wl: Workload, sched: Any, k: int, late: float) -> None:
+def _start(wl: HttpClient, sched: Any, k: int, late: float) -> None:
     p = int(sched.prompt_tokens[k]) if sched.prompt_tokens is not None else -1
     o = int(sched.output_tokens[k]) if sched.output_tokens is not None else -1
     try:
@@ -253,10 +295,10 @@ class _ClosedUser(FastHttpUser):
         n = next(_user_ids)
         if st.policy is None:
             st.policy = RetryPolicy(st.sc.clients, _jitter(st), time.time)
-        self.wl = Workload(st.sc, st.plan, st.tally, self.client, f"{self.kind}{st.index}-{n}", st.t0 or 0.0,
+        self.wl = HttpClient(st.sc, st.plan, st.tally, self.client, f"{self.kind}{st.index}-{n}", st.t0 or 0.0,
                            self.kind, st.policy)
         st.workloads.append(self.wl)
-        self.sess = Session(f"{self.kind}{st.index}-{n}")
+        self.sess = self.wl.new_session(f"{self.kind}{st.index}-{n}")
         if self.wl.has_auth:
             self.wl.login(self.sess)
 
@@ -269,7 +311,7 @@ class _ClosedUser(FastHttpUser):
             gevent.sleep(1)
             return
         try:
-            self.wl.command(self.sess, Command(self.wl.pick(), self.wl.now()))
+            self.wl.command(self.sess, HttpCommand(self.wl.pick(), self.wl.now()))
         except OutOfRequests:
             raise StopUser() from None
 

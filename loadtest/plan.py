@@ -1,77 +1,40 @@
 """The plan of a load run: the scenario as it will run (scaled, cut to the duration), written
 once to the run folder and read by every Locust process.
 
-Scaling (`--scale F`) multiplies the arrival rate (`arrivals.scale`; a trace is compressed in
-time) and the capacities that grow with a fleet — LLM replicas, gateway concurrency, queue and
-global rate limit, auth and tool concurrency — each rounded up to at least 1, with the same
-rules as the reference stack's `--scale` (`loadtest/stack/scenario_map.py`). The load test,
-the stack and the simulator all read the one scaled file, so they run the same scenario.
+Scaling (`--scale F`) is the one rule `sim.rules.scaling` (arrival rate and every capacity that
+grows with a fleet). The load test, the stack and the simulator all read the one scaled file,
+so they run the same scenario.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from sim.errors import ScenarioError
+from sim.results import strict_json
+from sim.rules.scaling import scale_data
 from sim.scenario import Scenario, apply_override, parse_scenario
 from sim.scenario.load import read_yaml
+from sim.shipped import resolve
 
 SCENARIO_FILE = "scenario.yaml"
 PLAN_FILE = "plan.json"
 Mode = Literal["open", "closed"]
 
 
-def _ceil(x: float, f: float) -> int:
-    return max(1, math.ceil(x * f))
-
-
-def scale_raw(data: dict[str, Any], factor: float) -> dict[str, Any]:
-    """A copy of a raw scenario mapping with arrivals and fleet capacities scaled by `factor`."""
-    if not factor > 0:
-        raise ScenarioError(f"'--scale' must be > 0 (got {factor})")
-    d = copy.deepcopy(data)
-    arr = d.setdefault("arrivals", {}) or {}
-    d["arrivals"] = arr
-    arr["scale"] = float(arr.get("scale", 1.0)) * factor
-    svc = d.get("services") or {}
-    llm = svc.get("llm")
-    if isinstance(llm, dict):
-        llm["replicas"] = _ceil(llm.get("replicas", 1), factor)
-    gw = svc.get("gateway")
-    if isinstance(gw, dict):
-        for k in ("concurrency", "queue_limit"):
-            if gw.get(k) is not None:
-                gw[k] = _ceil(gw[k], factor)
-        rl = gw.get("rate_limit")
-        if isinstance(rl, dict):
-            for k in ("global_per_s", "burst"):
-                if rl.get(k) is not None:
-                    rl[k] = max(1e-9, rl[k] * factor) if k == "global_per_s" else max(1.0, rl[k] * factor)
-    pools = [svc.get("auth")] + list((svc.get("tools") or {}).values())
-    for p in pools:
-        if isinstance(p, dict) and p.get("concurrency") is not None:
-            p["concurrency"] = _ceil(p["concurrency"], factor)
-    return d
-
-
-def _absolute_files(node: Any, base: Path) -> None:
-    """Data files (traces, empirical distributions) are relative to the scenario: pin them."""
+def data_files(node: Any) -> list[str]:
+    """The data files (traces, empirical distributions) a raw scenario names, as written."""
     if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "file" and isinstance(v, str) and not Path(v).is_absolute():
-                node[k] = str((base / v).resolve())
-            else:
-                _absolute_files(v, base)
-    elif isinstance(node, list):
-        for v in node:
-            _absolute_files(v, base)
+        return [v for k, v in node.items() if k == "file" and isinstance(v, str)] + \
+            [f for k, v in node.items() if k != "file" for f in data_files(v)]
+    if isinstance(node, list):
+        return [f for v in node for f in data_files(v)]
+    return []
 
 
 def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: float | None) -> list[str]:
@@ -98,19 +61,25 @@ def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: 
 def prepare_scenario(path: str | Path, scale: float, duration_s: float | None, overrides: list[str] | tuple[str, ...] = (),
                      interval_s: float | None = None) -> tuple[dict[str, Any], Scenario, list[str]]:
     """Read, override, scale and cut a scenario; returns (raw mapping, parsed scenario, notes)."""
-    p = Path(path)
+    p = resolve(path)
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))
-    data = scale_raw(data, scale)
+    data = scale_data(data, scale)
     notes = fit_to_duration(data, duration_s, interval_s)
-    _absolute_files(data, p.parent.resolve())
     sc = parse_scenario(data, file=str(p), base_dir=p.parent)
     return data, sc, notes
 
 
-def write_scenario(data: dict[str, Any], folder: Path) -> Path:
+def write_scenario(data: dict[str, Any], folder: Path, source_dir: Path) -> Path:
+    """The scenario as run, with copies of its data files under the same relative names, so the
+    run folder is self-contained (and data paths stay inside the scenario's folder)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for name in data_files(data):
+        src, dst = (source_dir / name).resolve(), (folder / name).resolve()
+        if src != dst and src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
     out = folder / SCENARIO_FILE
     out.write_text("# the scenario as run: scaled and cut to the load test's duration\n"
                    + yaml.safe_dump(data, sort_keys=False))
@@ -138,11 +107,16 @@ class Plan:
     max_context: int = 2048
     lead_s: float = 1.0  # t0 = test start + lead_s, so every worker starts on the same clock
     drain_s: float = 0.0  # after duration, commands in flight get this long to finish
+    endpoint: Literal["chat", "completions"] = "chat"  # one-LLM-stage classes: /v1/chat/completions or /v1/completions
+    ignore_eos: bool = True  # ask the server to generate max_tokens (ignore_eos, min_tokens: vLLM, SGLang, surge)
+    api_key: str | None = None  # sent as a bearer token where no session is
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers on every request
+    plugins: list[str] = field(default_factory=list)  # Python files with the user's own command classes
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / PLAN_FILE
-        out.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        out.write_text(strict_json(asdict(self)) + "\n")
         return out
 
     @classmethod

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,21 +48,21 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
 
 
 class StackProcess:
-    """`python -m loadtest.stack` on a loopback port, configured from the scaled scenario."""
+    """`python -m loadtest.stack` on a loopback port, serving the scaled scenario; `options` are
+`StackOptions` fields."""
 
     def __init__(self, scenario_file: Path, folder: Path, admin_token: str, port: int | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.scenario_file, self.folder, self.admin_token, self.config = scenario_file, folder, admin_token, config
+        self.scenario_file, self.folder, self.admin_token = scenario_file, folder, admin_token
+        self.options = {**(options or {}), "admin_token": admin_token}
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     def start(self, timeout_s: float = 90.0) -> StackProcess:
         cmd = [sys.executable, "-m", "loadtest.stack", "--port", str(self.port), "--scenario", str(self.scenario_file),
-               "--db", str(self.folder / "orders.db")]
-        if self.config:
-            cmd += ["--config-json", json.dumps(self.config)]
+               "--db", str(self.folder / "orders.db"), "--options-json", json.dumps(self.options)]
         self._log = open(self.folder / "stack.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(SURGE_ADMIN_TOKEN=self.admin_token),
                                      stdout=self._log, stderr=subprocess.STDOUT)
@@ -89,22 +90,16 @@ class StackProcess:
         self.stop()
 
 
-def served_model(host: str, timeout_s: float = 5.0) -> str | None:
-    """The first model `GET /v1/models` lists (OpenAI-compatible servers), or None."""
-    try:
-        with urllib.request.urlopen(host.rstrip("/") + "/v1/models", timeout=timeout_s) as r:  # noqa: S310
-            data = json.loads(r.read()).get("data") or []
-            return str(data[0]["id"]) if data else None
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None
-
-
-def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float) -> int:
+def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float,
+               on_tick: Callable[[], None] | None = None, extra_args: list[str] | None = None,
+               master_port: int | None = None) -> int:
     """Run Locust headless with the plan: local runner (workers=0) or master + workers on
-    loopback. Returns the master's exit code; kills everything after `limit_s` seconds."""
+    loopback (`master_port`, default a free one). Returns the master's exit code; kills
+    everything after `limit_s` seconds. `on_tick()` is called about twice a second while it
+    runs (the live display); `extra_args` go to every Locust process as given."""
     env = _env(SURGE_LOADTEST_PLAN=str(plan_file))
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host, "--loglevel", "WARNING",
-            "--exit-code-on-error", "0", "--only-summary"]
+            "--exit-code-on-error", "0", "--only-summary", *(extra_args or [])]
     logs: list[IO[bytes]] = []
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -121,15 +116,19 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
         if workers <= 0:
             main = spawn(["--headless", *backstop], "local")
         else:
-            port = free_port()
+            port = master_port or free_port()
             main = spawn(["--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
                           "--expect-workers", str(workers), "--expect-workers-max-wait", "60", *backstop], "master")
             for k in range(workers):
                 spawn(["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)], f"worker{k}")
-        try:
-            return main.wait(limit_s + 60)
-        except subprocess.TimeoutExpired:
-            raise LoadTestError(f"Locust did not finish within {limit_s + 60:g} s; see {folder}/locust-*.log") from None
+        end = time.monotonic() + limit_s + 60
+        while main.poll() is None:
+            if time.monotonic() > end:
+                raise LoadTestError(f"Locust did not finish within {limit_s + 60:g} s; see {folder}/locust-*.log")
+            if on_tick is not None:
+                on_tick()
+            time.sleep(0.5)
+        return main.returncode
     finally:
         for p in procs[1:] + procs[:1]:
             with contextlib.suppress(Exception):

@@ -10,12 +10,13 @@ builds the same `Results` a simulation writes (meta source "loadtest").
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
 
 from sim.results import REASONS, Recorder, Results, summarize
+from sim.results import names as N
 from sim.results.histogram import bucket_of
 
 Delta = dict[str, Any]
@@ -28,7 +29,7 @@ class Tally:
         self.interval_s = interval_s
         self.n_intervals = max(1, int(np.ceil(duration_s / interval_s - 1e-9)))
         self._inv = 1.0 / interval_s
-        self._counts: Counter[tuple[str, int]] = Counter()
+        self._counts: dict[tuple[str, int], float] = {}
         self._buckets: Counter[tuple[str, int, int]] = Counter()
         self._events: list[dict[str, Any]] = []
         self.totals: Counter[str] = Counter()  # whole-run counters (not per interval)
@@ -46,7 +47,8 @@ class Tally:
     def count(self, name: str, t: float, n: float = 1) -> None:
         if self.frozen:
             return
-        self._counts[(name, self.index(t))] += n
+        key = (name, self.index(t))
+        self._counts[key] = self._counts.get(key, 0.0) + n
 
     def observe(self, key: str, t: float, value_s: float) -> None:
         """One latency sample (seconds) of histogram `key` (`metric:class`) at time t."""
@@ -59,6 +61,14 @@ class Tally:
             return
         self._events.append({"t_s": round(t, 6), "kind": kind, "target": target, **detail})
 
+    def peek(self) -> tuple[defaultdict[str, float], dict[str, Counter[int]], list[dict[str, Any]]]:
+        """What was counted since the last drain, summed over intervals (series totals,
+        histogram buckets per key, events), without draining: for the live display."""
+        series: defaultdict[str, float] = defaultdict(float)
+        for (name, _i), v in self._counts.items():
+            series[name] += v
+        return series, _buckets_by_key(self._buckets), list(self._events)
+
     def drain(self) -> Delta:
         """What was counted since the last drain, as plain lists (msgpack/JSON friendly)."""
         out: Delta = {
@@ -67,7 +77,7 @@ class Tally:
             "events": self._events,
             "totals": dict(self.totals),
         }
-        self._counts, self._buckets, self._events = Counter(), Counter(), []
+        self._counts, self._buckets, self._events = {}, Counter(), []
         self.totals = Counter()
         return out
 
@@ -93,6 +103,11 @@ class Collector:
         self.totals.update(delta.get("totals", {}))
         self.deltas += 1
 
+    def peek(self) -> tuple[defaultdict[str, float], dict[str, Counter[int]], list[dict[str, Any]]]:
+        """Everything merged so far (series totals, buckets per key, events), for the live display."""
+        series: defaultdict[str, float] = defaultdict(float, self.rec.totals())
+        return series, _buckets_by_key(self.buckets), list(self.rec.events)
+
     def histograms(self) -> dict[str, np.ndarray]:
         rows: dict[str, list[tuple[int, int, int]]] = {}
         for (key, i, b), c in self.buckets.items():
@@ -102,13 +117,20 @@ class Collector:
     def results(self, meta: dict[str, Any]) -> Results:
         """The run's `Results`; `in_flight` is what conservation leaves at each interval's end."""
         rec = self.rec
-        started = sum(np.cumsum(rec.series(f"arrived:{c}")) for c in rec.classes)
-        ended = sum(np.cumsum(rec.series(f"completed:{c}")) + sum(
-            np.cumsum(rec.series(f"failed:{c}:{r}")) for r in REASONS) for c in rec.classes)
-        rec.series("in_flight")[:] = list(np.asarray(started - ended, dtype=float))
+        started = sum(np.cumsum(rec.series(N.of_class("arrived", c))) for c in rec.classes)
+        ended = sum(np.cumsum(rec.series(N.of_class("completed", c))) + sum(
+            np.cumsum(rec.series(N.failed(c, r))) for r in REASONS) for c in rec.classes)
+        rec.series(N.IN_FLIGHT)[:] = list(np.asarray(started - ended, dtype=float))
         rec.events.sort(key=lambda e: e["t_s"])
         res = Results.from_recorder(rec, meta)
         res.histograms = self.histograms()
         res.summary = summarize(res.meta, res.series, res.histograms)
         return res
 
+
+
+def _buckets_by_key(buckets: Counter[tuple[str, int, int]]) -> dict[str, Counter[int]]:
+    out: dict[str, Counter[int]] = {}
+    for (key, _i, b), c in buckets.items():
+        out.setdefault(key, Counter())[b] += c
+    return out

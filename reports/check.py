@@ -28,6 +28,7 @@ from reports import tables
 from reports.runs import RunSet, load_runset, run_kpis
 from sim import stats
 from sim.errors import ResultsError
+from sim.results import strict_json
 
 BASELINE_FORMAT = "surge-baseline/1"
 _KEYS = {"value", "tolerance", "tolerance_abs", "min", "max", "direction"}
@@ -162,7 +163,7 @@ def write_baseline(run_dir: str | Path, path: str | Path, tolerance: float = 0.1
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.suffix == ".json":
-        p.write_text(json.dumps(data, indent=2) + "\n")
+        p.write_text(strict_json(data) + "\n")
     else:
         p.write_text("# surge baseline: KPI -> limits (see reports/check.py). Edit tolerances freely.\n"
                      + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100))

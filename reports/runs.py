@@ -8,7 +8,6 @@ from the first replication (the fault timeline is the same in every replication)
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from sim import stats
 from sim.errors import ResultsError
-from sim.results import Results, json_safe, summarize
+from sim.results import Results, summarize
 from sim.stats import replication_summary
 
 REP_GLOB = "rep-*"
@@ -73,7 +72,7 @@ def load_runset(folder: str | Path, label: str | None = None, warmup_s: float | 
 
 def _with_warmup(r: Results, warmup_s: float) -> Results:
     meta = {**r.meta, "warmup_s": warmup_s}
-    return Results(meta, r.series, r.histograms, r.events, summarize(meta, r.series, r.histograms))
+    return Results(meta, r.series, r.histograms, r.events, summarize(meta, r.series, r.histograms), r.scenario)
 
 
 def pool(runs: list[Results]) -> Results:
@@ -88,7 +87,7 @@ def pool(runs: list[Results]) -> Results:
     keys = set().union(*(r.histograms for r in runs))
     hists = {k: _merge_triples([r.histograms[k] for r in runs if k in r.histograms]) for k in keys}
     meta = {**first.meta, "seed": [r.meta.get("seed") for r in runs], "replications": len(runs)}
-    return Results(meta, series, hists, list(first.events), summarize(meta, series, hists))
+    return Results(meta, series, hists, list(first.events), summarize(meta, series, hists), first.scenario)
 
 
 def _merge_triples(parts: list[np.ndarray]) -> np.ndarray:
@@ -108,6 +107,4 @@ def unique_labels(paths: list[Path]) -> list[str]:
     return [f"{p.resolve().parent.name}/{p.resolve().name}" for p in paths]
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(json_safe(data), indent=2) + "\n")
 

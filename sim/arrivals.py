@@ -21,18 +21,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from sim.dists import load_column
+from sim.datafiles import DataFileError
 from sim.errors import ScenarioError
 from sim.scenario.launch import Launch
-from sim.scenario.schema import Scenario
+from sim.scenario.schema import Scenario, read_trace
 
 DAY_S = 86_400.0
 _WINDOW_S = 60.0
+MAX_DRAW = 1 << 20  # candidate arrivals drawn at once (poisson): ~40 MB at most
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,20 @@ class RateCurve:
 
 
 def poisson_times(curve: RateCurve | BroadcastCurve, horizon_s: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Non-homogeneous Poisson arrivals on [0, horizon_s) by thinning, one window at a time."""
+    """Non-homogeneous Poisson arrivals on [0, horizon_s) by thinning, one window at a time.
+
+    A window is `_WINDOW_S` long, or shorter where the rate would put more than `MAX_DRAW`
+    candidates in it, so memory per draw stays bounded (~40 bytes a candidate) at any rate."""
     t0 = 0.0
     while t0 < horizon_s:
         t1 = min(t0 + _WINDOW_S, horizon_s)
         lam = curve.max_over(t0, t1)
+        if lam * (t1 - t0) > MAX_DRAW:
+            t1 = t0 + MAX_DRAW / lam  # still a window of a Poisson process: thinning is exact on any cover
+            if t1 <= t0:
+                raise ScenarioError(f"arrival rate {lam:.3g}/s leaves no time between arrivals at t={t0:g} s",
+                                    path="arrivals")
+            lam = curve.max_over(t0, t1)
         if lam > 0:
             n = rng.poisson(lam * (t1 - t0))
             # given n events of a homogeneous process on the window, their times are uniform
@@ -167,16 +176,12 @@ def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
     """Arrival times from the scenario's trace file, relative to its first row, divided by `scale`."""
     tr = sc.arrivals.trace
     assert tr is not None
-    path = str(base_dir / tr.file)
     try:
-        if tr.time_unit == "datetime":
-            raw = _datetime_column(path, tr.time_column)
-        else:
-            raw = np.asarray(load_column(path, tr.time_column)) / {"s": 1, "ms": 1e3, "us": 1e6}[tr.time_unit]
-        prompts = np.asarray(load_column(path, tr.prompt_column)) if tr.prompt_column else None
-        outputs = np.asarray(load_column(path, tr.output_column)) if tr.output_column else None
-    except ValueError as e:
+        cols = read_trace(tr, base_dir, sc.data_dir)
+    except DataFileError as e:
         raise ScenarioError(str(e), path="arrivals.trace") from None
+    raw = np.asarray(cols[0])
+    prompts, outputs = (np.asarray(c) if c is not None else None for c in cols[1:])
     order = np.argsort(raw, kind="stable")
     times = (raw[order] - raw[order][0]) / sc.arrivals.scale
     return TraceRows(
@@ -184,22 +189,6 @@ def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
         prompts[order] if prompts is not None else None,
         outputs[order] if outputs is not None else None,
     )
-
-
-def _datetime_column(path: str, column: str) -> np.ndarray:
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or column not in rows[0]:
-        raise ValueError(f"column {column!r} not in {Path(path).name}")
-    try:
-        # sub-microsecond digits (e.g. 7 decimals) are cut: fromisoformat takes at most 6
-        stamps = [datetime.fromisoformat(r[column][:26]) for r in rows]
-    except ValueError as e:
-        raise ValueError(f"column {column!r} of {Path(path).name} is not a datetime ({e})") from None
-    t0 = stamps[0]
-    return np.array([(s - t0).total_seconds() for s in stamps])
 
 
 def arrival_blocks(sc: Scenario, rng: np.random.Generator, base_dir: Path) -> Iterator[np.ndarray]:

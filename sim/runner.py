@@ -7,13 +7,12 @@ A replications folder holds `rep-001/`, `rep-002/`, ... (each a run folder; seed
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from sim.des import simulate
 from sim.parallel import run_tasks
-from sim.results import Results
+from sim.results import Results, strict_json
 from sim.scenario import Scenario
 
 
@@ -39,5 +38,5 @@ def run_replications(sc: Scenario, folder: Path, n: int, jobs: int = 2,
     folder.mkdir(parents=True, exist_ok=True)
     dirs = run_tasks(_one, [(sc, sc.run.seed + i, i + 1, folder) for i in range(n)], jobs, progress)
     runs = [Results.read(d) for d in dirs]
-    (folder / "replications.json").write_text(json.dumps(replication_summary(runs), indent=2, default=str) + "\n")
+    (folder / "replications.json").write_text(strict_json(replication_summary(runs)) + "\n")
     return runs[0]

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.errors import ScenarioError
 from sim.results import Results
 from sim.scenario import Scenario
 
@@ -98,7 +99,7 @@ def expected_totals(sc: Scenario) -> Totals:
     succeeds (the calibration cell is provisioned so that it does)."""
     p = sc.population
     if p is None or p.campaign is None:
-        raise ValueError("the scenario has no population.campaign to calibrate")
+        raise ScenarioError("population.campaign: required to compare with the campaign's published figures (the scenario has none)")
     per_user = p.sessions_per_user_per_day * commands_per_session_mean(p.commands_per_session)
     dau = p.campaign.daily_active_users[:6]
     order_p = sum(c.probability for c in sc.workload.classes.values() if c.places_order)

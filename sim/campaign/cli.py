@@ -1,8 +1,8 @@
-"""`surge` subcommands for the campaign and its outages (registered by sim/cli_extras.py):
+"""`surge` subcommands for the campaign and its outages (registered by `sim.cli`):
 
     surge explore vulnerability SCENARIO   heatmap of where the system locks in
     surge mitigations SCENARIO             each overlay in scenarios/mitigations/ vs none
-    surge validate-campaign SCENARIO       simulated (scaled up) vs published campaign totals
+    surge validate-campaign SCENARIO       simulated (scaled up) vs published campaign totals (exit 99 if off)
     surge metastability RUN_DIR            stuck after the trigger? time to recover, amplification
 
 Heavy imports (the engine, matplotlib) happen inside the commands.
@@ -10,31 +10,12 @@ Heavy imports (the engine, matplotlib) happen inside the commands.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-Sets = Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to.field=value")]
-Jobs = Annotated[int, typer.Option(min=1, help="worker processes")]
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        from sim.errors import SurgeError
-
-        raise SurgeError(f"expected comma-separated numbers (got {text!r})") from None
-
-
-def _bar(label: str):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                    transient=True, disable=not sys.stderr.isatty())
+from sim.cli.options import SLO_BREACH, Jobs, Sets, floats, progress
 
 
 def vulnerability(
@@ -51,12 +32,14 @@ def vulnerability(
     """Map (load x trigger magnitude x trigger duration) to the fraction of replications locked in."""
     from sim.campaign.explore import Grid, explore_vulnerability, format_map
 
-    grid = Grid(_floats(loads), _floats(magnitudes), _floats(durations), replications, fault)
-    with _bar("sweeping") as bar:
-        task = bar.add_task("", total=1.0)
-        vm = explore_vulnerability(scenario, grid, set_ or [], jobs, lambda f: bar.update(task, completed=f))
+    grid = Grid(floats(loads, "--loads"), floats(magnitudes, "--magnitudes"), floats(durations, "--durations"),
+                replications, fault)
+    with progress("sweeping") as tick:
+        vm = explore_vulnerability(scenario, grid, set_ or [], jobs, tick)
+    from reports.derived import write_vulnerability
+
     folder = out or Path("runs") / f"{vm.scenario}-vulnerability"
-    path = vm.write(folder)
+    path = write_vulnerability(vm, folder)
     print(format_map(vm))
     from reports.campaign import vulnerability_heatmap
 
@@ -66,21 +49,30 @@ def vulnerability(
 def mitigations(
     scenario: Path,
     overlay: Annotated[list[Path] | None, typer.Option(help="overlay files (default: every *.yaml in --dir)")] = None,
-    dir_: Annotated[Path, typer.Option("--dir", help="folder of overlays")] = Path("scenarios/mitigations"),
+    dir_: Annotated[Path | None, typer.Option("--dir", help="folder of overlays (default: mitigations/ next to the "
+                                                           "scenario, else the shipped ones)")] = None,
     replications: Annotated[int, typer.Option(min=1)] = 1,
     jobs: Jobs = 2,
     set_: Sets = None,
     out: Annotated[Path | None, typer.Option(help="folder (default runs/<scenario>-mitigations)")] = None,
 ) -> None:
     """Run the scenario with no mitigation and with each overlay; one table and one figure."""
-    from sim.campaign.mitigations import compare_mitigations, format_table, write
+    from reports.derived import write_mitigations
+    from sim.campaign.mitigations import compare_mitigations, format_table
+    from sim.shipped import resolve, scenarios_dir
 
+    scenario = resolve(scenario)
+    if dir_ is None:
+        dir_ = scenario.parent / "mitigations"
+        dir_ = dir_ if dir_.is_dir() else scenarios_dir() / "mitigations"
     overlays = overlay or sorted(dir_.glob("*.yaml"))
-    with _bar("simulating") as bar:
-        task = bar.add_task("", total=1.0)
-        rows = compare_mitigations(scenario, overlays, set_ or [], replications, jobs,
-                                   lambda f: bar.update(task, completed=f))
-    folder = write(rows, out or Path("runs") / f"{scenario.stem}-mitigations")
+    if not overlays:
+        from sim.cli.options import UsageError
+
+        raise UsageError(f"no mitigation overlays: '{dir_}' has no *.yaml files (give --dir or --overlay)")
+    with progress("simulating") as tick:
+        rows = compare_mitigations(scenario, overlays, set_ or [], replications, jobs, tick)
+    folder = write_mitigations(rows, out or Path("runs") / f"{scenario.stem}-mitigations")
     print(format_table(rows))
     from reports.campaign import mitigation_figure
 
@@ -120,9 +112,8 @@ def _validate_launch(scenario: Path, sets: list[str], cell_scale: float, demand_
     if calibrate:
         from sim.campaign.launch import calibrate as fit
 
-        with _bar("calibrating") as bar:
-            task = bar.add_task("", total=1.0)
-            rows = fit(scenario, sets, cell_scale, progress=lambda f: bar.update(task, completed=f))
+        with progress("calibrating") as tick:
+            rows = fit(scenario, sets, cell_scale, progress=tick)
         for r in rows:
             print("  ".join(f"{k} {v:.6g}" for k, v in r.items()))
         last = rows[-1]
@@ -133,16 +124,15 @@ def _validate_launch(scenario: Path, sets: list[str], cell_scale: float, demand_
     sc = launch_check.cell(scenario, sets, cell_scale, demand_only)
     p = sc.population
     assert p is not None
-    with _bar(f"simulating {sc.name}") as bar:
-        task = bar.add_task("", total=1.0)
-        results = simulate(sc, progress=lambda f: bar.update(task, completed=f))
+    with progress(f"simulating {sc.name}") as tick:
+        results = simulate(sc, progress=tick)
     print(f"{sc.name}: cell = {p.scale * sc.arrivals.scale:g} of the population, scaled back up by "
           f"{1 / (p.scale * sc.arrivals.scale):,.0f}" + ("; demand only (one-token LLM calls)" if demand_only else ""))
     text, ok = launch_check.report(sc, results, tolerance)
     print(text)
     if not ok:
         print("FAIL: a figure is outside its tolerance (marked '<- off')")
-        raise typer.Exit(1)
+        raise typer.Exit(SLO_BREACH)
     print("ok: every calibrated figure within its tolerance, every predicted one within 25%")
 
 
@@ -167,9 +157,8 @@ def _validate_totals(scenario: Path, sets: list[str], cell_scale: float, demand_
     if simulate_cell:
         from sim.des import simulate
 
-        with _bar(f"simulating {sc.name}") as bar:
-            task = bar.add_task("", total=1.0)
-            results = simulate(sc, progress=lambda f: bar.update(task, completed=f))
+        with progress(f"simulating {sc.name}") as tick:
+            results = simulate(sc, progress=tick)
         sim, err = simulated_totals(sc, results)
     rows = comparison(expected_totals(sc), sim, err)
     p = sc.population
@@ -181,29 +170,31 @@ def _validate_totals(scenario: Path, sets: list[str], cell_scale: float, demand_
     worst = max(abs(r.get("simulated_err", r["expected_err"])) for r in rows)
     if worst > tolerance:
         print(f"FAIL: a figure is off by {worst:.1%} (> {tolerance:.0%})")
-        raise typer.Exit(1)
+        raise typer.Exit(SLO_BREACH)
     print(f"ok: every figure within {tolerance:.0%}")
 
 
 def metastability(
     run_dir: Path,
     scenario: Annotated[Path | None, typer.Option(help="the run's scenario: its demand curve dates the trigger")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    figure: Annotated[bool, typer.Option(help="write RUN_DIR/outage.png and metastability.json")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the analysis as JSON")] = False,
+    out: Annotated[Path | None, typer.Option(help="write metastability.json and outage.png into this folder "
+                                                  "(nothing is written without it)")] = None,
 ) -> None:
     """Metastability of a run folder: stuck after the trigger? time to recover, amplification."""
     from sim.campaign.metastability import analyse, format_analysis
-    from sim.results import Results
+    from sim.results import Results, strict_json
     from sim.scenario import load_scenario
 
     sc = load_scenario(scenario) if scenario else None
     a = analyse(Results.read(run_dir), scenario=sc)
-    print(json.dumps(a, indent=1) if as_json else format_analysis(a))
-    if figure:
+    print(strict_json(a, indent=1) if as_json else format_analysis(a))
+    if out is not None:
         from reports.campaign import outage_figure
+        from reports.derived import write_metastability
 
-        (run_dir / "metastability.json").write_text(json.dumps(a, indent=1) + "\n")
-        print(f"figure: {outage_figure(run_dir, a, start_hour=sc.run.start_hour if sc else None)}")
+        print(f"analysis: {write_metastability(out, a)}")
+        print(f"figure: {outage_figure(run_dir, a, out=out / 'outage.png')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,6 @@ boundary is not blurred by different arrival draws in neighbouring cells).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +46,6 @@ class VulnerabilityMap:
         return {"scenario": self.scenario, "loads": g.loads, "magnitudes": g.magnitudes,
                 "durations_s": g.durations_s, "replications": g.replications, "fault": g.fault,
                 "stuck_fraction": self.stuck.tolist(), "runs": self.runs}
-
-    def write(self, folder: str | Path) -> Path:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "vulnerability.json"
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
 
     def critical_magnitude(self, i_load: int, i_duration: int) -> float | None:
         """The smallest magnitude at which at least half the replications lock in (None: none do)."""

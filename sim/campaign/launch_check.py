@@ -21,6 +21,7 @@ from sim.campaign.calibration import demand_only_overrides
 from sim.campaign.launch import expected_launch_day
 from sim.campaign.overlay import load_with_overlay
 from sim.results import Results
+from sim.results import names as N
 from sim.scenario import Scenario
 
 CALIBRATED, PREDICTED, INPUT, RULE = "calibrated", "predicted", "input", "rule"
@@ -100,14 +101,14 @@ def day_rows(sc: Scenario, results: Results) -> list[dict[str, float]]:
     for d in range(math.ceil((sc.run.duration_s - first) / DAY_S - 1e-9)):
         t0, t1 = first + d * DAY_S, first + (d + 1) * DAY_S
         w = _scaled(results, t0, t1, up)
-        new = w("users_new:broadcast") + w("users_new:invited")
+        new = w(N.users_new("broadcast")) + w(N.users_new("invited"))
         rows.append({
-            "day": (t0 - launch.at_s) / DAY_S, "t0_s": t0, "dau": new + w("users_returning"), "new_users": new,
-            "invited": w("users_new:invited"), "commands": sum(w(f"arrived:{c}") for c in sc.workload.classes),
-            "buy": w(f"buy:{BUY}:card") + w(f"buy:{BUY}:no_card"), "orders": w("orders"),
-            "cards_earned": w("cards_earned"), "cards_redeemed": w("cards_redeemed"),
-            "registrations": w("registrations"), "users_lost": w("users_lost"),
-            "login_failed": w("login_failed"),
+            "day": (t0 - launch.at_s) / DAY_S, "t0_s": t0, "dau": new + w(N.USERS_RETURNING), "new_users": new,
+            "invited": w(N.users_new("invited")), "commands": sum(w(N.of_class("arrived", c)) for c in sc.workload.classes),
+            "buy": w(N.buy(BUY, "card")) + w(N.buy(BUY, "no_card")), "orders": w(N.ORDERS),
+            "cards_earned": w(N.CARDS_EARNED), "cards_redeemed": w(N.CARDS_REDEEMED),
+            "registrations": w(N.REGISTRATIONS), "users_lost": w(N.USERS_LOST),
+            "login_failed": w(N.LOGIN_FAILED),
         })
     return rows
 
@@ -124,15 +125,15 @@ def hour_rows(sc: Scenario, results: Results) -> list[dict[str, float]]:
         if t0 >= sc.run.duration_s:
             break
         w = _scaled(results, t0, t0 + 3600.0, up)
-        orders = w("orders")
+        orders = w(N.ORDERS)
         cum += orders
         rows.append({
-            "hour": h, "new_expected": float(exp_new[h]), "new_users": w("users_new:broadcast") + w("users_new:invited"),
-            "invited": w("users_new:invited"), "opened": w("users_new:broadcast") + w("users_new:invited")
-            + w("users_returning"), "sessions": w("sessions"),
-            "commands": sum(w(f"arrived:{c}") for c in sc.workload.classes),
-            "buy": w(f"buy:{BUY}:card") + w(f"buy:{BUY}:no_card"), "orders": orders, "orders_cum": cum,
-            "cards_redeemed": w("cards_redeemed"), "logins": w("logins"), "login_failed": w("login_failed"),
+            "hour": h, "new_expected": float(exp_new[h]), "new_users": w(N.users_new("broadcast")) + w(N.users_new("invited")),
+            "invited": w(N.users_new("invited")), "opened": w(N.users_new("broadcast")) + w(N.users_new("invited"))
+            + w(N.USERS_RETURNING), "sessions": w(N.SESSIONS),
+            "commands": sum(w(N.of_class("arrived", c)) for c in sc.workload.classes),
+            "buy": w(N.buy(BUY, "card")) + w(N.buy(BUY, "no_card")), "orders": orders, "orders_cum": cum,
+            "cards_redeemed": w(N.CARDS_REDEEMED), "logins": w(N.LOGINS), "login_failed": w(N.LOGIN_FAILED),
         })
     return rows
 
@@ -155,7 +156,7 @@ def figure_values(sc: Scenario, results: Results) -> dict[str, float]:
         "active_rate": p.launch.active_without_cards,
         "uses_per_month": p.launch.active_without_cards * p.sessions_per_user_per_day * 30,
         "mau_march": existing + registered if complete else math.nan,
-        "cards_max": float(results.series["cards_max_earned"].max()) if "cards_max_earned" in results.series
+        "cards_max": float(results.series[N.CARDS_MAX_EARNED].max()) if N.CARDS_MAX_EARNED in results.series
         else math.nan,
     }
 

@@ -13,7 +13,6 @@ with the same seeds (common random numbers), judged on the same KPIs:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from sim.campaign.metastability import analyse
+from sim.campaign.metastability import analyse, losses
 from sim.campaign.overlay import load_overlay, load_with_overlay
 from sim.des import simulate
 from sim.parallel import run_tasks
+from sim.results import clock as C
+from sim.results import names as N
 
 BASELINE = "none"
 
@@ -35,22 +36,22 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
     r = simulate(sc, seed=seed)
     a = analyse(r, scenario=sc)
     s = r.summary
-    scale = (sc.population.scale if sc.population else 1.0) * sc.arrivals.scale
-    lost = max(0.0, _wanted_orders(sc, r) - s["orders"])
+    cost = losses(r, sc)
+    scale = cost["cell"]
     launch = sc.population is not None and sc.population.launch is not None
     return {
         "launch": launch,
-        "logins_failed_full_scale": float(r.series["login_failed"].sum()) / scale,
+        "logins_failed_full_scale": float(r.series[N.LOGIN_FAILED].sum()) / scale,
         "auth_wait_max_s": _worst_wait(r, "auth"),
-        "users_lost_full_scale": float(r.series["users_lost"].sum()) / scale if "users_lost" in r.series else 0.0,
+        "users_lost_full_scale": float(r.series[N.USERS_LOST].sum()) / scale if N.USERS_LOST in r.series else 0.0,
         "mitigation": Path(overlay).stem if overlay else BASELINE,
         "description": load_overlay(overlay).description if overlay else "no mitigation",
         "seed": seed,
         "goodput_per_s": s["goodput_per_s"],
         "goodput_fraction": a["goodput_fraction"],
         "orders": s["orders"],
-        "orders_lost": lost,
-        "orders_lost_full_scale": lost / scale,
+        "orders_lost": cost["orders_lost"],
+        "orders_lost_full_scale": cost["orders_lost"] / cost["cell"],
         "success_rate": s["success_rate"],
         "attempts_per_command": a["attempts_per_command"],
         "work_per_good": a["work_per_good"],
@@ -62,25 +63,9 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
     }
 
 
-def _wanted_orders(sc, r) -> float:  # type: ignore[no-untyped-def]
-    """Orders users meant to place: every command of an order-placing class, or, for a funnel
-    class, those whose user went ahead and did not meet a stock-out or a failed payment."""
-    s, total = r.summary, 0.0
-    for name, cls in sc.workload.classes.items():
-        if not cls.places_order:
-            continue
-        if cls.funnel is None:
-            total += s["classes"][name]["arrived"]
-            continue
-        refused = sum(v.sum() for k, v in r.series.items() if k.startswith(f"buy_outcome:{name}:")
-                      and k.endswith((":out_of_stock", ":payment_error")))
-        total += float(r.series["orders_attempted"].sum()) - float(refused)
-    return total
-
-
 def _worst_wait(r, service: str) -> float:  # type: ignore[no-untyped-def]
     """The longest mean queue wait of any interval at a service, seconds (0 without one)."""
-    wait, granted = r.series.get(f"wait_s:{service}"), r.series.get(f"granted:{service}")
+    wait, granted = r.series.get(N.of_service("wait_s", service)), r.series.get(N.of_service("granted", service))
     if wait is None or granted is None or not granted.any():
         return 0.0
     return float(np.max(np.where(granted > 0, wait / np.maximum(granted, 1), 0.0)))
@@ -116,7 +101,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per mitigation."""
 
     def ttr(x: float | None) -> str:
-        return "never (stuck)" if x is None else f"{x / 60:,.0f} min"
+        return "never (stuck)" if x is None else C.duration(x)
 
     launch = any(r.get("launch") for r in rows)
     head = ("| mitigation | goodput /s | goodput % of offered | success rate | orders lost (cell) | "
@@ -126,7 +111,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         line = (f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | "
                 f"{r['success_rate']:.1%} | {r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | "
-                f"{r['attempts_per_command']:.2f} | {r['down_s'] / 60:,.0f} min | {ttr(r['time_to_recover_s'])} |")
+                f"{r['attempts_per_command']:.2f} | {C.duration(r['down_s'])} | {ttr(r['time_to_recover_s'])} |")
         if launch:
             line += (f" {_big(r['logins_failed_full_scale'])} | {_big(r['users_lost_full_scale'])} | "
                      f"{r['auth_wait_max_s']:.0f} s |")
@@ -138,11 +123,3 @@ def _big(x: float) -> str:
     if not math.isfinite(x):
         return "-"
     return f"{x / 1e6:.2f} M" if x >= 1e5 else f"{x:,.0f}"
-
-
-def write(rows: list[dict[str, Any]], folder: str | Path) -> Path:
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "mitigations.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "mitigations.md").write_text(format_table(rows) + "\n")
-    return out

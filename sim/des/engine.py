@@ -7,14 +7,17 @@ from functools import partial
 from pathlib import Path
 
 import simpy
+from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
 from sim.des.client import Client
-from sim.des.stack import Stack
+from sim.des.stack import StackModel
 from sim.des.users import launch_users
+from sim.errors import SimulationError
 from sim.results import Recorder, Results
+from sim.results import names as N
 from sim.scenario import Scenario
 from sim.streams import Streams
 
@@ -31,7 +34,7 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     env = simpy.Environment()
     streams = Streams(seed)
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
-    stack = Stack(env, sc, streams)
+    stack = StackModel(env, sc, streams)
     client = Client(env, stack, rec, streams)
     if launch_users(env, sc, client, streams, rec, seed) is None:
         _arrivals(env, sc, client, streams)
@@ -47,15 +50,48 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
         "warmup_s": sc.run.warmup_s, "start_hour": sc.run.start_hour, "services": stack.scenario.services.names(),
         "slos": {c: s.model_dump() for c, s in sc.slos.items()},
     }
-    return Results.from_recorder(rec, meta)
+    res = Results.from_recorder(rec, meta)
+    res.scenario = sc.model_dump(mode="json")
+    return res
 
 
 def _run(env: simpy.Environment, horizon: float, progress: Progress | None) -> None:
     steps = 100 if progress else 1
     for k in range(1, steps + 1):
-        env.run(until=horizon * k / steps)
+        run_guarded(env, horizon * k / steps)
         if progress:
             progress(k / steps)
+
+
+MAX_EVENTS_PER_SIM_S = 1_000_000  # 100x the busiest shipped scenario (sre_failover: ~10,000)
+GUARD_SPAN = 1 << 18  # events between checks: ~3 s of engine time
+
+
+def run_guarded(env: simpy.Environment, until: float, span: int = GUARD_SPAN,
+                max_events_per_s: float = MAX_EVENTS_PER_SIM_S) -> None:
+    """`env.run(until=until)`, stopped with a `SimulationError` when simulated time stalls: each
+    `span` events must advance it by at least `span / max_events_per_s` seconds. Zero latencies
+    with zero think times, or a timer of 1e-300 s, would otherwise never reach `until`.
+
+    The check costs one comparison per `span` events; the loop itself is SimPy's `run` loop."""
+    stop = simpy.Event(env)
+    stop._ok = True
+    stop._value = None
+    stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+    env.schedule(stop, URGENT, until - env.now)
+    step, min_advance_s = env.step, span / max_events_per_s
+    try:
+        while True:
+            t0 = env.now
+            for _ in range(span):
+                step()
+            if env.now - t0 < min_advance_s:
+                raise SimulationError(
+                    f"simulated time stalled at t={env.now:.6g} s: {span:,} events in {env.now - t0:.3g} simulated "
+                    f"seconds (the engine stops above {max_events_per_s:,.0f} events per simulated second); look "
+                    "for zero latencies with zero think times, or tiny periods such as autoscaling.interval_s")
+    except StopSimulation:
+        return
 
 
 def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams) -> None:
@@ -92,7 +128,7 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
     _at(env, 0.0, fire)
 
 
-def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Recorder) -> None:
+def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: StackModel, rec: Recorder) -> None:
     def run(f):  # type: ignore[no-untyped-def]
         yield env.timeout(f.at_s)
         rec.event(env.now, "fault_start", f.target, fault_kind=f.kind, magnitude=f.magnitude, duration_s=f.duration_s)
@@ -105,25 +141,25 @@ def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Re
         env.process(run(f))
 
 
-def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
+def _gauges(stack: StackModel, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
     """Gauges read at each interval's end; rates are differences of running totals."""
     dt = rec.interval_s
-    out: list[tuple[str, Callable[[], float]]] = [("in_flight", lambda: client.in_flight)]
+    out: list[tuple[str, Callable[[], float]]] = [(N.IN_FLIGHT, lambda: client.in_flight)]
     pools = [("gateway", stack.gateway.pool)] if stack.gateway else []
     pools += [("auth", stack.auth.pool)] if stack.auth else []
     pools += [(n, s.pool) for n, s in stack.tools.items()]
     for name, pool in pools:
-        out.append((f"queue:{name}", partial(getattr, pool, "waiting")))
-        out.append((f"capacity:{name}", partial(getattr, pool, "capacity")))
-        out.append((f"utilisation:{name}", _utilisation(pool)))
-        out.append((f"occupancy:{name}", _time_average(pool.occupancy_area, pool.env)))
-        out.append((f"granted:{name}", _rate(partial(getattr, pool, "granted"))))
-        out.append((f"waited:{name}", _rate(partial(getattr, pool, "queued"))))
-        out.append((f"wait_s:{name}", _rate(partial(getattr, pool, "wait_s"))))
+        out.append((N.of_service("queue", name), partial(getattr, pool, "waiting")))
+        out.append((N.of_service("capacity", name), partial(getattr, pool, "capacity")))
+        out.append((N.of_service("utilisation", name), _utilisation(pool)))
+        out.append((N.of_service("occupancy", name), _time_average(pool.occupancy_area, pool.env)))
+        out.append((N.of_service("granted", name), _rate(partial(getattr, pool, "granted"))))
+        out.append((N.of_service("waited", name), _rate(partial(getattr, pool, "queued"))))
+        out.append((N.of_service("wait_s", name), _rate(partial(getattr, pool, "wait_s"))))
     services = ([("auth", stack.auth)] if stack.auth else []) + list(stack.tools.items())
     for name, svc in services:
-        out.append((f"served:{name}", _rate(partial(getattr, svc, "served"))))
-        out.append((f"time_s:{name}", _rate(partial(getattr, svc, "time_s"))))
+        out.append((N.of_service("served", name), _rate(partial(getattr, svc, "served"))))
+        out.append((N.of_service("time_s", name), _rate(partial(getattr, svc, "time_s"))))
     fl = stack.fleet
     if fl is not None:
         st = fl.stats
@@ -140,18 +176,18 @@ def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Call
 
         up = lambda: sum(1 for r in fl.replicas if r.up and r.accepting)  # noqa: E731
         gauges: list[tuple[str, Callable[[], float]]] = [
-            ("llm_batch", batch),
-            ("llm_kv_frac", fl.kv_frac),
-            ("llm_prefill_tokens", lambda: delta("prefill", st.prefill_tokens)),
-            ("llm_decode_tokens", lambda: delta("decode", st.decode_tokens)),
-            ("llm_preemptions", lambda: delta("pre", st.preemptions)),
-            ("llm_replicas_up", up),
-            ("queue:llm", fl.queue_len),
-            ("capacity:llm", up),
+            (N.LLM_BATCH, batch),
+            (N.LLM_KV_FRAC, fl.kv_frac),
+            (N.LLM_PREFILL_TOKENS, lambda: delta("prefill", st.prefill_tokens)),
+            (N.LLM_DECODE_TOKENS, lambda: delta("decode", st.decode_tokens)),
+            (N.LLM_PREEMPTIONS, lambda: delta("pre", st.preemptions)),
+            (N.LLM_REPLICAS_UP, up),
+            (N.of_service("queue", "llm"), fl.queue_len),
+            (N.of_service("capacity", "llm"), up),
             # how full the batches are: mean sequences per step / max_num_seqs
-            ("utilisation:llm", lambda: delta("occ", st.batch_seqs) / max(1, delta("occ_steps", st.steps))
+            (N.of_service("utilisation", "llm"), lambda: delta("occ", st.batch_seqs) / max(1, delta("occ_steps", st.steps))
              / fl.spec.max_num_seqs),
-            ("llm_busy", lambda: delta("busy", st.busy_s) / (dt * max(1, up()))),
+            (N.LLM_BUSY, lambda: delta("busy", st.busy_s) / (dt * max(1, up()))),
         ]
         out += gauges
     return out

@@ -75,7 +75,16 @@ class Replica:
 
     @property
     def load(self) -> int:
+        """Sequences submitted and not finished (waiting or running): what routing compares."""
         return self.n_waiting + len(self.prefilling) + self.n_dec
+
+    @property
+    def kv_used_tokens(self) -> int:
+        return self.kv_used
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_cap
 
     def submit(self, s: Seq) -> None:
         s.replica, s.state = self, "waiting"

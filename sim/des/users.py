@@ -27,6 +27,7 @@ from sim.arrivals import BroadcastCurve, DailyProfile, poisson_times
 from sim.dists import sampler
 from sim.funnel import CardRules, Wallet, poisson_from
 from sim.results import Recorder
+from sim.results import names as N
 from sim.scenario import Scenario
 from sim.streams import Streams
 
@@ -89,13 +90,13 @@ class Users:
         self.users: list[User] = []  # users whose days are planned at each midnight
         self._retry = L.registration.retry_after_s
         s = rec.series
-        self._new = {BROADCAST: s("users_new:broadcast"), INVITED: s("users_new:invited")}
-        self._returning, self._sessions = s("users_returning"), s("sessions")
-        self._registered, self._lost = s("registrations"), s("users_lost")
-        self._earned, self._invited = s("cards_earned"), s("invitations")
+        self._new = {BROADCAST: s(N.users_new("broadcast")), INVITED: s(N.users_new("invited"))}
+        self._returning, self._sessions = s(N.USERS_RETURNING), s(N.SESSIONS)
+        self._registered, self._lost = s(N.REGISTRATIONS), s(N.USERS_LOST)
+        self._earned, self._invited = s(N.CARDS_EARNED), s(N.INVITATIONS)
         self.rec = rec
         self.max_earned = 0  # the most cards any user has earned (the rule caps it)
-        rec.gauge("cards_max_earned", lambda: self.max_earned)
+        rec.gauge(N.CARDS_MAX_EARNED, lambda: self.max_earned)
 
     # -- starting users ------------------------------------------------------------------------
     def start(self) -> None:

@@ -5,6 +5,7 @@
     histograms.npz   per `metric:class`: int64 rows (interval, bucket, count) of a log histogram
     events.jsonl     faults, scaling and state changes: {"t_s", "kind", "target", ...}
     summary.json     KPIs over the post-warm-up window and SLO verdicts (summary.py)
+    scenario.yaml    the scenario as it ran, every field resolved (when the producer knows it)
 
 Written only by an explicit `Results.write(folder)`.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from sim.errors import ResultsError
 from sim.results.histogram import GAMMA
@@ -25,6 +27,7 @@ from sim.results.recorder import Recorder
 from sim.results.summary import summarize
 
 FORMAT = "surge-results/1"
+SCENARIO_FILE = "scenario.yaml"
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Results:
     histograms: dict[str, np.ndarray]
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    scenario: dict[str, Any] | None = None  # the scenario as run (`Scenario.model_dump(mode="json")`)
 
     @classmethod
     def from_recorder(cls, rec: Recorder, meta: dict[str, Any]) -> Results:
@@ -48,9 +52,15 @@ class Results:
         return np.arange(self.meta["n_intervals"]) * self.meta["interval_s"]
 
     def write(self, folder: str | Path) -> Path:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps(self.meta, indent=2, default=_jsonable) + "\n")
+        """Write the run folder (created if needed); `ResultsError` when it cannot be written."""
+        out = writable_folder(folder)
+        try:
+            return self._write(out)
+        except OSError as e:
+            raise ResultsError(f"{out}: cannot write results there ({e.strerror or e})") from None
+
+    def _write(self, out: Path) -> Path:
+        (out / "run.json").write_text(strict_json(self.meta) + "\n")
         names = sorted(self.series)
         table = np.column_stack([self.t_s] + [self.series[n] for n in names])
         np.savetxt(out / "timeseries.csv", table, delimiter=",", header=",".join(["t_s", *names]),
@@ -58,8 +68,10 @@ class Results:
         np.savez_compressed(out / "histograms.npz", **self.histograms)  # type: ignore[arg-type]
         with (out / "events.jsonl").open("w") as f:
             for e in self.events:
-                f.write(json.dumps(e, default=_jsonable) + "\n")
-        (out / "summary.json").write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
+                f.write(strict_json(e, indent=None) + "\n")
+        (out / "summary.json").write_text(strict_json(self.summary) + "\n")
+        if self.scenario is not None:
+            (out / SCENARIO_FILE).write_text(yaml.safe_dump(self.scenario, sort_keys=False))
         return out
 
     @classmethod
@@ -81,13 +93,32 @@ class Results:
         events = []
         if (src / "events.jsonl").is_file():
             events = [json.loads(line) for line in (src / "events.jsonl").read_text().splitlines() if line]
-        return cls(meta, series, hists, events, summarize(meta, series, hists))
+        scenario = None
+        if (src / SCENARIO_FILE).is_file():
+            scenario = yaml.safe_load((src / SCENARIO_FILE).read_text())
+        return cls(meta, series, hists, events, summarize(meta, series, hists), scenario)
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    return str(x)
+def writable_folder(folder: str | Path) -> Path:
+    """`folder`, created if needed, once a file could be written in it; `ResultsError` (one line)
+    when it is a file, lies under a file, or cannot be created or written. Callers check this
+    before a run, so a bad output path fails before the simulation, not after it."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"{out}: exists and is not a folder (results need a folder)")
+    probe = out / ".surge-write-check"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsError(f"{out}: cannot write results there ({e.strerror or e})") from None
+    return out
+
+
+def strict_json(x: Any, indent: int | None = 2) -> str:
+    """`x` as strict JSON (no NaN or Infinity: they become null), the one way surge writes JSON."""
+    return json.dumps(json_safe(x), indent=indent, allow_nan=False)
 
 
 def json_safe(x: Any) -> Any:
@@ -101,4 +132,8 @@ def json_safe(x: Any) -> Any:
         return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [json_safe(v) for v in x]
-    return x
+    if isinstance(x, np.ndarray):
+        return [json_safe(v) for v in x.tolist()]
+    if x is None or isinstance(x, str | int | float | bool):
+        return x
+    return str(x)

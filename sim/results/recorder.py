@@ -61,10 +61,9 @@ from typing import Any
 
 import numpy as np
 
+from sim.results import names as N
 from sim.results.histogram import _INV_LOG_GAMMA, _MIN_BUCKET, MIN_VALUE
-
-REASONS = ("timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled")
-HIST_METRICS = ("ttft", "tpot", "e2e")
+from sim.results.names import HIST_METRICS, REASONS
 
 
 class IntervalHistogram:
@@ -120,12 +119,12 @@ class Recorder:
         self._gauges: list[tuple[str, Callable[[], float]]] = []
         self.events: list[dict[str, Any]] = []
         for c in self.classes:
-            for m in ("arrived", "attempts", "retries", "admitted", "completed", "good"):
-                self.series(f"{m}:{c}")
+            for m in N.CLASS_COUNTERS:
+                self.series(N.of_class(m, c))
             for r in REASONS:
-                self.series(f"failed:{c}:{r}")
-        for m in ("orders", "logins", "login_failed", "in_flight", *(f"attempt_failed:{r}" for r in REASONS)):
-            self.series(m)
+                self.series(N.failed(c, r))
+        for name in (*N.RUN_COUNTERS, *(N.attempt_failed(r) for r in REASONS)):
+            self.series(name)
 
     def index(self, t: float) -> int:
         """Interval index of time t (the last interval also takes t == duration)."""
@@ -139,8 +138,12 @@ class Recorder:
             s = self._series[name] = [0.0] * self.n_intervals
         return s
 
-    def hist(self, metric: str, cls: str) -> IntervalHistogram:
-        key = f"{metric}:{cls}"
+    def totals(self) -> dict[str, float]:
+        """Every series summed over the intervals so far."""
+        return {k: float(sum(v)) for k, v in self._series.items()}
+
+    def hist(self, metric: N.HistMetric, cls: str) -> IntervalHistogram:
+        key = N.hist(metric, cls)
         h = self._hists.get(key)
         if h is None:
             h = self._hists[key] = IntervalHistogram(self.interval_s)
@@ -165,3 +168,4 @@ class Recorder:
 
     def all_histograms(self) -> dict[str, np.ndarray]:
         return {k: h.triples() for k, h in self._hists.items()}
+__all__ = ["HIST_METRICS", "REASONS", "IntervalHistogram", "Recorder"]

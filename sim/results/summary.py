@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from sim.results import names as N
 from sim.results.histogram import LogHistogram
-from sim.results.recorder import HIST_METRICS, REASONS
+from sim.results.names import HIST_METRICS, REASONS
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SLO_METRICS = {"ttft_p99_s": ("ttft", 0.99), "tpot_p99_s": ("tpot", 0.99), "e2e_p99_s": ("e2e", 0.99)}
@@ -42,20 +43,20 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
 
     classes: dict[str, Any] = {}
     for c in meta["classes"]:
-        completed = total(f"completed:{c}")
-        by_reason = {r: total(f"failed:{c}:{r}") for r in REASONS}
+        completed = total(N.of_class("completed", c))
+        by_reason = {r: total(N.failed(c, r)) for r in REASONS}
         ended = completed + sum(by_reason.values())
-        arrived = total(f"arrived:{c}")
+        arrived = total(N.of_class("arrived", c))
         kpi: dict[str, Any] = {
             "arrived": arrived,
             "completed": completed,
             "failed": by_reason,
             "success_rate": completed / ended if ended else math.nan,
-            "goodput_per_s": total(f"good:{c}") / window_s if window_s else math.nan,
-            "attempts_per_command": total(f"attempts:{c}") / arrived if arrived else math.nan,
+            "goodput_per_s": total(N.of_class("good", c)) / window_s if window_s else math.nan,
+            "attempts_per_command": total(N.of_class("attempts", c)) / arrived if arrived else math.nan,
         }
         for m in HIST_METRICS:
-            h = window_histogram(hists.get(f"{m}:{c}", np.zeros((0, 3), np.int64)), start)
+            h = window_histogram(hists.get(N.hist(m, c), np.zeros((0, 3), np.int64)), start)
             kpi[m] = {"count": h.n, "mean": h.mean, **{k: h.quantile(q) for k, q in QUANTILES.items()}}
         classes[c] = kpi
     arrived = sum(k["arrived"] for k in classes.values())
@@ -69,9 +70,9 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
         "success_rate": completed / (completed + failed) if completed + failed else math.nan,
         "goodput_per_s": sum(k["goodput_per_s"] for k in classes.values()),
         "throughput_per_s": completed / window_s if window_s else math.nan,
-        "attempts_per_command": sum(total(f"attempts:{c}") for c in classes) / arrived if arrived else math.nan,
-        "orders": total("orders"),
-        "orders_per_s": total("orders") / window_s if window_s else math.nan,
+        "attempts_per_command": sum(total(N.of_class("attempts", c)) for c in classes) / arrived if arrived else math.nan,
+        "orders": total(N.ORDERS),
+        "orders_per_s": total(N.ORDERS) / window_s if window_s else math.nan,
         **_funnel(series, total),
         "classes": classes,
         "slos": slo_verdicts(meta.get("slos", {}), classes),
@@ -83,28 +84,28 @@ def _funnel(series: dict[str, np.ndarray], total) -> dict[str, Any]:  # type: ig
     converted, charged but told it failed, charged twice; conversion per funnel class and user
     state (`buy:CLASS:STATE` commands, `buy_outcome:CLASS:STATE:OUTCOME` of those that
     succeeded); and, for a launch, its users and cards."""
-    if "orders_attempted" not in series:
+    if N.ORDERS_ATTEMPTED not in series:
         return {}
     out: dict[str, Any] = {
-        "orders_attempted": total("orders_attempted"),
-        "orders_failed_after_payment": total("failed_after_payment"),
-        "payments": total("payments"),
-        "payments_duplicated": total("payments_duplicated"),
-        "cards_redeemed": total("cards_redeemed"),
+        "orders_attempted": total(N.ORDERS_ATTEMPTED),
+        "orders_failed_after_payment": total(N.FAILED_AFTER_PAYMENT),
+        "payments": total(N.PAYMENTS),
+        "payments_duplicated": total(N.PAYMENTS_DUPLICATED),
+        "cards_redeemed": total(N.CARDS_REDEEMED),
     }
     funnel: dict[str, Any] = {}
     for name in series:
-        if name.startswith("buy:"):
-            _, cls, state = name.split(":")
+        parts = N.split(name)
+        if parts[0] == "buy":
+            _, cls, state = parts
             arrived = total(name)
-            outcomes = {k.rsplit(":", 1)[1]: total(k) for k in series if k.startswith(f"buy_outcome:{cls}:{state}:")}
+            outcomes = {N.split(k)[3]: total(k) for k in series if N.split(k)[:3] == ("buy_outcome", cls, state)}
             funnel.setdefault(cls, {})[state] = {
                 "arrived": arrived, "outcomes": outcomes,
                 "conversion": outcomes.get("ordered", 0.0) / arrived if arrived else math.nan}
     out["funnel"] = funnel
-    if "users_returning" in series:
-        out["users"] = {k: total(k) for k in ("users_new:broadcast", "users_new:invited", "users_returning",
-                                              "registrations", "users_lost", "invitations", "cards_earned")}
+    if N.USERS_RETURNING in series:
+        out["users"] = {k: total(k) for k in N.LAUNCH_COUNTERS}
     return out
 
 

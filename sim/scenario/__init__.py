@@ -8,6 +8,7 @@ from sim.scenario.schema import (
     Campaign,
     Clients,
     CommandClass,
+    Cost,
     Fault,
     Population,
     Run,
@@ -18,7 +19,8 @@ from sim.scenario.schema import (
 from sim.scenario.services import LLMFleet, Service, Services
 
 __all__ = [
-    "SLO", "Arrivals", "Campaign", "Clients", "CommandClass", "Fault", "Funnel", "Launch", "LLMFleet", "Population", "Run",
+    "SLO", "Arrivals", "Campaign", "Clients", "CommandClass", "Cost", "Fault", "Funnel", "Launch", "LLMFleet",
+    "Population", "Run",
     "Scenario", "Service", "Services", "Stage", "Workload",
     "apply_override", "json_schema", "load_scenario", "parse_scenario",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from sim.dists import Distribution
+from sim.dists import Distribution, Exponential
 from sim.scenario.services import Frozen
 
 
@@ -63,7 +63,7 @@ class Registration(Frozen):
     the user is lost."""
 
     retry_after_s: Distribution = Field(
-        default_factory=lambda: {"type": "exponential", "mean": 600}, validate_default=True,  # type: ignore[arg-type]
+        default_factory=lambda: Exponential.model_validate({"mean": 600}),
         description="seconds until a user whose registration failed opens the app again")
     max_tries: int = Field(default=3, ge=1, le=100, description="sessions a new user tries to register in before "
                            "giving up")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,10 +41,10 @@ def test_run_without_outage_has_no_outage_section(tmp_path: Path) -> None:
     assert "metastability:" not in p.stdout
 
 
-def test_fail_on_slo_exits_1(tmp_path: Path) -> None:
+def test_fail_on_slo_exits_99(tmp_path: Path) -> None:
     p = surge("run", "scenarios/validation/slo_fail.yaml", "--out", str(tmp_path / "r"), "--no-report",
               "--fail-on-slo")
-    assert p.returncode == 1, p.stdout + p.stderr
+    assert p.returncode == 99, p.stdout + p.stderr
     assert "FAIL" in p.stdout
 
 
@@ -52,3 +54,71 @@ def test_bad_override_is_one_line_exit_2(tmp_path: Path) -> None:
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ScenarioError: scenarios/smoke.yaml: services.llm.replicas")
     assert "Traceback" not in p.stderr
+
+
+def test_user_mistakes_anywhere_are_one_line_exit_2(tmp_path: Path) -> None:
+    """The one error boundary: mistakes in every front-door command are one line, exit 2."""
+    cases = [
+        ("validate-campaign", "scenarios/smoke.yaml", "--no-simulate"),  # no campaign to compare with
+        ("stack", "serve", "--scale", "0"),
+        ("stack", "serve", "--port", "99999"),
+        ("loadtest", "scenarios/demo_fault.yaml", "--start-stack", "--stack-options", "{bad", "--out", str(tmp_path)),
+        ("loadtest", "scenarios/demo_fault.yaml", "--host", "http://127.0.0.1:9", "--duration", "5x"),
+        ("mitigations", "scenarios/feb8_outage.yaml", "--dir", str(tmp_path)),  # no overlays: not a silent 0
+        ("explore", "vulnerability", "scenarios/metastable_retry.yaml", "--loads", "a,b"),
+    ]
+    for args in cases:
+        p = surge(*args)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, (args, p.stderr)
+
+
+def test_an_unreachable_target_exits_3_before_any_load(tmp_path: Path) -> None:
+    p = surge("loadtest", "scenarios/demo_fault.yaml", "--host", "http://127.0.0.1:9", "--duration", "20s",
+              "--out", str(tmp_path))
+    assert p.returncode == 3 and p.stderr.strip().startswith("TargetError:"), p.stderr
+    assert "load test:" not in p.stdout and not (tmp_path / "plan.json").exists()
+
+
+def test_metastability_writes_nothing_unless_asked(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert surge("run", "scenarios/validation/mm1.yaml", "--out", str(run), "--set", "run.duration_s=300",
+                 "--no-report").returncode == 0
+    before = sorted(p.name for p in run.iterdir())
+    (run / "metastability.json").unlink()
+    assert surge("metastability", str(run)).returncode == 0
+    assert sorted(p.name for p in run.iterdir()) == [n for n in before if n != "metastability.json"]
+    out = tmp_path / "analysis"
+    assert surge("metastability", str(run), "--out", str(out)).returncode == 0
+    assert json.loads((out / "metastability.json").read_text())["onset_s"] is None  # strict JSON: null, not NaN
+    assert "NaN" not in (out / "metastability.json").read_text()
+
+
+def test_simulating_needs_no_stack_packages(tmp_path: Path) -> None:
+    """`pip install surge` (without the `stack` extra) simulates, reports and lists examples:
+    torch, FastAPI, uvicorn, httpx, Locust and gevent are blocked from importing here."""
+    block = ("import sys\n"
+             "for m in ('torch', 'fastapi', 'uvicorn', 'httpx', 'locust', 'gevent'):\n"
+             "    sys.modules[m] = None\n"
+             "from sim.cli import main\n"
+             "sys.exit(main())\n")
+    for args in (["examples"], ["validate", "smoke"],
+                 ["run", "smoke", "--set", "run.duration_s=600", "--out", str(tmp_path / "r")]):
+        p = subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True, cwd=ROOT,
+                           timeout=300)
+        assert p.returncode == 0, (args, p.stderr[-2000:])
+    assert (tmp_path / "r" / "report.html").is_file()
+    p = subprocess.run([sys.executable, "-c", block, "loadtest", "smoke", "--start-stack"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 2 and "surge[stack]" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_readme_ci_example_passes_against_the_shipped_baseline(tmp_path: Path) -> None:
+    """The GitHub Actions example in the README, as written: 5 replications of smoke.yaml with the
+    baseline's seeds, then `surge check` against baselines/smoke.yaml (exit 0)."""
+    run = tmp_path / "pr"
+    assert surge("run", "scenarios/smoke.yaml", "--replications", "5", "--out", str(run), "--no-report").returncode == 0
+    p = surge("check", str(run), "--baseline", "baselines/smoke.yaml")
+    assert p.returncode == 0, p.stdout
+    assert "FAIL" not in p.stdout and "success_rate" in p.stdout

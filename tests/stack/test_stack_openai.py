@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
 from stack_helpers import login, running, tiny_config
 
 from loadtest.stack import create_app
-from loadtest.stack.scenario_map import config_from_dict
 
 pytestmark = pytest.mark.anyio
 MSGS = [{"role": "system", "content": "you sell tea"}, {"role": "user", "content": "help me buy a milk tea"}]
@@ -59,9 +60,8 @@ async def test_openai_backend_forwards_to_an_upstream_server(tmp_path):
     (tmp_path / "up").mkdir()
     async with running(tiny_config(tmp_path / "up")) as upstream:
         transport = httpx.ASGITransport(app=upstream.app)
-        cfg = config_from_dict(tiny_config(tmp_path), {"llm": {"backend": "openai", "base_url": "http://upstream/v1",
-                                                               "remote_model": "surge-tiny"}})
-        app = create_app(cfg, llm_transport=transport)
+        cfg = tiny_config(tmp_path, "services.llm.backend={type: openai, base_url: 'http://upstream/v1', model: surge-tiny}")
+        app = create_app(cfg.scenario, cfg.options, llm_transport=transport)
         async with app.router.lifespan_context(app), \
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw:
                 r = await gw.post("/v1/chat/completions", json={"model": "surge-tiny", "messages": MSGS,
@@ -71,3 +71,18 @@ async def test_openai_backend_forwards_to_an_upstream_server(tmp_path):
                 r = await gw.post("/v1/agent/commands", json={"command": "help me buy a milk tea"}, headers=h)
                 assert r.status_code == 200 and r.json()["order"]["status"] == "completed"
         assert 'route="/v1/chat/completions",status="200"' in (await upstream.get("/metrics")).text
+
+
+async def test_text_completions_stream_and_not(client) -> None:
+    body = {"model": "surge-tiny", "prompt": "help me buy a milk tea", "max_tokens": 5}
+    r = await client.post("/v1/completions", json=body)
+    assert r.status_code == 200 and r.json()["object"] == "text_completion"
+    assert r.json()["usage"] == {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}  # BOS + 6 words
+    async with client.stream("POST", "/v1/completions", json=body | {"stream": True,
+                                                                      "stream_options": {"include_usage": True}}) as s:
+        lines = [line async for line in s.aiter_lines() if line.startswith("data:")]
+    pieces = [json.loads(x[5:]) for x in lines[:-1]]
+    assert sum(1 for p in pieces if p["choices"] and p["choices"][0]["text"]) == 5 and lines[-1] == "data: [DONE]"
+    assert pieces[-1]["usage"]["completion_tokens"] == 5
+    bad = await client.post("/v1/completions", json=body | {"max_tokens": "5"})
+    assert bad.status_code == 400

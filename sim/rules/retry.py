@@ -1,6 +1,6 @@
 """The scenario's client policy: backoff with jitter, the retry budget and adaptive throttling.
 
-One implementation for the simulator (`sim.des.client`) and the load test (`loadtest.policy`),
+One implementation for the simulator (`sim.des.client`), the fleet engine and the load test,
 so that measurement and simulation retry the same way. Budget and throttle look at about a
 minute of traffic through exponentially decaying counts.
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from sim.rules.outcomes import REJECTED, SHED, TIMEOUT
 from sim.scenario import Clients
 
 WINDOW_S = 60.0
 # outcomes that do not count as "accepted" for adaptive throttling (Google SRE book, ch. 21)
-NOT_ACCEPTED = ("rejected", "shed", "timeout")
+NOT_ACCEPTED = (REJECTED, SHED, TIMEOUT)
 
 
 class Decaying:
