@@ -90,12 +90,14 @@ class Launch(Frozen):
                                         "are population.daily_active_users / this many")
     active_with_cards: float = Field(gt=0, le=1, description="probability that a user holding an unused card at "
                                      "midnight opens the app that day")
-    broadcast: Broadcast
-    invitations: Invitations
+    broadcast: Broadcast = Field(description="people reached from outside the app, and how fast they join")
+    invitations: Invitations = Field(description="friends each user brings in, and when they come")
     first_session: FirstSession | None = Field(default=None, description="what a user does first after joining "
                                                "(none: the usual mix)")
-    cards: Cards = Field(default_factory=Cards)
-    registration: Registration = Field(default_factory=Registration)
+    cards: Cards = Field(default_factory=Cards, description="free-order cards: earned by joining and inviting, "
+                         "spent by ordering")
+    registration: Registration = Field(default_factory=Registration, description="what a new user does when "
+                                       "signing up fails")
 
     @field_validator("activity")
     @classmethod
