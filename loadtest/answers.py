@@ -55,6 +55,14 @@ def _lines(r: Any) -> Any:
             yield line + b"\n"
 
 
+def _produced(choice: dict[str, Any]) -> bool:
+    """Whether a streamed choice carries generated tokens: content, reasoning, a tool call's
+    arguments (chat), or text (completions)."""
+    d = choice.get("delta") or {}
+    return bool(d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls")
+                or choice.get("text"))
+
+
 def read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, str | None]:
     """Read server-sent events to `[DONE]`: arrival times of content chunks, usage, error code."""
     stamps: list[float] = []
@@ -72,7 +80,7 @@ def read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, s
         if msg.get("usage"):
             usage = msg["usage"]
         for ch in msg.get("choices") or ():
-            if (ch.get("delta") or {}).get("content"):
+            if _produced(ch):
                 stamps.append(t)
     return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
 

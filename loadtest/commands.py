@@ -33,9 +33,11 @@ import gevent
 import numpy as np
 from gevent.pool import Group
 
+from loadtest import plugins
 from loadtest import policy as P
 from loadtest.answers import admitted_by, code_of, json_or_none, read_agent_stream, read_stream
 from loadtest.plan import Plan
+from loadtest.stack.vocab import Vocabulary
 from loadtest.tally import Tally
 from sim.arrivals import FollowUps
 from sim.dists import sampler
@@ -51,11 +53,13 @@ from sim.rules.attempts import (
     login_retry_wait,
 )
 from sim.rules.deadlines import Deadlines
-from sim.rules.orders import PAID_FAILED, WRONG_ITEM, OrderState, at_end
+from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
 from sim.scenario import CommandClass, Scenario
 from sim.streams import Streams
 
-_WORDS = ["please", "help", "me", "buy", "a", "milk", "tea", "with", "less", "sugar", "and", "extra", "pearls", "from", "the", "shop", "near", "me"]
+# prompt words: every request's text is its own draw from these (no two prompts share a prefix
+# a server could cache); the reference stack counts one token per word
+_WORDS = Vocabulary(4096).words
 AGENT_TEXT = "help me buy a milk tea"
 CLASS_HEADER = "X-Surge-Class"  # the command class of a chat request (its priority at the stack's gateway)
 
@@ -170,8 +174,8 @@ class HttpClient:
         now = self.now()
         self.tally.count(N.failed(spec.name, reason), now)  # type: ignore[arg-type]
         self.in_flight -= 1
-        if cmd is not None and at_end(cmd.order, False) == PAID_FAILED:
-            self.tally.count(N.PAID_FAILED, now)
+        if cmd is not None and at_end(cmd.order, False) == FAILED_AFTER_PAYMENT:
+            self.tally.count(N.FAILED_AFTER_PAYMENT, now)
 
     def _request(self, method: str, path: str, name: str, **kw: Any) -> Any:
         if self.requests_left <= 0:
@@ -329,6 +333,9 @@ class HttpClient:
             self._check_order(sess, cmd)
 
     def _attempt(self, sess: HttpSession, cmd: HttpCommand) -> str:
+        own = plugins.REGISTRY.get(cmd.spec.name)
+        if own is not None:  # the user's own HTTP calls for this class (--plugin)
+            return str(own(plugins.Attempt(self, sess, cmd)))
         if cmd.spec.kind == "agent":
             return self._agent(sess, cmd)
         st = cmd.spec.cls.stages[0].llm  # a chat class is one LLM stage (`kind_of`)
@@ -342,23 +349,41 @@ class HttpClient:
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _headers(self, sess: HttpSession) -> dict[str, str]:
-        h = dict(self._timeout_hdr)
-        if sess.token:
-            h["Authorization"] = f"Bearer {sess.token}"
+        h = dict(self._timeout_hdr) | self.plan.headers
+        token = sess.token or self.plan.api_key
+        if token:
+            h["Authorization"] = f"Bearer {token}"
         return h
 
+    def _prompt(self, n_words: int) -> str:
+        """A prompt of `n_words` words drawn afresh (a distinct prefix every time)."""
+        idx = self._tok.integers(0, len(_WORDS), n_words)
+        return " ".join(_WORDS[i] for i in idx.tolist())
+
+    def _body(self, prompt_tokens: int, max_tokens: int) -> tuple[str, dict[str, Any]]:
+        """(path, body) of one streamed generation: chat (one user message) or a text completion.
+        The reference stack counts BOS (and "user", ":" for chat) as prompt tokens too."""
+        chat = self.plan.endpoint == "chat"
+        text = self._prompt(max(1, prompt_tokens - (3 if chat else 1)))
+        body: dict[str, Any] = {"model": self.plan.model, "max_tokens": max_tokens, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        if chat:
+            body["messages"] = [{"role": "user", "content": text}]
+        else:
+            body["prompt"] = text
+        if self.plan.ignore_eos:
+            body |= {"ignore_eos": True, "min_tokens": max_tokens}
+        return ("/v1/chat/completions" if chat else "/v1/completions"), body
+
     def _chat(self, sess: HttpSession, cmd: HttpCommand, prompt_tokens: int, max_tokens: int) -> str:
-        """One streamed chat completion of the command's class; records ttft, itl and tpot."""
+        """One streamed chat completion (or text completion) of the command's class; records
+        ttft, itl and tpot, and the tokens asked for against those the server says it used."""
         max_tokens = min(max_tokens, self.plan.max_tokens_cap)
-        # the stack counts "user", ":" and BOS too (loadtest/stack/agent.py PROMPT_OVERHEAD_TOKENS)
         prompt_tokens = max(1, min(prompt_tokens, self.plan.max_context - max_tokens))
-        words = max(1, prompt_tokens - 3)
-        text = " ".join(_WORDS[i % len(_WORDS)] for i in range(words))
-        body = {"model": self.plan.model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
-                "stream": True, "stream_options": {"include_usage": True}}
+        path, body = self._body(prompt_tokens, max_tokens)
         sent = self.now()
         headers = self._headers(sess) | {CLASS_HEADER: cmd.spec.name}
-        r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=headers, stream=True)
+        r = self._request("POST", path, "chat", json=body, headers=headers, stream=True)
         code = code_of(r)
         cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
@@ -376,6 +401,12 @@ class HttpClient:
         if n_out > 1:
             self.tally.observe(N.hist("tpot", name), stamps[-1], (stamps[-1] - stamps[0]) / (n_out - 1))
         self.tally.count(N.tokens_out(name), stamps[-1], n_out)
+        if usage:  # what the server counted, against what the scenario asked for
+            tot = self.tally.totals
+            tot["prompt_tokens_asked"] += prompt_tokens
+            tot["prompt_tokens_reported"] += int(usage.get("prompt_tokens") or 0)
+            tot["output_tokens_asked"] += max_tokens
+            tot["output_tokens_reported"] += int(usage.get("completion_tokens") or 0)
         return P.OK
 
     def _agent(self, sess: HttpSession, cmd: HttpCommand) -> str:
@@ -433,11 +464,19 @@ class HttpClient:
         self.tally.count(N.tokens_out(name), now, int(call.get("output_tokens") or 0))
 
     def _check_order(self, sess: HttpSession, cmd: HttpCommand) -> None:
+        """The order a success acknowledged exists and is paid (outside the command's latency);
+        a session lost meanwhile (a session invalidation) logs in again first, as the app would."""
+        status = 0
         try:
-            r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
-            ok = r.status_code == 200 and r.json().get("status") in ("paid", "completed")
+            for _ in range(2):
+                r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
+                status = r.status_code
+                if status != 401 or not self.has_auth or not self.login(sess):
+                    break
+            ok = status == 200 and r.json().get("status") in ("paid", "completed")
         except (OSError, ValueError, OutOfRequests):
             ok = False
         self.tally.totals["orders_checked"] += 1
         if not ok:
             self.tally.totals["orders_check_failed"] += 1
+            self.tally.totals[f"orders_check_failed:{status}"] += 1

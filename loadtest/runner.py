@@ -16,12 +16,15 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from loadtest import procs
+from loadtest.live import LiveView
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
 from loadtest.safety import LoadTestError, check_host, preflight
+from loadtest.scrape import Scraper
 from sim.results import Results
+from sim.shipped import resolve
 
 MAX_DURATION_S = 24 * 3600.0
 
@@ -63,6 +66,15 @@ class Options:
     faults: bool = True
     simulate: bool = True
     report: bool = True
+    live: bool | None = None  # the live display (None: when stderr is a terminal)
+    locust_args: list[str] = field(default_factory=list)  # passed to every Locust process as given
+    stack_port: int | None = None  # --start-stack: the stack's port (None: a free one)
+    master_port: int | None = None  # --workers: the Locust master's port (None: a free one)
+    endpoint: Literal["chat", "completions"] = "chat"  # one-LLM-stage classes: chat or text completions
+    ignore_eos: bool = True
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
 
 
 def run_loadtest(opt: Options) -> LoadRun:
@@ -74,14 +86,18 @@ def run_loadtest(opt: Options) -> LoadRun:
     if opt.workers < 0 or opt.workers > 64:
         raise LoadTestError(f"'--workers' must be in [0, 64] (got {opt.workers})")
     host = check_host(opt.host, opt.allow_remote) if opt.host and not opt.start_stack else None
+    for p in opt.plugins:
+        if not Path(p).is_file():
+            raise LoadTestError(f"'--plugin' {p!r}: no such file")
     out = opt.out.resolve()
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
-    scen_file = write_scenario(data, out)
+    scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
     if opt.start_stack:  # a started stack begins with no orders and full stock, whatever ran here before
         for old in out.glob("orders.db*"):
             old.unlink()
-    stack = procs.StackProcess(scen_file, out, token, options=opt.stack_options) if opt.start_stack else None
+    stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options)
+             if opt.start_stack else None)
     ledger: dict[str, Any] | None = None
     try:
         if stack is not None:
@@ -92,10 +108,19 @@ def run_loadtest(opt: Options) -> LoadRun:
         plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
                     max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
                     spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=model,
-                    max_context=_max_context(sc))
+                    max_context=_max_context(sc), endpoint=opt.endpoint, ignore_eos=opt.ignore_eos,
+                    api_key=opt.api_key, headers=opt.headers, plugins=[str(Path(p).resolve()) for p in opt.plugins])
         plan_file = plan.write(out)
         t = time.monotonic()
-        code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30)
+        scraper = Scraper(host, max_num_seqs=sc.services.llm.max_num_seqs if sc.services.llm else None)
+
+        def tick() -> None:
+            view.tick()
+            scraper.tick()
+
+        with LiveView(out, opt.live) as view:
+            code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
+                                    on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
         ledger = fetch_ledger(host, token) if _places_orders(sc) else None
     finally:
@@ -104,15 +129,17 @@ def run_loadtest(opt: Options) -> LoadRun:
     measured_dir = out / "measured"
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
-    run = LoadRun(out, Results.read(measured_dir), notes=notes)
+    measured = Results.read(measured_dir)
     if ledger is not None:  # the stack's own account of the money and stock, at the end
-        run.measured.meta["ledger"] = ledger
-        run.measured.write(measured_dir)
+        measured.meta["ledger"] = ledger
+        measured.write(measured_dir)
+    run = LoadRun(out, _with_server_side(measured, scraper, measured_dir), notes=notes)
     finals = run.measured.meta.get("worker_finals", [])
     if len(finals) < max(1, opt.workers):
         notes.append(f"warning: only processes {finals} of {max(1, opt.workers)} sent their last counts; "
                      "the measurement misses the rest")
     tot = run.measured.meta.get("totals", {})
+    notes += token_notes(tot)
     if tot.get("dropped"):
         notes.append(f"{tot['dropped']:.0f} starts were dropped: --max-in-flight was reached (raise it, or --workers)")
     if opt.simulate:
@@ -140,6 +167,29 @@ def fetch_ledger(host: str, token: str) -> dict[str, Any] | None:
         return dict(json.loads(body)) if status == 200 else None
     except (OSError, ValueError):
         return None
+
+
+def _with_server_side(measured: Results, scraper: Scraper, folder: Path) -> Results:
+    """The measured results with the server's own gauges and counters (`/metrics`) added."""
+    m = measured.meta
+    added = scraper.series(float(m.get("t0_unix") or 0.0), float(m["interval_s"]), int(m["n_intervals"]))
+    if added:
+        measured.series.update(added)
+        measured.meta["server_series"] = sorted(added)
+        measured.write(folder)
+    return measured
+
+
+def token_notes(totals: dict[str, float], tolerance: float = 0.10) -> list[str]:
+    """Warnings when the server counted other token numbers than the scenario asked for (its
+    tokenizer splits the prompt text differently, or it stopped early: pass --ignore-eos)."""
+    out = []
+    for kind in ("prompt", "output"):
+        asked, said = totals.get(f"{kind}_tokens_asked", 0.0), totals.get(f"{kind}_tokens_reported", 0.0)
+        if asked and abs(said / asked - 1) > tolerance:
+            out.append(f"warning: the server counted {said / asked:.2f}x the {kind} tokens the scenario asked for "
+                       f"({said:,.0f} of {asked:,.0f}); its latencies are for those lengths")
+    return out
 
 
 def _max_context(sc: Any) -> int:

@@ -18,12 +18,12 @@ from reports.document import Document
 _MONEY_ROWS = (  # summary key, what it counts
     ("payments", "orders paid (each charged once)"),
     ("duplicates_prevented", "payments prevented: a retry or a concurrent attempt would have paid twice"),
-    ("paid_failed", "commands that failed after their order was paid (a refund is owed)"),
+    ("failed_after_payment", "commands that failed after their order was paid (a refund is owed)"),
     ("refunds", "orders refunded: paid, then the stock sold out before it was confirmed"),
     ("wrong_items", "orders completed with the wrong item (the user will want a refund)"),
 )
 _LEDGER_KEYS = {"payments": "payments", "duplicates_prevented": "duplicates_prevented", "refunds": "refunds",
-                "wrong_items": "wrong_items", "paid_failed": "paid_not_completed"}
+                "wrong_items": "wrong_items", "failed_after_payment": "paid_not_completed"}
 
 
 def _count(v: Any) -> str:

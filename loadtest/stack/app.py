@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from loadtest.stack import admin, api, chat
+from loadtest.stack import admin, api, chat, completions
 from loadtest.stack.errors import APIError, install_handlers
 from loadtest.stack.gateway import ADMITTED_SCOPE_KEY
 from loadtest.stack.options import StackOptions, default_scenario
@@ -108,6 +108,7 @@ def create_app(scenario: Scenario | None = None, options: StackOptions | None = 
     install_handlers(app)
     app.include_router(api.make_router(stack))
     app.include_router(chat.make_router(stack))
+    app.include_router(completions.make_router(stack))
     app.include_router(admin.make_router(stack))
     app.add_middleware(Observe, stack=stack)
     return app

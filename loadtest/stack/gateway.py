@@ -116,6 +116,8 @@ class HttpGateway:
                                lambda: [((), adm.waiting if adm else 0)])
         metrics.registry.gauge("surge_gateway_in_progress", "requests admitted and not finished",
                                lambda: [((), adm.in_use if adm else 0)])
+        metrics.registry.gauge("surge_gateway_capacity", "admission slots up (faults take some)",
+                               lambda: [((), adm.capacity if adm else 0)])
 
     def _apply(self, effect: FaultEffect) -> None:
         self.effect = effect

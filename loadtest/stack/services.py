@@ -8,14 +8,15 @@ slowdown in force) -> the call's own work -> error (the service's rate combined 
 `sim.rules.faults`). The caller's deadline stops the call only when the scenario's servers
 learn of client timeouts (`sim.rules.deadlines`).
 
-Where the stack differs from the model on purpose: half of the errors strike *after* the work
-was done (the effect happened, the answer was lost), as real timeouts do, so that exactly-once
-ordering is tested for real; the simulator only counts the error.
+Half of the errors strike *after* the work was done (the effect happened, the answer was lost),
+as real timeouts do (`sim.rules.faults.error_timing`, which the simulator's tools follow too),
+so that exactly-once ordering is tested for real.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -27,7 +28,8 @@ from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.overload import Admission, Rejected
 from sim.dists import sampler
 from sim.rules.breaker import CircuitBreaker
-from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.deadlines import Deadlines
+from sim.rules.faults import AFTER, BEFORE, NO_ERROR, NO_FAULT, FaultEffect, error_timing
 from sim.scenario.services import Service
 
 T = TypeVar("T")
@@ -45,19 +47,26 @@ class Downstream:
     """One service the stack calls (auth, catalog, order, payment, ...)."""
 
     def __init__(self, name: str, spec: Service, faults: FaultBoard, metrics: StackMetrics,
-                 rng: np.random.Generator, honour_deadlines: bool) -> None:
+                 rng: np.random.Generator, deadlines: Deadlines) -> None:
         self.name, self.spec, self.metrics = name, spec, metrics
         self._rng = rng
         self._latency = sampler(spec.latency, rng)
         self.breaker = CircuitBreaker(spec.circuit_breaker) if spec.circuit_breaker else None
-        self.slots = Admission(spec.concurrency, spec.queue_limit, deadline_drop=honour_deadlines)
-        self.honour_deadlines = honour_deadlines
+        self.slots = Admission(self.slots_of(spec), spec.queue_limit, deadline_drop=deadlines.service_drops(name))
+        self.honour_deadlines = deadlines.service_drops(name)  # the queue drops expired waiters
+        self.cancel_running = deadlines.servers_cancel()  # and a running call stops at the deadline
         self.effect: FaultEffect = NO_FAULT
         faults.on_change(name, self._apply)
 
+    @staticmethod
+    def slots_of(spec: Service) -> int:
+        """Slots of a real pool: `concurrency`, or a fluid pool's `servers` rounded up (the stack
+        cannot run a fraction of a server: loadtest/stack/README.md)."""
+        return max(1, math.ceil(spec.servers)) if spec.servers is not None else spec.concurrency
+
     def _apply(self, effect: FaultEffect) -> None:
         self.effect = effect
-        self.slots.set_capacity(effect.units_up(self.spec.concurrency))
+        self.slots.set_capacity(effect.units_up(self.slots_of(self.spec)))
         if effect.outage:
             self.slots.fail_waiting()
 
@@ -77,7 +86,7 @@ class Downstream:
             return self._fail(code, self.slots.retry_after_s())
         t0 = time.monotonic()
         try:
-            if deadline is None:
+            if deadline is None or not self.cancel_running:
                 return await self._run(work)
             async with asyncio.timeout(max(0.0, deadline - t0)):
                 return await self._run(work)
@@ -92,11 +101,11 @@ class Downstream:
         if delay > 0:
             await asyncio.sleep(delay)
         p_err = effect.error_with(self.spec.error_rate)
-        roll = self._rng.random() if p_err > 0 else 1.0
-        if roll < p_err / 2:
+        timing = error_timing(p_err, float(self._rng.random())) if p_err > 0 else NO_ERROR
+        if timing == BEFORE:
             return self._fail("error", 1.0)
         result = await work()
-        if roll < p_err:
+        if timing == AFTER:
             return self._fail("error", 1.0)  # the effect happened; the caller never hears of it
         self.metrics.tool_calls.inc((self.name, "ok"))
         if self.breaker:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.options import SLO_BREACH, Jobs, Seed, Sets, need_stack, progress
+from sim.cli.options import SLO_BREACH, DataDir, Jobs, Seed, Sets, need_stack, progress
 
 
 def register(app: typer.Typer) -> None:
@@ -22,11 +22,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stack_app, name="stack")
 
 
-def validate(scenario: Path, set_: Sets = None) -> None:
-    """Check a scenario file; print a one-line verdict."""
+def validate(scenario: Path, set_: Sets = None, data_dir: DataDir = None) -> None:
+    """Check a scenario file and the data files it names; print a one-line verdict."""
     from sim.scenario import load_scenario
 
-    sc = load_scenario(scenario, set_ or [])
+    sc = load_scenario(scenario, set_ or [], data_dir=data_dir)
     print(f"ok: {scenario} ({sc.name}: {len(sc.workload.classes)} classes, {len(sc.services.names())} services, "
           f"{len(sc.faults)} faults)")
 
@@ -67,20 +67,25 @@ def run(
     jobs: Jobs = 2,
     report: Annotated[bool, typer.Option(help="write the HTML/Markdown report")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when an SLO is missed")] = False,
+    data_dir: DataDir = None,
+    engine: Annotated[str, typer.Option(help="des (SimPy), fleet (vectorised) or auto (sim.engines.choose)")] = "des",
 ) -> None:
-    """Simulate a scenario with the SimPy engine and write a run folder (and its report)."""
+    """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
+    from sim.engines import choose
+    from sim.results import writable_folder
     from sim.runner import run_replications, run_single
     from sim.scenario import load_scenario
 
-    sc = load_scenario(scenario, set_ or [], seed=seed)
-    folder = out or Path("runs") / sc.name
-    with progress(f"simulating {sc.name}") as tick:
+    sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
+    folder = writable_folder(out or Path("runs") / sc.name)
+    which = choose(sc, engine)
+    with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
-            results = run_single(sc, folder, tick)
+            results = run_single(sc, folder, tick, engine=which)
             _print_summary(results)
             _metastability(results, sc, folder)
         else:
-            results = run_replications(sc, folder, replications, jobs, tick)
+            results = run_replications(sc, folder, replications, jobs, tick, engine=which)
             _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)

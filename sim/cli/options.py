@@ -27,6 +27,8 @@ Sets = Annotated[list[str] | None, typer.Option("--set", help="override a scenar
 Seed = Annotated[int | None, typer.Option(help="override run.seed")]
 Jobs = Annotated[int, typer.Option(min=1, max=256, help="worker processes")]
 Out = Annotated[Path | None, typer.Option(help="output folder")]
+DataDir = Annotated[Path | None, typer.Option(help="folder the scenario's data files (traces, empirical) must lie "
+                                                   "in; default: the scenario's own folder")]
 
 _DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$")
 

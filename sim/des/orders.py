@@ -1,8 +1,9 @@
 """The work the tool stages of an order-placing command do in the simulator: holds and confirms
-on inventory services (`sim.rules.inventory`), payments and wrong items (`sim.rules.orders`),
-counted into the results' money series. Each piece of work runs inside its tool call, at the end
-of the service time (`ToolService.call(..., work)`), so an error after the work loses only the
-answer, as in the reference stack.
+on inventory services (`sim.rules.inventory`), payments and wrong items (`sim.rules.orders`).
+Each piece of work runs inside its tool call, at the end of the service time
+(`ToolService.call(..., work=)`), so an error after the work loses only the answer, as in the
+reference stack. A payment is reported to the client (`pay`, the stack's `on_payment` hook),
+which counts it; refunds are counted here, where they happen.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sim.dists import sampler
 from sim.results import Recorder
 from sim.results import names as N
 from sim.rules.inventory import EXPIRED, pick_item
-from sim.rules.orders import CHARGED, PAID_FAILED, PAYMENT_TOOL, WRONG_ITEM, OrderState, at_end
+from sim.rules.orders import PAYMENT_TOOL, OrderState
 from sim.rules.outcomes import CONFLICT
 from sim.scenario import CommandClass
 from sim.streams import Streams
@@ -28,16 +29,15 @@ Op = tuple[Any, ...]  # ("hold", stage index, quantity draw) | ("confirm",) | ("
 class OrderWork:
     """What order-placing stages do, for one simulated stack; counts into `rec` when given."""
 
-    def __init__(self, env: simpy.Environment, rec: Recorder | None, classes: dict[str, CommandClass]) -> None:
-        self.env, self.rec = env, rec
-        self.active = any(c.places_order for c in classes.values())
-        self._n: dict[str, list[float]] = {}
-        if rec is not None and self.active:
-            self._n = {name: rec.series(name) for name in N.MONEY_COUNTERS}
+    def __init__(self, env: simpy.Environment, rec: Recorder | None, classes: dict[str, CommandClass],
+                 pay: Callable[[Any], None]) -> None:
+        self.env, self.rec, self.pay = env, rec, pay
+        self._refunds = rec.series(N.REFUNDS) if rec is not None and any(
+            c.places_order for c in classes.values()) else None
 
-    def _count(self, name: str) -> None:
-        if self._n:
-            self._n[name][self.rec.index(self.env.now)] += 1  # type: ignore[union-attr]
+    def _refunded(self) -> None:
+        if self._refunds is not None:
+            self._refunds[self.rec.index(self.env.now)] += 1  # type: ignore[union-attr]
 
     # -- plan time --------------------------------------------------------------------------
     def plan(self, cls: CommandClass, tool: str, stage_index: int, streams: Streams, key: str) -> Op | None:
@@ -59,27 +59,20 @@ class OrderWork:
                                             s.tool.inventory is None for s in cls.stages)
 
     # -- run time ---------------------------------------------------------------------------
-    def work(self, op: Op, svc: ToolService, order: OrderState) -> Callable[[], str]:
-        kind = op[0]
+    def work(self, op: Op, svc: ToolService, cmd: Any) -> Callable[[], str]:
+        """The work of stage op `op` for command `cmd` (its order: `cmd.order`), run by `svc`."""
+        kind, order = op[0], cmd.order
         if kind == "hold":
             return lambda: self._hold(svc, order, op[1], op[2])
         if kind == "confirm":
             return lambda: self._confirm(svc, order)
         if kind == "pay":
-            return lambda: self.pay(order)
+            return lambda: self._pay(cmd)
         return lambda: self._item(svc, order)
 
-    def pay(self, order: OrderState) -> str:
-        self._count(N.PAYMENTS if order.pay() == CHARGED else N.DUPLICATES_PREVENTED)
+    def _pay(self, cmd: Any) -> str:
+        self.pay(cmd)
         return OK
-
-    def ended(self, order: OrderState | None, succeeded: bool) -> None:
-        """A command ended: count what it leaves at risk."""
-        what = at_end(order, succeeded)
-        if what == PAID_FAILED:
-            self._count(N.PAID_FAILED)
-        elif what == WRONG_ITEM:
-            self._count(N.WRONG_ITEMS)
 
     def _mistake(self, svc: ToolService) -> bool:
         p = svc.effect.wrong_item
@@ -107,7 +100,7 @@ class OrderWork:
             order.holds[key] = new
             return OK
         if order.refund_due(outcome):
-            self._count(N.REFUNDS)
+            self._refunded()
         return outcome
 
     def _confirm(self, svc: ToolService, order: OrderState) -> str:

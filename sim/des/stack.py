@@ -30,7 +30,7 @@ class StackModel:
         self.auth = ToolService(env, "auth", sv.auth, streams("service.auth")) if sv.auth else None
         self.tools = {n: ToolService(env, n, s, streams(f"service.{n}"), streams(f"inventory.{n}"))
                       for n, s in sv.tools.items()}
-        self.orders = OrderWork(env, rec, sc.workload.classes)
+        self.orders = OrderWork(env, rec, sc.workload.classes, lambda cmd: self.on_payment(cmd))
         self.fleet = Fleet(env, sv.llm, streams("service.llm")) if sv.llm else None
         self.auth_epoch = 0
         self._invalidations: list[float] = [0.0]  # fraction of sessions lost at each epoch
@@ -38,6 +38,7 @@ class StackModel:
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
         self._settles = {n: OrderWork.settles(c) for n, c in sc.workload.classes.items()}
         self._active: dict[str, list[Fault]] = {}
+        self.on_payment = lambda cmd: None  # the client's hook: an attempt's payment stage charged
 
     def uniforms(self, name: str) -> Uniforms:
         return Uniforms(self.streams(name))
@@ -116,12 +117,18 @@ class StackModel:
         order = cmd.order
         if order is None and cmd.cls.places_order:
             order = cmd.order = OrderState()
-        for kind, a, b, c in self._plans[cmd.name]:
+        plan = self._plans[cmd.name]
+        # a funnel command the user stopped runs only its first n_stages (sim.funnel.Plan)
+        for i, (kind, a, b, c) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
             if kind == "tool":
+                if c is not None and c[0] == "pay" and cmd.plan is not None and i != cmd.pay_stage:
+                    c = None  # the funnel's outcome: this command's payment charges nothing
                 got = yield from (a.call(prio, deadline) if c is None else
-                                  a.call(prio, deadline, self.orders.work(c, a, order)))
+                                  a.call(prio, deadline, work=self.orders.work(c, a, cmd)))
                 if got != OK:
                     return got
+                if i == cmd.pay_stage and (c is None or c[0] != "pay"):
+                    self.on_payment(cmd)  # a funnel's payment tool not named `payment`
                 context += int(b())
                 continue
             if first_llm and cmd.prompt0 >= 0:  # trace replay gives the first call's lengths
@@ -147,8 +154,8 @@ class StackModel:
             if got != LLM_OK:
                 return ERROR if got in (LLM_ERROR, DOWN) else SHED
             context = prompt + out
-        if order is not None and self._settles[cmd.name]:
-            self.orders.pay(order)  # no payment stage: the order is paid as the command finishes
+        if order is not None and self._settles[cmd.name] and cmd.plan is None:
+            self.on_payment(cmd)  # no payment stage: the order is paid as the command finishes
         return OK
 
     # -- faults --------------------------------------------------------------------------------

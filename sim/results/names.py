@@ -39,14 +39,42 @@ def attempt_failed(reason: Reason) -> str:
 ORDERS, LOGINS, LOGIN_FAILED, IN_FLIGHT = "orders", "logins", "login_failed", "in_flight"
 RUN_COUNTERS = (ORDERS, LOGINS, LOGIN_FAILED, IN_FLIGHT)
 
-# -- money at risk (order-placing classes) ----------------------------------------------------
-# payments: orders charged (once each); duplicates_prevented: payment calls for an order already
-# paid (a retry or a concurrent attempt that would have paid twice); refunds: paid orders the
-# service refunded because it could not fulfil them; paid_failed: commands that ended in failure
-# after their order was paid (a refund is owed); wrong_items: orders completed with the wrong item
-PAYMENTS, DUPLICATES_PREVENTED, REFUNDS = "payments", "duplicates_prevented", "refunds"
-PAID_FAILED, WRONG_ITEMS = "paid_failed", "wrong_items"
-MONEY_COUNTERS = (PAYMENTS, DUPLICATES_PREVENTED, REFUNDS, PAID_FAILED, WRONG_ITEMS)
+# -- the funnel and the launch (sim/funnel.py, sim/des/users.py) ------------------------------
+ORDERS_ATTEMPTED, CARDS_REDEEMED, FAILED_AFTER_PAYMENT = "orders_attempted", "cards_redeemed", "failed_after_payment"
+PAYMENTS, PAYMENTS_DUPLICATED = "payments", "payments_duplicated"
+UserSource = Literal["broadcast", "invited"]
+USERS_RETURNING, SESSIONS, REGISTRATIONS, USERS_LOST = "users_returning", "sessions", "registrations", "users_lost"
+INVITATIONS, CARDS_EARNED, CARDS_MAX_EARNED = "invitations", "cards_earned", "cards_max_earned"
+
+
+def buy(cls: str, state: str) -> str:
+    """Commands of a funnel class started by a user in `state` (card, no_card)."""
+    return f"buy:{cls}:{state}"
+
+
+def buy_outcome(cls: str, state: str, outcome: str) -> str:
+    """Of those, the ones that succeeded, by the funnel's outcome (ordered, changed_mind, ...)."""
+    return f"buy_outcome:{cls}:{state}:{outcome}"
+
+
+def users_new(source: UserSource) -> str:
+    """Users opening the app for the first time (a download), by who brought them in."""
+    return f"users_new:{source}"
+
+
+LAUNCH_COUNTERS = (users_new("broadcast"), users_new("invited"), USERS_RETURNING, REGISTRATIONS, USERS_LOST,
+                   INVITATIONS, CARDS_EARNED)
+
+
+# -- money at risk (order-placing classes; sim/rules/orders.py) --------------------------------
+# payments: charges; payments_duplicated: charges beyond an order's first (payments that are not
+# exactly-once); duplicates_prevented: payment calls for an order already paid that charged
+# nothing (a retry or a concurrent attempt that would have paid twice); failed_after_payment:
+# commands the user was told failed although their order was charged (not refunded: a refund is
+# owed); refunds: paid orders the service refunded because their stock sold out; wrong_items:
+# orders completed with the wrong item
+DUPLICATES_PREVENTED, REFUNDS, WRONG_ITEMS = "duplicates_prevented", "refunds", "wrong_items"
+MONEY_COUNTERS = (PAYMENTS, PAYMENTS_DUPLICATED, DUPLICATES_PREVENTED, FAILED_AFTER_PAYMENT, REFUNDS, WRONG_ITEMS)
 
 # -- per inventory service -----------------------------------------------------------------------
 # holds, conflicts, sold_out_answers: hold decisions per interval; lapsed: holds that lapsed;

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -109,3 +111,14 @@ def test_simulating_needs_no_stack_packages(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-c", block, "loadtest", "smoke", "--start-stack"], capture_output=True,
                        text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 2 and "surge[stack]" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_readme_ci_example_passes_against_the_shipped_baseline(tmp_path: Path) -> None:
+    """The GitHub Actions example in the README, as written: 5 replications of smoke.yaml with the
+    baseline's seeds, then `surge check` against baselines/smoke.yaml (exit 0)."""
+    run = tmp_path / "pr"
+    assert surge("run", "scenarios/smoke.yaml", "--replications", "5", "--out", str(run), "--no-report").returncode == 0
+    p = surge("check", str(run), "--baseline", "baselines/smoke.yaml")
+    assert p.returncode == 0, p.stdout
+    assert "FAIL" not in p.stdout and "success_rate" in p.stdout

@@ -66,7 +66,7 @@ def _fill_money(rec: Recorder, rng: np.random.Generator, i: int, done: int, hit:
     """Payments, money at risk and a seat inventory that sells out at about 800 s."""
     rec.series("payments")[i] = done
     rec.series("duplicates_prevented")[i] = rng.poisson(3 if hit else 0.1)
-    rec.series("paid_failed")[i] = rng.poisson(1 if hit else 0.02)
+    rec.series("failed_after_payment")[i] = rng.poisson(1 if hit else 0.02)
     rec.series("refunds")[i] = rng.poisson(0.5 if hit else 0.0)
     rec.series("wrong_items")[i] = rng.poisson(0.05)
     sold_before = float(np.sum(rec.series("sold:seats")[:i]))

@@ -6,6 +6,7 @@ explicit clock) gives the same answers, the same items and the same stock."""
 from __future__ import annotations
 
 import asyncio
+import types
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from sim.rules.inventory import (
     hold_batch,
     pick_item,
 )
-from sim.rules.orders import OrderState, at_end
+from sim.rules.orders import OrderState, at_end, charge
 from sim.scenario.services import HotItems, Inventory, Service
 
 # Script steps: ("hold", order, stage, quantity, u, t), ("pay", order, t), ("confirm", order, t),
@@ -68,8 +69,11 @@ def run_des(spec: Inventory, script: list[tuple[Any, ...]]) -> list[Any]:
     """The script through the simulator's inventory service: each step runs at its time in SimPy."""
     env = simpy.Environment()
     svc = ToolService(env, "seats", Service(inventory=spec), np.random.default_rng(0))
-    work = OrderWork(env, None, {})
-    orders: dict[str, OrderState] = {}
+    def paid(cmd: Any) -> None:  # what the simulator's client does with a payment: the order is paid
+        cmd.order.paid = True
+
+    work = OrderWork(env, None, {}, paid)
+    cmds: dict[str, Any] = {}
     log: list[Any] = []
     for step in script:
         t = step[-1]
@@ -79,18 +83,19 @@ def run_des(spec: Inventory, script: list[tuple[Any, ...]]) -> list[Any]:
             st = svc.stock
             log.append(("state", [st.free(i) for i in range(spec.items)], list(st.held), list(st.sold)))  # type: ignore[union-attr]
             continue
-        order = orders.setdefault(step[1], OrderState())
+        cmd = cmds.setdefault(step[1], types.SimpleNamespace(order=OrderState()))
+        order = cmd.order
         if step[0] == "hold":
             _, _, stage, q, u, _ = step
             svc.draws = lambda u=u: u  # type: ignore[assignment]
-            out = work.work(("hold", stage, lambda q=q: q), svc, order)()
+            out = work.work(("hold", stage, lambda q=q: q), svc, cmd)()
             h = order.holds.get(("seats", stage))
             log.append(("hold", step[1], out if out != "ok" else GRANTED, h.item if out == "ok" and h else None,
                         order.refunded))
         elif step[0] == "pay":
-            work.pay(order)
+            work.work(("pay",), svc, cmd)()
         else:
-            out = work.work(("confirm",), svc, order)()
+            out = work.work(("confirm",), svc, cmd)()
             log.append(("confirm", step[1], CONFIRMED if out == "ok" else EXPIRED))
     return log
 
@@ -167,9 +172,11 @@ def test_the_rule_as_documented() -> None:
 
 
 def test_money_at_the_end_of_a_command() -> None:
+    assert charge(0) == "charged" and charge(1) == "duplicate_prevented" and charge(1, False) == "charged_again"
     o = OrderState()
-    assert o.pay() == "charged" and o.pay() == "duplicate_prevented"
-    assert at_end(o, False) == "paid_failed" and at_end(o, True) is None
+    assert at_end(o, False) is None  # nothing paid, nothing owed
+    o.paid = True
+    assert at_end(o, False) == "failed_after_payment" and at_end(o, True) is None
     assert o.refund_due(SOLD_OUT) and not o.refund_due(SOLD_OUT)  # refunded once
     assert at_end(o, False) is None  # refunded: nothing owed
     o.wrong_item = True

@@ -54,7 +54,7 @@ def test_demand_beyond_stock_sells_exactly_the_stock_then_answers_sold_out() -> 
     assert s["sold:seats"].sum() == 80 and k["completed"] == 40
     assert k["failed"]["sold_out"] == k["arrived"] - 40 - s["in_flight"][-1] and k["failed"]["conflict"] == 0
     assert inv["all_sold_at_s"] is not None and inv["first_sold_out_answer_s"] is not None
-    assert s["refunds"].sum() == 0 and s["paid_failed"].sum() == 0  # nobody paid for seats they lost
+    assert s["refunds"].sum() == 0 and s["failed_after_payment"].sum() == 0  # nobody paid for seats they lost
 
 
 def test_without_fallback_a_taken_item_is_sold_out_while_others_remain() -> None:
@@ -87,7 +87,7 @@ def test_every_payment_ends_fulfilled_refunded_or_owed() -> None:
         r = simulate(parse_scenario(sc))
         m, k = r.summary["money"], r.summary["classes"]["buy"]
         assert r.series["in_flight"][-1] == 0 and r.series["sold:seats"].sum() == 4 and k["completed"] == 2
-        assert m["payments"] == k["completed"] + m["refunds"] + m["paid_failed"], (seed, m)
+        assert m["payments"] == k["completed"] + m["refunds"] + m["failed_after_payment"], (seed, m)
         refunds += m["refunds"]
     assert refunds > 0
 
