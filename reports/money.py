@@ -16,7 +16,8 @@ from reports import tables
 from reports.document import Document
 
 _MONEY_ROWS = (  # summary key, what it counts
-    ("payments", "orders paid (each charged once)"),
+    ("payments", "payments charged (a second charge of one order counts again)"),
+    ("payments_duplicated", "orders charged again (payments that are not exactly-once: a retry paid twice)"),
     ("duplicates_prevented", "payments prevented: a retry or a concurrent attempt would have paid twice"),
     ("failed_after_payment", "commands that failed after their order was paid (a refund is owed)"),
     ("refunds", "orders refunded: paid, then the stock sold out before it was confirmed"),
@@ -43,7 +44,7 @@ def money_table(summary: Mapping[str, Any], ledger: Mapping[str, Any] | None = N
     for key, text in _MONEY_ROWS:
         row = [text, _count(m.get(key)), _per_1k(m.get(key), paid) if key != "payments" else "–"]
         if ledger:
-            row.append(_count(ledger.get(_LEDGER_KEYS[key])))
+            row.append(_count(ledger.get(_LEDGER_KEYS[key])) if key in _LEDGER_KEYS else "0 (one payment per order)")
         rows.append(row)
     return header, rows
 
