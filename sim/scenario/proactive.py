@@ -35,10 +35,10 @@ class Schedule(Frozen):
     start: str = Field(description="class of the commands started")
     at_s: tuple[float, ...] = Field(default=(), description="firing times, seconds since the run's start")
     every_s: float | None = Field(default=None, gt=0, le=1e8, description="fire every this many seconds")
-    first_at_s: float = Field(default=0.0, ge=0, le=1e8, description="first firing with every_s")
+    first_at_s: float = Field(default=0.0, ge=0, le=1e8, description="the first firing with every_s, seconds since the run's start")
     commands: float = Field(gt=0, le=1e9, description="mean commands per firing (a Poisson count, times "
                                                       "arrivals.scale)")
-    spread_s: float = Field(default=0.0, ge=0, le=1e7, description="starts spread uniformly over this window")
+    spread_s: float = Field(default=0.0, ge=0, le=1e7, description="starts spread uniformly over this many seconds after each firing")
 
     @model_validator(mode="after")
     def _when(self) -> Schedule:
@@ -60,8 +60,10 @@ class Schedule(Frozen):
 class Proactive(Frozen):
     """What the agent starts by itself (see the module docstring)."""
 
-    follow_ups: tuple[FollowUp, ...] = ()
-    schedules: tuple[Schedule, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = Field(default=(), description="commands the agent starts after a success "
+                                                                   "(order tracking, reminders)")
+    schedules: tuple[Schedule, ...] = Field(default=(), description="commands the agent starts at fixed times "
+                                                                   "(standing orders, tasks set up in advance)")
 
     def classes(self) -> set[str]:
         """Classes a proactive task may start."""
