@@ -24,6 +24,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
+from loadtest.credentials import Credentials
 from loadtest.dispatch import Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
@@ -121,7 +122,8 @@ def _test_start(environment: Any, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         runner.send_message("surge_t0", t0)  # type: ignore[arg-type]  # Locust sends any msgpack value
     if st.plan.apply_faults and st.sc.faults:
-        st.faults = FaultDriver(st.sc.faults, st.plan.host, st.plan.admin_token, t0, st.event, gevent.sleep)
+        token = Credentials.from_env().admin_token or ""
+        st.faults = FaultDriver(st.sc.faults, st.plan.host, token, t0, st.event, gevent.sleep)
         gevent.spawn(st.faults.run)
     if st.role == "local":
         gevent.spawn(_finish, runner)

@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from loadtest.credentials import check_password
 from loadtest.stack.agent import Agent, Started, order_view
 from loadtest.stack.auth import chat_session, require_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
 from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, parse_deadline
-from loadtest.stack.jsontypes import Bool
+from loadtest.stack.jsontypes import Bool, Text
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 
@@ -25,8 +26,9 @@ _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=128)
-    password: str | None = Field(default=None, max_length=256, description="accepted and not checked")
+    username: Text(min_length=1, max_length=128)  # type: ignore[valid-type]
+    password: Text(min_length=1, max_length=256) = Field(  # type: ignore[valid-type]
+        description="the user's password (the stack's user table: loadtest.credentials)")
 
 
 class LoginResponse(BaseModel):
@@ -38,7 +40,7 @@ class LoginResponse(BaseModel):
 
 class AgentCommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    command: str = Field(min_length=1, max_length=2000, examples=["help me buy a milk tea"])
+    command: Text(min_length=1, max_length=2000) = Field(examples=["help me buy a milk tea"])  # type: ignore[valid-type]
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
 
 
@@ -126,6 +128,10 @@ def make_router(stack: Stack) -> APIRouter:
         stack.gateway.rate_limit("user:" + body.username)
 
         async def issue() -> str:
+            # checked inside the auth service's call: a failed login costs what a good one does
+            if not check_password(stack.opts.user_secret, body.username, body.password):
+                raise APIError(401, "wrong username or password", "invalid_credentials", "password",
+                               headers={"WWW-Authenticate": "Bearer"})
             return stack.sessions.issue(body.username)
 
         try:

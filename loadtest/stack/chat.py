@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from loadtest.stack.auth import chat_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
 from loadtest.stack.gateway import Slot, behind_admission, client_key, mark_admitted, parse_deadline
-from loadtest.stack.jsontypes import Bool, Float, Int
+from loadtest.stack.jsontypes import Bool, Float, Int, Text
 from loadtest.stack.llm import Generation, LLMError, Message
 from loadtest.stack.state import Stack
 
@@ -33,13 +33,13 @@ CLASS_HEADER = "X-Surge-Class"  # the scenario command class a chat request belo
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["text"]
-    text: str
+    text: Text()  # type: ignore[valid-type]
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: Text() | list[TextPart] | None = None  # type: ignore[valid-type]
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -54,7 +54,7 @@ class StreamOptions(BaseModel):
 
 class ChatRequestBase(BaseModel):
     model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=200)
+    model: Text(min_length=1, max_length=200)  # type: ignore[valid-type]
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     temperature: Float(ge=0, le=2) | None = None  # type: ignore[valid-type]
     stream: Bool = False

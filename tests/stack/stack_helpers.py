@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import httpx
 import yaml
 
+from loadtest.credentials import password_for
 from loadtest.stack import StackOptions, create_app
 from sim.scenario import Scenario, apply_override, parse_scenario
 
@@ -50,7 +51,8 @@ TINY: dict[str, Any] = {
         "tools": {t: {"concurrency": 64, "latency": _const(0.002)} for t in ("catalog", "order", "payment")},
     },
 }
-OPTIONS: dict[str, Any] = {"admin_token": "test-admin", "torch_threads": 1}
+USER_SECRET = "test-users"  # seeds the user table: password_for(USER_SECRET, name)
+OPTIONS: dict[str, Any] = {"admin_token": "test-admin", "user_secret": USER_SECRET, "torch_threads": 1}
 
 
 class TinyStack(NamedTuple):
@@ -83,8 +85,13 @@ async def running(cfg: TinyStack, **kw: Any) -> AsyncIterator[httpx.AsyncClient]
             yield client
 
 
+def credentials(user: str) -> dict[str, str]:
+    """The login body of `user` in the test stacks' user table."""
+    return {"username": user, "password": password_for(USER_SECRET, user)}
+
+
 async def login(client: httpx.AsyncClient, user: str = "alice") -> dict[str, str]:
-    r = await client.post("/v1/auth/login", json={"username": user})
+    r = await client.post("/v1/auth/login", json=credentials(user))
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 
