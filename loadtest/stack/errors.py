@@ -17,6 +17,7 @@ _TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
@@ -59,6 +60,10 @@ class APIError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        # a message may quote the client's input: keep it encodable whatever was sent (a lone
+        # surrogate in a field name would otherwise fail the response: a 500)
+        message = message.encode("utf-8", "backslashreplace").decode()
+        param = param.encode("utf-8", "backslashreplace").decode() if param else param
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
         self.headers = headers or {}
@@ -82,6 +87,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "invalid request (malformed JSON, wrong types, limits exceeded)",
         401: "missing or invalid token",
         404: "not found",
+        408: "the request body did not arrive in time",
         413: "request body too large",
         429: "rate limited (see Retry-After)",
         503: "overloaded or unavailable (see Retry-After)",

@@ -81,10 +81,11 @@ class Slot:
                 self.gate.admission.release(time.monotonic() - self.t0)
 
 
-def behind_admission(request: Request) -> None:
+async def behind_admission(request: Request) -> None:
     """A dependency of the routes the gateway admits: their answers carry `X-Surge-Admitted:
     0` unless `mark_admitted` was called (a client can then tell "not admitted" from a server
-    that does not say)."""
+    that does not say). Async: FastAPI runs a plain function dependency in its thread pool,
+    a hop that costs more than the whole rejection path."""
     request.scope[ADMITTED_SCOPE_KEY] = None
 
 
@@ -105,6 +106,7 @@ class HttpGateway:
         g = self.spec
         self.priorities = {name: c.priority for name, c in sc.workload.classes.items()}
         self._lowest = max(self.priorities.values(), default=0) + 1
+        self._most_important = min(self.priorities.values(), default=0)
         self.limiter = RateLimiter(g.rate_limit if g else None, time.monotonic())
         self.admission = None if g is None else Admission(
             g.concurrency, g.queue_limit, lifo=g.discipline == "lifo", priority=g.priority,
@@ -127,6 +129,20 @@ class HttpGateway:
     def priority(self, klass: str | None) -> int:
         """A class's priority; a request naming no known class is the least important."""
         return self.priorities.get(klass or "", self._lowest)
+
+    def shed_early(self, klass: str | None, class_in_body: bool = False) -> APIError | None:
+        """The 503 for an arrival the admission queue would shed now, decided from its headers
+        alone (`AdmissionQueue.refuse`, the rule `admit` applies), or None. `klass` is the
+        request's `X-Surge-Class`; when the route's body may name the class instead
+        (`class_in_body`) and no header does, the most important class is assumed, so nothing
+        the rule would admit is shed early."""
+        if self.admission is None:
+            return None
+        prio = self.priority(klass) if klass is not None or not class_in_body else self._most_important
+        if not self.admission.refuses(prio):
+            return None
+        self.metrics.rejected.inc(("queue_full",))
+        return retry_after(503, "server overloaded, try again later", "overloaded", self.admission.retry_after_s())
 
     def rate_limit(self, user: str) -> None:
         """Raise 429 with Retry-After when `user` or everyone is over the limit."""

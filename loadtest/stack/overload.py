@@ -51,6 +51,11 @@ class Admission:
     def retry_after_s(self) -> float:
         return min(30.0, max(1.0, self._hold_s * (self.q.waiting + 1) / max(1, self.q.capacity)))
 
+    def refuses(self, priority: int = 0) -> bool:
+        """Whether an arrival of `priority` would be shed now (`AdmissionQueue.refuse`): lets a
+        request be answered 503 before any work is done for it."""
+        return self.q.refuse(priority, time.monotonic())
+
     def _grant(self, fut: asyncio.Future[float], waited_s: float) -> None:
         if not fut.done():
             fut.set_result(waited_s)

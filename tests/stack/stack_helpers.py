@@ -109,14 +109,15 @@ def free_port() -> int:
 
 class Server:
     """`python -m loadtest.stack` in a subprocess on a free loopback port, serving the tiny
-    scenario with `sets` overrides."""
+    scenario with `sets` overrides and `StackOptions` fields `options`."""
 
-    def __init__(self, tmp_path: Path, sets: tuple[str, ...] | list[str] = (), port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, sets: tuple[str, ...] | list[str] = (), port: int | None = None,
+                 **options: Any) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.scenario_file = tmp_path / f"tiny-{self.port}.yaml"
         self.scenario_file.write_text(yaml.safe_dump(tiny_scenario(*sets).model_dump(mode="json")))
-        self.options = OPTIONS | {"db_path": str(tmp_path / "orders.db")}
+        self.options = OPTIONS | {"db_path": str(tmp_path / "orders.db")} | options
         self.log = open(tmp_path / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc: subprocess.Popen[bytes] | None = None
 
