@@ -118,3 +118,29 @@ async def test_breaker_opens_on_tool_errors_and_fails_fast(tmp_path):
             codes.append(r.json()["error"]["code"])
         assert codes == ["payment_error", "payment_error", "payment_breaker_open"]
         assert (await client.get("/readyz")).json()["breakers"]["payment"] == "open"
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_never_holds_a_slot():
+    """Regression: cancelling a request waiting for admission cancelled its future, which then
+    stayed queued; the grant it later got held the slot for good."""
+    adm = Admission(1, queue_limit=5)
+    await adm.acquire()
+    waiter = asyncio.create_task(adm.acquire())
+    await asyncio.sleep(0)
+    assert adm.waiting == 1
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert adm.waiting == 0
+    adm.release()
+    assert adm.in_use == 0
+    # cancelled in the same tick as the grant: the slot goes straight back
+    await adm.acquire()
+    late = asyncio.create_task(adm.acquire())
+    await asyncio.sleep(0)
+    adm.release()  # grants `late`
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    await asyncio.sleep(0)
+    assert adm.in_use == 0 and adm.waiting == 0
