@@ -37,6 +37,11 @@ from sim.scenario import load_scenario
 from sim.streams import Streams
 
 log = logging.getLogger("surge.loadtest")
+# Follow no redirect, ever (loadtest.safety). Per-request `allow_redirects=False` is not enough:
+# Locust implements it by swapping the redirect codes of the client that every greenlet of the
+# process shares, so a concurrent request can find them restored and follow a 307 off loopback
+# (regression: measured in a network namespace, tests/loadtest/test_loadtest_loopback_guard.py).
+NO_REDIRECTS = 0
 MEASURED = "measured"
 
 
@@ -207,7 +212,7 @@ class OpenModelUser(User):
         assert st.t0 is not None
         client = FastHttpSession(base_url=plan.host, request_event=self.environment.events.request, user=None,
                                  concurrency=plan.max_in_flight, network_timeout=_net_timeout(st.sc),
-                                 connection_timeout=10.0, max_retries=0, insecure=True)
+                                 connection_timeout=10.0, max_retries=0, insecure=True, max_redirects=NO_REDIRECTS)
         wl = HttpClient(st.sc, plan, st.tally, client, f"w{st.index}", st.t0)
         sched = schedule_of(st.sc).share(st.index, max(1, plan.workers))
         d = Dispatcher(sched, lambda k, late: _start(wl, sched, k, late), st.tally, st.t0, plan.duration_s,
@@ -249,6 +254,7 @@ class _ClosedUser(FastHttpUser):
     abstract = True
     kind = "chat"
     concurrency = 4
+    max_redirects = NO_REDIRECTS
 
     def on_start(self) -> None:
         st = STATE
