@@ -376,8 +376,13 @@ class HttpClient:
         self.tally.count(N.tokens_out(name), now, int(call.get("output_tokens") or 0))
 
     def _check_order(self, sess: HttpSession, cmd: HttpCommand) -> None:
+        """Read the order back; a check refused with 401 (the session was lost meanwhile, e.g. to
+        a session invalidation) is skipped, not failed: it says nothing about the order."""
         try:
             r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
+            if r.status_code == 401:
+                self.tally.totals["orders_check_skipped"] += 1
+                return
             ok = r.status_code == 200 and r.json().get("status") in ("paid", "completed")
         except (OSError, ValueError, OutOfRequests):
             ok = False

@@ -1,0 +1,199 @@
+"""Overload: does the reference stack keep its goodput when offered three times its capacity?
+
+The stack (`python -m loadtest.stack`, `scenarios/demo_fault.yaml` without its fault, one torch
+thread) is pinned to one core and the load generator (`surge loadtest --host`, Locust, the
+scenario's own clients with their retries) to another, with taskset. Two phases against the
+same stack: the 1x arrival rate `--rate` (about what the stack serves), then `--factor` times
+it. During each phase this process (on the load generator's core) probes, 10 times a second
+each, `GET /healthz` and a chat request of an unknown class (the least important: it is shed
+first whenever the gateway is full), and times the answers; the 503s among the latter are the
+rejections. Targets (Google SRE, "Handling Overload": rejections must be cheap):
+
+- goodput at `--factor` x >= 90% of the goodput at 1x (answers within the SLO per second),
+- rejections (503) answered in < 10 ms at the p99,
+- `/healthz` answered in < 100 ms at the p99.
+
+The load average (`/proc/loadavg`) before and after each phase is printed with its figures:
+on a shared machine the figures mean little without it.
+
+    .venv/bin/python benchmarks/bench_overload.py [--rate 70] [--factor 3] [--duration 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "demo_fault.yaml"
+SURGE = str(Path(sys.executable).with_name("surge"))
+CREDS = {"SURGE_ADMIN_TOKEN": "bench-admin-token", "SURGE_USER_SECRET": "bench-user-secret"}
+PROBE_BODY = {"model": "surge-tiny", "messages": [{"role": "user", "content": "tea"}], "max_tokens": 1}
+WARMUP_S = 5.0  # probes from the first seconds of a phase are not counted
+
+
+def pin(core: int | None) -> list[str]:
+    if core is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Probe:
+    """GETs `/healthz` and posts a least-important chat every `every_s`, each on its own
+    keep-alive connection; latencies (seconds) after the warm-up."""
+
+    def __init__(self, url: str, every_s: float = 0.1) -> None:
+        self.url, self.every_s = url, every_s
+        self.healthz: list[float] = []
+        self.rejected: list[float] = []
+        self.admitted = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(k,), daemon=True) for k in ("healthz", "chat")]
+
+    def __enter__(self) -> Probe:
+        self.t0 = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _loop(self, kind: str) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            while not self._stop.wait(self.every_s):
+                t = time.perf_counter()
+                try:
+                    r = (c.get("/healthz") if kind == "healthz" else
+                         c.post("/v1/chat/completions", json=PROBE_BODY, headers={"X-Surge-Class": "probe"}))
+                except httpx.HTTPError:
+                    self.errors += 1
+                    continue
+                dt = time.perf_counter() - t
+                if time.monotonic() - self.t0 < WARMUP_S:
+                    continue
+                if kind == "healthz":
+                    self.healthz.append(dt)
+                elif r.status_code == 503:
+                    self.rejected.append(dt)
+                else:
+                    self.admitted += 1
+
+
+def start_stack(port: int, folder: Path, core: int | None) -> subprocess.Popen[bytes]:
+    cmd = [*pin(core), sys.executable, "-m", "loadtest.stack", "--port", str(port), "--scenario", str(SCENARIO),
+           "--set", "faults=[]", "--db", str(folder / "orders.db"), "--options-json", '{"torch_threads": 1}']
+    log = open(folder / "stack.log", "ab")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | CREDS | {"PYTHONPATH": str(ROOT)}, stdout=log, stderr=log)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the stack did not start; see {folder / 'stack.log'}")
+
+
+def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None) -> dict[str, float]:
+    """One load run at `rate` commands/s; goodput and the probes' percentiles (ms)."""
+    before = loadavg()
+    cmd = [*pin(core), SURGE, "loadtest", str(SCENARIO), "--host", url, "--duration", f"{duration_s:g}s",
+           "--set", f"arrivals.rate_per_s={rate:g}", "--set", "faults=[]", "--no-simulate", "--no-fail-on-slo",
+           "--out", str(out)]
+    with Probe(url) as probe:
+        run = subprocess.run(cmd, cwd=ROOT, env=os.environ | CREDS, capture_output=True, text=True,
+                             timeout=duration_s + 300)
+    if run.returncode != 0:
+        raise RuntimeError(f"surge loadtest failed ({run.returncode}): {run.stderr[-2000:]}")
+    s = json.loads((out / "measured" / "summary.json").read_text())
+    totals = json.loads((out / "measured" / "run.json").read_text()).get("totals", {})
+
+    def p99_ms(xs: list[float]) -> float:
+        return float(np.percentile(xs, 99) * 1e3) if xs else float("nan")
+
+    return {"rate": rate, "goodput": s["goodput_per_s"], "throughput": s["throughput_per_s"],
+            "success": s["success_rate"], "dropped": float(totals.get("dropped", 0)),
+            "healthz_p50_ms": float(np.median(probe.healthz) * 1e3) if probe.healthz else float("nan"),
+            "healthz_p99_ms": p99_ms(probe.healthz), "healthz_n": len(probe.healthz),
+            "reject_p50_ms": float(np.median(probe.rejected) * 1e3) if probe.rejected else float("nan"),
+            "reject_p99_ms": p99_ms(probe.rejected), "reject_n": len(probe.rejected),
+            "probe_admitted": probe.admitted, "probe_errors": probe.errors,
+            "load_before": before, "load_after": loadavg()}  # type: ignore[dict-item]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=70.0, help="the 1x arrival rate, commands/s")
+    p.add_argument("--factor", type=float, default=3.0)
+    p.add_argument("--duration", type=float, default=40.0, help="seconds per phase")
+    p.add_argument("--port", type=int, default=18493)
+    p.add_argument("--stack-core", type=int, default=0)
+    p.add_argument("--load-core", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    a = p.parse_args(argv)
+    if pin(a.load_core):
+        os.sched_setaffinity(0, {a.load_core})  # the probes run with the load generator
+    url = f"http://127.0.0.1:{a.port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = a.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        stack = start_stack(a.port, out, a.stack_core)
+        try:
+            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core)]
+            time.sleep(3)
+            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core))
+        finally:
+            stack.terminate()
+            stack.wait(30)
+    return report(rows, a)
+
+
+def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
+    pinned = "pinned: stack core %d, load core %d" % (a.stack_core, a.load_core) if pin(0) else "not pinned"
+    print(f"overload benchmark: {SCENARIO.name} without its fault, {a.duration:g} s per phase, {pinned}")
+    print(f"{'offered /s':>10} {'goodput /s':>10} {'thruput /s':>10} {'success':>8} {'reject p50':>10} "
+          f"{'reject p99':>10} {'n':>4} {'healthz p50':>11} {'healthz p99':>11} {'n':>4}  load avg before -> after")
+    for r in rows:
+        print(f"{r['rate']:>10.0f} {r['goodput']:>10.1f} {r['throughput']:>10.1f} {r['success']:>8.1%} "
+              f"{r['reject_p50_ms']:>8.2f}ms {r['reject_p99_ms']:>8.2f}ms {r['reject_n']:>4} "
+              f"{r['healthz_p50_ms']:>9.2f}ms {r['healthz_p99_ms']:>9.2f}ms {r['healthz_n']:>4}  "
+              f"{r['load_before']} -> {r['load_after']}")
+    one, over = rows
+    checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", over["goodput"] >= 0.9 * one["goodput"],
+               f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),
+              ("rejections p99 < 10 ms", over["reject_p99_ms"] < 10, f"{over['reject_p99_ms']:.2f} ms"),
+              (f"/healthz p99 < 100 ms at {a.factor:g}x", over["healthz_p99_ms"] < 100, f"{over['healthz_p99_ms']:.2f} ms")]
+    for name, ok, got in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {got}")
+    if one["goodput"] < 0.8 * one["rate"]:
+        print(f"note: at 1x only {one['goodput']:.1f} of {one['rate']:g}/s were good: --rate is above capacity here")
+    for r in rows:
+        if r["dropped"]:
+            print(f"note: the load generator dropped {r['dropped']:.0f} starts at {r['rate']:g}/s (it could not keep up)")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
