@@ -6,8 +6,10 @@ scenario's own clients with their retries) to another, with taskset. Two phases 
 same stack: the 1x arrival rate `--rate` (about what the stack serves), then `--factor` times
 it. During each phase this process (on the load generator's core) probes, 10 times a second
 each, `GET /healthz` and a chat request of an unknown class (the least important: it is shed
-first whenever the gateway is full), and times the answers; the 503s among the latter are the
-rejections. Targets (Google SRE, "Handling Overload": rejections must be cheap):
+first whenever the gateway is full), and times the answers; the 503s among the latter that
+were shed on arrival (`X-Surge-Shed: queue_full`) are the rejections (a waiter evicted later
+by more important work is counted apart: its time is its wait). Targets (Google SRE,
+"Handling Overload": rejections must be cheap):
 
 - goodput at `--factor` x >= 90% of the goodput at 1x (answers within the SLO per second),
 - rejections (503) answered in < 10 ms at the p99,
@@ -61,6 +63,7 @@ class Probe:
         self.url, self.every_s = url, every_s
         self.healthz: list[float] = []
         self.rejected: list[float] = []
+        self.evicted: list[float] = []
         self.admitted = 0
         self.errors = 0
         self._stop = threading.Event()
@@ -92,17 +95,19 @@ class Probe:
                     continue
                 if kind == "healthz":
                     self.healthz.append(dt)
-                elif r.status_code == 503:
+                elif r.status_code == 503 and r.headers.get("X-Surge-Shed", "queue_full") == "queue_full":
                     self.rejected.append(dt)
+                elif r.status_code == 503:
+                    self.evicted.append(dt)
                 else:
                     self.admitted += 1
 
 
-def start_stack(port: int, folder: Path, core: int | None) -> subprocess.Popen[bytes]:
+def start_stack(port: int, folder: Path, core: int | None, root: Path = ROOT) -> subprocess.Popen[bytes]:
     cmd = [*pin(core), sys.executable, "-m", "loadtest.stack", "--port", str(port), "--scenario", str(SCENARIO),
            "--set", "faults=[]", "--db", str(folder / "orders.db"), "--options-json", '{"torch_threads": 1}']
     log = open(folder / "stack.log", "ab")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | CREDS | {"PYTHONPATH": str(ROOT)}, stdout=log, stderr=log)
+    proc = subprocess.Popen(cmd, cwd=root, env=os.environ | CREDS | {"PYTHONPATH": str(root)}, stdout=log, stderr=log)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -139,7 +144,7 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None)
             "healthz_p99_ms": p99_ms(probe.healthz), "healthz_n": len(probe.healthz),
             "reject_p50_ms": float(np.median(probe.rejected) * 1e3) if probe.rejected else float("nan"),
             "reject_p99_ms": p99_ms(probe.rejected), "reject_n": len(probe.rejected),
-            "probe_admitted": probe.admitted, "probe_errors": probe.errors,
+            "probe_admitted": probe.admitted, "probe_errors": probe.errors, "evicted_n": len(probe.evicted),
             "load_before": before, "load_after": loadavg()}  # type: ignore[dict-item]
 
 
@@ -152,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack-core", type=int, default=0)
     p.add_argument("--load-core", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    p.add_argument("--stack-root", type=Path, default=ROOT,
+                   help="serve the stack from this checkout (e.g. an older commit, for an A/B comparison)")
     a = p.parse_args(argv)
     if pin(a.load_core):
         os.sched_setaffinity(0, {a.load_core})  # the probes run with the load generator
@@ -159,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = a.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        stack = start_stack(a.port, out, a.stack_core)
+        stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve())
         try:
             rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core)]
             time.sleep(3)
@@ -171,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
-    pinned = "pinned: stack core %d, load core %d" % (a.stack_core, a.load_core) if pin(0) else "not pinned"
-    print(f"overload benchmark: {SCENARIO.name} without its fault, {a.duration:g} s per phase, {pinned}")
+    pinned = f"pinned: stack core {a.stack_core}, load core {a.load_core}" if pin(0) else "not pinned"
+    print(f"overload benchmark: {SCENARIO.name} without its fault, {a.duration:g} s per phase, {pinned}, "
+          f"stack from {a.stack_root}")
     print(f"{'offered /s':>10} {'goodput /s':>10} {'thruput /s':>10} {'success':>8} {'reject p50':>10} "
           f"{'reject p99':>10} {'n':>4} {'healthz p50':>11} {'healthz p99':>11} {'n':>4}  load avg before -> after")
     for r in rows:
@@ -190,6 +198,8 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
     if one["goodput"] < 0.8 * one["rate"]:
         print(f"note: at 1x only {one['goodput']:.1f} of {one['rate']:g}/s were good: --rate is above capacity here")
     for r in rows:
+        if r["evicted_n"]:
+            print(f"note: at {r['rate']:g}/s {r['evicted_n']} probes waited and were then evicted (not counted as rejections)")
         if r["dropped"]:
             print(f"note: the load generator dropped {r['dropped']:.0f} starts at {r['rate']:g}/s (it could not keep up)")
     return 0 if all(ok for _, ok, _ in checks) else 1

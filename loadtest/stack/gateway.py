@@ -142,7 +142,7 @@ class HttpGateway:
         if not self.admission.refuses(prio):
             return None
         self.metrics.rejected.inc(("queue_full",))
-        return retry_after(503, "server overloaded, try again later", "overloaded", self.admission.retry_after_s())
+        return _overloaded("queue_full", self.admission.retry_after_s())
 
     def rate_limit(self, user: str) -> None:
         """Raise 429 with Retry-After when `user` or everyone is over the limit."""
@@ -170,6 +170,15 @@ class HttpGateway:
                 raise APIError(504, "deadline passed while waiting for admission", "deadline_exceeded") from None
             if r.reason == "down":
                 raise retry_after(503, "the gateway is down (fault)", "gateway_error", 1.0) from None
-            raise retry_after(503, "server overloaded, try again later", "overloaded", r.retry_after_s) from None
+            raise _overloaded(r.reason, r.retry_after_s) from None
         now = time.monotonic()
         return Slot(self, now, now - t_enter)
+
+
+SHED_HEADER = "X-Surge-Shed"  # why an overloaded answer came: queue_full (at arrival) or evicted (after waiting)
+
+
+def _overloaded(reason: str, retry_after_s: float) -> APIError:
+    e = retry_after(503, "server overloaded, try again later", "overloaded", retry_after_s)
+    e.headers[SHED_HEADER] = reason
+    return e
