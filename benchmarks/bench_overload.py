@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -103,9 +104,14 @@ class Probe:
                     self.admitted += 1
 
 
-def start_stack(port: int, folder: Path, core: int | None, root: Path = ROOT) -> subprocess.Popen[bytes]:
+def _sets(overrides: Sequence[str]) -> list[str]:
+    return [arg for o in ["faults=[]", *overrides] for arg in ("--set", o)]
+
+
+def start_stack(port: int, folder: Path, core: int | None, root: Path = ROOT, overrides: Sequence[str] = (),
+                options: str = '{"torch_threads": 1}') -> subprocess.Popen[bytes]:
     cmd = [*pin(core), sys.executable, "-m", "loadtest.stack", "--port", str(port), "--scenario", str(SCENARIO),
-           "--set", "faults=[]", "--db", str(folder / "orders.db"), "--options-json", '{"torch_threads": 1}']
+           *_sets(overrides), "--db", str(folder / "orders.db"), "--options-json", options]
     log = open(folder / "stack.log", "ab")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(cmd, cwd=root, env=os.environ | CREDS | {"PYTHONPATH": str(root)}, stdout=log, stderr=log)
     for _ in range(600):
@@ -121,11 +127,12 @@ def start_stack(port: int, folder: Path, core: int | None, root: Path = ROOT) ->
     raise RuntimeError(f"the stack did not start; see {folder / 'stack.log'}")
 
 
-def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None) -> dict[str, float]:
+def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
+          overrides: Sequence[str] = ()) -> dict[str, float]:
     """One load run at `rate` commands/s; goodput and the probes' percentiles (ms)."""
     before = loadavg()
     cmd = [*pin(core), SURGE, "loadtest", str(SCENARIO), "--host", url, "--duration", f"{duration_s:g}s",
-           "--set", f"arrivals.rate_per_s={rate:g}", "--set", "faults=[]", "--no-simulate", "--no-fail-on-slo",
+           "--set", f"arrivals.rate_per_s={rate:g}", *_sets(overrides), "--no-simulate", "--no-fail-on-slo",
            "--out", str(out)]
     with Probe(url) as probe:
         run = subprocess.run(cmd, cwd=ROOT, env=os.environ | CREDS, capture_output=True, text=True,
@@ -157,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack-core", type=int, default=0)
     p.add_argument("--load-core", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="scenario override for the stack and the load test alike (repeatable)")
+    p.add_argument("--stack-options", default='{"torch_threads": 1}', help="StackOptions JSON for the stack")
     p.add_argument("--stack-root", type=Path, default=ROOT,
                    help="serve the stack from this checkout (e.g. an older commit, for an A/B comparison)")
     a = p.parse_args(argv)
@@ -166,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = a.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve())
+        stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve(), a.set, a.stack_options)
         try:
-            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core)]
+            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, a.set)]
             time.sleep(3)
-            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core))
+            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, a.set))
         finally:
             stack.terminate()
             stack.wait(30)
@@ -179,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
     pinned = f"pinned: stack core {a.stack_core}, load core {a.load_core}" if pin(0) else "not pinned"
-    print(f"overload benchmark: {SCENARIO.name} without its fault, {a.duration:g} s per phase, {pinned}, "
-          f"stack from {a.stack_root}")
+    print(f"overload benchmark: {SCENARIO.name} without its fault {' '.join(a.set)}, {a.duration:g} s per phase, "
+          f"{pinned}, stack from {a.stack_root} with {a.stack_options}")
     print(f"{'offered /s':>10} {'goodput /s':>10} {'thruput /s':>10} {'success':>8} {'reject p50':>10} "
           f"{'reject p99':>10} {'n':>4} {'healthz p50':>11} {'healthz p99':>11} {'n':>4}  load avg before -> after")
     for r in rows:

@@ -58,6 +58,11 @@ class StackOptions:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keep_alive_s: float = 30.0
+    # How long a thread may hold the GIL while another waits (sys.setswitchinterval, set by
+    # `serve`). The engine threads run Python between torch calls; at Python's default of
+    # 5 ms the event loop waits up to that long for each of its turns (a convoy: every I/O
+    # wait hands the GIL to an engine thread), which is what made rejections and /healthz slow.
+    gil_switch_interval_s: float = 0.0005
 
     def __post_init__(self) -> None:
         for name in ("admin_token", "session_secret", "user_secret"):
@@ -65,7 +70,7 @@ class StackOptions:
             if not isinstance(v, str) or not v:
                 raise OptionsError(f"'{name}' must be a non-empty string (got {v!r}): the admin API and "
                                    "sessions need a secret (leave it out to have one generated)")
-        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "gil_switch_interval_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise OptionsError(f"'{name}' must be a positive number of seconds (got {v!r})")

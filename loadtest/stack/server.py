@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import uvicorn
@@ -131,6 +132,7 @@ def serve(scenario: Scenario | None = None, options: StackOptions | None = None,
           port: int = 8000, log_level: str = "warning") -> None:
     """Serve the stack on `host:port` (loopback by default); blocks until shut down."""
     opts = options or StackOptions()
+    sys.setswitchinterval(opts.gil_switch_interval_s)  # a whole process setting: set where the process serves
     app = create_app(scenario, opts)
     uv = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
                         timeout_graceful_shutdown=int(opts.drain_timeout_s), http=timed_protocol(opts),
