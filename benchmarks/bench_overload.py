@@ -127,16 +127,37 @@ def start_stack(port: int, folder: Path, core: int | None, root: Path = ROOT, ov
     raise RuntimeError(f"the stack did not start; see {folder / 'stack.log'}")
 
 
-def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_by_status(url: str) -> dict[str, float]:
+    """`surge_http_requests_total` summed by route and status: what the stack answered."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("surge_http_requests_total{"):
+            labels, _, v = line.rpartition(" ")
+            route = labels.split('route="')[1].split('"')[0]
+            status = labels.split('status="')[1].split('"')[0]
+            out[f"{route} {status}"] = out.get(f"{route} {status}", 0.0) + float(v)
+    return out
+
+
+def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None, pid: int,
           overrides: Sequence[str] = ()) -> dict[str, float]:
-    """One load run at `rate` commands/s; goodput and the probes' percentiles (ms)."""
+    """One load run at `rate` commands/s; goodput, the probes' percentiles (ms), and what the
+    stack did meanwhile (CPU seconds, answers by route and status)."""
     before = loadavg()
+    cpu0, answered0, t0 = cpu_s(pid), requests_by_status(url), time.monotonic()
     cmd = [*pin(core), SURGE, "loadtest", str(SCENARIO), "--host", url, "--duration", f"{duration_s:g}s",
            "--set", f"arrivals.rate_per_s={rate:g}", *_sets(overrides), "--no-simulate", "--no-fail-on-slo",
            "--out", str(out)]
     with Probe(url) as probe:
         run = subprocess.run(cmd, cwd=ROOT, env=os.environ | CREDS, capture_output=True, text=True,
                              timeout=duration_s + 300)
+    wall, cpu, answered = time.monotonic() - t0, cpu_s(pid) - cpu0, requests_by_status(url)
     if run.returncode != 0:
         raise RuntimeError(f"surge loadtest failed ({run.returncode}): {run.stderr[-2000:]}")
     s = json.loads((out / "measured" / "summary.json").read_text())
@@ -152,7 +173,9 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
             "reject_p50_ms": float(np.median(probe.rejected) * 1e3) if probe.rejected else float("nan"),
             "reject_p99_ms": p99_ms(probe.rejected), "reject_n": len(probe.rejected),
             "probe_admitted": probe.admitted, "probe_errors": probe.errors, "evicted_n": len(probe.evicted),
-            "load_before": before, "load_after": loadavg()}  # type: ignore[dict-item]
+            "load_before": before, "load_after": loadavg(), "stack_cpu_share": cpu / wall,  # type: ignore[dict-item]
+            "answered": {k: (v - answered0.get(k, 0.0)) / wall for k, v in answered.items()
+                         if v - answered0.get(k, 0.0) > 0}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve(), a.set, a.stack_options)
         try:
-            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, a.set)]
+            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, stack.pid, a.set)]
             time.sleep(3)
-            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, a.set))
+            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, stack.pid, a.set))
         finally:
             stack.terminate()
             stack.wait(30)
@@ -198,6 +221,9 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
               f"{r['reject_p50_ms']:>8.2f}ms {r['reject_p99_ms']:>8.2f}ms {r['reject_n']:>4} "
               f"{r['healthz_p50_ms']:>9.2f}ms {r['healthz_p99_ms']:>9.2f}ms {r['healthz_n']:>4}  "
               f"{r['load_before']} -> {r['load_after']}")
+    for r in rows:
+        answered = ", ".join(f"{k} {v:.1f}/s" for k, v in sorted(r["answered"].items()))  # type: ignore[attr-defined]
+        print(f"at {r['rate']:g}/s the stack used {r['stack_cpu_share']:.0%} of a core; answered {answered}")
     one, over = rows
     checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", over["goodput"] >= 0.9 * one["goodput"],
                f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),

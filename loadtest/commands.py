@@ -348,7 +348,8 @@ class HttpClient:
         """One agent command, streamed: each LLM call's timing arrives in a progress event as the
         call ends and is recorded like a chat call's (as the simulator records every call that
         produced tokens, also in an attempt that fails later)."""
-        h = self._headers(sess) | {"Idempotency-Key": cmd.key}
+        # the class in a header too: the stack can then shed the attempt before reading its body
+        h = self._headers(sess) | {"Idempotency-Key": cmd.key, CLASS_HEADER: cmd.spec.name}
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
         code = _code(r)
