@@ -1,10 +1,14 @@
-"""Benchmark: requests/s one Locust worker process sustains against a trivial endpoint, side by
-side with `wrk` (C, event loop) on the same endpoint in the same run (issue 5).
+"""Benchmark: the load generator's ceiling, side by side in one run against one trivial endpoint.
 
-The endpoint is a minimal HTTP/1.1 keep-alive server (asyncio + uvloop, one process) answering
-every request with `200 ok`; wrk's figure shows how much the endpoint itself can take, so the
-Locust figure is the load generator's ceiling, not the server's. Locust runs as a library in its
-own process (gevent patching stays there): FastHttpUser (geventhttpclient), no wait time.
+- `wrk` (C, event loop): how much the endpoint itself can take;
+- plain Locust: a `FastHttpUser` posting the same streamed chat completion, no wait time, one
+  process (Locust as a library in its own process);
+- surge's load test (`surge loadtest --closed`, one chat class, one output token, zero think
+  time) in one process, and with `--workers 2` (master + 2 workers).
+
+Targets (issue 13): surge keeps >= 80% of plain Locust's requests/s; 2 workers >= 1.7x one.
+The endpoint is a minimal HTTP/1.1 keep-alive server (asyncio, uvloop when installed, one
+process) that answers every request with one server-sent event and `[DONE]`.
 
     .venv/bin/python benchmarks/bench_locust_rps.py [--seconds 10] [--users 32] [--json out.json]
 """
@@ -30,16 +34,29 @@ try:
     import uvloop; uvloop.install()
 except ImportError:
     pass
-RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+BODY = (b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":8,"completion_tokens":1}}\n\ndata: [DONE]\n\n')
+RESP = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " + str(len(BODY)).encode()
+        + b"\r\n\r\n" + BODY)
 
 class P(asyncio.Protocol):
     def connection_made(self, t): self.t, self.buf = t, b""
     def data_received(self, d):
         self.buf += d
-        n = self.buf.count(b"\r\n\r\n")  # GETs without bodies: one request per blank line
-        if n:
-            self.buf = self.buf[self.buf.rfind(b"\r\n\r\n") + 4:]
-            self.t.write(RESP * n)
+        out = []
+        while True:  # one answer per complete request (headers, then Content-Length bytes of body)
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = self.buf[:end].lower()
+            i = head.find(b"content-length:")
+            n = int(head[i + 15:head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None]) if i >= 0 else 0
+            if len(self.buf) < end + 4 + n:
+                break
+            self.buf = self.buf[end + 4 + n:]
+            out.append(RESP)
+        if out:
+            self.t.write(b"".join(out))
 
 async def main():
     srv = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1]), backlog=4096)
@@ -56,12 +73,15 @@ from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
+BODY = {"model": "m", "messages": [{"role": "user", "content": "one two three four five"}], "max_tokens": 1,
+        "stream": True, "stream_options": {"include_usage": True}}
+
 class Hammer(FastHttpUser):
     wait_time = constant(0)
     host = sys.argv[1]
     @task
-    def get(self):
-        self.client.get("/")
+    def chat(self):
+        self.client.post("/v1/chat/completions", json=BODY)
 
 env = Environment(user_classes=[Hammer])
 runner = env.create_local_runner()
@@ -118,6 +138,51 @@ def run_locust(url: str, seconds: float, users: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+SCENARIO = """
+name: bench_rps
+run: {duration_s: 60, interval_s: 1}
+arrivals: {rate_per_s: 1}
+workload:
+  classes:
+    chat:
+      probability: 1
+      stages:
+        - llm: {prompt_tokens: {type: constant, value: 8}, output_tokens: {type: constant, value: 1}}
+clients: {timeout_s: 10, max_attempts: 1}
+services: {llm: {replicas: 1}}
+"""
+
+
+def run_surge(url: str, seconds: float, users: int, workers: int, folder: Path) -> dict[str, float]:
+    """surge's load test, closed model: requests/s from its own results (one request per command)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scen = folder / "bench_rps.yaml"
+    scen.write_text(SCENARIO)
+    out = folder / f"w{workers}"
+    cmd = [sys.executable, "-c", "from sim.cli import main; main()", "loadtest", str(scen), "--host", url,
+           "--closed", "--users", str(users), "--spawn-rate", str(users * 10), "--duration", f"{seconds + 2:g}s",
+           "--workers", str(workers), "--out", str(out), "--no-simulate", "--no-fail-on-slo", "--no-live",
+           "--no-ignore-eos", "--model", "m"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    summary = json.loads((out / "measured" / "summary.json").read_text())
+    per_s = _steady(out / "measured", "attempts:chat")  # 1 s intervals: the first two are the ramp-up
+    return {"rps": per_s, "completed": summary["completed"], "failed": summary["failed"]}
+
+
+def _steady(folder: Path, series: str) -> float:
+    """Mean per second of a series over its steady middle (without the ramp-up and the last second)."""
+    import numpy as np
+
+    with (folder / "timeseries.csv").open() as f:
+        header = f.readline().strip().split(",")
+    data = np.loadtxt(folder / "timeseries.csv", delimiter=",", skiprows=1, ndmin=2)
+    col = data[:, header.index(series)]
+    return float(col[2:-1].mean()) if len(col) > 3 else float(col.mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -129,19 +194,31 @@ def main() -> None:
     try:
         wait_port(port)
         url = f"http://127.0.0.1:{port}"
+        import tempfile
+
         wrk = run_wrk(url + "/", a.seconds, a.users)
         loc = run_locust(url, a.seconds, a.users)
+        with tempfile.TemporaryDirectory() as tmp:
+            one = run_surge(url, a.seconds, a.users, 0, Path(tmp))
+            two = run_surge(url, a.seconds, a.users, 2, Path(tmp))
     finally:
         server.terminate()
         server.wait(10)
-    print(f"trivial endpoint, {a.users} connections, {a.seconds:g} s each, {os.cpu_count()} CPU cores shared")
-    print(f"{'tool':<28}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
-    print(f"{'wrk (1 thread)':<28}{wrk['rps']:>12,.0f}{wrk.get('p50_ms', float('nan')):>9.2f}"
-          f"{wrk.get('p99_ms', float('nan')):>9.2f}")
-    print(f"{'Locust FastHttpUser (1 proc)':<28}{loc['rps']:>12,.0f}{loc['p50_ms']:>9.2f}{loc['p99_ms']:>9.2f}")
-    print(f"Locust / wrk: {loc['rps'] / wrk['rps']:.1%}   Locust failures: {loc['failures']}")
+    load = os.getloadavg()
+    print(f"trivial endpoint, {a.users} connections/users, {a.seconds:g} s each, {os.cpu_count()} CPU cores shared, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{'tool':<34}{'requests/s':>12}")
+    print(f"{'wrk (1 thread, GET)':<34}{wrk['rps']:>12,.0f}")
+    print(f"{'Locust FastHttpUser (1 proc)':<34}{loc['rps']:>12,.0f}")
+    print(f"{'surge loadtest (1 proc)':<34}{one['rps']:>12,.0f}")
+    print(f"{'surge loadtest (--workers 2)':<34}{two['rps']:>12,.0f}")
+    r1, r2 = one["rps"] / loc["rps"], two["rps"] / one["rps"]
+    print(f"surge / plain Locust: {r1:.0%} ({'PASS' if r1 >= 0.8 else 'FAIL'}: need >= 80%); "
+          f"2 workers / 1: {r2:.2f}x ({'PASS' if r2 >= 1.7 else 'FAIL'}: need >= 1.7x); "
+          f"failures: Locust {loc['failures']}, surge {one['failed']:.0f} / {two['failed']:.0f}")
     if a.json:
-        a.json.write_text(json.dumps({"wrk": wrk, "locust": loc, "users": a.users, "seconds": a.seconds}, indent=2))
+        a.json.write_text(json.dumps({"wrk": wrk, "locust": loc, "surge": one, "surge_workers2": two,
+                                      "users": a.users, "seconds": a.seconds, "load": load}, indent=2))
 
 
 if __name__ == "__main__":

@@ -269,28 +269,11 @@ def run_design(spec: EngineSpec, points: list[DesignPoint], repeats: int = 7,
 
 
 # ---- fit ------------------------------------------------------------------------------------
-def nnls(a: np.ndarray, b: np.ndarray, tol: float = 1e-12) -> np.ndarray:
-    """Non-negative least squares (Lawson-Hanson active set): argmin |a x - b| with x >= 0."""
-    m, n = a.shape
-    x = np.zeros(n)
-    passive = np.zeros(n, dtype=bool)
-    for _ in range(3 * n + 3):
-        w = a.T @ (b - a @ x)
-        if passive.all() or w[~passive].max() <= tol:
-            break
-        passive[int(np.argmax(np.where(passive, -np.inf, w)))] = True
-        while True:
-            z = np.zeros(n)
-            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
-            if (z[passive] > tol).all():
-                x = z
-                break
-            neg = passive & (z <= tol)
-            alpha = np.min(x[neg] / (x[neg] - z[neg]))
-            x = x + alpha * (z - x)
-            passive &= x > tol
-            x[~passive] = 0.0
-    return x
+def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Non-negative least squares: argmin |a x - b| with x >= 0 (scipy's Lawson-Hanson)."""
+    from scipy.optimize import nnls as scipy_nnls
+
+    return np.asarray(scipy_nnls(a, b)[0])
 
 
 def fit_arrays(prefill: np.ndarray, decodes: np.ndarray, kv: np.ndarray, seconds: np.ndarray,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from sim.cli.options import Sets
+from sim.cli.options import Sets, need_stack
 
 _COST_LINE = re.compile(r"^(?P<indent>[ \t]+)cost_model:[ \t]*\{[^\n]*\}[ \t]*(#[^\n]*)?$", re.MULTILINE)
 
@@ -37,6 +37,7 @@ def calibrate(
                                                   "next to it); implies --write")] = None,
 ) -> None:
     """Fit the scenario's LLM cost model to the reference stack's engine on this machine; print it as YAML."""
+    need_stack("calibrate")
     from loadtest.calibrate import CalibrationError, engine_spec, fit_table
     from loadtest.calibrate import calibrate as run
     from loadtest.stack.model import pick_device

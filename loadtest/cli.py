@@ -4,12 +4,13 @@ only in subprocesses, the runner is imported inside the command."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
-from sim.cli.options import SLO_BREACH, Sets, parse_duration
+from sim.cli.options import SLO_BREACH, Sets, UsageError, need_stack, parse_duration
 
 
 def register(app: typer.Typer) -> None:
@@ -39,8 +40,26 @@ def loadtest(
     faults: Annotated[bool, typer.Option(help="apply the scenario's faults")] = True,
     simulate: Annotated[bool, typer.Option(help="also simulate the same scenario and compare")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when a scenario SLO is breached")] = True,
+    stack_port: Annotated[int | None, typer.Option(min=1, max=65535, help="--start-stack: the stack's port "
+                                                   "(default: a free one)")] = None,
+    master_port: Annotated[int | None, typer.Option(min=1, max=65535, help="--workers: the Locust master's port "
+                                                    "(default: a free one)")] = None,
+    locust_args: Annotated[str | None, typer.Option(help="extra arguments for every Locust process, as one string "
+                                                    "(e.g. '--loglevel INFO')")] = None,
+    live: Annotated[bool | None, typer.Option("--live/--no-live", help="the live display (default: when stderr "
+                                              "is a terminal)")] = None,
+    endpoint: Annotated[str, typer.Option(help="one-LLM-stage classes as 'chat' (/v1/chat/completions) or "
+                                          "'completions' (/v1/completions)")] = "chat",
+    ignore_eos: Annotated[bool, typer.Option(help="ask for exactly max_tokens (ignore_eos, min_tokens: vLLM, "
+                                             "SGLang, surge); --no-ignore-eos for servers that refuse them")] = True,
+    api_key: Annotated[str | None, typer.Option(envvar="SURGE_API_KEY", help="bearer token for an "
+                                                "OpenAI-compatible server (env SURGE_API_KEY)")] = None,
+    header: Annotated[list[str] | None, typer.Option(help="extra request header 'Name: value' (repeatable)")] = None,
+    plugin: Annotated[list[Path] | None, typer.Option(help="Python file with your own command classes "
+                                                      "(see loadtest/plugins.py; repeatable)")] = None,
 ) -> None:
     """Load-test a stack with the scenario's workload (Locust), compare with the simulator, gate on SLOs."""
+    need_stack("loadtest")
     from loadtest.runner import Options, run_loadtest
     from loadtest.safety import check_host, preflight
 
@@ -49,7 +68,9 @@ def loadtest(
                   host=host, start_stack=start_stack, workers=workers, allow_remote=allow_remote,
                   mode="closed" if closed else "open", users=users, spawn_rate=spawn_rate, sets=set_ or [],
                   interval_s=interval, max_requests=max_requests, max_in_flight=max_in_flight, model=model,
-                  stack_options=_options(stack_options), faults=faults, simulate=simulate)
+                  stack_options=_options(stack_options), faults=faults, simulate=simulate, live=live,
+                  locust_args=shlex.split(locust_args or ""), stack_port=stack_port, master_port=master_port,
+                  endpoint=_endpoint(endpoint), ignore_eos=ignore_eos, api_key=api_key, headers=_headers(header or []), plugins=[str(p) for p in plugin or []])
     if host and not start_stack:
         preflight(check_host(host, allow_remote))  # refuse, or find the target missing, before anything runs
     where = "a reference stack on loopback" if start_stack else host
@@ -60,6 +81,24 @@ def loadtest(
     _print(run)
     if fail_on_slo and run.slo_failures:
         raise typer.Exit(SLO_BREACH)
+
+
+def _endpoint(value: str) -> Literal["chat", "completions"]:
+    if value == "chat":
+        return "chat"
+    if value == "completions":
+        return "completions"
+    raise UsageError(f"'--endpoint' must be chat or completions (got {value!r})")
+
+
+def _headers(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"'--header' must look like 'Name: value' (got {item!r})")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def _options(text: str | None) -> dict[str, Any] | None:

@@ -32,9 +32,11 @@ from typing import Any
 import gevent
 import numpy as np
 
+from loadtest import plugins
 from loadtest import policy as P
 from loadtest.credentials import Credentials
 from loadtest.plan import Plan
+from loadtest.stack.vocab import Vocabulary
 from loadtest.tally import Tally
 from sim.dists import sampler
 from sim.results import names as N
@@ -52,7 +54,9 @@ from sim.rules.deadlines import Deadlines
 from sim.scenario import CommandClass, Scenario
 from sim.streams import Streams
 
-_WORDS = ["please", "help", "me", "buy", "a", "milk", "tea", "with", "less", "sugar", "and", "extra", "pearls", "from", "the", "shop", "near", "me"]
+# prompt words: every request's text is its own draw from these (no two prompts share a prefix
+# a server could cache); the reference stack counts one token per word
+_WORDS = Vocabulary(4096).words
 AGENT_TEXT = "help me buy a milk tea"
 CLASS_HEADER = "X-Surge-Class"  # the command class of a chat request (its priority at the stack's gateway)
 
@@ -297,6 +301,9 @@ class HttpClient:
             self._check_order(sess, cmd)
 
     def _attempt(self, sess: HttpSession, cmd: HttpCommand) -> str:
+        own = plugins.REGISTRY.get(cmd.spec.name)
+        if own is not None:  # the user's own HTTP calls for this class (--plugin)
+            return str(own(plugins.Attempt(self, sess, cmd)))
         if cmd.spec.kind == "agent":
             return self._agent(sess, cmd)
         st = cmd.spec.cls.stages[0].llm  # a chat class is one LLM stage (`kind_of`)
@@ -308,23 +315,41 @@ class HttpClient:
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _headers(self, sess: HttpSession) -> dict[str, str]:
-        h = dict(self._timeout_hdr)
-        if sess.token:
-            h["Authorization"] = f"Bearer {sess.token}"
+        h = dict(self._timeout_hdr) | self.plan.headers
+        token = sess.token or self.plan.api_key
+        if token:
+            h["Authorization"] = f"Bearer {token}"
         return h
 
+    def _prompt(self, n_words: int) -> str:
+        """A prompt of `n_words` words drawn afresh (a distinct prefix every time)."""
+        idx = self._tok.integers(0, len(_WORDS), n_words)
+        return " ".join(_WORDS[i] for i in idx.tolist())
+
+    def _body(self, prompt_tokens: int, max_tokens: int) -> tuple[str, dict[str, Any]]:
+        """(path, body) of one streamed generation: chat (one user message) or a text completion.
+        The reference stack counts BOS (and "user", ":" for chat) as prompt tokens too."""
+        chat = self.plan.endpoint == "chat"
+        text = self._prompt(max(1, prompt_tokens - (3 if chat else 1)))
+        body: dict[str, Any] = {"model": self.plan.model, "max_tokens": max_tokens, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        if chat:
+            body["messages"] = [{"role": "user", "content": text}]
+        else:
+            body["prompt"] = text
+        if self.plan.ignore_eos:
+            body |= {"ignore_eos": True, "min_tokens": max_tokens}
+        return ("/v1/chat/completions" if chat else "/v1/completions"), body
+
     def _chat(self, sess: HttpSession, cmd: HttpCommand, prompt_tokens: int, max_tokens: int) -> str:
-        """One streamed chat completion of the command's class; records ttft, itl and tpot."""
+        """One streamed chat completion (or text completion) of the command's class; records
+        ttft, itl and tpot, and the tokens asked for against those the server says it used."""
         max_tokens = min(max_tokens, self.plan.max_tokens_cap)
-        # the stack counts "user", ":" and BOS too (loadtest/stack/agent.py PROMPT_OVERHEAD_TOKENS)
         prompt_tokens = max(1, min(prompt_tokens, self.plan.max_context - max_tokens))
-        words = max(1, prompt_tokens - 3)
-        text = " ".join(_WORDS[i % len(_WORDS)] for i in range(words))
-        body = {"model": self.plan.model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
-                "stream": True, "stream_options": {"include_usage": True}}
+        path, body = self._body(prompt_tokens, max_tokens)
         sent = self.now()
         headers = self._headers(sess) | {CLASS_HEADER: cmd.spec.name}
-        r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=headers, stream=True)
+        r = self._request("POST", path, "chat", json=body, headers=headers, stream=True)
         code = _code(r)
         cmd.admitted = _admitted(r, code)
         if r.status_code != 200:
@@ -342,6 +367,12 @@ class HttpClient:
         if n_out > 1:
             self.tally.observe(N.hist("tpot", name), stamps[-1], (stamps[-1] - stamps[0]) / (n_out - 1))
         self.tally.count(N.tokens_out(name), stamps[-1], n_out)
+        if usage:  # what the server counted, against what the scenario asked for
+            tot = self.tally.totals
+            tot["prompt_tokens_asked"] += prompt_tokens
+            tot["prompt_tokens_reported"] += int(usage.get("prompt_tokens") or 0)
+            tot["output_tokens_asked"] += max_tokens
+            tot["output_tokens_reported"] += int(usage.get("completion_tokens") or 0)
         return P.OK
 
     def _agent(self, sess: HttpSession, cmd: HttpCommand) -> str:
@@ -377,19 +408,22 @@ class HttpClient:
         self.tally.count(N.tokens_out(name), now, int(call.get("output_tokens") or 0))
 
     def _check_order(self, sess: HttpSession, cmd: HttpCommand) -> None:
-        """Read the order back; a check refused with 401 (the session was lost meanwhile, e.g. to
-        a session invalidation) is skipped, not failed: it says nothing about the order."""
+        """The order a success acknowledged exists and is paid (outside the command's latency);
+        a session lost meanwhile (a session invalidation) logs in again first, as the app would."""
+        status = 0
         try:
-            r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
-            if r.status_code == 401:
-                self.tally.totals["orders_check_skipped"] += 1
-                return
-            ok = r.status_code == 200 and r.json().get("status") in ("paid", "completed")
+            for _ in range(2):
+                r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
+                status = r.status_code
+                if status != 401 or not self.has_auth or not self.login(sess):
+                    break
+            ok = status == 200 and r.json().get("status") in ("paid", "completed")
         except (OSError, ValueError, OutOfRequests):
             ok = False
         self.tally.totals["orders_checked"] += 1
         if not ok:
             self.tally.totals["orders_check_failed"] += 1
+            self.tally.totals[f"orders_check_failed:{status}"] += 1
 
 
 def _code(r: Any) -> str | None:
@@ -429,6 +463,14 @@ def _lines(r: Any) -> Any:
             yield line + b"\n"
 
 
+def _produced(choice: dict[str, Any]) -> bool:
+    """Whether a streamed choice carries generated tokens: content, reasoning, a tool call's
+    arguments (chat), or text (completions)."""
+    d = choice.get("delta") or {}
+    return bool(d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls")
+                or choice.get("text"))
+
+
 def _read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, str | None]:
     """Read server-sent events to `[DONE]`: arrival times of content chunks, usage, error code."""
     stamps: list[float] = []
@@ -446,7 +488,7 @@ def _read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, 
         if msg.get("usage"):
             usage = msg["usage"]
         for ch in msg.get("choices") or ():
-            if (ch.get("delta") or {}).get("content"):
+            if _produced(ch):
                 stamps.append(t)
     return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
 

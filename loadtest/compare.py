@@ -14,6 +14,7 @@ import numpy as np
 
 from loadtest.recovery import interval_quantile
 from sim.results import Results
+from sim.results import clock as C
 from sim.results import names as N
 
 
@@ -91,10 +92,10 @@ def markdown(d: dict[str, Any]) -> str:
         lines += ["", f"## {c}", "", "| whole run | simulated | measured | difference |", "|---|---:|---:|---:|"]
         for k, v in body["whole_run"].items():
             lines.append(f"| {k} | {_f(v['sim'])} | {_f(v['meas'])} | {_pct(v['rel'])} |")
-        lines += ["", "| t (s) | e2e p50 sim | e2e p50 meas | e2e p99 sim | e2e p99 meas | Δp99 | goodput sim | "
+        lines += ["", "| time since start | e2e p50 sim | e2e p50 meas | e2e p99 sim | e2e p99 meas | Δp99 | goodput sim | "
                   "goodput meas |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in body["intervals"]:
-            lines.append(f"| {r['t_s']:g} | {_f(r['e2e_p50_sim'])} | {_f(r['e2e_p50_meas'])} | {_f(r['e2e_p99_sim'])} | "
+            lines.append(f"| {C.duration(r['t_s'])} | {_f(r['e2e_p50_sim'])} | {_f(r['e2e_p50_meas'])} | {_f(r['e2e_p99_sim'])} | "
                          f"{_f(r['e2e_p99_meas'])} | {_pct(_rel(r['e2e_p99_meas'], r['e2e_p99_sim']))} | "
                          f"{_f(r['goodput_sim'])} | {_f(r['goodput_meas'])} |")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import gevent
@@ -23,9 +24,10 @@ from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtest import live, plugins
 from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
 from loadtest.credentials import Credentials
-from loadtest.dispatch import Dispatcher
+from loadtest.dispatch import LATENESS, Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
 from loadtest.policy import RetryPolicy
@@ -64,6 +66,7 @@ class RunState:
         self.policy: RetryPolicy | None = None
         self.done = False
         self.wall0 = time.time()
+        self.environment: Any = None
 
     def set_t0(self, t0: float) -> None:
         self.t0 = t0
@@ -76,6 +79,7 @@ class RunState:
 
 
 STATE = RunState(Plan.read(os.environ["SURGE_LOADTEST_PLAN"]))
+plugins.load(STATE.plan.plugins, list(STATE.sc.workload.classes))
 
 
 # -- process wiring ------------------------------------------------------------------------------
@@ -86,6 +90,7 @@ STATE = RunState(Plan.read(os.environ["SURGE_LOADTEST_PLAN"]))
 @events.init.add_listener
 def _init(environment: Any, **_: Any) -> None:
     st, runner = STATE, environment.runner
+    st.environment = environment
     if isinstance(runner, WorkerRunner):
         st.role = "worker"
 
@@ -133,6 +138,41 @@ def _test_start(environment: Any, **_: Any) -> None:
     if st.role == "local":
         gevent.spawn(_finish, runner)
     gevent.spawn(_stopper)
+    gevent.spawn(_live_writer, environment)
+
+
+def _snapshot(environment: Any) -> dict[str, Any]:
+    """The run so far, for the live display and (at the end) the measured run's `http` meta."""
+    st = STATE
+    assert st.collector is not None and st.t0 is not None
+    series, buckets, events = st.collector.peek()
+    if st.role == "local":  # the local runner's own counts are merged only at the end
+        s2, b2, e2 = st.tally.peek()
+        for k, v in s2.items():
+            series[k] += v
+        for k, c in b2.items():
+            buckets.setdefault(k, Counter()).update(c)
+        events = events + e2
+    elapsed = max(0.0, min(time.time() - st.t0, st.plan.duration_s))
+    late = buckets.get(LATENESS)
+    series.setdefault("scheduled", 0.0)
+    series.setdefault("dropped", 0.0)
+    return {"scenario": st.sc.name, "host": st.plan.host, "elapsed_s": elapsed, "duration_s": st.plan.duration_s,
+            "dispatched": series["scheduled"] - series["dropped"], "dropped": series["dropped"],
+            "lateness_p99_s": live.quantiles(late)[1],
+            "commands": live.command_stats(series, buckets, list(st.sc.workload.classes), elapsed),
+            "faults": [e for e in events if e.get("kind") == "fault_start"],
+            "http": live.http_stats(environment.stats)}
+
+
+def _live_writer(environment: Any) -> None:
+    """Once a second until the run ends: `live.json` in the run folder (`surge loadtest` shows it)."""
+    while not STATE.done:
+        gevent.sleep(1.0)
+        try:
+            live.write_live(STATE.plan.out_dir, _snapshot(environment))
+        except Exception:  # noqa: BLE001 - the display must never stop the run
+            log.exception("live snapshot failed")
 
 
 def _end_s() -> float:
@@ -189,6 +229,7 @@ def _write_results(st: RunState) -> None:
     }
     res = st.collector.results(meta)
     res.meta["recovery"] = recovery(res)
+    res.meta["http"] = live.http_stats(st.environment.stats) if st.environment is not None else {}
     res.write(os.path.join(plan.out_dir, MEASURED))
     log.warning("surge: results written to %s", os.path.join(plan.out_dir, MEASURED))
 

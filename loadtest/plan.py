@@ -9,7 +9,8 @@ so they run the same scenario.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,23 +20,21 @@ from sim.results import strict_json
 from sim.rules.scaling import scale_data
 from sim.scenario import Scenario, apply_override, parse_scenario
 from sim.scenario.load import read_yaml
+from sim.shipped import resolve
 
 SCENARIO_FILE = "scenario.yaml"
 PLAN_FILE = "plan.json"
 Mode = Literal["open", "closed"]
 
 
-def _absolute_files(node: Any, base: Path) -> None:
-    """Data files (traces, empirical distributions) are relative to the scenario: pin them."""
+def data_files(node: Any) -> list[str]:
+    """The data files (traces, empirical distributions) a raw scenario names, as written."""
     if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "file" and isinstance(v, str) and not Path(v).is_absolute():
-                node[k] = str((base / v).resolve())
-            else:
-                _absolute_files(v, base)
-    elif isinstance(node, list):
-        for v in node:
-            _absolute_files(v, base)
+        return [v for k, v in node.items() if k == "file" and isinstance(v, str)] + \
+            [f for k, v in node.items() if k != "file" for f in data_files(v)]
+    if isinstance(node, list):
+        return [f for v in node for f in data_files(v)]
+    return []
 
 
 def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: float | None) -> list[str]:
@@ -62,19 +61,25 @@ def fit_to_duration(data: dict[str, Any], duration_s: float | None, interval_s: 
 def prepare_scenario(path: str | Path, scale: float, duration_s: float | None, overrides: list[str] | tuple[str, ...] = (),
                      interval_s: float | None = None) -> tuple[dict[str, Any], Scenario, list[str]]:
     """Read, override, scale and cut a scenario; returns (raw mapping, parsed scenario, notes)."""
-    p = Path(path)
+    p = resolve(path)
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))
     data = scale_data(data, scale)
     notes = fit_to_duration(data, duration_s, interval_s)
-    _absolute_files(data, p.parent.resolve())
     sc = parse_scenario(data, file=str(p), base_dir=p.parent)
     return data, sc, notes
 
 
-def write_scenario(data: dict[str, Any], folder: Path) -> Path:
+def write_scenario(data: dict[str, Any], folder: Path, source_dir: Path) -> Path:
+    """The scenario as run, with copies of its data files under the same relative names, so the
+    run folder is self-contained (and data paths stay inside the scenario's folder)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for name in data_files(data):
+        src, dst = (source_dir / name).resolve(), (folder / name).resolve()
+        if src != dst and src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
     out = folder / SCENARIO_FILE
     out.write_text("# the scenario as run: scaled and cut to the load test's duration\n"
                    + yaml.safe_dump(data, sort_keys=False))
@@ -83,8 +88,8 @@ def write_scenario(data: dict[str, Any], folder: Path) -> Path:
 
 @dataclass
 class Plan:
-    """Everything a Locust process needs, JSON on disk (`plan.json`); no secrets: those travel
-    in the environment (`loadtest.credentials`)."""
+    """Everything a Locust process needs, JSON on disk (`plan.json`). The stack's secrets (admin
+    token, user secret) are not in it: they travel in the environment (`loadtest.credentials`)."""
 
     scenario_file: str  # the scaled scenario (scenario.yaml in the run folder)
     host: str
@@ -102,6 +107,11 @@ class Plan:
     max_context: int = 2048
     lead_s: float = 1.0  # t0 = test start + lead_s, so every worker starts on the same clock
     drain_s: float = 0.0  # after duration, commands in flight get this long to finish
+    endpoint: Literal["chat", "completions"] = "chat"  # one-LLM-stage classes: /v1/chat/completions or /v1/completions
+    ignore_eos: bool = True  # ask the server to generate max_tokens (ignore_eos, min_tokens: vLLM, SGLang, surge)
+    api_key: str | None = None  # sent as a bearer token where no session is
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers on every request
+    plugins: list[str] = field(default_factory=list)  # Python files with the user's own command classes
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

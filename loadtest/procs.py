@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -93,13 +94,16 @@ command line, which any local user can read)."""
 
 
 def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float,
-               credentials: Credentials | None = None) -> int:
+               on_tick: Callable[[], None] | None = None, extra_args: list[str] | None = None,
+               master_port: int | None = None, credentials: Credentials | None = None) -> int:
     """Run Locust headless with the plan: local runner (workers=0) or master + workers on
-    loopback, with `credentials` in their environment. Returns the master's exit code; kills
-    everything after `limit_s` seconds."""
+    loopback (`master_port`, default a free one), with `credentials` in their environment.
+    Returns the master's exit code; kills everything after `limit_s` seconds. `on_tick()` is
+    called about twice a second while it runs (the live display); `extra_args` go to every
+    Locust process as given."""
     env = _env(SURGE_LOADTEST_PLAN=str(plan_file), **(credentials or Credentials()).env())
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host, "--loglevel", "WARNING",
-            "--exit-code-on-error", "0", "--only-summary"]
+            "--exit-code-on-error", "0", "--only-summary", *(extra_args or [])]
     logs: list[IO[bytes]] = []
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -116,15 +120,19 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
         if workers <= 0:
             main = spawn(["--headless", *backstop], "local")
         else:
-            port = free_port()
+            port = master_port or free_port()
             main = spawn(["--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
                           "--expect-workers", str(workers), "--expect-workers-max-wait", "60", *backstop], "master")
             for k in range(workers):
                 spawn(["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)], f"worker{k}")
-        try:
-            return main.wait(limit_s + 60)
-        except subprocess.TimeoutExpired:
-            raise LoadTestError(f"Locust did not finish within {limit_s + 60:g} s; see {folder}/locust-*.log") from None
+        end = time.monotonic() + limit_s + 60
+        while main.poll() is None:
+            if time.monotonic() > end:
+                raise LoadTestError(f"Locust did not finish within {limit_s + 60:g} s; see {folder}/locust-*.log")
+            if on_tick is not None:
+                on_tick()
+            time.sleep(0.5)
+        return main.returncode
     finally:
         for p in procs[1:] + procs[:1]:
             with contextlib.suppress(Exception):

@@ -14,13 +14,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from loadtest import procs
 from loadtest.credentials import Credentials
+from loadtest.live import LiveView
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
 from loadtest.safety import LoadTestError, check_host, preflight
+from loadtest.scrape import Scraper
 from sim.results import Results
+from sim.shipped import resolve
 
 MAX_DURATION_S = 24 * 3600.0
 
@@ -62,6 +65,15 @@ class Options:
     faults: bool = True
     simulate: bool = True
     report: bool = True
+    live: bool | None = None  # the live display (None: when stderr is a terminal)
+    locust_args: list[str] = field(default_factory=list)  # passed to every Locust process as given
+    stack_port: int | None = None  # --start-stack: the stack's port (None: a free one)
+    master_port: int | None = None  # --workers: the Locust master's port (None: a free one)
+    endpoint: Literal["chat", "completions"] = "chat"  # one-LLM-stage classes: chat or text completions
+    ignore_eos: bool = True
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
 
 
 def run_loadtest(opt: Options) -> LoadRun:
@@ -73,12 +85,16 @@ def run_loadtest(opt: Options) -> LoadRun:
     if opt.workers < 0 or opt.workers > 64:
         raise LoadTestError(f"'--workers' must be in [0, 64] (got {opt.workers})")
     host = check_host(opt.host, opt.allow_remote) if opt.host and not opt.start_stack else None
+    for p in opt.plugins:
+        if not Path(p).is_file():
+            raise LoadTestError(f"'--plugin' {p!r}: no such file")
     out = opt.out.resolve()
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
-    scen_file = write_scenario(data, out)
+    scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
     # a stack this run starts gets fresh secrets; one given by --host, the environment's
     creds = Credentials.for_new_stack() if opt.start_stack else Credentials.from_env()
-    stack = procs.StackProcess(scen_file, out, creds, options=opt.stack_options) if opt.start_stack else None
+    stack = (procs.StackProcess(scen_file, out, creds, port=opt.stack_port, options=opt.stack_options)
+             if opt.start_stack else None)
     try:
         if stack is not None:
             host = stack.start().url
@@ -88,10 +104,20 @@ def run_loadtest(opt: Options) -> LoadRun:
         plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
                     max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
                     spawn_rate=opt.spawn_rate, apply_faults=opt.faults, model=model,
-                    max_context=_max_context(sc))
+                    max_context=_max_context(sc), endpoint=opt.endpoint, ignore_eos=opt.ignore_eos,
+                    api_key=opt.api_key, headers=opt.headers, plugins=[str(Path(p).resolve()) for p in opt.plugins])
         plan_file = plan.write(out)
         t = time.monotonic()
-        code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30, creds)
+        scraper = Scraper(host, max_num_seqs=sc.services.llm.max_num_seqs if sc.services.llm else None)
+
+        def tick() -> None:
+            view.tick()
+            scraper.tick()
+
+        with LiveView(out, opt.live) as view:
+            code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
+                                    on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
+                                    credentials=creds)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
     finally:
         if stack is not None:
@@ -99,12 +125,13 @@ def run_loadtest(opt: Options) -> LoadRun:
     measured_dir = out / "measured"
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
-    run = LoadRun(out, Results.read(measured_dir), notes=notes)
+    run = LoadRun(out, _with_server_side(Results.read(measured_dir), scraper, measured_dir), notes=notes)
     finals = run.measured.meta.get("worker_finals", [])
     if len(finals) < max(1, opt.workers):
         notes.append(f"warning: only processes {finals} of {max(1, opt.workers)} sent their last counts; "
                      "the measurement misses the rest")
     tot = run.measured.meta.get("totals", {})
+    notes += token_notes(tot)
     if tot.get("dropped"):
         notes.append(f"{tot['dropped']:.0f} starts were dropped: --max-in-flight was reached (raise it, or --workers)")
     if opt.simulate:
@@ -112,6 +139,29 @@ def run_loadtest(opt: Options) -> LoadRun:
     if opt.report:
         run.report = write_reports(run)
     return run
+
+
+def _with_server_side(measured: Results, scraper: Scraper, folder: Path) -> Results:
+    """The measured results with the server's own gauges and counters (`/metrics`) added."""
+    m = measured.meta
+    added = scraper.series(float(m.get("t0_unix") or 0.0), float(m["interval_s"]), int(m["n_intervals"]))
+    if added:
+        measured.series.update(added)
+        measured.meta["server_series"] = sorted(added)
+        measured.write(folder)
+    return measured
+
+
+def token_notes(totals: dict[str, float], tolerance: float = 0.10) -> list[str]:
+    """Warnings when the server counted other token numbers than the scenario asked for (its
+    tokenizer splits the prompt text differently, or it stopped early: pass --ignore-eos)."""
+    out = []
+    for kind in ("prompt", "output"):
+        asked, said = totals.get(f"{kind}_tokens_asked", 0.0), totals.get(f"{kind}_tokens_reported", 0.0)
+        if asked and abs(said / asked - 1) > tolerance:
+            out.append(f"warning: the server counted {said / asked:.2f}x the {kind} tokens the scenario asked for "
+                       f"({said:,.0f} of {asked:,.0f}); its latencies are for those lengths")
+    return out
 
 
 def _max_context(sc: Any) -> int:

@@ -10,7 +10,7 @@ builds the same `Results` a simulation writes (meta source "loadtest").
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,14 @@ class Tally:
             return
         self._events.append({"t_s": round(t, 6), "kind": kind, "target": target, **detail})
 
+    def peek(self) -> tuple[defaultdict[str, float], dict[str, Counter[int]], list[dict[str, Any]]]:
+        """What was counted since the last drain, summed over intervals (series totals,
+        histogram buckets per key, events), without draining: for the live display."""
+        series: defaultdict[str, float] = defaultdict(float)
+        for (name, _i), v in self._counts.items():
+            series[name] += v
+        return series, _buckets_by_key(self._buckets), list(self._events)
+
     def drain(self) -> Delta:
         """What was counted since the last drain, as plain lists (msgpack/JSON friendly)."""
         out: Delta = {
@@ -95,6 +103,11 @@ class Collector:
         self.totals.update(delta.get("totals", {}))
         self.deltas += 1
 
+    def peek(self) -> tuple[defaultdict[str, float], dict[str, Counter[int]], list[dict[str, Any]]]:
+        """Everything merged so far (series totals, buckets per key, events), for the live display."""
+        series: defaultdict[str, float] = defaultdict(float, self.rec.totals())
+        return series, _buckets_by_key(self.buckets), list(self.rec.events)
+
     def histograms(self) -> dict[str, np.ndarray]:
         rows: dict[str, list[tuple[int, int, int]]] = {}
         for (key, i, b), c in self.buckets.items():
@@ -114,3 +127,10 @@ class Collector:
         res.summary = summarize(res.meta, res.series, res.histograms)
         return res
 
+
+
+def _buckets_by_key(buckets: Counter[tuple[str, int, int]]) -> dict[str, Counter[int]]:
+    out: dict[str, Counter[int]] = {}
+    for (key, _i, b), c in buckets.items():
+        out.setdefault(key, Counter())[b] += c
+    return out

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -81,71 +80,16 @@ def mitigation_figure(mitigations_json: str | Path, out: str | Path | None = Non
     return path
 
 
-def outage_figure(run_dir: str | Path, analysis: dict[str, Any], out: str | Path | None = None,
-                  start_hour: float | None = None) -> Path:
-    """Trigger, sustaining effect and recovery of one run, on one time axis (clock hours when
-    `start_hour` is given, else minutes): offered vs good vs attempts; the gateway queue and LLM
-    busy time; logins. Faults are shaded; onset, trigger end and recovery are marked."""
+def outage_figure(run_dir: str | Path, analysis: dict[str, Any], out: str | Path | None = None) -> Path:
+    """The report's outage figure (`reports.figures.outage_chart`) for one run folder and its
+    analysis, as a PNG (default RUN_DIR/outage.png), on the run's own time axis."""
+    from reports.figures import outage_chart
+    from reports.plot import png
     from sim.results import Results
 
     r = Results.read(run_dir)
-    dt = float(r.meta["interval_s"])
-    t = (r.t_s + dt) / 3600 + start_hour if start_hour is not None else (r.t_s + dt) / 60
-    unit = 3600 if start_hour is not None else 60
-    off = 0.0 if start_hour is None else start_hour
-
-    def x(sec: float) -> float:
-        return sec / unit + off
-
-    cls = r.meta["classes"]
-
-    def total(prefix: str) -> np.ndarray:
-        return sum((r.series.get(f"{prefix}:{c}", np.zeros(len(t))) for c in cls), np.zeros(len(t))) / dt
-
-    fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True, height_ratios=[3, 2, 1.4])
-    a0, a1, a2 = axes
-    a0.plot(t, total("attempts"), color="#d95f02", lw=1, label="attempts sent (retries included)")
-    a0.plot(t, total("arrived"), color="#555555", lw=1.2, label="commands offered")
-    a0.plot(t, total("good"), color="#1b9e77", lw=1.6, label="good completions (goodput)")
-    a0.set_ylabel("per second")
-    a0.legend(loc="upper right", fontsize=8)
-    q = r.series.get("queue:gateway")
-    if q is not None:
-        a1.plot(t, q, color="#7570b3", lw=1.2, label="gateway queue (commands)")
-        a1.set_ylabel("queued")
-    busy = r.series.get("utilisation:llm")
-    if busy is not None:
-        b = a1.twinx()
-        b.plot(t, busy, color="#e7298a", lw=0.8, alpha=0.6, label="LLM batch fill (fraction of max_num_seqs)")
-        b.set_ylim(0, 1.05)
-        b.set_ylabel("LLM batch fill")
-        b.legend(loc="lower right", fontsize=8)
-    a1.legend(loc="upper right", fontsize=8)
-    a2.plot(t, r.series.get("logins", np.zeros(len(t))) / dt, color="#66a61e", lw=1, label="logins")
-    a2.plot(t, r.series.get("login_failed", np.zeros(len(t))) / dt, color="#a6761d", lw=1, label="failed logins")
-    a2.set_ylabel("per second")
-    a2.legend(loc="upper right", fontsize=8)
-    for e in r.events:
-        if e.get("kind") == "fault_start":
-            for ax in axes:
-                ax.axvspan(x(e["t_s"]), x(e["t_s"] + max(e.get("duration_s", 0), dt)), color="red", alpha=0.15)
-    marks = [("onset", analysis.get("onset_s"), "black"), ("trigger gone", analysis.get("trigger_end_s"), "red"),
-             ("recovered", analysis.get("recovered_s"), "green")]
-    for label, sec, colour in marks:
-        if sec is not None:
-            for ax in axes:
-                ax.axvline(x(sec), color=colour, ls="--", lw=1)
-            a0.annotate(label, (x(sec), a0.get_ylim()[1]), rotation=90, va="top", ha="right", fontsize=8, color=colour)
-    a2.set_xlabel("clock time (h)" if start_hour is not None else "minutes")
-    if start_hour is not None:
-        a2.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v % 24:g}"))
-    verdict = ("stuck at the end" if analysis.get("stuck_at_end") else
-               f"down {analysis.get('down_after_trigger_s', 0) / 60:,.0f} min after the trigger was gone"
-               if analysis.get("metastable") else "recovered")
-    fig.suptitle(f"{r.meta.get('scenario', '')}: {verdict}; "
-                 f"{analysis.get('attempts_per_command_degraded', float('nan')):.2f} attempts per command while degraded",
-                 fontsize=10)
+    chart = outage_chart([(Path(run_dir).name, r)], analysis)
     path = Path(out) if out else Path(run_dir) / "outage.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    if chart is not None:
+        path.write_bytes(png(chart))
     return path

@@ -1,6 +1,7 @@
-"""`compare_runs`: several runs or replications folders side by side — overlaid figures, a KPI
-table with differences against the first (the baseline), and confidence intervals on the
-differences when both sides are replications (paired when they share seeds: common random numbers).
+"""`compare_runs`: several runs or replications folders side by side — what differs between their
+scenarios, cost and efficiency, a KPI table with differences against the first (the baseline),
+confidence intervals on the differences when both sides are replications (paired when they share
+seeds: common random numbers), and overlaid figures.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from reports import tables
+from reports.chart import COLOUR_NAMES
 from reports.derived import write_json
 from reports.document import Document
 from reports.render import render_figures
 from reports.runs import RunSet, load_runset, run_kpis, unique_labels
+from reports.story import scenario_of
 from sim import stats
+from sim.cost import run_cost
 from sim.errors import ResultsError
 
 
@@ -33,19 +37,121 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Se
     data = comparison(sets)
     doc = Document("surge comparison — " + " vs ".join(names),
                    [(f"run {k + 1}", f"{rs.label} ({_kind(rs)})") for k, rs in enumerate(sets)])
+    doc.heading("What differs")
+    diff = scenario_diff_table(sets)
+    if diff[1]:
+        doc.text("Settings that differ between the runs' scenarios (scenario.yaml of each run, every field "
+                 "resolved); everything else is the same.")
+        doc.table(diff)
+    else:
+        doc.text("The runs' scenarios are the same in every field." if all(rs.pooled.scenario for rs in sets)
+                 else "A run folder has no scenario.yaml (written by older versions or an external producer): "
+                      "what differs cannot be stated.")
+    doc.heading("Cost and efficiency")
+    doc.text(_cost_note(sets))
+    doc.table(cost_table(sets))
     doc.heading("Key figures")
-    doc.text(_method_note(sets))
+    doc.text(_method_note(sets) + " " + tables.LEGEND)
     doc.table(kpi_diff_table(sets, data))
     doc.heading("SLOs")
     doc.table(slo_side_by_side(sets))
     doc.heading("Figures")
-    doc.text("Colour = run (" + ", ".join(f"C{k}: {rs.label}" for k, rs in enumerate(sets))
+    doc.text("Colour = run (" + ", ".join(f"{COLOUR_NAMES[k % len(COLOUR_NAMES)]}: {rs.label}" for k, rs in enumerate(sets))
              + "); line style = quantity. Replications are shown as their interval-by-interval mean.")
     for fig in render_figures([(rs.label, rs.pooled) for rs in sets], prefix="compare"):
         doc.figure(fig)
     html_path, _ = doc.write(Path(out_dir), "compare")
-    write_json(Path(out_dir) / "comparison.json", data)
+    write_json(Path(out_dir) / "comparison.json", {**data, "scenario_differences": scenario_differences(sets),
+                                                   "cost": [run_cost(scenario_of(rs.pooled), rs.pooled) for rs in sets]})
     return html_path
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A scenario as key paths: {"services.llm.replicas": 4, "faults[0].at_s": 60, ...}."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    if isinstance(tree, list):
+        if tree and all(not isinstance(v, dict | list) for v in tree) and len(tree) <= 4:
+            return {prefix: tree}
+        out = {}
+        for i, v in enumerate(tree):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+        return out or {prefix: []}
+    return {prefix: tree}
+
+
+_MISSING = object()
+
+
+def scenario_differences(sets: Sequence[RunSet]) -> dict[str, list[Any]]:
+    """Key path -> each run's value, for the paths whose values differ (absent = None). Empty
+    when a run has no scenario.yaml. The seed differs between replications of one run, not
+    between runs compared: it is kept."""
+    flat = [flatten(rs.pooled.scenario) if rs.pooled.scenario else None for rs in sets]
+    if any(f is None for f in flat):
+        return {}
+    keys = list(dict.fromkeys(k for f in flat for k in f))  # type: ignore[union-attr]
+    out = {}
+    for k in keys:
+        vals = [f.get(k, _MISSING) for f in flat]  # type: ignore[union-attr]
+        if any(v != vals[0] for v in vals[1:]):
+            out[k] = [None if v is _MISSING else v for v in vals]
+    return out
+
+
+def scenario_diff_table(sets: Sequence[RunSet]) -> tables.Table:
+    """setting | each run's value (only the settings that differ)."""
+    rows = [[f"`{k}`", *[_value(v) for v in vals]] for k, vals in scenario_differences(sets).items()]
+    return ["setting", *[rs.label for rs in sets]], rows
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "–"
+    text = str(v) if not isinstance(v, float) else f"{v:g}"
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+_COST_ROWS = (  # key of sim.cost.run_cost, label, format
+    ("mean_replicas_up", "LLM replicas up (mean)", "{:.3g}"),
+    ("replica_hours", "LLM replica-hours", "{:,.3g}"),
+    ("gpu_hours", "GPU-hours", "{:,.3g}"),
+    ("good_commands", "good commands (within e2e SLO)", "{:,.0f}"),
+    ("goodput_per_replica_per_s", "goodput per replica", "{:.3g}/s"),
+    ("good_per_gpu_hour", "good commands per GPU-hour", "{:,.0f}"),
+    ("cost", "cost", "{:,.2f}"),
+    ("cost_per_1k_good", "cost per 1,000 good commands", "{:,.3f}"),
+)
+
+
+def cost_table(sets: Sequence[RunSet]) -> tables.Table:
+    """Cost and efficiency per run (`sim.cost.run_cost`, over the post-warm-up window)."""
+    costs = [run_cost(scenario_of(rs.pooled), rs.pooled) for rs in sets]
+    currency = next((c["currency"] for c in costs if c["currency"]), None)
+    rows = []
+    for key, name, form in _COST_ROWS:
+        if all(c[key] is None for c in costs):
+            continue
+        label = f"{name} ({currency})" if key.startswith("cost") and currency else name
+        cells = ["–" if c[key] is None or not math.isfinite(c[key]) else form.format(c[key]) for c in costs]
+        if len(costs) > 1:
+            cells.append(_pct(costs[-1][key] - costs[0][key], costs[0][key])
+                         if costs[0][key] is not None and costs[-1][key] is not None else "–")
+        rows.append([label, *cells])
+    change = [f"{sets[-1].label} vs {sets[0].label}"] if len(sets) > 1 else []
+    return ["", *[rs.label for rs in sets], *change], rows
+
+
+def _cost_note(sets: Sequence[RunSet]) -> str:
+    priced = [rs.label for rs in sets if (sc := scenario_of(rs.pooled)) is not None and sc.cost is not None]
+    text = ("Over the window after warm-up, from the LLM replicas actually up (sim.cost.run_cost); "
+            "goodput per replica = good commands per second per replica up. ")
+    if not priced:
+        return text + "No scenario has a cost block: prices are not stated."
+    return text + f"Prices from the scenarios' cost blocks ({', '.join(priced)})."
 
 
 def _kind(rs: RunSet) -> str:
@@ -94,7 +200,7 @@ def kpi_diff_table(sets: Sequence[RunSet], data: dict[str, Any]) -> tables.Table
             header.append(f"95% CI ({'paired' if d['paired'] else 'Welch'})")
     rows = []
     for k in names:
-        row = [f"`{k}`", *[tables.fmt(k, v.get(k)) for v in values]]
+        row = [tables.label(k), *[tables.fmt(k, v.get(k)) for v in values]]
         for d in data["differences"]:
             diff, ref = d["difference"].get(k, math.nan), values[0].get(k, math.nan)
             row += [tables.fmt_delta(k, diff), _pct(diff, ref)]
@@ -132,7 +238,8 @@ def slo_side_by_side(sets: Sequence[RunSet]) -> tables.Table:
             key = (v["class"], v["slo"])
             if key not in rows:
                 sign = "≥" if v["slo"] == "success_rate" else "≤"
-                rows[key] = [v["class"], v["slo"], f"{sign} {tables.fmt(v['slo'], v['target'])}"] + ["–"] * len(sets)
+                rows[key] = [v["class"], tables.label(v["slo"]), f"{sign} {tables.fmt(v['slo'], v['target'])}"] \
+                    + ["–"] * len(sets)
             verdict = "PASS" if v["pass"] else "FAIL"
             rows[key][3 + k] = f"{tables.fmt(v['slo'], v.get('actual'))} {verdict}"
     return ["class", "SLO", "target (run 1)", *[rs.label for rs in sets]], list(rows.values())

@@ -1,7 +1,8 @@
 """A report document written twice: self-contained HTML (figures base64-embedded, opens offline)
 and Markdown for CI comments (figures as relative PNG links, next to the .md file).
 
-Plain string templates: no template engine, no network, no JavaScript.
+Plain string templates: no template engine, no network. The only JavaScript is plotly's, embedded
+once when a figure has an interactive version (reports.interactive).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from reports.tables import Table, markdown, to_html
 
@@ -23,6 +25,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums} td.pass{color:#176d2c
 td.fail{color:#b3261e;font-weight:700;background:#fdecea} code{font-size:.95em}
 figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:.9em} .note{color:#555;font-size:.9em}
+.headline{border-left:5px solid #b3261e;background:#fdf3f2;padding:.6em 1em;margin:1em 0}
+.headline.ok{border-color:#176d2c;background:#f1f8f2} .headline p{margin:.35em 0}
+.headline p:first-child{font-size:1.12em;font-weight:600} .figtools{color:#777;font-size:.85em}
 """
 
 
@@ -34,6 +39,7 @@ class Figure:
     title: str
     caption: str
     png: bytes
+    html: str | None = None  # an interactive version for report.html (report.md keeps the PNG)
 
 
 @dataclass
@@ -43,6 +49,10 @@ class Document:
     title: str
     facts: list[tuple[str, str]] = field(default_factory=list)
     parts: list[tuple[str, object]] = field(default_factory=list)
+
+    def callout(self, sentences: list[str], ok: bool) -> None:
+        """The headline: a few sentences in a box (red edge when something went wrong)."""
+        self.parts.append(("callout", (sentences, ok)))
 
     def heading(self, text: str) -> None:
         self.parts.append(("h2", text))
@@ -69,8 +79,13 @@ class Document:
         return html_path, md_path
 
     def html(self) -> str:
+        js = ""
+        if any(kind == "figure" and obj.html for kind, obj in self.parts):  # type: ignore[attr-defined]
+            from reports.interactive import script
+
+            js = script()
         out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(self.title)}"
-               f"</title><style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+               f"</title><style>{_CSS}</style>{js}</head><body><h1>{html.escape(self.title)}</h1>"]
         if self.facts:
             out.append('<p class="meta">' + " · ".join(
                 f"<b>{html.escape(k)}</b>: {html.escape(v)}" for k, v in self.facts) + "</p>")
@@ -81,13 +96,13 @@ class Document:
                 out.append(f'<p class="note">{html.escape(str(obj))}</p>')
             elif kind == "table":
                 out.append(to_html(obj))  # type: ignore[arg-type]
+            elif kind == "callout":
+                sentences, ok = cast(tuple[list[str], bool], obj)
+                out.append(f'<div class="headline{" ok" if ok else ""}">'
+                           + "".join(f"<p>{html.escape(x)}</p>" for x in sentences) + "</div>")
             else:
                 assert isinstance(obj, Figure)
-                data = base64.b64encode(obj.png).decode("ascii")
-                out.append(f'<figure id="{html.escape(obj.name)}"><img alt="{html.escape(obj.title)}" '
-                           f'title="{html.escape(obj.title)}" src="data:image/png;base64,{data}">'
-                           f"<figcaption><b>{html.escape(obj.title)}.</b> {html.escape(obj.caption)}"
-                           f"</figcaption></figure>")
+                out.append(_figure_html(obj))
         out.append("</body></html>\n")
         return "\n".join(out)
 
@@ -102,7 +117,21 @@ class Document:
                 out += [str(obj), ""]
             elif kind == "table":
                 out += [markdown(obj), ""]  # type: ignore[arg-type]
+            elif kind == "callout":
+                sentences, _ = cast(tuple[list[str], bool], obj)
+                out += [f"> {'**' + x + '**' if k == 0 else x}" + ("  " if k < len(sentences) - 1 else "")
+                        for k, x in enumerate(sentences)] + [""]
             else:
                 assert isinstance(obj, Figure)
                 out += [f"![{obj.title}]({obj.name})", "", f"*{obj.caption}*", ""]
         return "\n".join(out)
+
+
+def _figure_html(fig: Figure) -> str:
+    caption = f"<figcaption><b>{html.escape(fig.title)}.</b> {html.escape(fig.caption)}"
+    if fig.html:
+        return (f'<figure id="{html.escape(fig.name)}">{fig.html}{caption} <span class="figtools">Drag to zoom '
+                f"(every panel follows), double-click to reset, hover for values.</span></figcaption></figure>")
+    data = base64.b64encode(fig.png).decode("ascii")
+    return (f'<figure id="{html.escape(fig.name)}"><img alt="{html.escape(fig.title)}" '
+            f'title="{html.escape(fig.title)}" src="data:image/png;base64,{data}">{caption}</figcaption></figure>')

@@ -1,8 +1,11 @@
-"""The report's figures. Each takes one run or several (overlaid) and returns a matplotlib Figure,
-or None when the run has none of the series it draws (e.g. no LLM fleet).
+"""The report's figures. Each takes one run or several (overlaid) and returns a Chart (drawn by
+`reports.plot` as a PNG and, where a planner zooms, by `reports.interactive`), or None when the
+run has nothing for it to show. A new figure is one entry in FIGURES.
 
 Rates are per second; latencies in seconds (time per output token in milliseconds); fractions
-in percent. Shaded red = a fault window, grey = warm-up (excluded from KPIs).
+in percent. Red bands are faults (tagged F1, F2, ...), grey is the warm-up (excluded from KPIs).
+With one run each quantity has its own colour; with several, colour is the run and line style
+the quantity, so a comparison reads "blue = run A, orange = run B" across every panel.
 """
 
 from __future__ import annotations
@@ -10,121 +13,142 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Literal
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from reports import timeseries as ts
-from reports.plot import Run, empty_note, finish, line_label, overlay, panels, style, target_line
+from reports.chart import DASHES, WARMUP_COLOUR, Band, Chart, Line, Mark, Panel, Target, TimeAxis, colour
 from sim.results import Results
+from sim.results import names as N
+
+Run = tuple[str, Results]  # (label, results)
+Getter = Callable[[Results], np.ndarray | None]
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure of the report: file stem, title (also the image's alt text) and builder."""
+    """A figure of the report: file stem, title (also the image's alt text), caption, builder,
+    and where it goes: "top" (right under the headline) or "body" (the Figures section)."""
 
     key: str
     title: str
     caption: str
-    build: Callable[[Sequence[Run]], Figure | None]
+    build: Callable[[Sequence[Run]], Chart | None]
+    place: Literal["top", "body"] = "body"
 
 
-def _load(runs: Sequence[Run]) -> Figure:
-    fig, (ax, ax2) = panels(2, "Offered load vs admitted vs goodput", height=2.8)
-    items = [
-        ("offered (new commands)", lambda r: ts.per_s(r, ts.total(r, "arrived:"))),
-        ("attempts (incl. retries)", lambda r: ts.per_s(r, ts.total(r, "attempts:"))),
-        ("admitted by gateway", lambda r: ts.per_s(r, ts.total(r, "admitted:"))),
-        ("completed", lambda r: ts.per_s(r, ts.total(r, "completed:"))),
-        ("goodput (within e2e SLO)", lambda r: ts.per_s(r, ts.total(r, "good:"))),
-    ]
-    # overlaid runs have four line styles to tell quantities apart: keep the three in the title
-    overlay(ax, runs, items if len(runs) == 1 else [items[0], items[2], items[4]])
-    ax.set_ylabel("commands / s")
-    ax.set_title("Request rates", loc="left")
-    overlay(ax2, runs, [("in flight", lambda r: r.series.get("in_flight"))], gauge=True)
-    ax2.set_ylabel("commands")
-    ax2.set_title("Commands in the system (end of interval)", loc="left")
-    return finish(fig, [ax, ax2], runs)
-
-
-_LAT_METRICS = (("e2e", "end-to-end", "s", 1.0), ("ttft", "time to first token", "s", 1.0),
-                ("tpot", "time per output token", "ms", 1000.0))
-
-
-def _latency(runs: Sequence[Run]) -> Figure | None:
-    r0 = runs[0][1]
-    cls = ts.classes(r0)
-    metrics = [m for m in _LAT_METRICS if any(_has_hist(r, m[0], c) for _, r in runs for c in cls)]
-    if not cls or not metrics:
-        return None
-    fig, axes = panels(len(cls) * len(metrics), "Latency percentiles over time, per command class",
-                       ncols=len(cls), height=2.5)
-    qs = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if len(runs) == 1 else (("p50", 0.5), ("p99", 0.99))
-    for mi, (metric, name, unit, scale) in enumerate(metrics):
-        for ci, c in enumerate(cls):
-            ax = axes[mi * len(cls) + ci]
-            _latency_panel(ax, runs, metric, c, qs, scale)
-            ax.set_title(f"{c}: {name}", loc="left")
-            ax.set_ylabel(f"{metric} ({unit})")
-    return finish(fig, axes, runs)
-
-
-def _has_hist(r: Results, metric: str, cls: str) -> bool:
-    h = r.histograms.get(f"{metric}:{cls}")
-    return h is not None and len(h) > 0
-
-
-def _latency_panel(ax, runs: Sequence[Run], metric: str, cls: str,
-                   qs: tuple[tuple[str, float], ...], scale: float) -> None:
-    drawn = 0
+def lines(runs: Sequence[Run], items: Sequence[tuple[str, Getter]], scale: float = 1.0,
+          gauge: bool = False) -> list[Line]:
+    """One Line per (name, f(results) -> per-interval values or None) per run; counts and averages
+    at the middle of their interval, `gauge` values (sampled at its end) at its end."""
+    out = []
     for ri, (label, r) in enumerate(runs):
-        t, _, _ = ts.time_axis(r)
-        q = ts.interval_quantiles(r.histograms.get(f"{metric}:{cls}", np.zeros((0, 3), np.int64)),
-                                  r.meta["n_intervals"], tuple(v for _, v in qs))
-        for k, (qname, _) in enumerate(qs):
-            if np.isfinite(q[k]).any():
-                ax.plot(t, q[k] * scale, lw=1.4, label=line_label(qname, label, len(runs)),
-                        **style(ri, k, len(runs)))
-                drawn += 1
-    target = (runs[0][1].meta.get("slos", {}).get(cls) or {}).get(f"{metric}_p99_s")
-    if target:
-        target_line(ax, target * scale, f"SLO p99 ≤ {target * scale:g}{' ms' if scale != 1 else ' s'}")
-    if not drawn:
-        empty_note(ax, "no completed commands")
+        t = ts.end_s(r) if gauge else ts.mid_s(r)
+        for ii, (name, f) in enumerate(items):
+            y = f(r)
+            if y is None:
+                continue
+            one = len(runs) == 1
+            out.append(Line(name if one else f"{name} — {label}", t, np.asarray(y, dtype=float) * scale,
+                            colour(ii if one else ri), "solid" if one else DASHES[ii % len(DASHES)]))
+    return out
 
 
-def _services(runs: Sequence[Run]) -> Figure | None:
-    util = _union(runs, "utilisation:")
-    if not util and not _union(runs, "queue:"):
+def chart(runs: Sequence[Run], key: str, title: str, panels: list[Panel], ncols: int = 1,
+          zoom: bool = False, marks: Sequence[Mark] = (), panel_height: float = 2.6,
+          matrix: bool = False) -> Chart | None:
+    """A Chart on the first run's time axis with every run's fault bands and the warm-up; its empty
+    panels left out."""
+    r0 = runs[0][1]
+    bands: list[Band] = []
+    warm = ts.warmup_window(r0)
+    if warm:
+        bands.append(Band(warm.start_s, warm.end_s, warm.label, colour=WARMUP_COLOUR))
+    faults: list[ts.Window] = []
+    for _, r in runs:
+        faults += [w for w in ts.fault_windows(r) if w not in faults]
+    faults.sort(key=lambda w: w.start_s)
+    bands += [Band(w.start_s, w.end_s, w.label, tag=f"F{k + 1}") for k, w in enumerate(faults)]
+    return Chart(key, title, TimeAxis.of(r0), panels, ncols, bands, list(marks), zoom, panel_height, matrix).shown()
+
+
+def _rate(metric: N.ClassCounter) -> Getter:
+    return lambda r: ts.per_s(r, ts.total(r, metric))
+
+
+def _series(name: str, per_s: bool = False) -> Getter:
+    def get(r: Results) -> np.ndarray | None:
+        v = r.series.get(name)
+        return ts.per_s(r, v) if per_s else v
+    return get
+
+
+def _load(runs: Sequence[Run]) -> Chart | None:
+    items = [("offered (new commands)", _rate("arrived")), ("attempts (incl. retries)", _rate("attempts")),
+             ("admitted by gateway", _rate("admitted")), ("completed", _rate("completed")),
+             ("goodput (within e2e SLO)", _rate("good"))]
+    # overlaid runs have four line styles to tell quantities apart: keep three
+    rates = lines(runs, items if len(runs) == 1 else [items[0], items[2], items[4]])
+    return chart(runs, "load", "Offered load vs admitted vs goodput", [
+        Panel("Request rates", "commands / s", rates),
+        Panel("Commands in the system (end of interval)", "commands",
+              lines(runs, [("in flight", _series(N.IN_FLIGHT))], gauge=True)),
+    ], zoom=True, panel_height=2.8)
+
+
+_LAT_METRICS: tuple[tuple[N.HistMetric, str, str, float], ...] = (
+    ("e2e", "end-to-end", "s", 1.0), ("ttft", "time to first token", "s", 1.0),
+    ("tpot", "time per output token", "ms", 1000.0))
+
+
+def _latency(runs: Sequence[Run]) -> Chart | None:
+    cls = ts.classes(runs[0][1])
+    if not cls:
         return None
-    queued = [s for s in _union(runs, "queue:") if any(_peak(r, f"queue:{s}") > 0 for _, r in runs)]
-    varying = [s for s in _union(runs, "capacity:") if any(np.ptp(r.series.get(f"capacity:{s}", [0])) > 0
-                                                           for _, r in runs)]
+    qs = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if len(runs) == 1 else (("p50", 0.5), ("p99", 0.99))
+    panels = []
+    for metric, name, unit, scale in _LAT_METRICS:
+        for c in cls:
+            p = Panel(c, f"{name} ({unit})",
+                      lines(runs, [(q, _quantile(metric, c, v)) for q, v in qs], scale=scale))
+            target = (runs[0][1].meta.get("slos", {}).get(c) or {}).get(f"{metric}_p99_s")
+            if target:
+                p.targets.append(Target(target * scale, f"SLO p99 ≤ {target * scale:g} {unit}"))
+            panels.append(p)
+    return chart(runs, "latency", "Latency percentiles over time, per command class", panels,
+                 ncols=len(cls), panel_height=2.3, matrix=True)
+
+
+def _quantile(metric: N.HistMetric, cls: str, q: float) -> Getter:
+    def get(r: Results) -> np.ndarray | None:
+        h = r.histograms.get(N.hist(metric, cls))
+        if h is None or not len(h):
+            return None
+        return ts.interval_quantiles(h, r.meta["n_intervals"], (q,))[0]
+    return get
+
+
+def _services(runs: Sequence[Run]) -> Chart | None:
+    util = sorted(set().union(*(ts.services(r, "utilisation") for _, r in runs)))
+    queue = sorted(set().union(*(ts.services(r, "queue") for _, r in runs)))
+    cap = sorted(set().union(*(ts.services(r, "capacity") for _, r in runs)))
+    busy = [s for s in util if any(_peak(r, N.of_service("utilisation", s)) > 0 for _, r in runs)]
     if len(runs) > 1:  # every service of every run would need a dozen legend entries: keep the busiest
-        util = sorted(util, key=lambda s: -max(_peak(r, f"utilisation:{s}") for _, r in runs))[:4]
-    fig, axes = panels(3 if varying else 2, "Service queues and utilisation", height=2.5)
-    overlay(axes[0], runs, [(s, _getter(f"queue:{s}")) for s in queued], gauge=True)
-    if not queued:
-        empty_note(axes[0], "no requests waited in any queue")
-    axes[0].set_ylabel("waiting requests")
-    axes[0].set_title("Queue depth per service (end of interval; services that ever queued)", loc="left")
-    overlay(axes[1], runs, [(s, _getter(f"utilisation:{s}")) for s in util], scale=100.0)
-    axes[1].set_ylabel("busy / servers up (%)")
-    axes[1].set_title("Utilisation per service (time average)" + (" — the 4 busiest" if len(runs) > 1 else ""),
-                      loc="left")
-    axes[1].axhline(100, color="0.5", lw=0.8)
-    if varying:
+        busy = sorted(busy, key=lambda s: -max(_peak(r, N.of_service("utilisation", s)) for _, r in runs))[:4]
+    queued = [s for s in queue if any(_peak(r, N.of_service("queue", s)) > 0 for _, r in runs)]
+    varying = [s for s in cap if any(np.ptp(r.series.get(N.of_service("capacity", s), [0])) > 0 for _, r in runs)]
+    return chart(runs, "services", "Service queues and utilisation", [
+        Panel("Queue depth per service (end of interval; services that ever queued)", "waiting requests",
+              lines(runs, [(s, _series(N.of_service("queue", s))) for s in queued], gauge=True)),
+        Panel("Utilisation per service (time average)" + (" — the 4 busiest" if len(runs) > 1 else ""),
+              "busy / servers up (%)", lines(runs, [(s, _series(N.of_service("utilisation", s))) for s in busy],
+                                             scale=100.0), ylim=(0.0, 105.0)),
         # services differ by orders of magnitude (2,000 gateway slots, 4 GPUs): compare shapes in %
-        overlay(axes[2], runs, [(s, _of_max(f"capacity:{s}")) for s in varying], scale=100.0, gauge=True)
-        axes[2].set_ylabel("% of the service's maximum")
-        axes[2].set_title("Capacity: servers up (end of interval; services whose capacity changed)", loc="left")
-    return finish(fig, axes, runs)
-
-
-def _union(runs: Sequence[Run], prefix: str) -> list[str]:
-    return sorted(set().union(*(ts.labelled(r, prefix) for _, r in runs)))
+        Panel("Capacity: servers up (end of interval; services whose capacity changed)", "% of its maximum",
+              lines(runs, [(s, _of_max(N.of_service("capacity", s))) for s in varying], scale=100.0, gauge=True),
+              ylim=(0.0, 105.0)),
+    ], panel_height=2.5)
 
 
 def _peak(r: Results, name: str) -> float:
@@ -132,96 +156,83 @@ def _peak(r: Results, name: str) -> float:
     return float(np.nanmax(v)) if v is not None and len(v) else 0.0
 
 
-def _getter(name: str) -> Callable[[Results], np.ndarray | None]:
-    return lambda r: r.series.get(name)
-
-
-def _of_max(name: str) -> Callable[[Results], np.ndarray | None]:
+def _of_max(name: str) -> Getter:
     def get(r: Results) -> np.ndarray | None:
         v = r.series.get(name)
         return None if v is None or not v.max() > 0 else v / v.max()
     return get
 
 
-_LLM_PANELS = (  # title, y label, lines, scale, sampled at the interval's end
-    ("Batch size (mean sequences per step)", "sequences", [("batch", _getter("llm_batch"))], 1.0, False),
-    ("KV-cache use (end of interval)", "% of KV capacity", [("KV used", _getter("llm_kv_frac"))], 100.0, True),
-    ("Token throughput", "tokens / s", [
-        ("prefill", lambda r: ts.per_s(r, r.series.get("llm_prefill_tokens"))),
-        ("decode", lambda r: ts.per_s(r, r.series.get("llm_decode_tokens")))], 1.0, False),
-    ("Replicas up (end of interval)", "replicas", [("replicas up", _getter("llm_replicas_up"))], 1.0, True),
-    ("Preemptions (KV cache full)", "preemptions / s",
-     [("preemptions", lambda r: ts.per_s(r, r.series.get("llm_preemptions")))], 1.0, False),
-)
+def _nonzero(f: Getter) -> Getter:
+    """A line that is only worth a legend entry when it is not all zero (failed logins, cards)."""
+    def get(r: Results) -> np.ndarray | None:
+        y = f(r)
+        return y if y is not None and np.nan_to_num(y).any() else None
+    return get
 
 
-def _llm(runs: Sequence[Run]) -> Figure | None:
-    present = [p for p in _LLM_PANELS if any(f(r) is not None for _, r in runs for _, f in p[2])]
-    if not present:
-        return None
-    fig, axes = panels(len(present), "LLM fleet", ncols=2, height=2.4)
-    for ax, (title, ylabel, items, scale, gauge) in zip(axes, present, strict=True):
-        overlay(ax, runs, items, scale=scale, gauge=gauge)
-        ax.set_title(title, loc="left")
-        ax.set_ylabel(ylabel)
-    return finish(fig, axes, runs)
+def _varying(name: str) -> Getter:
+    """A gauge only when it changes during the run (a constant replica count says nothing)."""
+    def get(r: Results) -> np.ndarray | None:
+        v = r.series.get(name)
+        return v if v is not None and np.ptp(v) > 0 else None
+    return get
 
 
-def _failures(runs: Sequence[Run]) -> Figure | None:
-    fig, (ax, ax2) = panels(2, "Failures by reason and retries", height=2.6)
+def _llm(runs: Sequence[Run]) -> Chart | None:
+    return chart(runs, "llm", "LLM fleet", [
+        Panel("Batch size (mean sequences per step)", "sequences", lines(runs, [("batch", _series(N.LLM_BATCH))])),
+        Panel("KV-cache use (end of interval)", "% of KV capacity",
+              lines(runs, [("KV used", _series(N.LLM_KV_FRAC))], scale=100.0, gauge=True)),
+        Panel("Token throughput", "tokens / s", lines(runs, [("prefill", _series(N.LLM_PREFILL_TOKENS, True)),
+                                                           ("decode", _series(N.LLM_DECODE_TOKENS, True))])),
+        Panel("Replicas up (end of interval)", "replicas",
+              lines(runs, [("replicas up", _varying(N.LLM_REPLICAS_UP))], gauge=True)),
+        Panel("Preemptions (KV cache full)", "preemptions / s",
+              lines(runs, [("preemptions", _series(N.LLM_PREEMPTIONS, True))])),
+    ], ncols=2, panel_height=2.3)
+
+
+def _failures(runs: Sequence[Run]) -> Chart | None:
+    reasons = sorted(set().union(*(ts.failures_by_reason(r) for _, r in runs)),
+                     key=lambda w: -sum(float(np.sum(ts.failures_by_reason(r).get(w, 0))) for _, r in runs))
+    by = lines(runs, [(w, partial(_failure_rate, reason=w)) for w in reasons])
     if len(runs) == 1:
-        r = runs[0][1]
-        by = ts.failures_by_reason(r)
-        t, _, _ = ts.time_axis(r)
-        if by:
-            ax.stackplot(t, *[v / r.meta["interval_s"] for v in by.values()], labels=list(by),
-                         colors=[f"C{3 + k}" for k in range(len(by))], alpha=0.8)
-        else:
-            empty_note(ax, "no failed commands")
-    else:
-        reasons = sorted(set().union(*(ts.failures_by_reason(r) for _, r in runs)))
-        overlay(ax, runs, [(why, partial(_failure_rate, reason=why)) for why in reasons])
-    ax.set_ylabel("failed commands / s")
-    ax.set_title("Failed commands by reason of the last attempt (all classes)", loc="left")
-    overlay(ax2, runs, [("retries", lambda r: ts.per_s(r, ts.total(r, "retries:"))),
-                        ("failed attempts", lambda r: ts.per_s(r, ts.total(r, "attempt_failed:")))])
-    if not any(_peak(r, k) > 0 for _, r in runs for k in r.series if k.startswith(("retries:", "attempt_failed:"))):
-        empty_note(ax2, "no retries, no failed attempts")
-    ax2.set_ylabel("attempts / s")
-    ax2.set_title("Retries sent and attempts that failed (all classes)", loc="left")
-    return finish(fig, [ax, ax2], runs)
+        by = [Line(ln.label, ln.t_s, ln.y, colour(3 + k)) for k, ln in enumerate(by)]
+    return chart(runs, "failures", "Failures by reason and retries", [
+        Panel("Failed commands by reason of the last attempt (all classes)", "failed commands / s", by,
+              stacked=len(runs) == 1),
+        Panel("Retries sent and attempts that failed (all classes)", "attempts / s",
+              lines(runs, [("retries", _rate("retries")),
+                           ("failed attempts", lambda r: ts.per_s(r, ts.attempt_failures(r)))])),
+    ])
 
 
-def _business(runs: Sequence[Run]) -> Figure | None:
+def _failure_rate(r: Results, reason: str) -> np.ndarray | None:
+    """Failed commands per second for one reason."""
+    return ts.per_s(r, ts.failures_by_reason(r).get(reason))
+
+
+def _business(runs: Sequence[Run]) -> Chart | None:
     r0 = runs[0][1]
-    rates = [(name, _rate_if_any(s)) for name, s in (("orders", "orders"), ("cards redeemed", "cards_redeemed"),
-                                                     ("logins", "logins"), ("failed logins", "login_failed"))]
-    rates = [x for x in rates if any(x[1](r) is not None for _, r in runs)]
-    fig, axes = panels(2 if rates else 1, "Business KPIs", height=2.6)
-    ax = axes[0]
-    overlay(ax, runs, [(c, partial(ts.success_rate, cls=c)) for c in ts.classes(r0)], scale=100.0)
-    ax.set_ylabel("commands succeeded (%)")
-    ax.set_title("Success rate per class (succeeded / ended in the interval)", loc="left")
+    ok = Panel("Success rate per class (succeeded / ended in the interval)", "commands succeeded (%)",
+               lines(runs, [(c, partial(ts.success_rate, cls=c)) for c in ts.classes(r0)], scale=100.0),
+               ylim=(_floor_pct(runs), 101.0))
+    by_target: dict[float, list[int]] = {}  # classes with the same target share one line and one label
     for ci, c in enumerate(ts.classes(r0)):
         target = (r0.meta.get("slos", {}).get(c) or {}).get("success_rate")
         if target:
-            target_line(ax, 100 * target, f"SLO {c} ≥ {100 * target:g}%",
-                        colour=f"C{ci}" if len(runs) == 1 else "black")
-    if rates:
-        overlay(axes[1], runs, rates)
-        axes[1].set_ylabel("per second")
-        axes[1].set_title("Orders, free-order cards redeemed and logins", loc="left")
-    fig = finish(fig, axes, runs)
-    ax.set_ylim(max(0.0, _floor_pct(runs)), 101)
-    return fig
-
-
-def _rate_if_any(name: str) -> Callable[[Results], np.ndarray | None]:
-    """Per-second rate of a series, or None when it is absent or all zero (nothing to draw)."""
-    def get(r: Results) -> np.ndarray | None:
-        v = r.series.get(name)
-        return ts.per_s(r, v) if v is not None and v.any() else None
-    return get
+            by_target.setdefault(float(target), []).append(ci)
+    for target, idx in by_target.items():
+        names = ", ".join(ts.classes(r0)[i] for i in idx)
+        ok.targets.append(Target(100 * target, f"SLO {names} ≥ {100 * target:g}%",
+                                 colour(idx[0]) if len(runs) == 1 and len(idx) == 1 else "black"))
+    rates = [("orders", _series(N.ORDERS, True)), ("cards redeemed", _series("cards_redeemed", True)),
+             ("logins", _series(N.LOGINS, True)), ("failed logins", _series(N.LOGIN_FAILED, True))]
+    return chart(runs, "business", "Business KPIs", [
+        ok, Panel("Orders, free-order cards redeemed and logins", "per second",
+                  lines(runs, [(name, _nonzero(f)) for name, f in rates])),
+    ])
 
 
 def _floor_pct(runs: Sequence[Run]) -> float:
@@ -232,19 +243,54 @@ def _floor_pct(runs: Sequence[Run]) -> float:
     return 0.0 if low < 50 else float(np.floor((low - 5) / 10) * 10)
 
 
+def _outage(runs: Sequence[Run]) -> Chart | None:
+    if len(runs) != 1:
+        return None
+    from reports.story import outage_analysis
+
+    a = outage_analysis(runs[0][1])
+    return outage_chart(runs, a) if a is not None else None
+
+
+def outage_chart(runs: Sequence[Run], a: dict) -> Chart | None:
+    """The story of an outage on one run (`a` = its `sim.campaign.analyse`): what was offered,
+    sent and served; the queue that held it down; the login storm. Onset, trigger end and
+    recovery are marked."""
+    marks = [Mark(t, label, col) for label, t, col in (("down from", a["onset_s"], "black"),
+                                                      ("trigger gone", a["trigger_end_s"], "#d62728"),
+                                                      ("recovered", a["recovered_s"], "#2ca02c")) if t is not None]
+    return chart(runs, "outage", "Outage: trigger, sustaining loop and recovery", [
+        Panel("Commands offered, attempts sent and good completions", "per second", lines(runs, [
+            ("attempts sent (retries included)", _rate("attempts")), ("commands offered", _rate("arrived")),
+            ("good completions (goodput)", _rate("good"))])),
+        Panel("Gateway queue (end of interval)", "queued commands",
+              lines(runs, [("gateway queue", _series(N.of_service("queue", "gateway")))], gauge=True)),
+        Panel("LLM busy (time average)", "% of capacity busy",
+              lines(runs, [("LLM busy", _series(N.of_service("utilisation", "llm")))], scale=100.0),
+              ylim=(0.0, 105.0)),
+        Panel("Logins (re-logins after dropped sessions)", "per second",
+              lines(runs, [("logins", _series(N.LOGINS, True)),
+                           ("failed logins", _nonzero(_series(N.LOGIN_FAILED, True)))])),
+    ], zoom=True, marks=marks, panel_height=2.3)
+
+
 FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("outage", "Outage: trigger, sustaining loop and recovery",
+               "What was offered, what the clients sent (retries included) and what was served in time; the "
+               "gateway queue and the LLM's busy time that held it down; logins. Marked: when it went down, "
+               "when the trigger was gone, when it recovered.", _outage, place="top"),
     FigureSpec("load", "Offered load vs admitted vs goodput",
                "Commands per second offered, attempted (with retries), admitted, completed and within "
                "the e2e SLO (goodput); below, commands in the system.", _load),
     FigureSpec("latency", "Latency percentiles over time, per command class",
-               "Per-interval p50/p90/p99 of completed commands, from the latency histograms; dashed "
-               "black line = the class's p99 SLO.", _latency),
+               "Per-interval p50/p90/p99 of completed commands, from the latency histograms; one column per "
+               "class; dashed black line = the class's p99 SLO.", _latency),
     FigureSpec("services", "Service queues and utilisation",
                "Queue depth and utilisation per service; capacity when it changes (faults, autoscaling).",
                _services),
     FigureSpec("llm", "LLM fleet",
                "Continuous-batching fleet: batch size, KV-cache use, prefill/decode tokens per second, "
-               "replicas up, preemptions.", _llm),
+               "replicas up and preemptions (each shown when it is not zero or constant).", _llm),
     FigureSpec("failures", "Failures by reason and retries",
                "Commands that failed, by the reason of their last attempt; retries and failed attempts.",
                _failures),
@@ -254,16 +300,14 @@ FIGURES: tuple[FigureSpec, ...] = (
 )
 
 
-def build_figures(runs: Sequence[Run]) -> list[tuple[FigureSpec, Figure]]:
-    """Every figure that has something to show for these runs, in report order."""
+def build_figures(runs: Sequence[Run], place: str | None = None) -> list[tuple[FigureSpec, Chart]]:
+    """Every figure that has something to show for these runs, in report order (only those of
+    `place` when given)."""
     out = []
     for spec in FIGURES:
-        fig = spec.build(runs)
-        if fig is not None:
-            out.append((spec, fig))
+        if place is not None and spec.place != place:
+            continue
+        c = spec.build(runs)
+        if c is not None:
+            out.append((spec, c))
     return out
-
-
-def _failure_rate(r: Any, reason: str) -> Any:
-    """Failed commands per second for one reason."""
-    return ts.per_s(r, ts.failures_by_reason(r).get(reason))

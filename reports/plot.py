@@ -1,157 +1,158 @@
-"""Drawing helpers shared by every figure: the Agg backend, panels, shading, overlaid runs.
+"""Drawing a Chart as a PNG with matplotlib (the Agg backend: reports are files, never windows).
 
-One rule for single reports and comparisons alike: with one run each quantity gets its own
-colour; with several runs colour is the run and line style is the quantity, so a comparison
-reads "blue = run A, orange = run B" across every panel.
+Layout rules that keep text from overlapping: panel titles are left-aligned; a grid names its
+columns on the top row only and its rows in the first column's y labels; legends sit outside a
+single-column figure, or below a grid; fault tags sit inside the top panels, event marks are
+named in the legend, never written over the data.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
-from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # reports are files: never open a window, never need a display
+matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from reports.timeseries import Window, fault_windows, time_axis, warmup_window  # noqa: E402
-from sim.results import Results  # noqa: E402
+from reports.chart import Chart, Panel  # noqa: E402
 
-Run = tuple[str, Results]  # (label, results)
-STYLES = ("-", "--", ":", "-.")
 DPI = 96
-FAULT_COLOUR = "#d62728"
+_DASH = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
+_STEPS = {1.0: [1, 2, 2.5, 3, 5, 6, 10], 60.0: [1, 1.5, 2, 3, 5, 6, 10], 3600.0: [1, 1.2, 2, 2.4, 3, 6, 10]}
 
-plt.rcParams.update({
-    "axes.titlesize": 11, "axes.labelsize": 9.5, "xtick.labelsize": 8.5, "ytick.labelsize": 8.5,
+matplotlib.rcParams.update({
+    "axes.titlesize": 10.5, "axes.labelsize": 9.5, "xtick.labelsize": 8.5, "ytick.labelsize": 8.5,
     "legend.fontsize": 8, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
     "axes.spines.right": False,
 })
 
 
-def panels(n: int, title: str, ncols: int = 1, height: float = 2.6) -> tuple[Figure, list[Axes]]:
-    """A figure with n panels sharing the time axis, titled `title`."""
-    ncols = min(ncols, n)
+def figure(chart: Chart) -> Figure:
+    """The chart as a matplotlib Figure (every panel given is drawn: call `Chart.shown` first)."""
+    n, ncols = len(chart.panels), min(chart.ncols, len(chart.panels))
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(11, 0.9 + height * nrows), dpi=DPI, layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel().tolist()
+    fig = Figure(figsize=(11, 0.9 + chart.panel_height * nrows), dpi=DPI, layout="constrained")
+    grid = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+    axes = grid.ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
-    fig.suptitle(title, fontsize=13, fontweight="bold")
-    return fig, axes[:n]
-
-
-def style(run_idx: int, item_idx: int, n_runs: int) -> dict[str, Any]:
-    """Colour and line style of quantity `item_idx` of run `run_idx`."""
-    if n_runs == 1:
-        return {"color": f"C{item_idx % 10}", "linestyle": "-"}
-    return {"color": f"C{run_idx % 10}", "linestyle": STYLES[item_idx % len(STYLES)]}
-
-
-def line_label(item: str, run: str, n_runs: int) -> str:
-    return item if n_runs == 1 else f"{item} — {run}"
-
-
-def overlay(ax: Axes, runs: Sequence[Run], items: Sequence[tuple[str, Callable[[Results], Any]]],
-            scale: float = 1.0, gauge: bool = False) -> int:
-    """Plot each (name, f(results) -> per-interval array or None) for each run; returns lines drawn.
-
-    Counts and averages are drawn at the middle of their interval; `gauge` values (sampled at the
-    end of the interval: queues, capacity, KV use) at its end, so a drop never shows before its cause."""
-    drawn = 0
-    for ri, (label, r) in enumerate(runs):
-        t, scale_t, _ = time_axis(r)
-        if gauge:
-            t = t + 0.5 * r.meta["interval_s"] / scale_t
-        for ii, (name, f) in enumerate(items):
-            y = f(r)
-            if y is None:
-                continue
-            ax.plot(t, np.asarray(y) * scale, lw=1.4, label=line_label(name, label, len(runs)),
-                    **style(ri, ii, len(runs)))
-            drawn += 1
-    return drawn
-
-
-def shade(axes: Sequence[Axes], runs: Sequence[Run]) -> None:
-    """Shade the warm-up (grey) and every distinct fault window (red) on each panel; the top panel's
-    legend names them, with their times."""
-    r = runs[0][1]
-    _, scale, unit = time_axis(r)
-    wins: list[Window] = []
-    for _, run in runs:
-        wins += [w for w in fault_windows(run) if w not in wins]
-    warm = warmup_window(r)
-    for k, ax in enumerate(axes):
-        if warm:
-            ax.axvspan(0, warm.end_s / scale, color="0.85", alpha=0.5, lw=0,
-                       label=warm.label if k == 0 else None)
-        for w in wins:
-            span = f"{w.start_s / scale:.3g}–{w.end_s / scale:.3g} {unit}"
-            ax.axvspan(w.start_s / scale, w.end_s / scale, color=FAULT_COLOUR, alpha=0.10, lw=0,
-                       label=f"fault {span}: {w.label}" if k == 0 else None)
-
-
-def finish(fig: Figure, axes: Sequence[Axes], runs: Sequence[Run], legend_cols: int = 1) -> Figure:
-    """Shade windows, label the time axis on the bottom panels, add legends."""
-    shade(axes, runs)
-    _, _, unit = time_axis(runs[0][1])
-    spec = axes[0].get_subplotspec() if axes else None
-    ncols = spec.get_gridspec().ncols if spec is not None else 1
-    for k, ax in enumerate(axes):
-        if k >= len(axes) - ncols:
-            ax.set_xlabel(f"time since start ({unit})")
-            ax.tick_params(labelbottom=True)
-        ax.set_ylim(bottom=0)
-    if ncols == 1:
-        for ax in axes:
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), ncols=legend_cols, frameon=False)
-    else:
-        _grid_legends(fig, axes)
+    axes = axes[:n]
+    fig.suptitle(chart.title, fontsize=12.5, fontweight="bold")
+    for k, (ax, p) in enumerate(zip(axes, chart.panels, strict=True)):
+        _panel(ax, chart, p, title=not chart.matrix or k < ncols, ylabel=not chart.matrix or k % ncols == 0)
+        if not p.has_data():  # a blank cell of a matrix: nothing to show, keep the grid aligned
+            ax.set_visible(False)
+    _time_axis(chart, axes, ncols)
+    _bands_and_marks(chart, axes, ncols)
+    _legends(fig, axes, ncols, _shared_labels(chart))
     return fig
 
 
-def _grid_legends(fig: Figure, axes: Sequence[Axes]) -> None:
-    """Side-by-side panels: a legend outside each would squeeze the plots. Lines that mean the same
-    in every panel (p50/p90/p99, the shading) go in one legend under the figure; otherwise a panel
-    with several lines gets a small legend of its own."""
-    shading = {lab: h for h, lab in zip(*axes[0].get_legend_handles_labels(), strict=True)
-               if lab.startswith(("fault", "warm-up"))}
-    per_axis = [[(h, lab) for h, lab in zip(*ax.get_legend_handles_labels(), strict=True) if lab not in shading]
-                for ax in axes]
-    labels = [[lab for _, lab in pairs] for pairs in per_axis]
-    common = all(lab == labels[0] for lab in labels) and labels[0]
+def png(chart: Chart) -> bytes:
+    buf = io.BytesIO()
+    figure(chart).savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def _panel(ax: Axes, chart: Chart, p: Panel, title: bool, ylabel: bool) -> None:
+    """One panel; in a grid the columns are named on the top row only and the rows in the first
+    column's y label only, so no title runs into its neighbour."""
+    if p.stacked and p.lines:
+        ax.stackplot(chart.axis.x(p.lines[0].t_s), *[ln.y for ln in p.lines], labels=[ln.label for ln in p.lines],
+                     colors=[ln.colour for ln in p.lines], alpha=0.85)
+    else:
+        for ln in p.lines:
+            ax.plot(chart.axis.x(ln.t_s), ln.y, lw=ln.width, color=ln.colour, linestyle=_DASH[ln.dash],
+                    label=ln.label)
+    if p.targets and p.ylim[1] is None:  # room above the highest target for its label, inside the panel
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1.15 * max(t.y for t in p.targets)))
+    ax.set_ylim(*p.ylim)
+    lo, hi = ax.get_ylim()
+    taken = [(x - 0.015, x + 0.015) for x in _tag_positions(chart)]
+    for t in p.targets:
+        ax.axhline(t.y, color=t.colour, lw=1.1, ls=(0, (6, 3)))
+        width = _text_fraction(t.text, chart.ncols)
+        x = next((c for c in (0.005, 0.985 - width, 0.5 - width / 2, 0.25, 0.6)
+                  if not any(c < b and a < c + width for a, b in taken)), 0.005)
+        taken.append((x, x + width))
+        below = (hi - t.y) < 0.1 * (hi - lo)  # no room above the line inside the panel: write under it
+        ax.annotate(t.text, xy=(x, t.y), xycoords=("axes fraction", "data"), xytext=(0, -2 if below else 2),
+                    textcoords="offset points", fontsize=8, color=t.colour, va="top" if below else "bottom",
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75})
+    if p.title and title:
+        ax.set_title(p.title, loc="left")
+    if ylabel:
+        ax.set_ylabel(p.ylabel)
+
+
+def _tag_positions(chart: Chart) -> list[float]:
+    """Where the fault tags sit, as fractions of the axis width."""
+    span = chart.axis.run_s / chart.axis.unit_s
+    lo = float(chart.axis.x(0.0))
+    return [(sum(chart.band_extent(b)) / 2 - lo) / span for b in chart.bands if b.tag]
+
+
+def _text_fraction(text: str, ncols: int) -> float:
+    """About how much of a panel's width a label of 8 pt takes (an 11 in figure, ~65% of it plots
+    when the legend is beside it); generous, so a label never runs past the edge."""
+    return len(text) * 0.0085 * ncols
+
+
+def _time_axis(chart: Chart, axes: list[Axes], ncols: int) -> None:
+    a = chart.axis
+    axes[0].set_xlim(float(a.x(0.0)), float(a.x(a.run_s)))
+    for k, ax in enumerate(axes):
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(nbins=8 if ncols == 1 else 4, steps=_STEPS[a.unit_s]))
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: a.tick(v)))
+        if k >= len(axes) - ncols:
+            ax.set_xlabel(a.label)
+            ax.tick_params(labelbottom=True)
+
+
+def _bands_and_marks(chart: Chart, axes: list[Axes], ncols: int) -> None:
+    for b in chart.bands:
+        x0, x1 = chart.band_extent(b)
+        narrow = (chart.axis.x(b.end_s) - chart.axis.x(b.start_s)) < (x1 - x0) * 0.999
+        for k, ax in enumerate(axes):
+            ax.axvspan(x0, x1, color=b.colour, alpha=0.32 if narrow else 0.12, lw=0,
+                       label=chart.band_legend(b) if k == 0 else None)
+            if b.tag and k < ncols:
+                ax.text((x0 + x1) / 2, 0.98, b.tag, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                        fontsize=7.5, color=b.colour, fontweight="bold",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": b.colour, "lw": 0.6, "alpha": 0.9})
+    for m in chart.marks:
+        for k, ax in enumerate(axes):
+            ax.axvline(float(chart.axis.x(m.t_s)), color=m.colour, ls="--", lw=1.1,
+                       label=f"{m.label} {chart.axis.at(m.t_s)}" if k == 0 else None)
+
+
+def _shared_labels(chart: Chart) -> set[str]:
+    """Legend entries that belong to the whole figure: bands and marks."""
+    return {chart.band_legend(b) for b in chart.bands} | {f"{m.label} {chart.axis.at(m.t_s)}" for m in chart.marks}
+
+
+def _legends(fig: Figure, axes: list[Axes], ncols: int, whole: set[str]) -> None:
+    if ncols == 1:
+        for ax in axes:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        return
+    # side by side: lines that mean the same in every panel (p50/p90/p99, the bands) go in one
+    # legend under the figure; otherwise a panel with several lines gets a small legend of its own
+    pairs = [list(zip(*ax.get_legend_handles_labels(), strict=True)) for ax in axes]
+    shading = {lab: h for h, lab in pairs[0] if lab in whole}
+    own = [[(h, lab) for h, lab in ps if lab not in shading] for ps in pairs]
+    labels = [[lab for _, lab in ps] for ps in own]
+    common = bool(labels[0]) and all(lab == labels[0] for lab in labels)
     if not common:
-        for ax, pairs in zip(axes, per_axis, strict=True):
-            if len(pairs) > 1:
-                ax.legend(*zip(*pairs, strict=True), loc="best", fontsize=7, framealpha=0.85)
-    shared = {**(dict((lab, h) for h, lab in per_axis[0]) if common else {}), **shading}
+        for ax, ps in zip(axes, own, strict=True):
+            if len(ps) > 1:
+                ax.legend(*zip(*ps, strict=True), loc="best", fontsize=7, framealpha=0.85)
+    shared = {**({lab: h for h, lab in own[0]} if common else {}), **shading}
     if shared:
         fig.legend(list(shared.values()), list(shared), loc="outside lower center", frameon=False,
-                   ncols=min(len(shared), 6))
-
-
-def target_line(ax: Axes, y: float, text: str, colour: str = "black") -> None:
-    """A dashed horizontal target (an SLO) labelled on the line itself, so every panel can have its
-    own target without its own legend."""
-    ax.axhline(y, color=colour, lw=1.2, ls=(0, (6, 3)))
-    ax.annotate(text, xy=(0.0, y), xycoords=("axes fraction", "data"), xytext=(4, 2),
-                textcoords="offset points", fontsize=8, color=colour, va="bottom",
-                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
-
-
-def empty_note(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
+                   ncols=min(len(shared), 4))

@@ -1,19 +1,25 @@
-"""`render_report`: one run (or replications folder) -> report.html, report.md, summary.json."""
+"""`render_report`: one run (or replications folder) -> report.html, report.md, summary.json.
+
+The report tells the story first: a headline (what happened, when, for how long, what it cost),
+the outage figure when there was one, the SLO verdicts, then the KPIs as a class x metric
+table, then every figure. Times are on the run's one time axis throughout.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reports import tables
+from reports import interactive, plot, story, tables
+from reports.chart import TimeAxis
 from reports.derived import write_json
 from reports.document import Document, Figure
-from reports.figures import build_figures
-from reports.plot import Run, png_bytes
+from reports.figures import Run, build_figures
+from reports.loadtest import add_loadtest
 from reports.runs import RunSet, load_runset
 from sim import stats
+from sim.results import clock as C
 
 
 def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
@@ -26,36 +32,35 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
     rs = load_runset(run_dir, warmup_s=warmup_s)
     out = Path(out_dir) if out_dir is not None else rs.path
     doc = Document(f"surge report — {rs.pooled.meta.get('scenario', rs.label)}", facts(rs))
-    add_kpis(doc, rs)
+    runs: list[Run] = [(rs.label, rs.pooled)]
+    sentences = story.headline(rs.reps, rs.pooled)
+    top = render_figures(runs, prefix="fig", place="top")
+    doc.callout(sentences, ok=not top and all(v["pass"] for v in rs.pooled.summary.get("slos", [])))
+    if top:
+        doc.heading("Outage and recovery")
+        for fig in top:
+            doc.figure(fig)
+        if not rs.is_replications:
+            doc.text(amplification(story.analysis(rs.pooled)))
     add_slos(doc, rs.pooled.summary.get("slos", []))
+    add_kpis(doc, rs)
+    if rs.pooled.meta.get("source") == "loadtest":
+        add_loadtest(doc, rs.pooled)
     doc.heading("Figures")
-    for fig in render_figures([(rs.label, rs.pooled)], prefix="fig"):
+    for fig in render_figures(runs, prefix="fig", place="body"):
         doc.figure(fig)
-    if not rs.is_replications:
-        add_outage(doc, rs)
     html_path, _ = doc.write(out, "report")
     write_json(out / "summary.json", summary_json(rs))
     return html_path
 
 
-def add_outage(doc: Document, rs: RunSet) -> None:
-    """When the run folder holds a metastability analysis that found an outage: its verdict and
-    the trigger / sustaining effect / recovery figure."""
-    path = rs.path / "metastability.json"
-    if not path.is_file():
-        return
-    analysis = json.loads(path.read_text())
-    if analysis.get("onset_s") is None:
-        return
-    from reports.campaign import outage_figure
-    from sim.campaign import format_analysis
-
-    doc.heading("Outage and recovery")
-    doc.text(format_analysis(analysis))
-    png = outage_figure(rs.path, analysis, start_hour=rs.pooled.meta.get("start_hour"))
-    doc.figure(Figure("fig-outage.png", "Outage: trigger, sustaining effect, recovery",
-                      "Offered vs good vs attempts; gateway queue and LLM batch fill; logins. "
-                      "Faults shaded; onset, trigger end and recovery marked.", png.read_bytes()))
+def amplification(a: dict[str, Any]) -> str:
+    """What kept it down, in numbers (the analysis's amplification)."""
+    logins = a["logins_per_command_degraded"]
+    return (f"While degraded the clients sent {a['attempts_per_command_degraded']:.2f} attempts per command "
+            f"({a['attempts_per_command']:.2f} over the whole run) and {a['work_per_good_degraded']:,.3g} attempts "
+            f"were admitted per good result ({a['work_per_good']:.3g} over the run)"
+            + (f"; {logins:.2f} logins per command." if logins and logins == logins else "."))
 
 
 def facts(rs: RunSet) -> list[tuple[str, str]]:
@@ -67,9 +72,12 @@ def facts(rs: RunSet) -> list[tuple[str, str]]:
         out.append(("replications", f"{len(rs.reps)} (seeds {_seed_range(seeds)})"))
     else:
         out.append(("seed", str(seeds)))
-    dur = m["n_intervals"] * m["interval_s"]
-    out += [("duration", f"{dur:g} s"), ("interval", f"{m['interval_s']:g} s"),
-            ("warm-up", f"{float(m.get('warmup_s', 0) or 0):g} s (excluded from KPIs)")]
+    axis = TimeAxis.of(rs.pooled)
+    when = f"{axis.span(0.0, axis.run_s)} ({C.duration(axis.run_s)})" if axis.start_hour is not None \
+        else C.duration(axis.run_s)
+    warm = float(m.get("warmup_s", 0) or 0)
+    out += [("time", when), ("interval", C.duration(m["interval_s"])),
+            ("warm-up", f"{C.duration(warm)} (excluded from KPIs)" if warm else "none")]
     return out
 
 
@@ -81,16 +89,17 @@ def _seed_range(seeds: Any) -> str:
 
 def add_kpis(doc: Document, rs: RunSet) -> None:
     doc.heading("Key figures")
+    classes = list(rs.pooled.meta.get("classes", []))
     if rs.replications is not None:
         rep = rs.replications
-        doc.text(f"Mean over {rep['n']} independent replications with its "
+        doc.text(f"Mean over {rep['n']} independent replications ± the half-width of its "
                  f"{100 * rep['confidence']:g}% confidence interval (Student t, n−1 degrees of freedom); "
-                 f"KPIs over the window after {rep['warmup_s']:g} s of warm-up.")
-        doc.table(tables.replication_table(rep))
+                 f"KPIs over the window after {C.duration(rep['warmup_s'])} of warm-up. " + tables.LEGEND)
+        doc.table(tables.replication_table(rep, classes))
     else:
-        doc.text(f"KPIs over the {rs.pooled.summary.get('window_s', 0):g} s after warm-up. "
-                 "Latencies are of completed commands; success rate = succeeded / ended.")
-        doc.table(tables.kpi_table(stats.kpis(rs.pooled.summary)))
+        doc.text(f"KPIs over the {C.duration(rs.pooled.summary.get('window_s', 0))} after warm-up. Latencies are of "
+                 "completed commands; success rate = succeeded / ended. " + tables.LEGEND)
+        doc.table(tables.kpi_table(stats.kpis(rs.pooled.summary), classes))
 
 
 def add_slos(doc: Document, verdicts: Sequence[dict[str, Any]]) -> None:
@@ -98,18 +107,17 @@ def add_slos(doc: Document, verdicts: Sequence[dict[str, Any]]) -> None:
     if not verdicts:
         doc.text("The scenario defines no SLOs.")
         return
-    failed = [v for v in verdicts if not v["pass"]]
-    doc.text(f"{len(verdicts) - len(failed)} of {len(verdicts)} SLO targets met"
-             + (f"; FAILED: {', '.join(v['class'] + ' ' + v['slo'] for v in failed)}." if failed else ".")
-             + " Margin = room left as a fraction of the target (negative = missed by).")
+    doc.text("Margin = room left as a fraction of the target (negative = missed by).")
     doc.table(tables.slo_table(verdicts))
 
 
-def render_figures(runs: Sequence[Run], prefix: str) -> list[Figure]:
-    """Every applicable figure as PNG bytes named `{prefix}-{key}.png`."""
+def render_figures(runs: Sequence[Run], prefix: str, place: str | None = None) -> list[Figure]:
+    """Every applicable figure as PNG bytes named `{prefix}-{key}.png`, with an interactive
+    version where a planner zooms (reports.interactive)."""
     out = []
-    for spec, fig in build_figures(runs):
-        out.append(Figure(f"{prefix}-{spec.key}.png", spec.title, spec.caption, png_bytes(fig)))
+    for spec, chart in build_figures(runs, place):
+        html = interactive.div(chart) if interactive.worth_it(chart) else None
+        out.append(Figure(f"{prefix}-{spec.key}.png", spec.title, spec.caption, plot.png(chart), html))
     return out
 
 

@@ -72,7 +72,7 @@ def load_runset(folder: str | Path, label: str | None = None, warmup_s: float | 
 
 def _with_warmup(r: Results, warmup_s: float) -> Results:
     meta = {**r.meta, "warmup_s": warmup_s}
-    return Results(meta, r.series, r.histograms, r.events, summarize(meta, r.series, r.histograms))
+    return Results(meta, r.series, r.histograms, r.events, summarize(meta, r.series, r.histograms), r.scenario)
 
 
 def pool(runs: list[Results]) -> Results:
@@ -87,7 +87,7 @@ def pool(runs: list[Results]) -> Results:
     keys = set().union(*(r.histograms for r in runs))
     hists = {k: _merge_triples([r.histograms[k] for r in runs if k in r.histograms]) for k in keys}
     meta = {**first.meta, "seed": [r.meta.get("seed") for r in runs], "replications": len(runs)}
-    return Results(meta, series, hists, list(first.events), summarize(meta, series, hists))
+    return Results(meta, series, hists, list(first.events), summarize(meta, series, hists), first.scenario)
 
 
 def _merge_triples(parts: list[np.ndarray]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The report's tables as plain rows of strings, rendered to Markdown or HTML.
 
-A table is (header, rows, aligns). KPI names are shown as the keys baselines use
-(`help_me_buy.e2e_p99_s`), so what a planner reads is what CI checks.
+A table is (header, rows). KPIs are shown with readable labels ("e2e p99", "success rate") in a
+class x metric table; the keys baselines use (`help_me_buy.e2e_p99_s`) stay in summary.json and
+in `surge check`, and `label` maps one to the other.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from sim import stats
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -37,7 +36,68 @@ def fmt_delta(kpi: str, d: float) -> str:
         return "–"
     if kpi.endswith("success_rate"):
         return f"{100 * d:+.2f} pp"
+    if not kpi.endswith("_s"):  # a plain ratio (attempts per command): 4 decimals, never 7.7e-07
+        d = round(d, 4)
+        return ("+" if d >= 0 else "−") + f"{abs(d):.4g}"
     return ("+" if d >= 0 else "−") + fmt(kpi, abs(d))
+
+
+METRICS = {  # KPI suffix -> readable label, in the order of the class x metric table
+    "success_rate": "success rate", "goodput_per_s": "goodput", "attempts_per_command": "attempts / command",
+    "e2e_p50_s": "e2e p50", "e2e_p99_s": "e2e p99", "ttft_p99_s": "TTFT p99", "tpot_p99_s": "TPOT p99",
+    "throughput_per_s": "throughput", "orders_per_s": "orders",
+}
+LEGEND = ("e2e = end to end (command sent to answer); TTFT = time to first token; TPOT = time per output "
+          "token; goodput = commands per second that succeeded within the class's e2e SLO.")
+ALL = "all classes"
+
+
+def label(kpi: str) -> str:
+    """A KPI key as a person reads it: `chat.e2e_p99_s` -> "chat · e2e p99"."""
+    cls, _, metric = kpi.rpartition(".")
+    text = METRICS.get(metric) or _readable(metric)
+    return f"{cls} · {text}" if cls else text
+
+
+def _readable(metric: str) -> str:
+    parts = metric.removesuffix("_s").split("_")
+    if parts and parts[0] in ("e2e", "ttft", "tpot"):
+        parts[0] = {"ttft": "TTFT", "tpot": "TPOT"}.get(parts[0], parts[0])
+    return " ".join(parts)
+
+
+def class_table(cells: Mapping[str, str], classes: Sequence[str], metrics: Sequence[str] = tuple(METRICS)) -> Table:
+    """Class x metric: one row per class (then all classes), one column per metric (of `metrics`)
+    that any row has; `cells` maps a KPI key (`chat.e2e_p99_s`, `success_rate`) to its value."""
+    metrics = [m for m in metrics if any(_key(c, m) in cells for c in [*classes, ALL])]
+    rows = [[c, *[cells.get(_key(c, m), "–") for m in metrics]] for c in [*classes, ALL]
+            if any(_key(c, m) in cells for m in metrics)]
+    return ["class", *[METRICS[m] for m in metrics]], rows
+
+
+def _key(cls: str, metric: str) -> str:
+    return metric if cls == ALL else f"{cls}.{metric}"
+
+
+def kpi_cells(kpis: Mapping[str, float]) -> dict[str, str]:
+    """A run's KPIs formatted for `class_table`."""
+    return {k: fmt(k, v) for k, v in kpis.items() if k in headline(list(kpis))}
+
+
+def replication_cells(rep: Mapping[str, Any], relative: bool = False) -> dict[str, str]:
+    """Replications: "mean ± half-width of the CI" per KPI, for `class_table` (`relative`: the
+    half-width as a percentage of the mean, narrower for a terminal)."""
+    out = {}
+    for k in headline(list(rep["kpis"])):
+        e = rep["kpis"][k]
+        hw, mean = e.get("half_width"), e["mean"]
+        if hw is None:
+            out[k] = fmt(k, mean)
+        elif relative and mean:
+            out[k] = f"{fmt(k, mean)} ±{100 * hw / abs(mean):.1f}%"
+        else:
+            out[k] = f"{fmt(k, mean)} ± {fmt(k, hw)}"
+    return out
 
 
 def headline(names: Sequence[str]) -> list[str]:
@@ -48,21 +108,14 @@ def headline(names: Sequence[str]) -> list[str]:
     return [n for n in names if n.rsplit(".", 1)[-1] in keep]
 
 
-def kpi_table(kpis: Mapping[str, float]) -> Table:
-    """One run: KPI | value."""
-    return ["KPI", "value"], [[f"`{k}`", fmt(k, kpis[k])] for k in headline(list(kpis))]
+def kpi_table(kpis: Mapping[str, float], classes: Sequence[str]) -> Table:
+    """One run: class x metric."""
+    return class_table(kpi_cells(kpis), classes)
 
 
-def replication_table(rep: Mapping[str, Any]) -> Table:
-    """Replications: KPI | mean | 95% CI | n."""
-    conf = f"{100 * rep.get('confidence', stats.CONFIDENCE):g}% CI"
-    rows = []
-    for k in headline(list(rep["kpis"])):
-        e = rep["kpis"][k]
-        ci = f"[{fmt(k, e['low'])}, {fmt(k, e['high'])}]" if e.get("low") is not None else "–"
-        hw = f"± {fmt(k, e['half_width'])}" if e.get("half_width") is not None else ""
-        rows.append([f"`{k}`", fmt(k, e["mean"]), f"{hw} {ci}".strip(), str(e["n"])])
-    return ["KPI", "mean", conf, "n"], rows
+def replication_table(rep: Mapping[str, Any], classes: Sequence[str]) -> Table:
+    """Replications: class x metric, each cell the mean ± the half-width of its CI."""
+    return class_table(replication_cells(rep), classes)
 
 
 def slo_table(verdicts: Sequence[Mapping[str, Any]]) -> Table:
@@ -73,7 +126,7 @@ def slo_table(verdicts: Sequence[Mapping[str, Any]]) -> Table:
         margin = v.get("margin")
         m = f"{100 * margin:+.1f}%" if margin is not None and math.isfinite(margin) else "–"
         target = f"≥ {fmt(key, v['target'])}" if key == "success_rate" else f"≤ {fmt(key, v['target'])}"
-        rows.append([v["class"], key, target, fmt(key, v.get("actual")), "PASS" if v["pass"] else "FAIL", m])
+        rows.append([v["class"], label(key), target, fmt(key, v.get("actual")), "PASS" if v["pass"] else "FAIL", m])
     return ["class", "SLO", "target", "actual", "verdict", "margin"], rows
 
 

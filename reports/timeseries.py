@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.results import Results, bucket_value
+from sim.results import names as N
+from sim.results.recovery import total as class_total
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,16 @@ def classes(r: Results) -> list[str]:
     return list(r.meta.get("classes", []))
 
 
-def total(r: Results, prefix: str) -> np.ndarray | None:
-    """Sum of every series named `prefix...` (e.g. 'arrived:' over classes); None if none exist."""
-    parts = [v for k, v in r.series.items() if k.startswith(prefix)]
+def total(r: Results, metric: N.ClassCounter) -> np.ndarray | None:
+    """A per-class counter summed over the classes; None when no class has it."""
+    if not any(N.of_class(metric, c) in r.series for c in classes(r)):
+        return None
+    return class_total(r, metric)
+
+
+def attempt_failures(r: Results) -> np.ndarray | None:
+    """Failed attempts per interval, every reason."""
+    parts = [r.series[N.attempt_failed(x)] for x in N.REASONS if N.attempt_failed(x) in r.series]
     return np.sum(parts, axis=0) if parts else None
 
 
@@ -69,26 +78,29 @@ def per_s(r: Results, x: np.ndarray | None) -> np.ndarray | None:
     return None if x is None else x / r.meta["interval_s"]
 
 
-def labelled(r: Results, prefix: str) -> dict[str, np.ndarray]:
-    """Series `prefix{label}` keyed by label, e.g. labelled(r, 'queue:') -> {'llm': ...}."""
-    return {k[len(prefix):]: v for k, v in sorted(r.series.items()) if k.startswith(prefix)}
+def services(r: Results, metric: N.ServiceGauge) -> dict[str, np.ndarray]:
+    """The per-service series `metric` keyed by service, e.g. services(r, "queue") -> {"llm": ...}."""
+    names = r.meta.get("services") or sorted({N.split(k)[1] for k in r.series
+                                               if N.split(k)[0] == metric and len(N.split(k)) == 2})
+    return {s: r.series[N.of_service(metric, s)] for s in sorted(names) if N.of_service(metric, s) in r.series}
 
 
 def failures_by_reason(r: Results) -> dict[str, np.ndarray]:
     """Failed commands per interval by reason, summed over classes; reasons that never occur left out."""
     out: dict[str, np.ndarray] = {}
-    for k, v in r.series.items():
-        parts = k.split(":")
-        if parts[0] == "failed" and len(parts) == 3 and v.any():
-            out[parts[2]] = out.get(parts[2], 0) + v
+    for c in classes(r):
+        for reason in N.REASONS:
+            v = r.series.get(N.failed(c, reason))
+            if v is not None and v.any():
+                out[reason] = out.get(reason, 0) + v
     return dict(sorted(out.items(), key=lambda kv: -float(np.sum(kv[1]))))
 
 
 def success_rate(r: Results, cls: str) -> np.ndarray:
     """completed / (completed + failed) per interval for a class (NaN where nothing ended)."""
-    done = r.series.get(f"completed:{cls}", np.zeros(r.meta["n_intervals"]))
-    failed = total(r, f"failed:{cls}:")
-    ended = done + (failed if failed is not None else 0)
+    n = r.meta["n_intervals"]
+    done = r.series.get(N.of_class("completed", cls), np.zeros(n))
+    ended = done + sum((r.series.get(N.failed(cls, x), np.zeros(n)) for x in N.REASONS), np.zeros(n))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ended > 0, done / np.where(ended > 0, ended, 1), np.nan)
 
@@ -124,7 +136,7 @@ def _fault_label(e: dict) -> str:
         what = f"slowdown ×{float(mag):g}"
     else:
         what = kind
-    return f"{what} on {e.get('target', '?')}"
+    return f"{what.replace('_', ' ')} on {e.get('target', '?')}"
 
 
 def warmup_window(r: Results) -> Window | None:
@@ -132,12 +144,15 @@ def warmup_window(r: Results) -> Window | None:
     return Window(0.0, w, "warm-up (not in KPIs)") if w > 0 else None
 
 
-def time_axis(r: Results) -> tuple[np.ndarray, float, str]:
-    """Interval mid-points scaled to a readable unit: (t, seconds per unit, unit name)."""
-    dur = r.meta["n_intervals"] * r.meta["interval_s"]
-    scale, unit = (1.0, "s") if dur <= 900 else (60.0, "min") if dur <= 4 * 3600 else (3600.0, "h")
-    mid = (np.arange(r.meta["n_intervals"]) + 0.5) * r.meta["interval_s"]
-    return mid / scale, scale, unit
+def mid_s(r: Results) -> np.ndarray:
+    """The middle of each interval (seconds): where counts and averages are drawn."""
+    return (np.arange(r.meta["n_intervals"]) + 0.5) * r.meta["interval_s"]
+
+
+def end_s(r: Results) -> np.ndarray:
+    """The end of each interval (seconds): where gauges sampled at the end (queues, capacity,
+    KV use) are drawn, so a drop never shows before its cause."""
+    return (np.arange(r.meta["n_intervals"]) + 1.0) * r.meta["interval_s"]
 
 
 def finite_max(*arrays: np.ndarray | None) -> float:

@@ -8,16 +8,14 @@ per-value cost is a list pop, not a numpy call.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from sim.datafiles import read_column, resolve_data_path
 
 _BIG = 1e12  # upper bound on any parameter: larger numbers are typos, not scenarios
 
@@ -49,8 +47,10 @@ class _Dist(BaseModel):
 
 
 class Constant(_Dist):
-    type: Literal["constant"] = "constant"
-    value: float = Field(ge=0, le=_BIG)
+    """Always `value`."""
+
+    type: Literal["constant"] = Field(default="constant", description="always the same value")
+    value: float = Field(ge=0, le=_BIG, description="the value, in the unit of the field that holds it")
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value)
@@ -67,9 +67,9 @@ class Constant(_Dist):
 class Exponential(_Dist):
     """Exponential with the given `mean` (or `rate` = 1/mean)."""
 
-    type: Literal["exponential"] = "exponential"
-    mean_: float | None = Field(default=None, alias="mean", gt=0, le=_BIG)
-    rate: float | None = Field(default=None, gt=0, le=_BIG)
+    type: Literal["exponential"] = Field(default="exponential", description="memoryless (CV 1)")
+    mean_: float | None = Field(default=None, alias="mean", gt=0, le=_BIG, description="the mean, in the field's unit")
+    rate: float | None = Field(default=None, gt=0, le=_BIG, description="1 / mean (give mean or rate)")
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -95,9 +95,11 @@ class Exponential(_Dist):
 
 
 class Uniform(_Dist):
-    type: Literal["uniform"] = "uniform"
-    low: float = Field(ge=0, le=_BIG)
-    high: float = Field(ge=0, le=_BIG)
+    """Uniform on [low, high]."""
+
+    type: Literal["uniform"] = Field(default="uniform", description="every value in [low, high] equally likely")
+    low: float = Field(ge=0, le=_BIG, description="smallest value, in the field's unit")
+    high: float = Field(ge=0, le=_BIG, description="largest value (>= low), in the field's unit")
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -120,9 +122,9 @@ class Uniform(_Dist):
 class LogNormal(_Dist):
     """Log-normal given by its `mean` and coefficient of variation `cv` (std/mean)."""
 
-    type: Literal["lognormal"] = "lognormal"
-    mean_: float = Field(alias="mean", gt=0, le=_BIG)
-    cv: float = Field(gt=0, le=100)
+    type: Literal["lognormal"] = Field(default="lognormal", description="skewed with a long right tail")
+    mean_: float = Field(alias="mean", gt=0, le=_BIG, description="the mean, in the field's unit")
+    cv: float = Field(gt=0, le=100, description="coefficient of variation: standard deviation / mean")
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -149,9 +151,9 @@ class LogNormal(_Dist):
 class Gamma(_Dist):
     """Gamma given by its `mean` and coefficient of variation `cv` (shape = 1/cv^2)."""
 
-    type: Literal["gamma"] = "gamma"
-    mean_: float = Field(alias="mean", gt=0, le=_BIG)
-    cv: float = Field(gt=0, le=100)
+    type: Literal["gamma"] = Field(default="gamma", description="cv < 1: more regular than exponential; > 1: burstier")
+    mean_: float = Field(alias="mean", gt=0, le=_BIG, description="the mean, in the field's unit")
+    cv: float = Field(gt=0, le=100, description="coefficient of variation: standard deviation / mean")
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -172,9 +174,11 @@ class Gamma(_Dist):
 
 
 class Weibull(_Dist):
-    type: Literal["weibull"] = "weibull"
-    shape: float = Field(gt=0, le=1000)
-    scale: float = Field(gt=0, le=_BIG)
+    """Weibull with `shape` k and `scale` (mean = scale x Gamma(1 + 1/k))."""
+
+    type: Literal["weibull"] = Field(default="weibull", description="shape < 1: heavy tail; > 1: concentrated")
+    shape: float = Field(gt=0, le=1000, description="shape k (1 = exponential)")
+    scale: float = Field(gt=0, le=_BIG, description="scale, in the field's unit")
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.scale * rng.weibull(self.shape, n)
@@ -191,9 +195,9 @@ class Weibull(_Dist):
 class Pareto(_Dist):
     """Pareto (type I): values >= `scale` (the minimum), tail index `shape`."""
 
-    type: Literal["pareto"] = "pareto"
-    shape: float = Field(gt=0, le=1000)
-    scale: float = Field(gt=0, le=_BIG)
+    type: Literal["pareto"] = Field(default="pareto", description="power-law tail: rare very large values")
+    shape: float = Field(gt=0, le=1000, description="tail index (<= 1: infinite mean; <= 2: infinite variance)")
+    scale: float = Field(gt=0, le=_BIG, description="the smallest value, in the field's unit")
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.scale * (1.0 + rng.pareto(self.shape, n))
@@ -211,20 +215,24 @@ class Pareto(_Dist):
 class Empirical(_Dist):
     """Resamples the values of one column of a CSV (or JSONL) file shipped with the scenarios.
 
-    `file` is relative to the scenario file that names it.
+    `file` is relative to the scenario file that names it and must lie in its folder
+    (`sim.datafiles`: size cap, one reader for validation and runs).
     """
 
-    type: Literal["empirical"] = "empirical"
-    file: str
-    column: str
-    values: tuple[float, ...] = Field(default=(), exclude=True, repr=False)
+    type: Literal["empirical"] = Field(default="empirical", description="resample measured values")
+    file: str = Field(description="CSV or JSON Lines file, relative to the scenario file and inside its folder; "
+                                  "at most 64 MB")
+    column: str = Field(description="column of the values (numbers >= 0, in the field's unit)")
+    values: tuple[float, ...] = Field(default=(), exclude=True, repr=False,
+                                      description="the values themselves, instead of reading `file`")
 
     @model_validator(mode="before")
     @classmethod
     def _load(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict) and "file" in data and "column" in data and not data.get("values"):
-            base = Path((info.context or {}).get("base_dir", "."))
-            data = {**data, "values": load_column(str(base / str(data["file"])), str(data["column"]))}
+            ctx = info.context or {}
+            path = resolve_data_path(str(data["file"]), ctx.get("base_dir", "."), ctx.get("data_dir"))
+            data = {**data, "values": read_column(path, str(data["column"]))}
         return data
 
     def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -242,40 +250,20 @@ class Empirical(_Dist):
         return f"Empirical(file={self.file!r}, column={self.column!r})"
 
 
-@lru_cache(maxsize=32)
-def load_column(path: str, column: str) -> tuple[float, ...]:
-    """Numeric values of `column` in a CSV or JSONL file (cached: scenarios share traces)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"file not found: {path}")
-    with p.open(newline="") as f:
-        if p.suffix == ".jsonl":
-            rows: list[dict[str, Any]] = [json.loads(line) for line in f if line.strip()]
-        else:
-            rows = list(csv.DictReader(f))
-    if not rows or column not in rows[0]:
-        found = sorted(rows[0]) if rows else []
-        raise ValueError(f"column {column!r} not in {p.name} (columns: {found})")
-    try:
-        values = tuple(float(r[column]) for r in rows)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"column {column!r} of {p.name} is not numeric ({e})") from None
-    if any(not math.isfinite(v) or v < 0 for v in values):
-        raise ValueError(f"column {column!r} of {p.name} has negative or non-finite values")
-    return values
-
-
 class Component(BaseModel):
+    """One part of a mixture."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    weight: float = Field(gt=0, le=1)
-    dist: Distribution
+    weight: float = Field(gt=0, le=1, description="probability of drawing from this part (weights sum to 1)")
+    dist: Distribution = Field(description="the part's distribution")
 
 
 class Mixture(_Dist):
     """A mixture: with probability `weight` draw from `dist` (weights sum to 1)."""
 
-    type: Literal["mixture"] = "mixture"
-    components: tuple[Component, ...] = Field(min_length=1)
+    type: Literal["mixture"] = Field(default="mixture", description="several populations in one (e.g. short "
+                                                                    "and long prompts)")
+    components: tuple[Component, ...] = Field(min_length=1, description="the parts and their weights")
 
     @field_validator("components")
     @classmethod

@@ -36,64 +36,28 @@ CONFIDENCE = 0.95
 
 # KPIs whose *lower* value is better; everything else is higher-is-better (rates, throughput)
 # except the two-sided ones (counts that just describe the load).
-_LOWER_BETTER = ("_p50_s", "_p90_s", "_p99_s", "_mean_s", "attempts_per_command", "failed")
-_DESCRIPTIVE = ("arrived",)
+_LOWER_BETTER = ("_p50_s", "_p90_s", "_p99_s", "_mean_s", "attempts_per_command", "failed", "failed_after_payment",
+                 "payments_duplicated")
+_DESCRIPTIVE = ("arrived", "orders_attempted")
 
 
-# --- Student t -------------------------------------------------------------------------------
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(ln) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(ln) * _betacf(b, a, 1.0 - x) / b
-
+# --- Student t (scipy) -------------------------------------------------------------------------
 
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with df degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
+    from scipy.stats import t as student_t
+
+    return float(student_t.cdf(t, df))
 
 
 @lru_cache(maxsize=256)
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t (e.g. t_quantile(0.975, 9) = 2.262), by bisection on the CDF."""
+    """The p-quantile of Student's t (e.g. t_quantile(0.975, 9) = 2.262)."""
     if not 0.0 < p < 1.0 or df <= 0:
         raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0 (got p={p}, df={df})")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        hi *= 2.0
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(p, df))
 
 
 def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> dict[str, float]:
@@ -155,13 +119,19 @@ def _finite(x: Any) -> bool:
 def kpis(summary: Mapping[str, Any]) -> dict[str, float]:
     """Flat KPI name -> value from a run summary (sim.results.summarize).
 
-    Run-wide: success_rate, goodput_per_s, throughput_per_s, orders_per_s, attempts_per_command.
+    Run-wide: success_rate, goodput_per_s, throughput_per_s, orders_per_s, attempts_per_command;
+    with a funnel also orders_attempted, orders_failed_after_payment, payments_duplicated and per
+    funnel class `c.conversion_card`, `c.conversion_no_card` (orders / buy commands started).
     Per class `c`: `c.success_rate`, `c.goodput_per_s`, `c.attempts_per_command` and, where the
     class has samples, `c.{ttft,tpot,e2e}_{p50,p90,p99,mean}_s` (seconds). NaN where undefined."""
     out: dict[str, float] = {}
-    for k in ("success_rate", "goodput_per_s", "throughput_per_s", "orders_per_s", "attempts_per_command"):
+    for k in ("success_rate", "goodput_per_s", "throughput_per_s", "orders_per_s", "attempts_per_command",
+              "orders_attempted", "orders_failed_after_payment", "payments_duplicated"):
         if k in summary:
             out[k] = _num(summary[k])
+    for cls, states in summary.get("funnel", {}).items():
+        for state, f in states.items():
+            out[f"{cls}.conversion_{state}"] = _num(f.get("conversion"))
     for cls, kp in summary.get("classes", {}).items():
         for k in ("success_rate", "goodput_per_s", "attempts_per_command"):
             out[f"{cls}.{k}"] = _num(kp.get(k))

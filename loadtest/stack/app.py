@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from loadtest.stack import admin, api, chat
+from loadtest.stack import admin, api, chat, completions
 from loadtest.stack.edge import Edge
 from loadtest.stack.errors import install_handlers
 from loadtest.stack.options import StackOptions, default_scenario
@@ -41,6 +41,7 @@ def create_app(scenario: Scenario | None = None, options: StackOptions | None = 
     install_handlers(app)
     app.include_router(api.make_router(stack))
     app.include_router(chat.make_router(stack))
+    app.include_router(completions.make_router(stack))
     app.include_router(admin.make_router(stack))
     app.add_middleware(Edge, stack=stack)
     return app

@@ -179,13 +179,13 @@ def make_router(stack: Stack) -> APIRouter:
             include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(_stream(g, ticket, head, include), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                                     background=BackgroundTask(_stop, g, ticket))
+                                     background=BackgroundTask(stop_stream, g, ticket))
         return await while_connected(request, _complete(start, head))
 
     return router
 
 
-async def _stop(g: Generation, ticket: Slot) -> None:
+async def stop_stream(g: Generation, ticket: Slot) -> None:
     """After a stream, however it ended (also one never started: a client gone before the
     first byte): the sequence stops and the slot is free. Both are no-ops when done already."""
     await g.close()

@@ -29,7 +29,8 @@ from loadtest.stack.state import Stack
 
 CLASS_HEADER = b"x-surge-class"
 # routes behind the gateway: (method, path) -> whether the body may name the command class
-ADMITTED_ROUTES = {("POST", "/v1/chat/completions"): False, ("POST", "/v1/agent/commands"): True}
+ADMITTED_ROUTES = {("POST", "/v1/chat/completions"): False, ("POST", "/v1/completions"): False,
+                   ("POST", "/v1/agent/commands"): True}
 _TOO_LARGE = APIError(413, "request body too large", "request_too_large")
 _TOO_SLOW = APIError(408, "the request body did not arrive in time", "request_timeout")
 

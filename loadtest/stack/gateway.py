@@ -91,7 +91,7 @@ async def behind_admission(request: Request) -> None:
 
 def mark_admitted(request: Request, ticket: Slot) -> None:
     """Have the response tell the client that the gateway admitted this request: headers
-    `X-Surge-Admitted: 1` and `Server-Timing: queue;dur=<ms>` (added by `app.Observe`, also
+    `X-Surge-Admitted: 1` and `Server-Timing: queue;dur=<ms>` (added by `edge.Edge`, also
     to error answers and streams, which the handler does not build itself)."""
     request.scope[ADMITTED_SCOPE_KEY] = ticket.wait_s
 
@@ -118,6 +118,8 @@ class HttpGateway:
                                lambda: [((), adm.waiting if adm else 0)])
         metrics.registry.gauge("surge_gateway_in_progress", "requests admitted and not finished",
                                lambda: [((), adm.in_use if adm else 0)])
+        metrics.registry.gauge("surge_gateway_capacity", "admission slots up (faults take some)",
+                               lambda: [((), adm.capacity if adm else 0)])
 
     def _apply(self, effect: FaultEffect) -> None:
         self.effect = effect

@@ -60,16 +60,23 @@ class LLM(Protocol):
     model_name: str
     vocab: Vocabulary
 
-    def count(self, messages: list[Message]) -> int: ...
-    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+    def count(self, messages: Prompt) -> int: ...
+    async def generate(self, messages: Prompt, max_tokens: int, temperature: float,
                        deadline: float | None) -> Generation: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
 
+Prompt = list[Message] | str  # chat messages, or the raw text of a completion
+
+
 def render_prompt(messages: list[Message]) -> str:
     """The text the model sees: one `role: content` line per message."""
     return "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
+
+
+def prompt_text(prompt: Prompt) -> str:
+    return prompt if isinstance(prompt, str) else render_prompt(prompt)
 
 
 def _sink(loop: asyncio.AbstractEventLoop, q: asyncio.Queue):  # type: ignore[no-untyped-def]
@@ -134,12 +141,22 @@ class LocalLLM:
             e.on_step = self._observe
         self.router = make_router(fleet.routing)
         self._uniform: Callable[[], float] = lambda: float(rng.random())
-        metrics.registry.gauge("surge_llm_replicas_up", "LLM replicas serving", self._up_gauge)
-        metrics.registry.gauge("surge_llm_kv_used_ratio", "share of KV cache in use", self._kv_gauge, ("replica",))
-        metrics.registry.gauge("surge_llm_sequences", "sequences per replica by state", self._seq_gauge,
-                               ("replica", "state"))
-        metrics.registry.gauge("surge_llm_preemptions", "sequences preempted so far (recompute)",
-                               lambda: [((str(e.index),), e.preemptions) for e in self.engines], ("replica",))
+        reg = metrics.registry
+        reg.gauge("surge_llm_replicas_up", "LLM replicas serving", self._up_gauge)
+        reg.gauge("surge_llm_kv_used_ratio", "share of KV cache in use", self._kv_gauge, ("replica",))
+        reg.gauge("surge_llm_sequences", "sequences per replica by state", self._seq_gauge, ("replica", "state"))
+        # vLLM's names for the same things (per replica; `model_name` as vLLM labels them)
+        each = [(str(e.index), self.model_name) for e in self.engines]
+        reg.gauge("vllm:num_requests_running", "sequences in the batch",
+                  lambda: [(k, len(e.running)) for k, e in zip(each, self.engines, strict=True)], ("replica", "model_name"))
+        reg.gauge("vllm:num_requests_waiting", "sequences waiting to join the batch",
+                  lambda: [(k, e.queued) for k, e in zip(each, self.engines, strict=True)], ("replica", "model_name"))
+        reg.gauge("vllm:kv_cache_usage_perc", "fraction of the KV cache in use (0..1)",
+                  lambda: [(k, e.kv_used_tokens / e.kv_capacity_tokens) for k, e in zip(each, self.engines, strict=True)],
+                  ("replica", "model_name"))
+        reg.counter_from("vllm:num_preemptions", "sequences preempted so far (recompute)",
+                         lambda: [(k, e.preemptions) for k, e in zip(each, self.engines, strict=True)],
+                         ("replica", "model_name"))
 
     def _slowdown(self) -> float:
         return self.faults.effect("llm").slowdown
@@ -154,6 +171,7 @@ class LocalLLM:
         self.metrics.step_s.observe(r, s.duration_s)
         self.metrics.gen_tokens.inc(r, s.new_tokens)
         self.metrics.prefill_tokens.inc(r, s.prefill_tokens)
+        self.metrics.iteration_tokens.observe(r, s.prefill_tokens + s.new_tokens)
 
     def choose(self) -> Engine | None:
         """The replica a new sequence goes to (the scenario's routing rule), None when none is up."""
@@ -183,15 +201,16 @@ class LocalLLM:
         for e in self.engines:
             e.stop()
 
-    def encode(self, messages: list[Message]) -> list[int]:
-        return [0, *self.vocab.encode(render_prompt(messages))]  # id 0 doubles as BOS: never empty
+    def encode(self, messages: Prompt) -> list[int]:
+        return [0, *self.vocab.encode(prompt_text(messages))]  # id 0 doubles as BOS: never empty
 
-    def count(self, messages: list[Message]) -> int:
-        return 1 + self.vocab.count(render_prompt(messages))
+    def count(self, messages: Prompt) -> int:
+        return 1 + self.vocab.count(prompt_text(messages))
 
-    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+    async def generate(self, messages: Prompt, max_tokens: int, temperature: float,
                        deadline: float | None) -> LocalGeneration:
-        """Queue a sequence on a replica; raise `APIError` (too long) or `LLMError`."""
+        """Queue a sequence on a replica (chat messages, or a completion's raw prompt text);
+        raise `APIError` (too long) or `LLMError`."""
         prompt = self.encode(messages)
         limit = min(self.max_context, self.engines[0].kv_capacity_tokens)
         if len(prompt) + max_tokens > limit:

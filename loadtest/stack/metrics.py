@@ -1,123 +1,86 @@
-"""Prometheus text exposition (format 0.0.4), written by hand to keep dependencies small.
+"""The stack's Prometheus metrics, on `prometheus_client` (one registry per app instance, so two
+apps in one test do not mix).
 
-Counters and histograms are updated from the event loop and from engine threads, so each
-holds a lock; gauges are read from callbacks at scrape time so they are never stale.
+Counters and histograms are updated from the event loop and from engine threads
+(prometheus_client is thread-safe); gauges are read from callbacks at scrape time so they are
+never stale. The LLM's metrics use vLLM's names where the meaning is the same
+(`vllm:num_requests_running`, `vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc`,
+`vllm:num_preemptions_total`, `vllm:prompt_tokens_total`, `vllm:generation_tokens_total`,
+`vllm:time_to_first_token_seconds`, `vllm:iteration_tokens_total`), so dashboards made for
+vLLM work here; the rest are `surge_*`.
 """
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+
+import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 Labels = tuple[str, ...]
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-
-
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt_labels(names: Labels, values: Labels, extra: str = "") -> str:
-    parts = [f'{n}="{_esc(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def _num(v: float) -> str:
-    return "+Inf" if v == float("inf") else repr(float(v)) if isinstance(v, float) else str(v)
+Read = Callable[[], Iterable[tuple[Labels, float]]]
 
 
 class Counter:
-    def __init__(self, name: str, help_: str, labels: Labels = ()) -> None:
-        self.name, self.help, self.labels = name, help_, labels
-        self._v: dict[Labels, float] = {}
-        self._lock = threading.Lock()
+    """A counter with positional label values: `inc(("GET", "/x", "200"))`."""
+
+    def __init__(self, name: str, help_: str, labels: Labels, registry: prom.CollectorRegistry) -> None:
+        self._c = prom.Counter(name, help_, labels, registry=registry)
+        self._labels = labels
 
     def inc(self, values: Labels = (), by: float = 1.0) -> None:
-        with self._lock:
-            self._v[values] = self._v.get(values, 0.0) + by
-
-    def value(self, values: Labels = ()) -> float:
-        return self._v.get(values, 0.0)
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}\n# TYPE {self.name} counter\n"
-        with self._lock:
-            items = sorted(self._v.items())
-        for lv, v in items:
-            yield f"{self.name}{_fmt_labels(self.labels, lv)} {_num(v)}\n"
+        (self._c.labels(*values) if self._labels else self._c).inc(by)
 
 
 class Histogram:
-    def __init__(self, name: str, help_: str, buckets: tuple[float, ...], labels: Labels = ()) -> None:
-        self.name, self.help, self.labels, self.buckets = name, help_, labels, buckets
-        self._v: dict[Labels, list[float]] = {}  # bucket counts..., +Inf count, sum
-        self._lock = threading.Lock()
+    def __init__(self, name: str, help_: str, buckets: tuple[float, ...], labels: Labels,
+                 registry: prom.CollectorRegistry) -> None:
+        self._h = prom.Histogram(name, help_, labels, buckets=buckets, registry=registry)
+        self._labels = labels
 
     def observe(self, values: Labels, x: float) -> None:
-        with self._lock:
-            row = self._v.get(values)
-            if row is None:
-                row = self._v[values] = [0.0] * (len(self.buckets) + 2)
-            row[bisect_left(self.buckets, x)] += 1
-            row[-1] += x
-
-    def count(self, values: Labels = ()) -> float:
-        row = self._v.get(values)
-        return sum(row[:-1]) if row else 0.0
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}\n# TYPE {self.name} histogram\n"
-        with self._lock:
-            items = sorted((k, list(v)) for k, v in self._v.items())
-        for lv, row in items:
-            cum = 0.0
-            for le, n in zip((*self.buckets, float("inf")), row[:-1], strict=True):
-                cum += n
-                le_label = 'le="' + _num(le) + '"'
-                yield f"{self.name}_bucket{_fmt_labels(self.labels, lv, le_label)} {_num(cum)}\n"
-            yield f"{self.name}_sum{_fmt_labels(self.labels, lv)} {_num(row[-1])}\n"
-            yield f"{self.name}_count{_fmt_labels(self.labels, lv)} {_num(cum)}\n"
+        (self._h.labels(*values) if self._labels else self._h).observe(x)
 
 
-class Gauge:
-    """Value(s) read at scrape time from `read()`, which returns (label values, value) pairs."""
+class _Callback(Collector):
+    """A gauge or counter family read from `read()` at scrape time."""
 
-    def __init__(self, name: str, help_: str, read: Callable[[], Iterable[tuple[Labels, float]]],
-                 labels: Labels = ()) -> None:
-        self.name, self.help, self.labels, self.read = name, help_, labels, read
+    def __init__(self, kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, help_: str, read: Read,
+                 labels: Labels) -> None:
+        self.kind, self.name, self.help, self.read, self.labels = kind, name, help_, read, labels
 
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}\n# TYPE {self.name} gauge\n"
-        for lv, v in self.read():
-            yield f"{self.name}{_fmt_labels(self.labels, lv)} {_num(v)}\n"
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        fam = self.kind(self.name, self.help, labels=list(self.labels))
+        for values, v in self.read():
+            fam.add_metric(list(values), v)
+        yield fam
 
 
 class Registry:
-    """The metrics of one app instance (no globals: two apps in one test do not mix)."""
+    """The metrics of one app instance."""
 
     def __init__(self) -> None:
-        self._metrics: list[Counter | Histogram | Gauge] = []
+        self.prom = prom.CollectorRegistry(auto_describe=False)
 
     def counter(self, name: str, help_: str, labels: Labels = ()) -> Counter:
-        return self._add(Counter(name, help_, labels))
+        return Counter(name, help_, labels, self.prom)
 
     def histogram(self, name: str, help_: str, buckets: tuple[float, ...], labels: Labels = ()) -> Histogram:
-        return self._add(Histogram(name, help_, buckets, labels))
+        return Histogram(name, help_, buckets, labels, self.prom)
 
-    def gauge(self, name: str, help_: str, read: Callable[[], Iterable[tuple[Labels, float]]],
-              labels: Labels = ()) -> Gauge:
-        return self._add(Gauge(name, help_, read, labels))
+    def gauge(self, name: str, help_: str, read: Read, labels: Labels = ()) -> None:
+        """A gauge whose value(s) `read()` returns at scrape time: (label values, value) pairs."""
+        self.prom.register(_Callback(GaugeMetricFamily, name, help_, read, labels))
 
-    def _add(self, m):  # type: ignore[no-untyped-def]
-        self._metrics.append(m)
-        return m
+    def counter_from(self, name: str, help_: str, read: Read, labels: Labels = ()) -> None:
+        """A counter kept elsewhere (e.g. by an engine thread), read at scrape time."""
+        self.prom.register(_Callback(CounterMetricFamily, name, help_, read, labels))
 
     def render(self) -> str:
-        return "".join(line for m in self._metrics for line in m.render())
+        return prom.generate_latest(self.prom).decode()
 
 
 class StackMetrics:
@@ -129,15 +92,16 @@ class StackMetrics:
                                   ("method", "route", "status"))
         self.latency = r.histogram("surge_http_request_duration_seconds", "time to last body byte (seconds)",
                                    LATENCY_BUCKETS_S, ("method", "route", "status"))
-        self.rejected = r.counter("surge_rejected_total", "requests refused by overload protection",
-                                  ("reason",))
+        self.rejected = r.counter("surge_rejected_total", "requests refused by overload protection", ("reason",))
         self.batch = r.histogram("surge_llm_batch_sequences", "sequences per engine step", BATCH_BUCKETS,
                                  ("replica",))
-        self.step_s = r.histogram("surge_llm_step_seconds", "engine step duration (seconds)",
-                                  LATENCY_BUCKETS_S, ("replica",))
-        self.gen_tokens = r.counter("surge_llm_generated_tokens_total", "tokens sampled", ("replica",))
-        self.prefill_tokens = r.counter("surge_llm_prefill_tokens_total", "prompt tokens run", ("replica",))
-        self.ttft = r.histogram("surge_llm_time_to_first_token_seconds", "time to first token (seconds)",
+        self.step_s = r.histogram("surge_llm_step_seconds", "engine step duration (seconds)", LATENCY_BUCKETS_S,
+                                  ("replica",))
+        self.iteration_tokens = r.histogram("vllm:iteration_tokens_total", "tokens per engine step",
+                                            (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192), ("replica",))
+        self.gen_tokens = r.counter("vllm:generation_tokens_total", "tokens sampled", ("replica",))
+        self.prefill_tokens = r.counter("vllm:prompt_tokens_total", "prompt tokens run (prefill)", ("replica",))
+        self.ttft = r.histogram("vllm:time_to_first_token_seconds", "time to first token (seconds)",
                                 LATENCY_BUCKETS_S)
         self.tool_calls = r.counter("surge_tool_calls_total", "tool calls by outcome", ("tool", "outcome"))
         self.orders = r.counter("surge_orders_total", "agent order outcomes", ("outcome",))

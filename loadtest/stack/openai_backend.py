@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from loadtest.stack.llm import LLMError, Message, render_prompt
+from loadtest.stack.llm import LLMError, Prompt, prompt_text
 from loadtest.stack.options import StackOptions
 from loadtest.stack.vocab import Vocabulary
 from sim.scenario.services import LocalModel, OpenAIBackend
@@ -38,7 +38,7 @@ class RemoteGeneration:
                     self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
                     self.completion_tokens = usage.get("completion_tokens", counted)
                 for choice in chunk.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content") or ""
+                    piece = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
                     if piece:
                         counted += 1
                         self.completion_tokens = max(self.completion_tokens, counted)
@@ -72,8 +72,8 @@ class RemoteLLM:
     def stop(self) -> None:
         self._client = None
 
-    def count(self, messages: list[Message]) -> int:
-        return self.vocab.count(render_prompt(messages))
+    def count(self, messages: Prompt) -> int:
+        return self.vocab.count(prompt_text(messages))
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -84,17 +84,18 @@ class RemoteLLM:
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
         return self._client
 
-    async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
+    async def generate(self, messages: Prompt, max_tokens: int, temperature: float,
                        deadline: float | None) -> RemoteGeneration:
-        body = {"model": self.backend.model, "messages": messages, "max_tokens": max_tokens,
-                "temperature": temperature, "stream": True, "stream_options": {"include_usage": True}}
+        body: dict[str, object] = {"model": self.backend.model, "max_tokens": max_tokens, "temperature": temperature,
+                                   "stream": True, "stream_options": {"include_usage": True}}
+        path = "/completions" if isinstance(messages, str) else "/chat/completions"
+        body["prompt" if isinstance(messages, str) else "messages"] = messages
         headers = {}
         if deadline is not None:
             headers["X-Request-Timeout"] = f"{max(0.0, deadline - time.monotonic()):.3f}"
         client = self._http()
         try:
-            resp = await client.send(client.build_request("POST", "/chat/completions", json=body, headers=headers),
-                                     stream=True)
+            resp = await client.send(client.build_request("POST", path, json=body, headers=headers), stream=True)
         except httpx.HTTPError as e:
             raise LLMError("upstream_error") from e
         if resp.status_code != 200:

@@ -38,13 +38,13 @@ class Stack:
         streams = Streams(self.seed)
         self.rng_agent = streams("stack.agent")
         self.deadlines = Deadlines.of(sc)
-        cancel = self.deadlines.servers_cancel()
+        d = self.deadlines
         self.gateway = HttpGateway(sc, self.faults, self.metrics, streams("service.gateway"))
-        self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), cancel)
+        self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), d)
                      if sv.auth else None)
         self.sessions = Sessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
                                  self.faults, self.seed)
-        self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), cancel)
+        self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), d)
                       for name, t in sv.tools.items()}
         fleet = sv.llm or LLMFleet()
         backend = fleet.backend
@@ -61,6 +61,11 @@ class Stack:
         self.draining = False
         self.metrics.registry.gauge("surge_ready", "1 when serving, 0 while starting or draining",
                                     lambda: [((), float(self.ready and not self.draining))])
+        services = ([("auth", self.auth)] if self.auth else []) + list(self.tools.items())
+        self.metrics.registry.gauge("surge_service_queue_depth", "calls waiting for a slot, per service",
+                                    lambda: [((n, ), s.slots.waiting) for n, s in services], ("service",))
+        self.metrics.registry.gauge("surge_service_capacity", "slots up, per service",
+                                    lambda: [((n, ), s.slots.capacity) for n, s in services], ("service",))
 
     async def start(self) -> None:
         await self.store.open()

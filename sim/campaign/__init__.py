@@ -9,7 +9,7 @@ analytics, vulnerability maps and mitigation comparisons. Pure numpy/SimPy; figu
     mitigations       compare_mitigations(base, overlays) -> one row of KPIs per variant
 """
 
-from sim.campaign.metastability import Thresholds, analyse, format_analysis
+from sim.campaign.metastability import Thresholds, analyse, format_analysis, losses
 from sim.campaign.overlay import load_overlay, load_with_overlay
 
-__all__ = ["Thresholds", "analyse", "format_analysis", "load_overlay", "load_with_overlay"]
+__all__ = ["Thresholds", "analyse", "format_analysis", "losses", "load_overlay", "load_with_overlay"]

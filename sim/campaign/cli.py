@@ -49,7 +49,8 @@ def vulnerability(
 def mitigations(
     scenario: Path,
     overlay: Annotated[list[Path] | None, typer.Option(help="overlay files (default: every *.yaml in --dir)")] = None,
-    dir_: Annotated[Path, typer.Option("--dir", help="folder of overlays")] = Path("scenarios/mitigations"),
+    dir_: Annotated[Path | None, typer.Option("--dir", help="folder of overlays (default: mitigations/ next to the "
+                                                           "scenario, else the shipped ones)")] = None,
     replications: Annotated[int, typer.Option(min=1)] = 1,
     jobs: Jobs = 2,
     set_: Sets = None,
@@ -58,7 +59,12 @@ def mitigations(
     """Run the scenario with no mitigation and with each overlay; one table and one figure."""
     from reports.derived import write_mitigations
     from sim.campaign.mitigations import compare_mitigations, format_table
+    from sim.shipped import resolve, scenarios_dir
 
+    scenario = resolve(scenario)
+    if dir_ is None:
+        dir_ = scenario.parent / "mitigations"
+        dir_ = dir_ if dir_.is_dir() else scenarios_dir() / "mitigations"
     overlays = overlay or sorted(dir_.glob("*.yaml"))
     if not overlays:
         from sim.cli.options import UsageError
@@ -78,12 +84,61 @@ def validate_campaign(
     simulate_cell: Annotated[bool, typer.Option("--simulate/--no-simulate", help="also run the scaled cell")] = True,
     demand_only: Annotated[bool, typer.Option("--demand-only/--full", help="one-token LLM calls (fast; the counts "
                                               "do not depend on decode)")] = True,
-    cell_scale: Annotated[float | None, typer.Option(help="population.scale of the cell (default: 5e-5 "
-                                                     "demand-only, else the scenario's)")] = None,
+    cell_scale: Annotated[float, typer.Option(help="population.scale of the simulated cell (the same with --full)")]
+    = 5e-5,
     set_: Sets = None,
-    tolerance: Annotated[float, typer.Option(help="allowed relative error")] = 0.05,
+    tolerance: Annotated[float, typer.Option(help="allowed relative error of a calibrated figure")] = 0.05,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="launch scenarios: recompute the calibrated "
+                                            "parameters (several demand-only cells) and print them")] = False,
 ) -> None:
-    """Campaign totals: published vs the scenario's expectation vs the simulated scaled cell."""
+    """Campaign figures: published vs the scenario (expectation) vs the simulated, scaled-up cell.
+    A scenario with `population.launch` also gets the days, the launch day hour by hour, and a
+    calibrated / predicted label on every figure."""
+    from sim.campaign.overlay import load_with_overlay
+
+    sets = list(set_ or [])
+    sc = load_with_overlay(scenario, None, sets)
+    if sc.population is not None and sc.population.launch is not None:
+        _validate_launch(scenario, sets, cell_scale, demand_only, calibrate, tolerance)
+        return
+    _validate_totals(scenario, sets, cell_scale, demand_only, simulate_cell, tolerance)
+
+
+def _validate_launch(scenario: Path, sets: list[str], cell_scale: float, demand_only: bool, calibrate: bool,
+                     tolerance: float) -> None:
+    from sim.campaign import launch_check
+    from sim.des import simulate
+
+    if calibrate:
+        from sim.campaign.launch import calibrate as fit
+
+        with progress("calibrating") as tick:
+            rows = fit(scenario, sets, cell_scale, progress=tick)
+        for r in rows:
+            print("  ".join(f"{k} {v:.6g}" for k, v in r.items()))
+        last = rows[-1]
+        print(f"--set population.launch.broadcast.pool_users={last['pool_users']:.4g} "
+              f"--set population.sessions_per_user_per_day={last['sessions_per_user_per_day']:.4g} "
+              f"--set population.launch.first_session.try_share={last['try_share']:.4g}")
+        return
+    sc = launch_check.cell(scenario, sets, cell_scale, demand_only)
+    p = sc.population
+    assert p is not None
+    with progress(f"simulating {sc.name}") as tick:
+        results = simulate(sc, progress=tick)
+    print(f"{sc.name}: cell = {p.scale * sc.arrivals.scale:g} of the population, scaled back up by "
+          f"{1 / (p.scale * sc.arrivals.scale):,.0f}" + ("; demand only (one-token LLM calls)" if demand_only else ""))
+    text, ok = launch_check.report(sc, results, tolerance)
+    print(text)
+    if not ok:
+        print("FAIL: a figure is outside its tolerance (marked '<- off')")
+        raise typer.Exit(SLO_BREACH)
+    print("ok: every calibrated figure within its tolerance, every predicted one within 25%")
+
+
+def _validate_totals(scenario: Path, sets: list[str], cell_scale: float, demand_only: bool, simulate_cell: bool,
+                     tolerance: float) -> None:
+    """The four campaign totals for a scenario with a DAU list (`population.campaign`)."""
     from sim.campaign.calibration import (
         comparison,
         demand_only_overrides,
@@ -93,9 +148,8 @@ def validate_campaign(
     )
     from sim.campaign.overlay import load_with_overlay
 
-    sets = list(set_ or [])
-    if cell_scale is not None or (demand_only and simulate_cell):
-        sets.append(f"population.scale={cell_scale or 5e-5}")
+    if simulate_cell:
+        sets = sets + [f"population.scale={cell_scale}"]  # the same cell with and without --full
     sc = load_with_overlay(scenario, None, sets)
     if demand_only and simulate_cell:
         sc = load_with_overlay(scenario, None, sets + demand_only_overrides(sc))
@@ -140,8 +194,7 @@ def metastability(
         from reports.derived import write_metastability
 
         print(f"analysis: {write_metastability(out, a)}")
-        png = outage_figure(run_dir, a, start_hour=sc.run.start_hour if sc else None, out=out / "outage.png")
-        print(f"figure: {png}")
+        print(f"figure: {outage_figure(run_dir, a, out=out / 'outage.png')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,28 +12,42 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
 
 from sim.cli.options import USER_ERROR
 from sim.errors import SurgeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="surge: simulate and load-test AI agent stacks under campaign-scale load.")
-
 # modules with a `register(app)`; each imports its heavy parts inside its commands
-COMMANDS = ("sim.cli.core", "sim.campaign.cli", "loadtest.cli", "loadtest.calibrate_cli")
+COMMANDS = ("sim.cli.core", "sim.campaign.cli", "sim.planning.cli", "loadtest.cli", "loadtest.calibrate_cli")
+_app: typer.Typer | None = None
+
+
+def build_app() -> typer.Typer:
+    """The `surge` app with every subcommand registered (once; the modules import
+    `sim.cli.options`, so registration waits until the app is asked for)."""
+    global _app
+    if _app is None:
+        _app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                           help="surge: simulate and load-test AI agent stacks under campaign-scale load.")
+        for name in COMMANDS:
+            importlib.import_module(name).register(_app)
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module 'sim.cli' has no attribute {name!r}")
 
 
 def main() -> None:
     try:
-        app()
+        build_app()()
     except SurgeError as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(e.exit_code or USER_ERROR)
 
 
-for _name in COMMANDS:
-    importlib.import_module(_name).register(app)
-
-__all__ = ["app", "main"]
+__all__ = ["app", "build_app", "main"]

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.options import SLO_BREACH, Jobs, Seed, Sets, progress
+from sim.cli.options import SLO_BREACH, DataDir, Jobs, Seed, Sets, need_stack, progress
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (validate, schema, run):
+    for fn in (validate, schema, run, examples, init):
         app.command()(fn)
     app.command("report")(report_cmd)
     app.command()(compare)
@@ -22,13 +22,33 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stack_app, name="stack")
 
 
-def validate(scenario: Path, set_: Sets = None) -> None:
-    """Check a scenario file; print a one-line verdict."""
+def validate(scenario: Path, set_: Sets = None, data_dir: DataDir = None) -> None:
+    """Check a scenario file and the data files it names; print a one-line verdict."""
     from sim.scenario import load_scenario
 
-    sc = load_scenario(scenario, set_ or [])
+    sc = load_scenario(scenario, set_ or [], data_dir=data_dir)
     print(f"ok: {scenario} ({sc.name}: {len(sc.workload.classes)} classes, {len(sc.services.names())} services, "
           f"{len(sc.faults)} faults)")
+
+
+def examples() -> None:
+    """List the scenarios that ship with surge (any command takes their names, e.g. `feb8_outage`)."""
+    from sim.scenario import load_scenario
+    from sim.shipped import examples as shipped
+    from sim.shipped import scenarios_dir
+
+    root = scenarios_dir()
+    for rel in shipped():
+        sc = load_scenario(root / rel)
+        print(f"{str(rel.with_suffix('')):<34} {sc.description[:80]}")
+    print(f"({root})")
+
+
+def init(folder: Path) -> None:
+    """Copy the shipped scenarios (with their data and mitigation overlays) into FOLDER to edit."""
+    from sim.shipped import copy_to
+
+    print(f"scenarios copied to {copy_to(folder)}")
 
 
 def schema() -> None:
@@ -47,20 +67,25 @@ def run(
     jobs: Jobs = 2,
     report: Annotated[bool, typer.Option(help="write the HTML/Markdown report")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when an SLO is missed")] = False,
+    data_dir: DataDir = None,
+    engine: Annotated[str, typer.Option(help="des (SimPy), fleet (vectorised) or auto (sim.engines.choose)")] = "des",
 ) -> None:
-    """Simulate a scenario with the SimPy engine and write a run folder (and its report)."""
+    """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
+    from sim.engines import choose
+    from sim.results import writable_folder
     from sim.runner import run_replications, run_single
     from sim.scenario import load_scenario
 
-    sc = load_scenario(scenario, set_ or [], seed=seed)
-    folder = out or Path("runs") / sc.name
-    with progress(f"simulating {sc.name}") as tick:
+    sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
+    folder = writable_folder(out or Path("runs") / sc.name)
+    which = choose(sc, engine)
+    with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
-            results = run_single(sc, folder, tick)
+            results = run_single(sc, folder, tick, engine=which)
             _print_summary(results)
             _metastability(results, sc, folder)
         else:
-            results = run_replications(sc, folder, replications, jobs, tick)
+            results = run_replications(sc, folder, replications, jobs, tick, engine=which)
             _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)
@@ -108,6 +133,7 @@ def stack_serve(
     set_: Sets = None,
 ) -> None:
     """Serve the reference agent stack (FastAPI on uvicorn) on loopback."""
+    need_stack("stack serve")
     from loadtest.stack.__main__ import main as stack_main
 
     args = ["--host", host, "--port", str(port), "--scale", str(scale)]

@@ -27,6 +27,8 @@ Sets = Annotated[list[str] | None, typer.Option("--set", help="override a scenar
 Seed = Annotated[int | None, typer.Option(help="override run.seed")]
 Jobs = Annotated[int, typer.Option(min=1, max=256, help="worker processes")]
 Out = Annotated[Path | None, typer.Option(help="output folder")]
+DataDir = Annotated[Path | None, typer.Option(help="folder the scenario's data files (traces, empirical) must lie "
+                                                   "in; default: the scenario's own folder")]
 
 _DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$")
 
@@ -59,6 +61,22 @@ def progress(label: str) -> Iterator[Callable[[float], None]]:
     with bar:
         task = bar.add_task(label, total=1.0)
         yield lambda frac: bar.update(task, completed=frac)
+
+
+def need_stack(command: str) -> None:
+    """The reference stack and the load test need the `stack` extra (torch, FastAPI, Locust)."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    missing = [m for m in ("torch", "fastapi", "uvicorn", "locust") if not have(m)]
+    if missing:
+        raise UsageError(f"'surge {command}' needs the stack extra ({', '.join(missing)} not installed): "
+                         "pip install 'surge[stack]' (install torch==2.13.0 first for the CPU build)")
 
 
 def floats(text: str, flag: str) -> tuple[float, ...]:

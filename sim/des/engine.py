@@ -7,12 +7,15 @@ from functools import partial
 from pathlib import Path
 
 import simpy
+from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
 from sim.des.client import Client
 from sim.des.stack import StackModel
+from sim.des.users import launch_users
+from sim.errors import SimulationError
 from sim.results import Recorder, Results
 from sim.results import names as N
 from sim.scenario import Scenario
@@ -33,7 +36,8 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
     stack = StackModel(env, sc, streams)
     client = Client(env, stack, rec, streams)
-    _arrivals(env, sc, client, streams)
+    if launch_users(env, sc, client, streams, rec, seed) is None:
+        _arrivals(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
     if stack.fleet is not None and sc.services.llm and sc.services.llm.autoscaling:
         env.process(stack.fleet.autoscale(rec))
@@ -54,9 +58,40 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
 def _run(env: simpy.Environment, horizon: float, progress: Progress | None) -> None:
     steps = 100 if progress else 1
     for k in range(1, steps + 1):
-        env.run(until=horizon * k / steps)
+        run_guarded(env, horizon * k / steps)
         if progress:
             progress(k / steps)
+
+
+MAX_EVENTS_PER_SIM_S = 1_000_000  # 100x the busiest shipped scenario (sre_failover: ~10,000)
+GUARD_SPAN = 1 << 18  # events between checks: ~3 s of engine time
+
+
+def run_guarded(env: simpy.Environment, until: float, span: int = GUARD_SPAN,
+                max_events_per_s: float = MAX_EVENTS_PER_SIM_S) -> None:
+    """`env.run(until=until)`, stopped with a `SimulationError` when simulated time stalls: each
+    `span` events must advance it by at least `span / max_events_per_s` seconds. Zero latencies
+    with zero think times, or a timer of 1e-300 s, would otherwise never reach `until`.
+
+    The check costs one comparison per `span` events; the loop itself is SimPy's `run` loop."""
+    stop = simpy.Event(env)
+    stop._ok = True
+    stop._value = None
+    stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+    env.schedule(stop, URGENT, until - env.now)
+    step, min_advance_s = env.step, span / max_events_per_s
+    try:
+        while True:
+            t0 = env.now
+            for _ in range(span):
+                step()
+            if env.now - t0 < min_advance_s:
+                raise SimulationError(
+                    f"simulated time stalled at t={env.now:.6g} s: {span:,} events in {env.now - t0:.3g} simulated "
+                    f"seconds (the engine stops above {max_events_per_s:,.0f} events per simulated second); look "
+                    "for zero latencies with zero think times, or tiny periods such as autoscaling.interval_s")
+    except StopSimulation:
+        return
 
 
 def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams) -> None:

@@ -52,8 +52,14 @@ class Results:
         return np.arange(self.meta["n_intervals"]) * self.meta["interval_s"]
 
     def write(self, folder: str | Path) -> Path:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write the run folder (created if needed); `ResultsError` when it cannot be written."""
+        out = writable_folder(folder)
+        try:
+            return self._write(out)
+        except OSError as e:
+            raise ResultsError(f"{out}: cannot write results there ({e.strerror or e})") from None
+
+    def _write(self, out: Path) -> Path:
         (out / "run.json").write_text(strict_json(self.meta) + "\n")
         names = sorted(self.series)
         table = np.column_stack([self.t_s] + [self.series[n] for n in names])
@@ -91,6 +97,23 @@ class Results:
         if (src / SCENARIO_FILE).is_file():
             scenario = yaml.safe_load((src / SCENARIO_FILE).read_text())
         return cls(meta, series, hists, events, summarize(meta, series, hists), scenario)
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """`folder`, created if needed, once a file could be written in it; `ResultsError` (one line)
+    when it is a file, lies under a file, or cannot be created or written. Callers check this
+    before a run, so a bad output path fails before the simulation, not after it."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"{out}: exists and is not a folder (results need a folder)")
+    probe = out / ".surge-write-check"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsError(f"{out}: cannot write results there ({e.strerror or e})") from None
+    return out
 
 
 def strict_json(x: Any, indent: int | None = 2) -> str:

@@ -11,19 +11,24 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from sim.errors import ScenarioError
+from sim.scenario.safe_yaml import MAX_DEPTH, YamlRefused, load_bounded, parse_yaml
 from sim.scenario.schema import Scenario
 
-_MAX_BYTES = 10_000_000
+MAX_SCENARIO_BYTES = 1_000_000  # the largest shipped scenario is ~6 KB
 _FIELD_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*: ")
 
 
-def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Scenario:
-    """Parse and validate a scenario file. `overrides` are `path.to.field=value` (value in YAML)."""
-    p = Path(path)
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None,
+                  data_dir: str | Path | None = None) -> Scenario:
+    """Parse and validate a scenario file (or a shipped scenario by name, `sim.shipped`).
+    `overrides` are `path.to.field=value` (value in YAML); data files must lie in the scenario's
+    folder, or in `data_dir` when given."""
+    from sim.shipped import resolve
+
+    p = resolve(path)
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))
@@ -32,23 +37,24 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
         if not isinstance(data["run"], dict):
             raise ScenarioError("expected a mapping", file=str(p), path="run")
         data["run"]["seed"] = seed
-    return parse_scenario(data, file=str(p), base_dir=p.parent)
+    return parse_scenario(data, file=str(p), base_dir=p.parent, data_dir=data_dir)
 
 
 def read_yaml(p: Path) -> dict[str, Any]:
+    """The raw mapping of a scenario file (bounded: see `sim.scenario.safe_yaml`)."""
+    if p.is_dir():
+        raise ScenarioError("is a folder, expected a scenario file", file=str(p))
     if not p.is_file():
-        raise ScenarioError("file not found", file=str(p))
-    if p.stat().st_size > _MAX_BYTES:
-        raise ScenarioError(f"file is larger than {_MAX_BYTES} bytes", file=str(p))
+        raise ScenarioError("is not a regular file" if p.exists() else "file not found", file=str(p))
+    if p.stat().st_size > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"file is larger than {MAX_SCENARIO_BYTES:,} bytes", file=str(p))
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(f"YAML syntax error at {where}{problem}", file=str(p)) from None
+        text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise ScenarioError("not UTF-8 text", file=str(p)) from None
+    except OSError as e:
+        raise ScenarioError(f"cannot be read ({e.strerror})", file=str(p)) from None
+    data = parse_yaml(text, str(p))
     if data is None:
         raise ScenarioError("empty file: expected a scenario mapping", file=str(p))
     if not isinstance(data, dict):
@@ -56,19 +62,26 @@ def read_yaml(p: Path) -> dict[str, Any]:
     return data
 
 
-def parse_scenario(data: dict[str, Any], file: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+def parse_scenario(data: dict[str, Any], file: str = "<scenario>", base_dir: Path | None = None,
+                   data_dir: str | Path | None = None) -> Scenario:
+    """Validate a raw mapping. Data files are relative to `base_dir` and must lie inside
+    `data_dir` (default: `base_dir`), see `sim.datafiles`."""
     base = str(base_dir or Path("."))
+    root = str(data_dir) if data_dir is not None else None
     try:
-        sc = Scenario.model_validate(data, context={"base_dir": base})
+        sc = Scenario.model_validate(data, context={"base_dir": base, "data_dir": root})
     except ValidationError as e:
-        raise ScenarioError(_describe(e.errors()[0]), file=file) from None
+        raise ScenarioError(_describe(e.errors(include_url=False)[0]), file=file) from None
+    except RecursionError:
+        raise ScenarioError("nested too deeply to validate", file=file) from None
     sc._base_dir = base
+    sc._data_dir = root
     return sc
 
 
 def _describe(err: Any) -> str:
     """One pydantic error as `field.path: what was expected (got VALUE)`, in plain words."""
-    loc = ".".join(str(x) for x in err["loc"] if not _is_union_tag(x))
+    loc = ".".join(_cut(str(x), 40) for x in err["loc"] if not _is_union_tag(x))
     msg = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -89,15 +102,34 @@ def _describe(err: Any) -> str:
     found = err.get("input")
     if "(got " in msg or isinstance(found, dict):
         return f"{where}{msg}"  # the rule already shows the value, or the value is a whole mapping
-    shown = json.dumps(found, default=str)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{where}{msg} (got {shown})"
+    return f"{where}{msg} (got {shown(found)})"
+
+
+def shown(x: Any) -> str:
+    """A value as an error message shows it: short, and never by serialising a whole structure."""
+    if isinstance(x, list | tuple):
+        return f"a list of {len(x)} items"
+    if isinstance(x, dict):
+        return f"a mapping of {len(x)} keys"
+    if isinstance(x, str):
+        return json.dumps(_cut(x, 57))
+    if isinstance(x, int) and not isinstance(x, bool):
+        digits = len(str(abs(x))) if abs(x) < 10**60 else None
+        return str(x) if digits is not None else "an integer of more than 60 digits"
+    if isinstance(x, bytes | bytearray):
+        return f"{len(x)} bytes of binary data"
+    return _cut(json.dumps(x, default=lambda v: type(v).__name__), 60)
+
+
+def _cut(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 3] + "..."
 
 
 _PLAIN = (
     ("Input should be", "must be"), ("greater than or equal to", ">="), ("greater than", ">"),
     ("less than or equal to", "<="), ("less than", "<"),
+    ("Dictionary should have", "must have"), ("Tuple should have", "must have"), ("List should have", "must have"),
+    (" after validation", ""), ("Keys should be strings", "keys must be text"),
 )
 
 
@@ -124,18 +156,23 @@ _DIST_TAGS = {
 def apply_override(data: dict[str, Any], item: str, file: str = "<override>") -> None:
     """Set `a.b.0.c=value` in the raw mapping; the value is parsed as YAML (`3`, `true`, `[1,2]`)."""
     if "=" not in item:
-        raise ScenarioError(f"override must look like path.to.field=value (got {item!r})", file=file)
+        raise ScenarioError(f"override must look like path.to.field=value (got {_cut(item, 60)!r})", file=file)
     key, raw = item.split("=", 1)
     parts = [k for k in key.strip().split(".") if k]
     if not parts:
-        raise ScenarioError(f"override has an empty path (got {item!r})", file=file)
+        raise ScenarioError(f"override has an empty path (got {_cut(item, 60)!r})", file=file)
+    key = ".".join(_cut(k, 40) for k in parts)  # as messages show it
+    if len(parts) > MAX_DEPTH:
+        raise ScenarioError(f"override path has {len(parts)} parts (at most {MAX_DEPTH})", file=file, path=_cut(key, 80))
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise ScenarioError(f"override value is not valid YAML (got {raw!r})", file=file, path=key) from None
+        value = load_bounded(raw)
+    except YamlRefused as e:
+        if e.syntax:
+            raise ScenarioError(f"override value is not valid YAML (got {_cut(raw, 60)!r})", file=file, path=key) from None
+        raise ScenarioError(f"override value: {e}", file=file, path=key) from None
     node: Any = data
     for i, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[: i + 1]), file, create=True)
+        node = _child(node, part, _cut(".".join(parts[: i + 1]), 80), file, create=True)
     last = parts[-1]
     if isinstance(node, list):
         idx = _index(node, last, key, file)
@@ -159,8 +196,10 @@ def _child(node: Any, part: str, where: str, file: str, create: bool) -> Any:
 
 
 def _index(node: list[Any], part: str, where: str, file: str) -> int:
-    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-        raise ScenarioError(f"list index out of range (list has {len(node)} items, got {part!r})", file=file, path=where)
+    digits = part.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit() and len(digits) < 19) or not -len(node) <= int(part) < len(node):
+        raise ScenarioError(f"list index out of range (list has {len(node)} items, got {_cut(part, 40)!r})",
+                            file=file, path=where)
     return int(part)
 
 

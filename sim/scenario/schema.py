@@ -8,42 +8,56 @@ engine never meets an inconsistent scenario.
 from __future__ import annotations
 
 import math
-import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from sim.dists import Distribution
+from sim.datafiles import read_column, read_datetime_column, resolve_data_path
+from sim.dists import Constant, Distribution
+from sim.scenario.clients import Backoff, Clients
+from sim.scenario.launch import Launch
 from sim.scenario.services import Frozen, Services
+from sim.scenario.workload import CommandClass, LLMStage, Stage, ToolStage, Workload
 
-_BIG = 1e12
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# What the SimPy engine can do: it simulates 10^4-10^5 commands per wall-clock second, so a
+# higher session rate would take hours per simulated minute (simulate a cell: population.scale).
+MAX_SESSION_RATE_PER_S = 100_000
+MAX_COMMANDS_PER_SESSION = 10_000
+MAX_INTERVALS = 100_000  # results memory: ~3 KB per interval for the agent mix (smoke.yaml)
 
 
 class Run(Frozen):
     """The simulated window and how results are binned."""
 
-    duration_s: float = Field(default=3600, gt=0, le=1e8)
-    interval_s: float = Field(default=60, gt=0, le=1e7)
-    warmup_s: float = Field(default=0, ge=0, le=1e8, description="excluded from KPIs and SLO verdicts")
-    start_hour: float = Field(default=0, ge=0, lt=24, description="clock time of t=0, for the diurnal profile")
-    seed: int = Field(default=1, ge=0, le=2**63 - 1)
+    duration_s: float = Field(default=3600, gt=0, le=1e8, description="simulated time from t=0, seconds")
+    interval_s: float = Field(default=60, gt=0, le=1e7, description="width of one results bin (time series, "
+                                                                    "histograms), seconds")
+    warmup_s: float = Field(default=0, ge=0, le=1e8, description="seconds from t=0 excluded from KPIs and SLO "
+                                                                 "verdicts (the system is still filling)")
+    start_hour: float = Field(default=0, ge=0, lt=24, description="clock time of t=0 in hours (12.5 = 12:30), for "
+                                                                  "the diurnal profile and report axes")
+    seed: int = Field(default=1, ge=0, le=2**63 - 1, description="random seed: the same seed gives the same "
+                                                                 "results, byte for byte")
 
     @model_validator(mode="after")
     def _fits(self) -> Run:
         if self.warmup_s >= self.duration_s:
             raise ValueError(f"'warmup_s' must be < 'duration_s' (got {self.warmup_s} >= {self.duration_s})")
-        if self.duration_s / self.interval_s > 1_000_000:
-            raise ValueError("more than 1,000,000 intervals: raise 'interval_s'")
+        if self.duration_s / self.interval_s > MAX_INTERVALS:
+            raise ValueError(f"more than {MAX_INTERVALS:,} intervals: raise 'interval_s'")
         return self
 
 
 class Campaign(Frozen):
     """A campaign that lifts daily active users from `launch_at_s` on (one value per day)."""
 
-    launch_at_s: float = Field(ge=0, le=1e8)
-    daily_active_users: tuple[float, ...] = Field(min_length=1, description="DAU on each day from launch")
-    cards_per_user: float = Field(default=0, ge=0, le=1000, description="free-order cards held per active user")
+    launch_at_s: float = Field(ge=0, le=1e8, description="simulated time the campaign starts, seconds after t=0")
+    daily_active_users: tuple[float, ...] = Field(
+        min_length=1, description="daily active users on each day from the launch (day 1, 2, ...); the last value "
+                                  "holds after the list ends; users per day")
+    cards_per_user: float = Field(default=0, ge=0, le=1000, description="free-order cards held per active user "
+                                                                        "(for reports; the engines do not use it)")
 
     @field_validator("daily_active_users")
     @classmethod
@@ -57,15 +71,23 @@ class Campaign(Frozen):
 class Population(Frozen):
     """Who issues commands: DAU, when in the day, how many sessions, and how each session runs."""
 
-    daily_active_users: float = Field(gt=0, le=1e10)
-    sessions_per_user_per_day: float = Field(default=1.0, gt=0, le=1e4)
+    daily_active_users: float = Field(gt=0, le=1e10, description="active users per day before any campaign")
+    sessions_per_user_per_day: float = Field(default=1.0, gt=0, le=1e4, description="sessions each active user "
+                                                                                    "starts per day")
     diurnal: tuple[float, ...] | None = Field(
-        default=None, description="24 relative weights, hour 0..23 (normalised to mean 1); none = flat"
+        default=None, description="24 relative weights, hour 0..23 of the clock (normalised to mean 1, linear "
+                                  "between hour midpoints); none = flat"
     )
-    campaign: Campaign | None = None
-    commands_per_session: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 1})  # type: ignore[assignment]
-    think_time_s: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0})  # type: ignore[assignment]
-    scale: float = Field(default=1.0, gt=0, le=1e6, description="fraction of the population simulated (a cell)")
+    campaign: Campaign | None = Field(default=None, description="a campaign that lifts DAU from a launch time on")
+    launch: Launch | None = Field(default=None, description="the campaign's launch as users who join, invite and "
+                                  "hold cards (instead of 'campaign')")
+    commands_per_session: Distribution = Field(
+        default_factory=lambda: Constant(value=1),
+        description=f"commands a session issues (rounded, at least 1; mean at most {MAX_COMMANDS_PER_SESSION:,})")
+    think_time_s: Distribution = Field(default_factory=lambda: Constant(value=0),
+                                       description="pause between a session's commands, seconds")
+    scale: float = Field(default=1.0, gt=0, le=1e6, description="fraction of the population simulated (a cell): "
+                                                                "1e-4 simulates one user in 10,000")
 
     @field_validator("diurnal")
     @classmethod
@@ -78,112 +100,87 @@ class Population(Frozen):
             raise ValueError("weights must be >= 0 with a positive sum")
         return v
 
+    @model_validator(mode="after")
+    def _one_campaign(self) -> Population:
+        if self.campaign is not None and self.launch is not None:
+            raise ValueError("launch: give either 'campaign' (DAU per day) or 'launch' (the users behind it), not both")
+        return self
+
+    @field_validator("commands_per_session")
+    @classmethod
+    def _bounded(cls, v: Distribution) -> Distribution:
+        if not v.mean <= MAX_COMMANDS_PER_SESSION:
+            raise ValueError(f"mean must be <= {MAX_COMMANDS_PER_SESSION:,} commands per session (got {v.mean:g})")
+        return v
+
+    @property
+    def peak_factor(self) -> float:
+        """Highest rate of the day over the mean rate: the largest diurnal weight over their mean
+        times the largest campaign DAU over the baseline DAU (at least 1)."""
+        hour = max(self.diurnal) / (sum(self.diurnal) / 24) if self.diurnal else 1.0
+        dau = max(self.campaign.daily_active_users) / self.daily_active_users if self.campaign else 1.0
+        return hour * max(1.0, dau)
+
 
 class Trace(Frozen):
-    """Replay arrivals from a CSV/JSONL file (relative to the scenario file)."""
+    """Replay arrivals from a CSV/JSONL file (relative to the scenario file, inside its folder)."""
 
-    file: str
-    time_column: str
-    time_unit: Literal["s", "ms", "us", "datetime"] = "s"
-    prompt_column: str | None = None
-    output_column: str | None = None
+    file: str = Field(description="CSV or JSON Lines file, relative to the scenario file and inside its folder; "
+                                  "at most 64 MB")
+    time_column: str = Field(description="column holding each arrival's time (times need not be sorted)")
+    time_unit: Literal["s", "ms", "us", "datetime"] = Field(
+        default="s", description="unit of time_column: seconds, milliseconds, microseconds, or ISO 8601 "
+                                 "datetimes (all with a time zone or all without)")
+    prompt_column: str | None = Field(default=None, description="column of prompt tokens per arrival: replaces "
+                                                                "the first LLM call's prompt_tokens")
+    output_column: str | None = Field(default=None, description="column of output tokens per arrival: replaces "
+                                                                "the first LLM call's output_tokens")
+
+    @model_validator(mode="after")
+    def _readable(self, info: ValidationInfo) -> Trace:
+        ctx = info.context or {}
+        read_trace(self, ctx.get("base_dir", "."), ctx.get("data_dir"))  # what a run reads (cached)
+        return self
+
+
+TraceColumns = tuple[tuple[float, ...], tuple[float, ...] | None, tuple[float, ...] | None]
+
+
+def read_trace(tr: Trace, base_dir: str | Path, data_dir: str | Path | None) -> TraceColumns:
+    """(arrival times in seconds, prompt tokens, output tokens) in file order, as the file gives
+    them; `DataFileError` when the file or a column is missing, malformed or too large."""
+    path = resolve_data_path(tr.file, base_dir, data_dir)
+    if tr.time_unit == "datetime":
+        times = read_datetime_column(path, tr.time_column)
+    else:
+        per_s = {"s": 1.0, "ms": 1e3, "us": 1e6}[tr.time_unit]
+        times = tuple(t / per_s for t in read_column(path, tr.time_column))
+    prompts = read_column(path, tr.prompt_column) if tr.prompt_column else None
+    outputs = read_column(path, tr.output_column) if tr.output_column else None
+    return times, prompts, outputs
 
 
 class Arrivals(Frozen):
     """When sessions start. `rate_per_s` (constant base rate) or the population's rate curve."""
 
-    process: Literal["poisson", "gamma", "weibull", "trace"] = "poisson"
-    rate_per_s: float | None = Field(default=None, gt=0, le=1e9)
-    cv: float = Field(default=1.0, gt=0, le=100, description="inter-arrival CV for gamma/weibull renewal")
-    scale: float = Field(default=1.0, gt=0, le=1e6, description="multiplies the rate (trace: compresses time)")
-    trace: Trace | None = None
+    process: Literal["poisson", "gamma", "weibull", "trace"] = Field(
+        default="poisson", description="poisson (memoryless); gamma or weibull (renewal with inter-arrival CV "
+                                       "`cv`, bursty when cv > 1); trace (replayed from a file)")
+    rate_per_s: float | None = Field(
+        default=None, gt=0, le=MAX_SESSION_RATE_PER_S,
+        description="base session start rate, sessions per second; none = from the population's DAU")
+    cv: float = Field(default=1.0, ge=0.03, le=100, description="coefficient of variation of the gaps between "
+                                                                "arrivals (gamma and weibull; 1 = as random as "
+                                                                "Poisson)")
+    scale: float = Field(default=1.0, gt=0, le=1e6, description="multiplies the rate (trace: compresses time, "
+                                                                "2 = twice the rate, same shape)")
+    trace: Trace | None = Field(default=None, description="the file to replay, exactly when process is trace")
 
     @model_validator(mode="after")
     def _trace(self) -> Arrivals:
         if (self.process == "trace") != (self.trace is not None):
             raise ValueError("'trace' must be given exactly when process is 'trace'")
         return self
-
-
-class LLMStage(Frozen):
-    """An LLM call. Its prompt is the command's context so far plus `prompt_tokens` new tokens."""
-
-    prompt_tokens: Distribution
-    output_tokens: Distribution
-
-
-class ToolStage(Frozen):
-    service: str
-    result_tokens: Distribution | None = Field(default=None, description="tokens the result adds to the context")
-
-
-class Stage(Frozen):
-    llm: LLMStage | None = None
-    tool: ToolStage | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tool_shorthand(cls, data: object) -> object:
-        if isinstance(data, dict) and isinstance(data.get("tool"), str):
-            return {**data, "tool": {"service": data["tool"]}}
-        return data
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Stage:
-        if (self.llm is None) == (self.tool is None):
-            raise ValueError("a stage is exactly one of 'llm' or 'tool'")
-        return self
-
-
-class CommandClass(Frozen):
-    probability: float = Field(gt=0, le=1)
-    priority: int = Field(default=1, ge=0, le=100, description="lower is more important")
-    carry_context: bool = Field(default=True, description="each LLM call sees the earlier calls' tokens")
-    places_order: bool = Field(default=False, description="a success counts as one order placed")
-    stages: tuple[Stage, ...] = Field(min_length=1)
-
-
-class Workload(Frozen):
-    classes: dict[str, CommandClass] = Field(min_length=1)
-
-    @field_validator("classes")
-    @classmethod
-    def _mix(cls, v: dict[str, CommandClass]) -> dict[str, CommandClass]:
-        for name in v:
-            if not _NAME.match(name):
-                raise ValueError(f"class name must be lower_snake_case (got {name!r})")
-        total = sum(c.probability for c in v.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"class probabilities must sum to 1 (got {total:g})")
-        return v
-
-
-class Backoff(Frozen):
-    base_s: float = Field(default=0.5, ge=0, le=1e6)
-    cap_s: float = Field(default=30, ge=0, le=1e6)
-    multiplier: float = Field(default=2.0, ge=1, le=100)
-    jitter: Literal["none", "full", "equal"] = "full"
-
-
-class Clients(Frozen):
-    """How clients behave: per-attempt timeout, retries, giving up, logging in again."""
-
-    timeout_s: float | None = Field(default=None, gt=0, le=1e7)
-    max_attempts: int = Field(default=1, ge=1, le=100)
-    backoff: Backoff = Field(default_factory=Backoff)
-    retry_on: tuple[Literal["timeout", "rejected", "shed", "error", "auth"], ...] = (
-        "timeout", "rejected", "shed", "error",
-    )
-    retry_budget_ratio: float | None = Field(default=None, ge=0, le=100, description="retries <= ratio * first tries")
-    adaptive_throttle_k: float | None = Field(default=None, ge=1, le=100, description="Google SRE client throttling")
-    abandon_after_s: float | None = Field(default=None, gt=0, le=1e7, description="user gives up the command")
-    cancel_on_timeout: bool = Field(default=False, description="servers learn of a timeout and stop the work")
-    relogin: bool = True
-    session_lost_after_timeouts: int | None = Field(
-        default=None, ge=1, le=100,
-        description="the app drops its session after this many timeouts in a row (e.g. a token refresh "
-                    "that timed out logs the user out) and must log in again: overload becomes a login storm",
-    )
 
 
 FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]
@@ -196,11 +193,16 @@ class Fault(Frozen):
     On the LLM fleet, capacity_loss takes down ceil(fraction x replicas) replicas (their work
     fails); replicas that autoscaling adds later start healthy, as replacements for lost machines."""
 
-    at_s: float = Field(ge=0, le=1e8)
-    duration_s: float = Field(gt=0, le=1e8)
-    target: str
-    kind: FaultKind
-    magnitude: float = Field(default=1.0, ge=0, le=1e6)
+    at_s: float = Field(ge=0, le=1e8, description="when the fault starts, seconds after t=0 (< run.duration_s)")
+    duration_s: float = Field(gt=0, le=1e8, description="how long it lasts, seconds")
+    target: str = Field(description="the service hit: gateway, auth, llm or a key of services.tools")
+    kind: FaultKind = Field(description="capacity_loss (servers or replicas lost), slowdown (latency multiplied), "
+                                        "error_rate (calls fail), outage (all calls fail), session_invalidation "
+                                        "(sessions logged out: a login storm; target auth)")
+    magnitude: float = Field(default=1.0, ge=0, le=1e6, description="fraction lost (capacity_loss), latency "
+                                                                    "multiplier >= 1 (slowdown), probability of "
+                                                                    "failure (error_rate) or fraction of sessions "
+                                                                    "lost (session_invalidation)")
 
     @model_validator(mode="after")
     def _magnitude(self) -> Fault:
@@ -212,10 +214,17 @@ class Fault(Frozen):
 
 
 class SLO(Frozen):
-    ttft_p99_s: float | None = Field(default=None, gt=0, le=1e6)
-    tpot_p99_s: float | None = Field(default=None, gt=0, le=1e6)
-    e2e_p99_s: float | None = Field(default=None, gt=0, le=1e7)
-    success_rate: float | None = Field(default=None, ge=0, le=1)
+    """Targets for one command class, judged over the run after warm-up (none = not judged)."""
+
+    ttft_p99_s: float | None = Field(default=None, gt=0, le=1e6, description="99th percentile time to first "
+                                                                             "token of the class's LLM calls, seconds")
+    tpot_p99_s: float | None = Field(default=None, gt=0, le=1e6, description="99th percentile time per output "
+                                                                             "token after the first, seconds")
+    e2e_p99_s: float | None = Field(default=None, gt=0, le=1e7, description="99th percentile command latency, "
+                                                                            "first attempt to success, seconds; "
+                                                                            "also the goodput deadline")
+    success_rate: float | None = Field(default=None, ge=0, le=1, description="lowest fraction of ended commands "
+                                                                             "that succeed (0.999 = three nines)")
 
 
 class Cost(Frozen):
@@ -247,30 +256,48 @@ class Cost(Frozen):
 class Scenario(Frozen):
     """A whole scenario file. Nothing else configures a run."""
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str = ""
-    run: Run = Field(default_factory=Run)
-    population: Population | None = None
-    arrivals: Arrivals = Field(default_factory=Arrivals)
-    workload: Workload
-    clients: Clients = Field(default_factory=Clients)
-    services: Services = Field(default_factory=Services)
-    faults: tuple[Fault, ...] = ()
-    slos: dict[str, SLO] = Field(default_factory=dict)
-    cost: Cost | None = None
+    name: str = Field(min_length=1, max_length=200, description="the scenario's name: names the run folder")
+    description: str = Field(default="", max_length=20_000, description="free text for the reader of reports")
+    run: Run = Field(default_factory=Run, description="the simulated window, result bins and seed")
+    population: Population | None = Field(default=None, description="who issues commands: gives the session "
+                                                                    "rate when arrivals.rate_per_s is not set")
+    arrivals: Arrivals = Field(default_factory=Arrivals, description="when sessions start")
+    workload: Workload = Field(description="the command classes and their stages")
+    clients: Clients = Field(default_factory=Clients, description="timeouts, retries and re-login of the clients")
+    services: Services = Field(default_factory=Services, description="the stack: gateway, auth, tools, LLM fleet")
+    faults: tuple[Fault, ...] = Field(default=(), description="the fault timeline")
+    slos: dict[str, SLO] = Field(default_factory=dict, description="targets per command class (keys are class "
+                                                                   "names)")
+    cost: Cost | None = Field(default=None, description="prices of GPUs, replicas and service slots, for cost "
+                                                        "and efficiency in plans and reports; none = not priced")
     _base_dir: str = PrivateAttr(default=".")
+    _data_dir: str | None = PrivateAttr(default=None)
 
     @property
     def base_dir(self) -> str:
         """Folder of the scenario file: relative data paths (traces, empirical) start here."""
         return self._base_dir
 
+    @property
+    def data_dir(self) -> str | None:
+        """Folder that data files must lie in (None: `base_dir`)."""
+        return self._data_dir
+
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.arrivals.rate_per_s is None and self.population is None and self.arrivals.process != "trace":
             raise ValueError("arrivals.rate_per_s: required unless a 'population' gives the rate")
+        if self.arrivals.process != "trace" and self.peak_rate_per_s > MAX_SESSION_RATE_PER_S:
+            where = "arrivals.rate_per_s" if self.arrivals.rate_per_s is not None else "population.scale"
+            raise ValueError(f"{where}: peak session rate {self.peak_rate_per_s:.3g}/s is more than the "
+                             f"engine simulates ({MAX_SESSION_RATE_PER_S:,}/s): simulate a smaller cell")
         _check_references(self)
         return self
+
+    @property
+    def peak_rate_per_s(self) -> float:
+        """Highest session start rate of the rate curve, sessions per second."""
+        return self.base_rate_per_s * (self.population.peak_factor if self.population else 1.0)
 
     @property
     def base_rate_per_s(self) -> float:
@@ -313,3 +340,20 @@ def _check_references(sc: Scenario) -> None:
             raise ValueError(f"slos.{name}: unknown command class (classes: {sorted(sc.workload.classes)})")
     if sc.population and sc.population.campaign and not math.isfinite(sc.population.campaign.launch_at_s):
         raise ValueError("population.campaign.launch_at_s: must be finite")
+    launch = sc.population.launch if sc.population else None
+    if launch is not None:
+        if sc.arrivals.process != "poisson" or sc.arrivals.rate_per_s is not None:
+            raise ValueError("arrivals.process: population.launch starts users itself; arrivals must be the default "
+                             f"'poisson' without rate_per_s (got {sc.arrivals.process!r})")
+        if launch.at_s >= sc.run.duration_s:
+            raise ValueError(f"population.launch.at_s: must be < run.duration_s (got {launch.at_s})")
+        first = launch.first_session
+        if first is not None and first.try_class not in sc.workload.classes:
+            raise ValueError(f"population.launch.first_session.try_class: unknown command class {first.try_class!r} "
+                             f"(classes: {sorted(sc.workload.classes)})")
+
+
+__all__ = [
+    "SLO", "Arrivals", "Backoff", "Campaign", "Clients", "CommandClass", "Cost", "Fault", "LLMStage", "Population", "Run",
+    "Scenario", "Stage", "ToolStage", "Trace", "Workload", "read_trace",
+]

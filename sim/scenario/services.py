@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sim.dists import Distribution
+from sim.dists import Constant, Distribution
 
 _BIG = 1e12
 
@@ -35,52 +35,89 @@ def _allows_bool(annotation: Any) -> bool:
 class RateLimit(Frozen):
     """Token buckets at the gateway; a request without a token is rejected (429)."""
 
-    global_per_s: float | None = Field(default=None, gt=0, le=_BIG)
-    burst: float | None = Field(default=None, ge=1, le=_BIG, description="global bucket size (default: 1 s of rate)")
-    per_user_per_s: float | None = Field(default=None, gt=0, le=_BIG)
-    per_user_burst: float = Field(default=5, ge=1, le=_BIG)
+    global_per_s: float | None = Field(default=None, gt=0, le=_BIG, description="attempts per second the whole "
+                                                                               "gateway admits; none = no limit")
+    burst: float | None = Field(default=None, ge=1, le=_BIG, description="global bucket size, attempts (default: "
+                                                                         "1 s of rate)")
+    per_user_per_s: float | None = Field(default=None, gt=0, le=_BIG, description="attempts per second one "
+                                                                                 "session may send; none = no limit")
+    per_user_burst: float = Field(default=5, ge=1, le=_BIG, description="per-session bucket size, attempts")
 
 
 class Gateway(Frozen):
     """Admission control in front of the agent: at most `concurrency` commands in progress,
     the rest wait in a bounded queue (full queue = shed, 503)."""
 
-    concurrency: int = Field(default=1_000_000, ge=1, le=10**9)
-    queue_limit: int | None = Field(default=None, ge=0, le=10**9)
-    discipline: Literal["fifo", "lifo"] = "fifo"
+    concurrency: int = Field(default=1_000_000, ge=1, le=10**9, description="commands in progress at once past "
+                                                                            "the gateway")
+    queue_limit: int | None = Field(default=None, ge=0, le=10**9, description="commands waiting for a slot; one "
+                                                                              "more is shed (503); none = unbounded")
+    discipline: Literal["fifo", "lifo"] = Field(default="fifo", description="order of the wait queue: fifo "
+                                                                            "(oldest first) or lifo (newest first, "
+                                                                            "keeps latency low under overload)")
     deadline_drop: bool = Field(default=False, description="drop queued work whose client deadline has passed")
     priority: bool = Field(default=False, description="serve lower class `priority` numbers first")
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimit | None = Field(default=None, description="token buckets checked before admission "
+                                                                   "(429); none = no rate limit")
 
 
 class CircuitBreaker(Frozen):
     """Opens after `failure_threshold` consecutive failures; fails fast for `open_s` seconds."""
 
-    failure_threshold: int = Field(default=20, ge=1, le=10**6)
-    open_s: float = Field(default=5.0, gt=0, le=_BIG)
+    failure_threshold: int = Field(default=20, ge=1, le=10**6, description="consecutive failed calls that open "
+                                                                           "the breaker")
+    open_s: float = Field(default=5.0, gt=0, le=_BIG, description="how long an open breaker fails calls at once, "
+                                                                  "seconds, before letting one through")
 
 
 class Service(Frozen):
     """A pool of `concurrency` servers with a queue: auth and every tool."""
 
-    concurrency: int = Field(default=100, ge=1, le=10**9)
-    latency: Distribution = Field(default_factory=lambda: {"type": "constant", "value": 0.05})  # type: ignore[assignment]
-    error_rate: float = Field(default=0.0, ge=0, le=1)
-    queue_limit: int | None = Field(default=None, ge=0, le=10**9)
-    circuit_breaker: CircuitBreaker | None = None
+    concurrency: int = Field(default=100, ge=1, le=10**9, description="calls served at once (servers, "
+                                                                      "connections or worker slots)")
+    latency: Distribution = Field(default_factory=lambda: Constant(value=0.05),
+                                  description="service time of one call, seconds, not counting its queue wait")
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="probability that a served call fails (5xx)")
+    queue_limit: int | None = Field(default=None, ge=0, le=10**9, description="calls waiting for a server; one "
+                                                                              "more is shed; none = unbounded")
+    deadline_drop: bool = Field(default=False, description="a queued call whose client deadline has passed is "
+                                "dropped (shed) instead of served (a server-side request timeout)")
+    circuit_breaker: CircuitBreaker | None = Field(default=None, description="callers stop calling after repeated "
+                                                                             "failures; none = no breaker")
+    servers: float | None = Field(
+        default=None, gt=0, le=1e9,
+        description="a fluid pool instead of `concurrency` servers: this many servers, which may be fractional (a "
+                    "scaled cell's share of a pool far larger than the cell: full-scale servers x population.scale). "
+                    "A call waits its turn behind the work queued ahead of it (FIFO, work / servers), then takes its "
+                    "latency; work reserved by a call its client gave up on is still done")
+
+    @model_validator(mode="after")
+    def _fluid(self) -> Service:
+        if self.servers is not None and self.queue_limit is not None:
+            raise ValueError("queue_limit: a fluid pool ('servers') has no queue limit")
+        return self
 
 
 class Auth(Service):
-    session_ttl_s: float = Field(default=86_400, gt=0, le=_BIG)
+    """The login service: a `Service` whose sessions expire."""
+
+    session_ttl_s: float = Field(default=86_400, gt=0, le=_BIG, description="a session's lifetime after login, "
+                                                                            "seconds; then the user logs in again")
+    register_latency: Distribution | None = Field(
+        default=None, description="seconds of auth work for a new user's first login (registration: account "
+                                  "creation, verification code); none = 'latency'")
 
 
 class GpuSpec(Frozen):
     """One GPU: peak dense TFLOP/s for the dtype, HBM bandwidth, memory, and achievable fractions."""
 
-    tflops: float = Field(gt=0, le=1e6)
-    hbm_gb_s: float = Field(gt=0, le=1e6)
-    memory_gb: float = Field(gt=0, le=1e5)
-    mfu: float = Field(default=0.5, gt=0, le=1, description="fraction of peak FLOP/s reached in prefill")
+    tflops: float = Field(gt=0, le=1e6, description="peak dense TFLOP/s of one GPU for the model's dtype "
+                                                    "(H100 SXM bf16: 989)")
+    hbm_gb_s: float = Field(gt=0, le=1e6, description="peak memory bandwidth of one GPU, GB/s (H100 SXM: 3,350)")
+    memory_gb: float = Field(gt=0, le=1e5, description="memory of one GPU, GB (90% of it holds weights and "
+                                                       "KV cache)")
+    mfu: float = Field(default=0.5, gt=0, le=1, description="fraction of peak FLOP/s reached in prefill (model "
+                                                            "FLOPs utilisation)")
     mbu: float = Field(default=0.7, gt=0, le=1, description="fraction of peak bandwidth reached in decode")
     count: int = Field(default=1, ge=1, le=1024, description="GPUs per replica (tensor parallel)")
 
@@ -88,13 +125,15 @@ class GpuSpec(Frozen):
 class ModelSpec(Frozen):
     """A decoder-only transformer. For MoE models, `active_params_b` < `total_params_b`."""
 
-    total_params_b: float = Field(gt=0, le=1e5)
-    active_params_b: float | None = Field(default=None, gt=0, le=1e5)
-    layers: int = Field(ge=1, le=10_000)
-    hidden: int = Field(ge=1, le=10**6)
-    kv_heads: int = Field(ge=1, le=10_000)
-    head_dim: int = Field(ge=1, le=10_000)
-    dtype_bytes: float = Field(default=2, gt=0, le=8)
+    total_params_b: float = Field(gt=0, le=1e5, description="parameters held in GPU memory, billions")
+    active_params_b: float | None = Field(default=None, gt=0, le=1e5, description="parameters used per token, "
+                                                                                  "billions (MoE); none = total")
+    layers: int = Field(ge=1, le=10_000, description="transformer layers")
+    hidden: int = Field(ge=1, le=10**6, description="hidden size (model dimension)")
+    kv_heads: int = Field(ge=1, le=10_000, description="key/value heads (fewer than query heads with GQA)")
+    head_dim: int = Field(ge=1, le=10_000, description="dimension of one attention head")
+    dtype_bytes: float = Field(default=2, gt=0, le=8, description="bytes per weight and per KV value (bf16: 2, "
+                                                                  "fp8: 1)")
 
     @property
     def active_params(self) -> float:
@@ -108,32 +147,40 @@ class ModelSpec(Frozen):
 class RooflineCost(Frozen):
     """Iteration time from GPU and model specs: prefill is compute-bound, decode memory-bound."""
 
-    type: Literal["roofline"] = "roofline"
-    gpu: GpuSpec
-    model: ModelSpec
-    overhead_s: float = Field(default=0.002, ge=0, le=10, description="fixed cost per batch step")
+    type: Literal["roofline"] = Field(default="roofline", description="cost model from GPU and model specs")
+    gpu: GpuSpec = Field(description="the GPU a replica runs on")
+    model: ModelSpec = Field(description="the model a replica serves")
+    overhead_s: float = Field(default=0.002, ge=0, le=10, description="fixed time per batch step, seconds "
+                                                                      "(scheduling, kernel launches)")
 
 
 class FittedCost(Frozen):
     """Iteration time fitted to measurements:
     t = base_s + per_prefill_token_s * prefill + per_decode_seq_s * decodes + per_context_token_s * context."""
 
-    type: Literal["fitted"] = "fitted"
-    base_s: float = Field(ge=0, le=100)
-    per_prefill_token_s: float = Field(ge=0, le=100)
-    per_decode_seq_s: float = Field(ge=0, le=100)
-    per_context_token_s: float = Field(default=0.0, ge=0, le=100)
+    type: Literal["fitted"] = Field(default="fitted", description="cost model fitted to measured batch steps")
+    base_s: float = Field(ge=0, le=100, description="fixed time of one batch step, seconds")
+    per_prefill_token_s: float = Field(ge=0, le=100, description="seconds per prompt token prefilled in the step")
+    per_decode_seq_s: float = Field(ge=0, le=100, description="seconds per sequence decoding one token in the step")
+    per_context_token_s: float = Field(default=0.0, ge=0, le=100, description="seconds per cached (KV) token the "
+                                                                              "step reads")
 
 
 CostModel = Annotated[RooflineCost | FittedCost, Field(discriminator="type")]
 
 
 class Autoscaling(Frozen):
-    min_replicas: int = Field(ge=0, le=100_000)
-    max_replicas: int = Field(ge=1, le=100_000)
-    target_utilisation: float = Field(default=0.7, gt=0, le=1)
-    interval_s: float = Field(default=30, gt=0, le=_BIG)
-    cold_start_s: float = Field(default=120, ge=0, le=_BIG)
+    """Every `interval_s`: wanted replicas = ceil(sequences in the fleet / (max_num_seqs x
+    target_utilisation)), within bounds; new replicas serve after `cold_start_s`."""
+
+    min_replicas: int = Field(ge=0, le=100_000, description="fewest replicas kept")
+    max_replicas: int = Field(ge=1, le=100_000, description="most replicas allowed (the GPU budget)")
+    target_utilisation: float = Field(default=0.7, gt=0, le=1, description="wanted sequences per replica as a "
+                                                                           "fraction of max_num_seqs")
+    interval_s: float = Field(default=30, ge=1, le=_BIG, description="seconds between scaling decisions "
+                                                                     "(Kubernetes HPA: 15)")
+    cold_start_s: float = Field(default=120, ge=0, le=_BIG, description="seconds from the decision until a new "
+                                                                        "replica serves (boot, weights, warm-up)")
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
@@ -145,22 +192,27 @@ class Autoscaling(Frozen):
 class LocalModel(Frozen):
     """The reference stack's own PyTorch model (random weights)."""
 
-    layers: int = Field(default=2, ge=1, le=64)
-    hidden: int = Field(default=128, ge=8, le=8192)
-    heads: int = Field(default=4, ge=1, le=128)
-    vocab: int = Field(default=512, ge=16, le=200_000)
-    max_context: int = Field(default=2048, ge=16, le=1_000_000)
+    layers: int = Field(default=2, ge=1, le=64, description="transformer layers")
+    hidden: int = Field(default=128, ge=8, le=8192, description="hidden size")
+    heads: int = Field(default=4, ge=1, le=128, description="attention heads (hidden must divide by it)")
+    vocab: int = Field(default=512, ge=16, le=200_000, description="vocabulary size, tokens")
+    max_context: int = Field(default=2048, ge=16, le=1_000_000, description="longest sequence, prompt and output, "
+                                                                            "tokens")
 
 
 class LocalBackend(Frozen):
-    type: Literal["local"] = "local"
-    model: LocalModel = Field(default_factory=LocalModel)
+    """The reference stack serves its own small PyTorch model."""
+
+    type: Literal["local"] = Field(default="local", description="the reference stack's own model")
+    model: LocalModel = Field(default_factory=LocalModel, description="the model's size")
 
 
 class OpenAIBackend(Frozen):
-    type: Literal["openai"] = "openai"
-    base_url: str
-    model: str = "default"
+    """The reference stack forwards LLM calls to an OpenAI-compatible server."""
+
+    type: Literal["openai"] = Field(default="openai", description="forward to an OpenAI-compatible server")
+    base_url: str = Field(description="the server's base URL, e.g. http://127.0.0.1:8001/v1")
+    model: str = Field(default="default", description="model name sent in each request")
 
 
 Backend = Annotated[LocalBackend | OpenAIBackend, Field(discriminator="type")]
@@ -169,18 +221,29 @@ Backend = Annotated[LocalBackend | OpenAIBackend, Field(discriminator="type")]
 class LLMFleet(Frozen):
     """Replicas serving the LLM with continuous batching (one batch step at a time per replica)."""
 
-    replicas: int = Field(default=1, ge=1, le=100_000)
-    max_num_seqs: int = Field(default=64, ge=1, le=100_000)
-    max_batched_tokens: int = Field(default=8192, ge=1, le=10**8)
-    chunked_prefill: bool = True
-    kv_cache_tokens: int | None = Field(default=None, ge=1, le=10**10, description="default: from GPU memory (roofline) or unbounded")
-    routing: Literal["round_robin", "random", "jsq", "power_of_two", "least_kv"] = "jsq"
-    queue_limit: int | None = Field(default=None, ge=0, le=10**9, description="waiting sequences per replica")
+    replicas: int = Field(default=1, ge=1, le=100_000, description="model replicas at t=0 (each `gpu.count` GPUs)")
+    max_num_seqs: int = Field(default=64, ge=1, le=100_000, description="sequences in one replica's batch at most "
+                                                                        "(vLLM max_num_seqs)")
+    max_batched_tokens: int = Field(default=8192, ge=1, le=10**8, description="tokens one batch step processes "
+                                                                              "at most (vLLM max_num_batched_tokens)")
+    chunked_prefill: bool = Field(default=True, description="split long prompts across steps so decodes keep "
+                                                            "running")
+    kv_cache_tokens: int | None = Field(default=None, ge=1, le=10**10, description="KV-cache capacity per replica, "
+                                                                                   "tokens; default: from GPU memory "
+                                                                                   "(roofline) or unbounded")
+    routing: Literal["round_robin", "random", "jsq", "power_of_two", "least_kv"] = Field(
+        default="jsq", description="how a call picks a replica: round_robin, random, jsq (fewest sequences), "
+                                   "power_of_two (the less loaded of two at random), least_kv (most free KV cache)")
+    queue_limit: int | None = Field(default=None, ge=0, le=10**9, description="waiting sequences per replica; one "
+                                                                              "more is shed; none = unbounded")
     cost_model: CostModel = Field(
-        default_factory=lambda: FittedCost(base_s=0.005, per_prefill_token_s=2e-5, per_decode_seq_s=2e-4)
+        default_factory=lambda: FittedCost(base_s=0.005, per_prefill_token_s=2e-5, per_decode_seq_s=2e-4),
+        description="how long a batch step takes: roofline (from specs) or fitted (from measurements)",
     )
-    autoscaling: Autoscaling | None = None
-    backend: Backend = Field(default_factory=LocalBackend)
+    autoscaling: Autoscaling | None = Field(default=None, description="add and remove replicas with load; none = "
+                                                                      "fixed")
+    backend: Backend = Field(default_factory=LocalBackend, description="what the reference stack runs the LLM "
+                                                                       "on (the simulator ignores it)")
 
     @model_validator(mode="after")
     def _weights_fit(self) -> LLMFleet:
@@ -204,10 +267,14 @@ class LLMFleet(Frozen):
 
 
 class Services(Frozen):
-    gateway: Gateway | None = None
-    auth: Auth | None = None
-    llm: LLMFleet | None = None
-    tools: dict[str, Service] = Field(default_factory=dict)
+    """The stack a command passes through: gateway, then auth (login), then its stages."""
+
+    gateway: Gateway | None = Field(default=None, description="admission control in front of the agent; none = "
+                                                              "every command goes straight in")
+    auth: Auth | None = Field(default=None, description="the login service; none = no login")
+    llm: LLMFleet | None = Field(default=None, description="the LLM fleet that serves `llm` stages")
+    tools: dict[str, Service] = Field(default_factory=dict, description="downstream services by name (catalog, "
+                                                                        "order, payment, ...)")
 
     def names(self) -> list[str]:
         """Every service a fault or stage can name."""

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -90,3 +92,33 @@ def test_metastability_writes_nothing_unless_asked(tmp_path: Path) -> None:
     assert surge("metastability", str(run), "--out", str(out)).returncode == 0
     assert json.loads((out / "metastability.json").read_text())["onset_s"] is None  # strict JSON: null, not NaN
     assert "NaN" not in (out / "metastability.json").read_text()
+
+
+def test_simulating_needs_no_stack_packages(tmp_path: Path) -> None:
+    """`pip install surge` (without the `stack` extra) simulates, reports and lists examples:
+    torch, FastAPI, uvicorn, httpx, Locust and gevent are blocked from importing here."""
+    block = ("import sys\n"
+             "for m in ('torch', 'fastapi', 'uvicorn', 'httpx', 'locust', 'gevent'):\n"
+             "    sys.modules[m] = None\n"
+             "from sim.cli import main\n"
+             "sys.exit(main())\n")
+    for args in (["examples"], ["validate", "smoke"],
+                 ["run", "smoke", "--set", "run.duration_s=600", "--out", str(tmp_path / "r")]):
+        p = subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True, cwd=ROOT,
+                           timeout=300)
+        assert p.returncode == 0, (args, p.stderr[-2000:])
+    assert (tmp_path / "r" / "report.html").is_file()
+    p = subprocess.run([sys.executable, "-c", block, "loadtest", "smoke", "--start-stack"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 2 and "surge[stack]" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_readme_ci_example_passes_against_the_shipped_baseline(tmp_path: Path) -> None:
+    """The GitHub Actions example in the README, as written: 5 replications of smoke.yaml with the
+    baseline's seeds, then `surge check` against baselines/smoke.yaml (exit 0)."""
+    run = tmp_path / "pr"
+    assert surge("run", "scenarios/smoke.yaml", "--replications", "5", "--out", str(run), "--no-report").returncode == 0
+    p = surge("check", str(run), "--baseline", "baselines/smoke.yaml")
+    assert p.returncode == 0, p.stdout
+    assert "FAIL" not in p.stdout and "success_rate" in p.stdout

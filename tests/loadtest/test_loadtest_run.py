@@ -59,6 +59,19 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     run = _run(stack, tmp_path / "local", 0, monkeypatch)
     r = Results.read(tmp_path / "local" / "measured")
     assert r.meta["source"] == "loadtest" and r.meta["worker_finals"] == [0]
+    # the HTTP side per endpoint (Locust's stats), and the live snapshot the display showed
+    http = r.meta["http"]["endpoints"]
+    assert http["POST chat"]["requests"] > 0 and http["POST agent"]["requests"] > 0 and "POST login" in http
+    live = json.loads((tmp_path / "local" / "live.json").read_text())
+    assert live["commands"]["chat"]["completed"] > 0 and live["elapsed_s"] > 0
+    # the server side, scraped from /metrics under the simulator's names
+    assert {"queue:llm", "capacity:llm", "llm_batch", "llm_decode_tokens", "queue:catalog"} <= set(r.meta["server_series"])
+    assert r.series["llm_decode_tokens"].sum() > 0 and r.series["capacity:llm"].max() == 1
+    # the measured report's load-test section: endpoints, tokens, the generator's own health
+    import reports
+
+    md = Path(reports.render_report(tmp_path / "local" / "measured", tmp_path / "rep")).with_suffix(".md").read_text()
+    assert "## Load test" in md and "| POST chat |" in md and "ITL p50 / p99" in md and "dispatch lateness" in md
     _check_conservation(r)
     ttft = r.histograms["ttft:chat"]
     assert ttft[:, 2].sum() >= r.series["completed:chat"].sum() > 0  # one TTFT per successful chat call

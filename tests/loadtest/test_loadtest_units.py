@@ -19,6 +19,7 @@ from loadtest.schedule import schedule_of
 from loadtest.tally import Collector, Tally
 from sim.arrivals import arrival_blocks
 from sim.results import LogHistogram, Recorder, Results
+from sim.results.recovery import time_to_recover_s
 from sim.rules.scaling import scale_scenario
 from sim.scenario import load_scenario
 from sim.streams import Streams
@@ -131,27 +132,29 @@ def test_a_frozen_tally_counts_nothing_more() -> None:
     assert t.drain()["series"] == [] and t.drain()["hists"] == []
 
 
-def _results(success: list[float], p99_s: list[float], fault_end_s: float) -> Results:
-    n = len(success)
+def _results(good_frac: list[float], fault_end_s: float) -> Results:
+    """100 commands offered per 1 s interval, `good_frac` of them good (within the e2e SLO)."""
+    n = len(good_frac)
     rec = Recorder(n, 1, ["a"])
-    for i, (s, p) in enumerate(zip(success, p99_s, strict=True)):
-        rec.series("completed:a")[i] = 100 * s
-        rec.series("failed:a:error")[i] = 100 * (1 - s)
-        for _ in range(int(100 * s)):
-            rec.hist("e2e", "a").record(i + 0.5, p)
+    for i, g in enumerate(good_frac):
+        rec.series("arrived:a")[i] = 100
+        rec.series("completed:a")[i] = rec.series("good:a")[i] = 100 * g
+        rec.series("failed:a:error")[i] = 100 * (1 - g)
     rec.event(fault_end_s - 1, "fault_start", "llm", fault_kind="outage")
     rec.event(fault_end_s, "fault_end", "llm", fault_kind="outage")
     return Results.from_recorder(rec, {"slos": {"a": {"success_rate": 0.9, "e2e_p99_s": 1.0}}})
 
 
-def test_recovery_is_the_time_until_back_within_slo() -> None:
-    r = _results([1, 1, 0, 0.5, 0.95, 0.95, 1, 1], [0.1, 0.1, 0.1, 2, 3, 0.2, 0.2, 0.2], fault_end_s=3.0)
+def test_recovery_is_the_time_until_back_for_good() -> None:
+    # down in (2, 4], half good in (4, 5], back at >= 90% from the window ending at 6 s
+    r = _results([1, 1, 0, 0.3, 0.6, 0.95, 1, 1], fault_end_s=3.0)
     (row,) = recovery(r)
-    assert row["recovered"] and row["recovery_s"] == pytest.approx(2.0)  # interval 5 is the first good one
+    assert row["recovered"] and row["recovery_s"] == pytest.approx(3.0)
+    assert row["recovery_s"] == time_to_recover_s(r, 3.0)  # the one definition the analyses use
 
 
 def test_a_fault_that_never_recovers_is_reported_as_such() -> None:
-    r = _results([1, 1, 0, 0.5, 0.5, 0.5, 0.5, 0.5], [0.1] * 8, fault_end_s=3.0)
+    r = _results([1, 1, 0, 0.5, 0.95, 0.3, 0.3, 0.3], fault_end_s=3.0)
     (row,) = recovery(r)
     assert not row["recovered"] and row["recovery_s"] is None
 
@@ -193,7 +196,7 @@ def test_slo_breach_exits_99(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path: Path) -> None:
     """Trace arrivals: time compressed by --scale, token columns kept, and the file found again
-    when the scenario is read back from the run folder (its path is pinned)."""
+    when the scenario is read back from the run folder (a copy of the data travels with it)."""
     from loadtest.plan import write_scenario
 
     sets = ["arrivals={process: trace, trace: {file: trace.csv, time_column: t_ms, time_unit: ms, "
@@ -202,7 +205,7 @@ def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path
     sched = schedule_of(sc)
     assert np.allclose(sched.times_s, [0, 0.05, 0.125, 0.2, 0.45])
     assert sched.prompt_tokens is not None and sched.prompt_tokens.tolist() == [10, 30, 20, 50, 40]
-    again = schedule_of(load_scenario(write_scenario(data, tmp_path)))
+    again = schedule_of(load_scenario(write_scenario(data, tmp_path / "run", TINY.parent)))  # with its data
     assert np.array_equal(again.times_s, sched.times_s)
     assert again.share(1, 2).output_tokens.tolist() == [5, 7]  # type: ignore[union-attr]
 
@@ -213,3 +216,33 @@ def test_deadlines_are_sent_only_when_servers_learn_of_timeouts() -> None:
     assert deadline_header(load_scenario(TINY)) == {}
     assert deadline_header(load_scenario(TINY, ["clients.cancel_on_timeout=true"])) == {"X-Request-Timeout": "5"}
     assert deadline_header(load_scenario(TINY, ["services.gateway={deadline_drop: true}"])) == {"X-Request-Timeout": "5"}
+
+
+def test_a_server_counting_other_token_numbers_is_warned_about() -> None:
+    from loadtest.runner import token_notes
+
+    same = {"prompt_tokens_asked": 1000, "prompt_tokens_reported": 1040, "output_tokens_asked": 500,
+            "output_tokens_reported": 500}
+    assert token_notes(same) == []
+    short = same | {"output_tokens_reported": 300}  # the server stopped early (no ignore_eos)
+    (note,) = token_notes(short)
+    assert "0.60x the output tokens" in note
+
+
+def test_scraped_server_metrics_become_the_simulators_series() -> None:
+    """A gauge is its last sample in the interval; a counter the difference between intervals,
+    counted from the run's start (the last sample before t0)."""
+    from loadtest.scrape import Scraper, parse
+
+    text = ('# TYPE surge_gateway_queue_depth gauge\nsurge_gateway_queue_depth {q}\n'
+            '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{replica="0"}} 1\n'
+            'vllm:num_requests_waiting{{replica="1"}} {w}\n'
+            '# TYPE vllm:prompt_tokens counter\nvllm:prompt_tokens_total{{replica="0"}} {p}\n')
+    s = Scraper("http://127.0.0.1:1")
+    for ts, q, w, p in [(99.5, 7, 0, 100), (100.2, 1, 2, 130), (100.8, 3, 4, 160), (101.5, 5, 1, 200)]:
+        total, by = parse(text.format(q=q, w=w, p=p))
+        s.samples.append((ts, total, by))
+    out = s.series(t0=100.0, interval_s=1.0, n=3)
+    assert out["queue:gateway"].tolist() == [3, 5, 5]  # last sample per interval, carried forward
+    assert out["queue:llm"].tolist() == [5, 2, 2]  # summed over replicas
+    assert out["llm_prefill_tokens"].tolist() == [60, 40, 0]  # from the 100 counted before t0

@@ -60,3 +60,10 @@ def reps_fast(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fixture_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fixture_results().write(tmp_path_factory.mktemp("fixture") / "run")
+
+
+@pytest.fixture(scope="session")
+def feb8_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Feb 8 outage as shipped (13 simulated hours from 12:00, about 15 s): an outage with a
+    one-minute fault (the session cache dropping 90% of sessions at 14:20) on a 13-hour axis."""
+    return simulate(load_scenario(ROOT / "scenarios" / "feb8_outage.yaml")).write(tmp_path_factory.mktemp("feb8") / "run")

@@ -15,7 +15,7 @@ def test_replications_with_shared_seeds_get_paired_cis(reps_slow: Path, reps_fas
     out = compare_runs([reps_slow, reps_fast], tmp_path / "cmp")
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert out.name == "compare.html" and "95% CI (paired)" in md
-    row = next(line for line in md.splitlines() if line.startswith("| `job.e2e_p99_s`"))
+    row = next(line for line in md.splitlines() if line.startswith("| job · e2e p99 |"))
     assert "better" in row  # a 25% faster server: p99 lower, significantly
     data = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     d = data["differences"][0]
@@ -28,7 +28,7 @@ def test_single_runs_compare_without_cis(slo_fail_run: Path, fast_run: Path, tmp
     md = (tmp_path / "compare.md").read_text()
     assert "| KPI | slow | fast | fast − slow | change |" in md
     assert "single run(s), no confidence interval" in md
-    slo = next(line for line in md.splitlines() if line.startswith("| job | e2e_p99_s"))
+    slo = next(line for line in md.splitlines() if line.startswith("| job | e2e p99"))
     assert "FAIL" in slo and "PASS" in slo
     assert (tmp_path / "compare-load.png").is_file()
 

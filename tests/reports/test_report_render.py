@@ -26,11 +26,11 @@ def test_agent_run_report_embeds_every_figure(smoke_run: Path, tmp_path: Path) -
     out = render_report(smoke_run, tmp_path)
     html = out.read_text()
     images = _images(html)
-    assert set(images) == {f.title for f in FIGURES}
+    assert set(images) == {f.title for f in FIGURES if f.place == "body"}  # 75% of the LLM lost: slow, not down
     assert all(png.startswith(PNG) and len(png) > 10_000 for png in images.values())
     assert "http" not in html.replace("http-equiv", "")  # self-contained: nothing to fetch
     md = (tmp_path / "report.md").read_text()
-    for f in FIGURES:
+    for f in FIGURES[1:]:
         assert f"![{f.title}](fig-{f.key}.png)" in md
         assert (tmp_path / f"fig-{f.key}.png").read_bytes().startswith(PNG)
     assert "fault 300–450 s: capacity_loss 75% on llm" not in html  # figures carry it, not the text
@@ -49,34 +49,37 @@ def test_figures_without_their_series_are_skipped(slo_fail_run: Path, tmp_path: 
 def test_slo_table_verdicts_for_a_scenario_built_to_fail_one(slo_fail_run: Path, tmp_path: Path) -> None:
     render_report(slo_fail_run, tmp_path)
     md = (tmp_path / "report.md").read_text()
-    e2e = next(line for line in md.splitlines() if line.startswith("| job | e2e_p99_s"))
-    ok = next(line for line in md.splitlines() if line.startswith("| job | success_rate"))
+    e2e = next(line for line in md.splitlines() if line.startswith("| job | e2e p99"))
+    ok = next(line for line in md.splitlines() if line.startswith("| job | success rate"))
     assert "FAIL" in e2e and "≤ 500 ms" in e2e and "-2" in e2e.split("|")[-2]  # missed by ~200%
     assert "PASS" in ok
-    assert "1 of 2 SLO targets met; FAILED: job e2e_p99_s." in md
+    assert re.search(r"SLOs: 1 of 2 met; missed: job e2e p99 1\.\d+ s \(target ≤ 500 ms\)\.", md)
     html = (tmp_path / "report.html").read_text()
     assert '<td class="fail">FAIL</td>' in html and '<td class="pass">PASS</td>' in html
 
 
 def test_report_defaults_to_the_run_folder(fast_run: Path) -> None:
     assert render_report(fast_run) == fast_run / "report.html"
-    assert "2 of 2 SLO targets met." in (fast_run / "report.md").read_text()
+    assert "SLOs: 2 of 2 met." in (fast_run / "report.md").read_text()
 
 
 def test_replications_folder_reports_confidence_intervals(reps_slow: Path, tmp_path: Path) -> None:
     render_report(reps_slow, tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| KPI | mean | 95% CI | n |" in md
+    assert "Mean over 5 independent replications ± the half-width of its 95% confidence interval" in md
     assert "replications**: 5 (seeds 101–105)" in md
-    row = next(line for line in md.splitlines() if line.startswith("| `job.e2e_p99_s`"))
-    assert "± " in row and "[" in row and row.rstrip().endswith("| 5 |")
+    lines = md.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| class | success rate |"))
+    header, row = lines[at], lines[at + 2]
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert " ± " in cells[" e2e p99 "] and cells[" e2e p99 "].strip().endswith("s")
     rep = json.loads((tmp_path / "summary.json").read_text())["replications"]
     assert rep["n"] == 5 and rep["format"] == "surge-replications/1"
 
 
 def test_hand_filled_fixture_draws_cards_and_failures(fixture_run: Path, tmp_path: Path) -> None:
     images = _images(render_report(fixture_run, tmp_path).read_text())
-    assert set(images) == {f.title for f in FIGURES}
+    assert set(images) == {f.title for f in FIGURES if f.place == "body"}
 
 
 def test_warmup_override_changes_the_window(slo_fail_run: Path, tmp_path: Path) -> None:

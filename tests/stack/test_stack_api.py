@@ -148,6 +148,8 @@ async def test_metrics_expose_the_promised_series(client):
     for series in ('surge_http_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0',
                    'surge_http_requests_total{method="POST",route="/v1/chat/completions",status="400"} 1.0',
                    "surge_http_request_duration_seconds_bucket", "surge_gateway_queue_depth",
-                   "surge_llm_batch_sequences_bucket", "surge_llm_kv_used_ratio", "surge_llm_generated_tokens_total",
-                   "surge_llm_replicas_up 2", "surge_llm_time_to_first_token_seconds"):
+                   "surge_llm_batch_sequences_bucket", "surge_llm_kv_used_ratio", "vllm:generation_tokens_total",
+                   "surge_llm_replicas_up 2.0", "vllm:time_to_first_token_seconds_bucket",
+                   'vllm:num_requests_running{model_name="surge-tiny",replica="0"}', "vllm:kv_cache_usage_perc",
+                   "# TYPE vllm:num_preemptions_total counter", 'surge_service_queue_depth{service="catalog"}'):
         assert series in text, series

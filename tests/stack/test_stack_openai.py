@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -69,3 +71,18 @@ async def test_openai_backend_forwards_to_an_upstream_server(tmp_path):
                 r = await gw.post("/v1/agent/commands", json={"command": "help me buy a milk tea"}, headers=h)
                 assert r.status_code == 200 and r.json()["order"]["status"] == "completed"
         assert 'route="/v1/chat/completions",status="200"' in (await upstream.get("/metrics")).text
+
+
+async def test_text_completions_stream_and_not(client) -> None:
+    body = {"model": "surge-tiny", "prompt": "help me buy a milk tea", "max_tokens": 5}
+    r = await client.post("/v1/completions", json=body)
+    assert r.status_code == 200 and r.json()["object"] == "text_completion"
+    assert r.json()["usage"] == {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}  # BOS + 6 words
+    async with client.stream("POST", "/v1/completions", json=body | {"stream": True,
+                                                                      "stream_options": {"include_usage": True}}) as s:
+        lines = [line async for line in s.aiter_lines() if line.startswith("data:")]
+    pieces = [json.loads(x[5:]) for x in lines[:-1]]
+    assert sum(1 for p in pieces if p["choices"] and p["choices"][0]["text"]) == 5 and lines[-1] == "data: [DONE]"
+    assert pieces[-1]["usage"]["completion_tokens"] == 5
+    bad = await client.post("/v1/completions", json=body | {"max_tokens": "5"})
+    assert bad.status_code == 400
