@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loadtest.calibrate import calibrate, fit_table, make_engine, stack_configs  # noqa: E402
+from loadtest.calibrate import calibrate, engine_spec, fit_table, make_engine  # noqa: E402
 from loadtest.stack.engine import Sequence  # noqa: E402
 from sim.costmodel import StepCost  # noqa: E402
 from sim.des.llm import FleetStats, Replica, Seq  # noqa: E402
@@ -168,7 +168,7 @@ def main() -> None:
     print(f"fitted: {fit.cost_model()}  R2 {fit.r2:.3f}  max |rel err| {100 * fit.max_abs_rel_error:.0f}%  "
           f"({fit.wall_s:.1f} s)")
     torch.set_num_threads(args.threads)
-    model_cfg, llm_cfg = stack_configs(sc)
+    spec = engine_spec(sc)
     base = sc.services.llm.model_copy(update={"replicas": 1})
     fitted = base.model_copy(update={"cost_model": FittedCost(**fit.cost_model())})
     print(f"\n{'case':<24} {'':>9} {'tok/s':>8} {'lat mean ms':>12} {'lat p90 ms':>11} {'TTFT ms':>8}")
@@ -176,7 +176,7 @@ def main() -> None:
         if args.only not in name:
             continue
         outs: list[dict] = [{} for _ in range(args.replicas)]
-        engines = [make_engine(model_cfg, llm_cfg, seed=i) for i in range(args.replicas)]
+        engines = [make_engine(spec, seed=i) for i in range(args.replicas)]
         for e in engines:  # warm, like a stack that has served before
             run_engine(e, [0.0] * 4, args.prompt, args.output, 1.0, {})
         tl = TokenLoop() if args.event_loop else None

@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loadtest.stack.config import LLMConfig, ModelConfig  # noqa: E402
 from loadtest.stack.engine import Engine, Sequence  # noqa: E402
+from sim.scenario.services import LLMFleet, LocalModel  # noqa: E402
 
 
 def measure(engine: Engine, n: int, prompt_tokens: int, output_tokens: int) -> dict[str, float]:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: one core)")
     p.add_argument("--seqs", default="1,8,32")
-    d = ModelConfig()  # the stack's default model unless told otherwise
+    d = LocalModel()  # the stack's default model unless told otherwise
     p.add_argument("--layers", type=int, default=d.layers)
     p.add_argument("--hidden", type=int, default=d.hidden)
     p.add_argument("--heads", type=int, default=d.heads)
@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     counts = [int(x) for x in a.seqs.split(",")]
-    model = ModelConfig(layers=a.layers, hidden=a.hidden, heads=a.heads, vocab=a.vocab, max_context=1024)
-    cfg = LLMConfig(max_num_seqs=max(counts), max_batched_tokens=max(512, a.prompt_tokens * 8),
-                    kv_cache_tokens=max(counts) * (a.prompt_tokens + a.output_tokens + 32))
-    engine = Engine(model, cfg, device=torch.device(a.device), seed=0)
+    model = LocalModel(layers=a.layers, hidden=a.hidden, heads=a.heads, vocab=a.vocab, max_context=1024)
+    kv = max(counts) * (a.prompt_tokens + a.output_tokens + 32)
+    cfg = LLMFleet(max_num_seqs=max(counts), max_batched_tokens=max(512, a.prompt_tokens * 8), kv_cache_tokens=kv)
+    engine = Engine(model, cfg, kv, device=torch.device(a.device), seed=0)
     measure(engine, 2, 8, 4)  # warm-up: allocator, kernels
     rows = []
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in counts}

@@ -24,11 +24,12 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from sim.errors import SurgeError
+from sim.scenario.services import LLMFleet, LocalModel
 
 FEATURES = ("base_s", "per_prefill_token_s", "per_decode_seq_s", "per_context_token_s")
 
@@ -216,18 +217,19 @@ def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int, idle
     return out
 
 
-def make_engine(model_cfg: Any, llm_cfg: Any, seed: int = 0) -> Any:
-    """An engine like one replica of the stack (same config, device and weights), no thread."""
+def make_engine(spec: EngineSpec, seed: int = 0) -> Any:
+    """An engine like one replica of the stack (same limits, device and weights), no thread."""
     from loadtest.stack.engine import Engine
     from loadtest.stack.model import pick_device
 
-    return Engine(model_cfg, llm_cfg, 0, pick_device(llm_cfg.device), seed)
+    return Engine(spec.model, spec.fleet, spec.kv_cache_tokens, 0, pick_device(spec.device), seed,
+                  block_tokens=spec.block_tokens)
 
 
-def run_design(model_cfg: Any, llm_cfg: Any, points: list[DesignPoint], repeats: int = 7,
+def run_design(spec: EngineSpec, points: list[DesignPoint], repeats: int = 7,
                threads: int | None = None, seed: int = 0, idle_s: float = 0.0, replicas: int = 1) -> list[StepSample]:
     """Measure `points` on fresh engines with `threads` torch intra-op threads (None: leave
-    torch's setting, as the stack does unless `llm.torch_threads` is set; restored after).
+    torch's setting, as the stack does unless `StackOptions.torch_threads` is set; restored after).
     `replicas` > 1 runs that many engines at once, each in its own thread of this process as
     the stack's replicas are (they share the GIL and the cores), and pools their steps."""
     import torch
@@ -239,7 +241,7 @@ def run_design(model_cfg: Any, llm_cfg: Any, points: list[DesignPoint], repeats:
 
     def one(i: int) -> None:
         try:
-            driver = _Driver(make_engine(model_cfg, llm_cfg, seed + i), model_cfg.vocab, seed + i)
+            driver = _Driver(make_engine(spec, seed + i), spec.model.vocab, seed + i)
             with torch.inference_mode():
                 measure_steps(points[:3], driver, 3)  # warm-up: allocator, kernels, caches
                 results[i] = measure_steps(points, driver, repeats, idle_s)
@@ -324,17 +326,31 @@ def fit_cost(samples: list[StepSample], relative: bool = True, stat: str = "medi
 
 
 # ---- a scenario -----------------------------------------------------------------------------
-def stack_configs(sc: Any) -> tuple[Any, Any]:
-    """The model and LLM config of one stack replica for this scenario (the stack's own mapping)."""
-    from loadtest.stack.config import StackConfig
+class EngineSpec(NamedTuple):
+    """One replica of the stack's LLM for a scenario: the model, the fleet's engine limits, the
+    KV tokens the engine allocates, and the stack options that matter (device, threads)."""
+
+    model: LocalModel
+    fleet: LLMFleet
+    kv_cache_tokens: int
+    block_tokens: int
+    device: str
+    torch_threads: int | None
+
+
+def engine_spec(sc: Any, opts: Any = None) -> EngineSpec:
+    """The engine of one stack replica for this scenario, as the stack builds it."""
+    from loadtest.stack.options import StackOptions, kv_tokens
 
     llm = sc.services.llm
     if llm is None:
         raise CalibrationError("the scenario has no 'services.llm' to calibrate")
     if llm.backend.type != "local":
         raise CalibrationError(f"'services.llm.backend.type' must be 'local' to calibrate (got {llm.backend.type!r})")
-    cfg = StackConfig.from_scenario(sc)
-    return cfg.model, cfg.llm
+    o = opts or StackOptions(db_path=":memory:", admin_token="-", session_secret="-")
+    model = llm.backend.model
+    return EngineSpec(model, llm, kv_tokens(llm, model.max_context, o.block_tokens), o.block_tokens, o.device,
+                      o.torch_threads)
 
 
 def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int = 0, stat: str = "median",
@@ -342,15 +358,14 @@ def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int =
     """Measure the scenario's local model on `replicas` engines at once (see `run_design`) and
     fit the cost model (`threads`: torch intra-op threads; None = the stack's
     `llm.torch_threads`, else torch's default)."""
-    model_cfg, llm_cfg = stack_configs(sc)
+    spec = engine_spec(sc)
     t0 = time.monotonic()
-    pts = design(llm_cfg.max_batched_tokens, llm_cfg.max_num_seqs, model_cfg.max_context,
-                 llm_cfg.kv_cache_tokens, decode_steps=2 * repeats + 6, block_tokens=llm_cfg.block_tokens)
+    pts = design(spec.fleet.max_batched_tokens, spec.fleet.max_num_seqs, spec.model.max_context,
+                 spec.kv_cache_tokens, decode_steps=2 * repeats + 6, block_tokens=spec.block_tokens)
     if not any(p.kind == "decode" for p in pts):
-        raise CalibrationError(f"the model's context ({model_cfg.max_context} tokens) or KV cache "
-                               f"({llm_cfg.kv_cache_tokens}) leaves no room for {repeats} repeats of a decode step")
-    samples = run_design(model_cfg, llm_cfg, pts, repeats, threads if threads else llm_cfg.torch_threads, seed,
-                         idle_s, replicas)
+        raise CalibrationError(f"the model's context ({spec.model.max_context} tokens) or KV cache "
+                               f"({spec.kv_cache_tokens}) leaves no room for {repeats} repeats of a decode step")
+    samples = run_design(spec, pts, repeats, threads if threads else spec.torch_threads, seed, idle_s, replicas)
     return dataclasses.replace(fit_cost(samples, stat=stat), wall_s=time.monotonic() - t0)
 
 

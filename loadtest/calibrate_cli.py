@@ -35,7 +35,7 @@ def calibrate(
                                                   "next to it); implies --write")] = None,
 ) -> None:
     """Fit the scenario's LLM cost model to the reference stack's engine on this machine; print it as YAML."""
-    from loadtest.calibrate import CalibrationError, fit_table, stack_configs
+    from loadtest.calibrate import CalibrationError, engine_spec, fit_table
     from loadtest.calibrate import calibrate as run
     from loadtest.stack.model import pick_device
     from sim.scenario import load_scenario
@@ -43,8 +43,9 @@ def calibrate(
     if stat not in ("median", "mean"):
         raise CalibrationError(f"'--stat' must be 'median' or 'mean' (got {stat!r})")
     sc = load_scenario(scenario, set_ or [])
-    model_cfg, llm_cfg = stack_configs(sc)
-    n_threads = threads or llm_cfg.torch_threads or 1
+    spec = engine_spec(sc)
+    model_cfg, llm_cfg = spec.model, spec.fleet
+    n_threads = threads or spec.torch_threads or 1
     fit = run(sc, repeats=repeats, threads=n_threads, stat=stat, idle_s=idle_ms / 1e3, replicas=replicas)
     how = (f"{n_threads} torch thread(s), {replicas} engine(s) at once, {idle_ms:g} ms idle before each step, "
            f"{repeats} repeats, {stat}s")
@@ -54,7 +55,7 @@ def calibrate(
     lines = [
         f"surge calibrate: {scenario} ({model_cfg.layers} layers, hidden {model_cfg.hidden}, {model_cfg.heads} heads, "
         f"vocab {model_cfg.vocab}; max_num_seqs {llm_cfg.max_num_seqs}, max_batched_tokens "
-        f"{llm_cfg.max_batched_tokens}) on {pick_device(llm_cfg.device)}: {how}",
+        f"{llm_cfg.max_batched_tokens}) on {pick_device(spec.device)}: {how}",
         *fit_table(fit).splitlines(),
         f"R2 {fit.r2:.3f}; |relative error| median {100 * errs[len(errs) // 2]:.0f}%, max {100 * errs[-1]:.0f}% "
         f"over {len(errs)} design steps; measured in {fit.wall_s:.1f} s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,8 @@ def loadtest(
     max_in_flight: Annotated[int, typer.Option(min=1, help="per process: starts beyond this are dropped")] = 2000,
     model: Annotated[str | None, typer.Option(help="model named in chat requests (default: the server's first "
                                                  "in /v1/models)")] = None,
-    stack_config: Annotated[str | None, typer.Option(help="JSON changes to the started stack's config")] = None,
+    stack_options: Annotated[str | None, typer.Option(help="JSON of StackOptions fields for --start-stack, "
+                                                          "e.g. '{\"torch_threads\": 1}'")] = None,
     faults: Annotated[bool, typer.Option(help="apply the scenario's faults")] = True,
     simulate: Annotated[bool, typer.Option(help="also simulate the same scenario and compare")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help="exit 1 when a scenario SLO is breached")] = True,
@@ -45,7 +46,7 @@ def loadtest(
                   host=host, start_stack=start_stack, workers=workers, allow_remote=allow_remote,
                   mode="closed" if closed else "open", users=users, spawn_rate=spawn_rate, sets=set_ or [],
                   interval_s=interval, max_requests=max_requests, max_in_flight=max_in_flight, model=model,
-                  stack_config=json.loads(stack_config) if stack_config else None, faults=faults, simulate=simulate)
+                  stack_options=_options(stack_options), faults=faults, simulate=simulate)
     if host and not start_stack:
         check_host(host, allow_remote)  # refuse before saying anything runs
     where = "a reference stack on loopback" if start_stack else host
@@ -56,6 +57,16 @@ def loadtest(
     _print(run)
     if fail_on_slo and run.slo_failures:
         raise typer.Exit(1)
+
+
+def _options(text: str | None) -> dict[str, Any] | None:
+    """--stack-options, checked here so that a mistake is one line before anything starts."""
+    if not text:
+        return None
+    from loadtest.stack.__main__ import stack_options
+
+    stack_options(text, None)  # raises ScenarioError naming what is wrong
+    return dict(json.loads(text))
 
 
 def _print(run) -> None:  # type: ignore[no-untyped-def]

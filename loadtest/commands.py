@@ -21,11 +21,12 @@ Runs in a gevent process (Locust); `client` is a Locust `FastHttpSession`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -35,11 +36,24 @@ from loadtest import policy as P
 from loadtest.plan import Plan
 from loadtest.tally import Tally
 from sim.dists import sampler
+from sim.results import names as N
+from sim.rules.attempts import (
+    ABANDON,
+    DONE,
+    FAIL,
+    RELOGIN,
+    Command,
+    CommandAttempts,
+    SessionHealth,
+    login_retry_wait,
+)
+from sim.rules.deadlines import Deadlines
 from sim.scenario import CommandClass, Scenario
 from sim.streams import Streams
 
 _WORDS = ["please", "help", "me", "buy", "a", "milk", "tea", "with", "less", "sugar", "and", "extra", "pearls", "from", "the", "shop", "near", "me"]
 AGENT_TEXT = "help me buy a milk tea"
+CLASS_HEADER = "X-Surge-Class"  # the command class of a chat request (its priority at the stack's gateway)
 
 
 @dataclass
@@ -53,48 +67,59 @@ class Spec:
 
 
 @dataclass
-class Session:
+class HttpSession:
+    """A user's session over HTTP: the stack's session token (None: logged out)."""
+
     user: str
+    health: SessionHealth
     token: str | None = None
-    timeouts: int = 0  # timeouts in a row (clients.session_lost_after_timeouts)
 
 
-@dataclass
-class Command:
-    spec: Spec
-    t0: float  # intended start, seconds since the run's t0
-    key: str = field(default_factory=lambda: uuid.uuid4().hex)
-    first_send: float | None = None
-    prompt0: int = -1
-    output0: int = -1
-    order_id: str | None = None
-    admitted: bool = False  # the current attempt got past the gateway (see `policy.admitted`)
+class HttpCommand(Command):
+    """A command (`sim.rules.attempts.Command`; `t0`: its intended start, seconds since the
+    run's t0) with what HTTP adds: its class as the load test runs it, its Idempotency-Key
+    (kept across retries), its first send, the order it placed, whether the current attempt
+    got past the gateway."""
+
+    __slots__ = ("spec", "key", "first_send", "order_id", "admitted")
+
+    def __init__(self, spec: Spec, t0: float, prompt0: int = -1, output0: int = -1) -> None:
+        super().__init__(spec.name, spec.cls, t0, prompt0, output0)
+        self.spec = spec
+        self.key = uuid.uuid4().hex
+        self.first_send: float | None = None
+        self.order_id: str | None = None
+        self.admitted = False
+
+
+def kind_of(cls: CommandClass) -> str:
+    """How a class goes over HTTP: "chat" (one streamed chat completion: a class of exactly one
+    LLM stage, so one gateway admission per attempt, as in the simulator), else "agent" (one
+    agent command whose stages the stack runs behind one admission)."""
+    one_llm = len(cls.stages) == 1 and cls.stages[0].llm is not None
+    return "chat" if one_llm and not cls.places_order else "agent"
 
 
 def specs_of(sc: Scenario) -> list[Spec]:
     out = []
     for name, cls in sc.workload.classes.items():
-        agent = cls.places_order or any(st.tool is not None for st in cls.stages)
         slo = sc.slos.get(name)
-        out.append(Spec(name, cls, "agent" if agent else "chat", (slo.e2e_p99_s if slo else None) or math.inf))
+        out.append(Spec(name, cls, kind_of(cls), (slo.e2e_p99_s if slo else None) or math.inf))
     return out
 
 
 def deadline_header(sc: Scenario) -> dict[str, str]:
-    """`X-Request-Timeout` when the scenario says servers learn of client timeouts
-    (`clients.cancel_on_timeout`, or a gateway that drops work past its deadline); then the stack
-    drops work nobody waits for, as the simulator does. Otherwise servers finish abandoned work."""
-    gw = sc.services.gateway
-    learn = sc.clients.cancel_on_timeout or (gw is not None and gw.deadline_drop)
-    t = sc.clients.timeout_s
-    return {"X-Request-Timeout": f"{t:g}"} if t and learn else {}
+    """`X-Request-Timeout` exactly when the scenario's servers act on the client's deadline
+    (`sim.rules.deadlines`); otherwise servers finish work nobody waits for, as in the simulator."""
+    d = Deadlines.of(sc)
+    return {"X-Request-Timeout": f"{d.timeout_s:g}"} if d.sent and d.timeout_s else {}
 
 
 class OutOfRequests(Exception):
     """The run's request bound is reached: no more traffic from this process."""
 
 
-class Workload:
+class HttpClient:
     """Runs the scenario's sessions against `plan.host` from one process, into `tally`."""
 
     def __init__(self, sc: Scenario, plan: Plan, tally: Tally, client: Any, stream_key: str, t0: float = 0.0,
@@ -128,11 +153,11 @@ class Workload:
         return self.specs[min(i, len(self.specs) - 1)]
 
     def _arrive(self, spec: Spec, t: float) -> None:
-        self.tally.count(f"arrived:{spec.name}", t)
+        self.tally.count(N.of_class("arrived", spec.name), t)
         self.in_flight += 1
 
     def _fail(self, spec: Spec, reason: str) -> None:
-        self.tally.count(f"failed:{spec.name}:{reason}", self.now())
+        self.tally.count(N.failed(spec.name, reason), self.now())  # type: ignore[arg-type]
         self.in_flight -= 1
 
     def _request(self, method: str, path: str, name: str, **kw: Any) -> Any:
@@ -144,7 +169,7 @@ class Workload:
     # -- sessions ------------------------------------------------------------------------------
     def session(self, user: str, late_s: float = 0.0, prompt0: int = -1, output0: int = -1) -> None:
         """One session: login, then its commands. `late_s`: how late its start was dispatched."""
-        sess = Session(user)
+        sess = self.new_session(user)
         if self.has_auth and not self.login(sess):
             spec = self.pick()
             self._arrive(spec, self.now() - late_s)
@@ -152,26 +177,31 @@ class Workload:
             return
         n = 1 if self.one_command else max(1, round(self.n_commands()))
         for k in range(n):
-            cmd = Command(self.pick(), self.now() - (late_s if k == 0 else 0.0), prompt0=prompt0, output0=output0)
+            cmd = HttpCommand(self.pick(), self.now() - (late_s if k == 0 else 0.0), prompt0=prompt0, output0=output0)
             prompt0 = output0 = -1
             self.command(sess, cmd)
             if k + 1 < n:
                 gevent.sleep(self.think())
 
-    def login(self, sess: Session) -> bool:
-        for attempt in range(self.sc.clients.max_attempts):
-            outcome = self._timed(lambda: self._login_once(sess))
+    def new_session(self, user: str) -> HttpSession:
+        return HttpSession(user, SessionHealth(self.sc.clients.session_lost_after_timeouts))
+
+    def login(self, sess: HttpSession) -> bool:
+        for attempt in itertools.count():
+            outcome = self._timed(lambda: self._login_once(sess), self.now() + self.policy.timeout_s, P.TIMEOUT)
             if not self.has_auth:  # a plain OpenAI-compatible server: no sessions to keep
                 return True
             if outcome == P.OK:
-                self.tally.count("logins", self.now())
+                self.tally.count(N.LOGINS, self.now())
                 return True
-            self.tally.count("login_failed", self.now())
-            if attempt + 1 < self.sc.clients.max_attempts:
-                gevent.sleep(self.policy.backoff_s(attempt))
-        return False
+            self.tally.count(N.LOGIN_FAILED, self.now())
+            wait = login_retry_wait(self.policy, attempt)
+            if wait is None:
+                return False
+            gevent.sleep(wait)
+        return False  # pragma: no cover - the loop returns
 
-    def _login_once(self, sess: Session) -> str:
+    def _login_once(self, sess: HttpSession) -> str:
         r = self._request("POST", "/v1/auth/login", "login", json={"username": sess.user}, headers=self._timeout_hdr)
         if r.status_code in (404, 405):
             self.has_auth = False
@@ -182,73 +212,59 @@ class Workload:
         return outcome
 
     # -- commands ------------------------------------------------------------------------------
-    def command(self, sess: Session, cmd: Command) -> None:
-        """Attempts until success, a final failure or the user gives up (as sim.des.client)."""
-        spec, pol, spec_c = cmd.spec, self.policy, self.sc.clients
+    def command(self, sess: HttpSession, cmd: HttpCommand) -> None:
+        """Attempts until success, a final failure or the user gives up: the shared attempt loop
+        (`sim.rules.attempts`), as the simulator's client runs it."""
+        spec = cmd.spec
         self._arrive(spec, cmd.t0)
-        give_up = cmd.t0 + spec_c.abandon_after_s if spec_c.abandon_after_s else math.inf
-        attempt = 0
+        loop = CommandAttempts(self.policy, cmd.t0)
         while True:
-            outcome = P.THROTTLED if pol.refuse(attempt) else None
-            if outcome is None:
+            if loop.start():
                 now = self.now()
-                self.tally.count(f"attempts:{spec.name}", now)
-                if attempt:
-                    self.tally.count(f"retries:{spec.name}", now)
+                self.tally.count(N.of_class("attempts", spec.name), now)
+                if loop.attempt:
+                    self.tally.count(N.of_class("retries", spec.name), now)
                 if cmd.first_send is None:
                     cmd.first_send = now
-                pol.sent(attempt)
                 cmd.admitted = False
                 if self.has_auth and sess.token is None:  # the app lost its session: no traffic
                     outcome = P.AUTH
                 else:
-                    outcome = self._timed(lambda: self._attempt(sess, cmd), give_up)
-                pol.answered(outcome)
+                    limit = loop.time_limit(now)
+                    outcome = self._timed(lambda: self._attempt(sess, cmd), limit, loop.expired(limit))
                 if cmd.admitted:
-                    self.tally.count(f"admitted:{spec.name}", now)
-            if outcome == P.OK:
-                sess.timeouts = 0
+                    self.tally.count(N.of_class("admitted", spec.name), now)
+            else:
+                outcome = P.THROTTLED
+            if sess.health.after(outcome):
+                sess.token = None  # the next attempt fails auth and logs in again
+            step = loop.after(outcome, self.now())
+            if step.kind == DONE:
                 self._succeed(sess, cmd)
                 return
-            self._count_timeouts(sess, outcome)
-            self.tally.count(f"attempt_failed:{outcome}", self.now())
-            attempt += 1
-            if outcome in (P.THROTTLED, P.ABANDONED) or not pol.retryable(outcome) or attempt >= spec_c.max_attempts:
-                self._fail(spec, outcome)
+            self.tally.count(N.attempt_failed(outcome), self.now())  # type: ignore[arg-type]
+            if step.kind == FAIL:
+                self._fail(spec, step.reason)
                 return
-            if outcome == P.AUTH:
+            if step.kind == RELOGIN:
                 if not self.has_auth or not self.login(sess):
                     self._fail(spec, P.AUTH)
                     return
                 continue
-            wait = pol.backoff_s(attempt - 1)
-            if self.now() + wait >= give_up:
-                gevent.sleep(max(0.0, give_up - self.now()))
+            gevent.sleep(step.wait_s)
+            if step.kind == ABANDON:
                 self._fail(spec, P.ABANDONED)
                 return
-            gevent.sleep(wait)
 
-    def _count_timeouts(self, sess: Session, outcome: str) -> None:
-        """After `clients.session_lost_after_timeouts` timeouts in a row the app drops its session
-        (as sim.des.client): the next attempt fails auth and logs in again."""
-        limit = getattr(self.sc.clients, "session_lost_after_timeouts", None)
-        if outcome != P.TIMEOUT or not limit:
-            return
-        sess.timeouts += 1
-        if sess.timeouts >= limit:
-            sess.timeouts, sess.token = 0, None
-
-    def _timed(self, work: Any, give_up: float = math.inf) -> str:
-        """Run one attempt under the per-attempt timeout and the user's patience."""
-        now = self.now()
-        limit = min(now + self.policy.timeout_s, give_up)
+    def _timed(self, work: Any, limit: float, late: str) -> str:
+        """Run one attempt until `limit` (run clock); its outcome, or `late` when no answer came."""
         if limit == math.inf:
             return self._guarded(work)
         try:
-            with gevent.Timeout(max(0.0, limit - now)):
+            with gevent.Timeout(max(0.0, limit - self.now())):
                 return self._guarded(work)
         except gevent.Timeout:
-            return P.ABANDONED if limit >= give_up else P.TIMEOUT
+            return late
 
     @staticmethod
     def _guarded(work: Any) -> str:
@@ -259,82 +275,76 @@ class Workload:
         except (OSError, ValueError, KeyError, TypeError):  # broken connection or body
             return P.ERROR
 
-    def _succeed(self, sess: Session, cmd: Command) -> None:
+    def _succeed(self, sess: HttpSession, cmd: HttpCommand) -> None:
         now = self.now()
         spec = cmd.spec
         e2e = now - cmd.t0
-        self.tally.count(f"completed:{spec.name}", now)
+        self.tally.count(N.of_class("completed", spec.name), now)
         if e2e <= spec.good_within_s:
-            self.tally.count(f"good:{spec.name}", now)
-        self.tally.observe(f"e2e:{spec.name}", now, e2e)
+            self.tally.count(N.of_class("good", spec.name), now)
+        self.tally.observe(N.hist("e2e", spec.name), now, e2e)
         if cmd.first_send is not None:
-            self.tally.observe(f"e2e_send:{spec.name}", now, now - cmd.first_send)
+            self.tally.observe(N.hist("e2e_send", spec.name), now, now - cmd.first_send)
         if spec.cls.places_order:
-            self.tally.count("orders", now)
+            self.tally.count(N.ORDERS, now)
         self.in_flight -= 1
         if spec.kind == "agent" and cmd.order_id:
             self._check_order(sess, cmd)
 
-    def _attempt(self, sess: Session, cmd: Command) -> str:
+    def _attempt(self, sess: HttpSession, cmd: HttpCommand) -> str:
         if cmd.spec.kind == "agent":
             return self._agent(sess, cmd)
-        context = 0
-        for st in cmd.spec.cls.stages:
-            if st.llm is None:
-                continue
-            prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(st.llm.prompt_tokens.sample(self._tok))
-            out = cmd.output0 if cmd.output0 >= 0 else round(st.llm.output_tokens.sample(self._tok))
-            cmd.prompt0 = cmd.output0 = -1
-            outcome, used = self._chat(sess, cmd, context + max(1, prompt), max(1, out))
-            if outcome != P.OK:
-                return outcome
-            context = context + used if cmd.spec.cls.carry_context else 0
-        return P.OK
+        st = cmd.spec.cls.stages[0].llm  # a chat class is one LLM stage (`kind_of`)
+        assert st is not None
+        prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(st.prompt_tokens.sample(self._tok))
+        out = cmd.output0 if cmd.output0 >= 0 else round(st.output_tokens.sample(self._tok))
+        cmd.prompt0 = cmd.output0 = -1
+        return self._chat(sess, cmd, max(1, prompt), max(1, out))
 
     # -- HTTP ----------------------------------------------------------------------------------
-    def _headers(self, sess: Session) -> dict[str, str]:
+    def _headers(self, sess: HttpSession) -> dict[str, str]:
         h = dict(self._timeout_hdr)
         if sess.token:
             h["Authorization"] = f"Bearer {sess.token}"
         return h
 
-    def _chat(self, sess: Session, cmd: Command, prompt_tokens: int, max_tokens: int) -> tuple[str, int]:
-        """One streamed chat completion; records ttft, itl and tpot. Returns (outcome, tokens used)."""
+    def _chat(self, sess: HttpSession, cmd: HttpCommand, prompt_tokens: int, max_tokens: int) -> str:
+        """One streamed chat completion of the command's class; records ttft, itl and tpot."""
         max_tokens = min(max_tokens, self.plan.max_tokens_cap)
-        prompt_tokens = max(1, min(prompt_tokens, self.plan.max_context - max_tokens - 16))
-        words = max(1, prompt_tokens - 3)  # "user", ":" and the BOS token count too
+        # the stack counts "user", ":" and BOS too (loadtest/stack/agent.py PROMPT_OVERHEAD_TOKENS)
+        prompt_tokens = max(1, min(prompt_tokens, self.plan.max_context - max_tokens))
+        words = max(1, prompt_tokens - 3)
         text = " ".join(_WORDS[i % len(_WORDS)] for i in range(words))
         body = {"model": self.plan.model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
                 "stream": True, "stream_options": {"include_usage": True}}
         sent = self.now()
-        r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=self._headers(sess), stream=True)
+        headers = self._headers(sess) | {CLASS_HEADER: cmd.spec.name}
+        r = self._request("POST", "/v1/chat/completions", "chat", json=body, headers=headers, stream=True)
         code = _code(r)
-        cmd.admitted = cmd.admitted or _admitted(r, code)
+        cmd.admitted = _admitted(r, code)
         if r.status_code != 200:
-            return P.classify(r.status_code, code), 0
+            return P.classify(r.status_code, code)
         stamps, usage, err = _read_stream(r, self.now)
         if err is not None:
-            return P.SHED if err in ("deadline_exceeded", "overloaded") else P.ERROR, 0
+            return P.classify_stream_error(err)
         if not stamps:
-            return P.ERROR, 0
+            return P.ERROR
         name = cmd.spec.name
-        self.tally.observe(f"ttft:{name}", stamps[0], stamps[0] - sent)
+        self.tally.observe(N.hist("ttft", name), stamps[0], stamps[0] - sent)
         for a, b in zip(stamps, stamps[1:], strict=False):
-            self.tally.observe(f"itl:{name}", b, b - a)
+            self.tally.observe(N.hist("itl", name), b, b - a)
         n_out = (usage or {}).get("completion_tokens") or len(stamps)
         if n_out > 1:
-            self.tally.observe(f"tpot:{name}", stamps[-1], (stamps[-1] - stamps[0]) / (n_out - 1))
-        self.tally.count(f"tokens_out:{name}", stamps[-1], n_out)
-        return P.OK, ((usage or {}).get("prompt_tokens") or prompt_tokens) + n_out
+            self.tally.observe(N.hist("tpot", name), stamps[-1], (stamps[-1] - stamps[0]) / (n_out - 1))
+        self.tally.count(N.tokens_out(name), stamps[-1], n_out)
+        return P.OK
 
-    def _agent(self, sess: Session, cmd: Command) -> str:
+    def _agent(self, sess: HttpSession, cmd: HttpCommand) -> str:
         """One agent command, streamed: each LLM call's timing arrives in a progress event as the
         call ends and is recorded like a chat call's (as the simulator records every call that
         produced tokens, also in an attempt that fails later)."""
         h = self._headers(sess) | {"Idempotency-Key": cmd.key}
-        body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True}
-        if cmd.spec.cls.places_order:  # the stack maps the stages of each order-placing class
-            body["class"] = cmd.spec.name
+        body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
         code = _code(r)
         cmd.admitted = _admitted(r, code)
@@ -355,12 +365,12 @@ class Workload:
     def _record_call(self, name: str, call: dict[str, Any]) -> None:
         """An LLM call inside an agent command, timed by the stack (`timing.llm_calls`)."""
         now = self.now()
-        self.tally.observe(f"ttft:{name}", now, float(call["ttft_s"]))
+        self.tally.observe(N.hist("ttft", name), now, float(call["ttft_s"]))
         if call.get("tpot_s") is not None:
-            self.tally.observe(f"tpot:{name}", now, float(call["tpot_s"]))
-        self.tally.count(f"tokens_out:{name}", now, int(call.get("output_tokens") or 0))
+            self.tally.observe(N.hist("tpot", name), now, float(call["tpot_s"]))
+        self.tally.count(N.tokens_out(name), now, int(call.get("output_tokens") or 0))
 
-    def _check_order(self, sess: Session, cmd: Command) -> None:
+    def _check_order(self, sess: HttpSession, cmd: HttpCommand) -> None:
         try:
             r = self._request("GET", f"/v1/orders/{cmd.order_id}", "order", headers=self._headers(sess))
             ok = r.status_code == 200 and r.json().get("status") in ("paid", "completed")

@@ -23,7 +23,7 @@ from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest.commands import Command, OutOfRequests, Session, Workload, specs_of
+from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
 from loadtest.dispatch import Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
@@ -51,7 +51,7 @@ class RunState:
         self.collector: Collector | None = None
         self.finals: set[int] = set()
         self.dispatchers: list[Dispatcher] = []
-        self.workloads: list[Workload] = []
+        self.workloads: list[HttpClient] = []
         self.role = "local"
         self.index = 0
         self.faults: FaultDriver | None = None
@@ -116,11 +116,12 @@ def _test_start(environment: Any, **_: Any) -> None:
     st, runner = STATE, environment.runner
     if st.role == "worker":
         return
-    st.set_t0(time.time() + (st.plan.lead_s if st.plan.mode == "open" else 0.0))
+    t0 = time.time() + (st.plan.lead_s if st.plan.mode == "open" else 0.0)
+    st.set_t0(t0)
     if isinstance(runner, MasterRunner):
-        runner.send_message("surge_t0", st.t0)
+        runner.send_message("surge_t0", t0)  # type: ignore[arg-type]  # Locust sends any msgpack value
     if st.plan.apply_faults and st.sc.faults:
-        st.faults = FaultDriver(st.sc.faults, st.plan.host, st.plan.admin_token, st.t0, st.event, gevent.sleep)
+        st.faults = FaultDriver(st.sc.faults, st.plan.host, st.plan.admin_token, t0, st.event, gevent.sleep)
         gevent.spawn(st.faults.run)
     if st.role == "local":
         gevent.spawn(_finish, runner)
@@ -205,7 +206,7 @@ class OpenModelUser(User):
         client = FastHttpSession(base_url=plan.host, request_event=self.environment.events.request, user=None,
                                  concurrency=plan.max_in_flight, network_timeout=_net_timeout(st.sc),
                                  connection_timeout=10.0, max_retries=0, insecure=True)
-        wl = Workload(st.sc, plan, st.tally, client, f"w{st.index}", st.t0)
+        wl = HttpClient(st.sc, plan, st.tally, client, f"w{st.index}", st.t0)
         sched = schedule_of(st.sc).share(st.index, max(1, plan.workers))
         d = Dispatcher(sched, lambda k, late: _start(wl, sched, k, late), st.tally, st.t0, plan.duration_s,
                        plan.max_in_flight)
@@ -216,7 +217,7 @@ class OpenModelUser(User):
             gevent.sleep(3600)
 
 
-def _start(wl: Workload, sched: Any, k: int, late: float) -> None:
+def _start(wl: HttpClient, sched: Any, k: int, late: float) -> None:
     p = int(sched.prompt_tokens[k]) if sched.prompt_tokens is not None else -1
     o = int(sched.output_tokens[k]) if sched.output_tokens is not None else -1
     try:
@@ -253,10 +254,10 @@ class _ClosedUser(FastHttpUser):
         n = next(_user_ids)
         if st.policy is None:
             st.policy = RetryPolicy(st.sc.clients, _jitter(st), time.time)
-        self.wl = Workload(st.sc, st.plan, st.tally, self.client, f"{self.kind}{st.index}-{n}", st.t0 or 0.0,
+        self.wl = HttpClient(st.sc, st.plan, st.tally, self.client, f"{self.kind}{st.index}-{n}", st.t0 or 0.0,
                            self.kind, st.policy)
         st.workloads.append(self.wl)
-        self.sess = Session(f"{self.kind}{st.index}-{n}")
+        self.sess = self.wl.new_session(f"{self.kind}{st.index}-{n}")
         if self.wl.has_auth:
             self.wl.login(self.sess)
 
@@ -269,7 +270,7 @@ class _ClosedUser(FastHttpUser):
             gevent.sleep(1)
             return
         try:
-            self.wl.command(self.sess, Command(self.wl.pick(), self.wl.now()))
+            self.wl.command(self.sess, HttpCommand(self.wl.pick(), self.wl.now()))
         except OutOfRequests:
             raise StopUser() from None
 

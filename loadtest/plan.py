@@ -1,64 +1,27 @@
 """The plan of a load run: the scenario as it will run (scaled, cut to the duration), written
 once to the run folder and read by every Locust process.
 
-Scaling (`--scale F`) multiplies the arrival rate (`arrivals.scale`; a trace is compressed in
-time) and the capacities that grow with a fleet — LLM replicas, gateway concurrency, queue and
-global rate limit, auth and tool concurrency — each rounded up to at least 1, with the same
-rules as the reference stack's `--scale` (`loadtest/stack/scenario_map.py`). The load test,
-the stack and the simulator all read the one scaled file, so they run the same scenario.
+Scaling (`--scale F`) is the one rule `sim.rules.scaling` (arrival rate and every capacity that
+grows with a fleet). The load test, the stack and the simulator all read the one scaled file,
+so they run the same scenario.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from sim.errors import ScenarioError
+from sim.rules.scaling import scale_data
 from sim.scenario import Scenario, apply_override, parse_scenario
 from sim.scenario.load import read_yaml
 
 SCENARIO_FILE = "scenario.yaml"
 PLAN_FILE = "plan.json"
 Mode = Literal["open", "closed"]
-
-
-def _ceil(x: float, f: float) -> int:
-    return max(1, math.ceil(x * f))
-
-
-def scale_raw(data: dict[str, Any], factor: float) -> dict[str, Any]:
-    """A copy of a raw scenario mapping with arrivals and fleet capacities scaled by `factor`."""
-    if not factor > 0:
-        raise ScenarioError(f"'--scale' must be > 0 (got {factor})")
-    d = copy.deepcopy(data)
-    arr = d.setdefault("arrivals", {}) or {}
-    d["arrivals"] = arr
-    arr["scale"] = float(arr.get("scale", 1.0)) * factor
-    svc = d.get("services") or {}
-    llm = svc.get("llm")
-    if isinstance(llm, dict):
-        llm["replicas"] = _ceil(llm.get("replicas", 1), factor)
-    gw = svc.get("gateway")
-    if isinstance(gw, dict):
-        for k in ("concurrency", "queue_limit"):
-            if gw.get(k) is not None:
-                gw[k] = _ceil(gw[k], factor)
-        rl = gw.get("rate_limit")
-        if isinstance(rl, dict):
-            for k in ("global_per_s", "burst"):
-                if rl.get(k) is not None:
-                    rl[k] = max(1e-9, rl[k] * factor) if k == "global_per_s" else max(1.0, rl[k] * factor)
-    pools = [svc.get("auth")] + list((svc.get("tools") or {}).values())
-    for p in pools:
-        if isinstance(p, dict) and p.get("concurrency") is not None:
-            p["concurrency"] = _ceil(p["concurrency"], factor)
-    return d
 
 
 def _absolute_files(node: Any, base: Path) -> None:
@@ -102,7 +65,7 @@ def prepare_scenario(path: str | Path, scale: float, duration_s: float | None, o
     data = read_yaml(p)
     for item in overrides:
         apply_override(data, item, file=str(p))
-    data = scale_raw(data, scale)
+    data = scale_data(data, scale)
     notes = fit_to_duration(data, duration_s, interval_s)
     _absolute_files(data, p.parent.resolve())
     sc = parse_scenario(data, file=str(p), base_dir=p.parent)

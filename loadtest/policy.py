@@ -6,7 +6,8 @@ throttle look at this process's traffic; with several workers each keeps its own
 Outcomes (the simulator's failure reasons):
 - `timeout`: no complete answer within `clients.timeout_s` (measured by the client);
 - `rejected`: 429, a rate limit;
-- `shed`: 503 overloaded / circuit open, 504 deadline passed at the server, 409 key in use;
+- `shed`: 503 overloaded / queue full / evicted / circuit breaker open, 504 deadline passed at
+  the server (409 from other servers too);
 - `auth`: 401, the session is gone (re-login when `clients.relogin`);
 - `error`: any other failure (5xx from a tool or the model, a broken connection, a bad body);
 - `throttled`: refused on the client by the retry budget or adaptive throttling (no traffic).
@@ -14,11 +15,11 @@ Outcomes (the simulator's failure reasons):
 
 from __future__ import annotations
 
+from sim.rules.outcomes import ABANDONED, AUTH, ERROR, OK, REJECTED, SHED, THROTTLED, TIMEOUT
 from sim.rules.retry import RetryPolicy
 
-OK, TIMEOUT, REJECTED, SHED, ERROR, AUTH, THROTTLED, ABANDONED = (
-    "ok", "timeout", "rejected", "shed", "error", "auth", "throttled", "abandoned")
-_SHED_CODES = ("overloaded", "circuit_open", "deadline_exceeded", "idempotency_key_in_use", "not_ready")
+# 503 codes of overload protection (the stack's gateway, LLM queue, tool breakers): shed, as in the simulator
+_SHED_CODES = ("overloaded", "breaker_open", "circuit_open", "deadline_exceeded", "not_ready")
 
 
 def classify(status: int, code: str | None = None) -> str:
@@ -36,6 +37,11 @@ def classify(status: int, code: str | None = None) -> str:
     return ERROR
 
 
+def classify_stream_error(code: str) -> str:
+    """The outcome of an error reported inside a stream that had started (headers sent)."""
+    return SHED if code in ("deadline_exceeded", "overloaded") else ERROR
+
+
 def admitted(status: int, code: str | None = None) -> bool:
     """Whether an answer shows the attempt got past the gateway, for a server that does not say so
     (the reference stack does: `X-Surge-Admitted`): every answer but 429, 401, 409, and 503/504
@@ -44,4 +50,5 @@ def admitted(status: int, code: str | None = None) -> bool:
         return False
     return not (status in (503, 504) and code in ("overloaded", "deadline_exceeded", "not_ready"))
 
-__all__ = ["RetryPolicy", "admitted", "classify"]
+__all__ = ["ABANDONED", "AUTH", "ERROR", "OK", "REJECTED", "SHED", "THROTTLED", "TIMEOUT", "RetryPolicy",
+           "admitted", "classify", "classify_stream_error"]

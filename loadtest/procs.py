@@ -47,21 +47,21 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
 
 
 class StackProcess:
-    """`python -m loadtest.stack` on a loopback port, configured from the scaled scenario."""
+    """`python -m loadtest.stack` on a loopback port, serving the scaled scenario; `options` are
+`StackOptions` fields."""
 
     def __init__(self, scenario_file: Path, folder: Path, admin_token: str, port: int | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.scenario_file, self.folder, self.admin_token, self.config = scenario_file, folder, admin_token, config
+        self.scenario_file, self.folder, self.admin_token = scenario_file, folder, admin_token
+        self.options = {**(options or {}), "admin_token": admin_token}
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     def start(self, timeout_s: float = 90.0) -> StackProcess:
         cmd = [sys.executable, "-m", "loadtest.stack", "--port", str(self.port), "--scenario", str(self.scenario_file),
-               "--db", str(self.folder / "orders.db")]
-        if self.config:
-            cmd += ["--config-json", json.dumps(self.config)]
+               "--db", str(self.folder / "orders.db"), "--options-json", json.dumps(self.options)]
         self._log = open(self.folder / "stack.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(SURGE_ADMIN_TOKEN=self.admin_token),
                                      stdout=self._log, stderr=subprocess.STDOUT)

@@ -59,7 +59,7 @@ class Options:
     max_requests: int = 1_000_000
     max_in_flight: int = 2000
     model: str | None = None  # the model named in chat requests; None = ask the server (/v1/models)
-    stack_config: dict[str, Any] | None = None
+    stack_options: dict[str, Any] | None = None  # StackOptions fields for --start-stack
     faults: bool = True
     simulate: bool = True
     report: bool = True
@@ -78,7 +78,7 @@ def run_loadtest(opt: Options) -> LoadRun:
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out)
     token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
-    stack = procs.StackProcess(scen_file, out, token, config=opt.stack_config) if opt.start_stack else None
+    stack = procs.StackProcess(scen_file, out, token, options=opt.stack_options) if opt.start_stack else None
     try:
         if stack is not None:
             host = stack.start().url

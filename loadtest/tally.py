@@ -28,7 +28,7 @@ class Tally:
         self.interval_s = interval_s
         self.n_intervals = max(1, int(np.ceil(duration_s / interval_s - 1e-9)))
         self._inv = 1.0 / interval_s
-        self._counts: Counter[tuple[str, int]] = Counter()
+        self._counts: dict[tuple[str, int], float] = {}
         self._buckets: Counter[tuple[str, int, int]] = Counter()
         self._events: list[dict[str, Any]] = []
         self.totals: Counter[str] = Counter()  # whole-run counters (not per interval)
@@ -46,7 +46,8 @@ class Tally:
     def count(self, name: str, t: float, n: float = 1) -> None:
         if self.frozen:
             return
-        self._counts[(name, self.index(t))] += n
+        key = (name, self.index(t))
+        self._counts[key] = self._counts.get(key, 0.0) + n
 
     def observe(self, key: str, t: float, value_s: float) -> None:
         """One latency sample (seconds) of histogram `key` (`metric:class`) at time t."""
@@ -67,7 +68,7 @@ class Tally:
             "events": self._events,
             "totals": dict(self.totals),
         }
-        self._counts, self._buckets, self._events = Counter(), Counter(), []
+        self._counts, self._buckets, self._events = {}, Counter(), []
         self.totals = Counter()
         return out
 

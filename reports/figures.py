@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -178,8 +180,7 @@ def _failures(runs: Sequence[Run]) -> Figure | None:
             empty_note(ax, "no failed commands")
     else:
         reasons = sorted(set().union(*(ts.failures_by_reason(r) for _, r in runs)))
-        overlay(ax, runs, [(why, lambda r, w=why: ts.per_s(r, ts.failures_by_reason(r).get(w)))
-                           for why in reasons])
+        overlay(ax, runs, [(why, partial(_failure_rate, reason=why)) for why in reasons])
     ax.set_ylabel("failed commands / s")
     ax.set_title("Failed commands by reason of the last attempt (all classes)", loc="left")
     overlay(ax2, runs, [("retries", lambda r: ts.per_s(r, ts.total(r, "retries:"))),
@@ -198,7 +199,7 @@ def _business(runs: Sequence[Run]) -> Figure | None:
     rates = [x for x in rates if any(x[1](r) is not None for _, r in runs)]
     fig, axes = panels(2 if rates else 1, "Business KPIs", height=2.6)
     ax = axes[0]
-    overlay(ax, runs, [(c, lambda r, c=c: ts.success_rate(r, c)) for c in ts.classes(r0)], scale=100.0)
+    overlay(ax, runs, [(c, partial(ts.success_rate, cls=c)) for c in ts.classes(r0)], scale=100.0)
     ax.set_ylabel("commands succeeded (%)")
     ax.set_title("Success rate per class (succeeded / ended in the interval)", loc="left")
     for ci, c in enumerate(ts.classes(r0)):
@@ -261,3 +262,8 @@ def build_figures(runs: Sequence[Run]) -> list[tuple[FigureSpec, Figure]]:
         if fig is not None:
             out.append((spec, fig))
     return out
+
+
+def _failure_rate(r: Any, reason: str) -> Any:
+    """Failed commands per second for one reason."""
+    return ts.per_s(r, ts.failures_by_reason(r).get(reason))

@@ -102,7 +102,8 @@ def finish(fig: Figure, axes: Sequence[Axes], runs: Sequence[Run], legend_cols: 
     """Shade windows, label the time axis on the bottom panels, add legends."""
     shade(axes, runs)
     _, _, unit = time_axis(runs[0][1])
-    ncols = axes[0].get_subplotspec().get_gridspec().ncols if axes else 1
+    spec = axes[0].get_subplotspec() if axes else None
+    ncols = spec.get_gridspec().ncols if spec is not None else 1
     for k, ax in enumerate(axes):
         if k >= len(axes) - ncols:
             ax.set_xlabel(f"time since start ({unit})")

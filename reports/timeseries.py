@@ -39,7 +39,7 @@ def interval_quantiles(triples: np.ndarray, n_intervals: int, qs: tuple[float, .
     present = np.flatnonzero(per > 0)
     end = np.cumsum(per)  # cumulative count at the end of each interval
     base = end - per
-    values = bucket_value(rows[:, 1])
+    values = np.asarray(bucket_value(rows[:, 1]))
     for k, q in enumerate(qs):
         rank = np.maximum(1, np.ceil(q * per[present] - 1e-9))
         idx = np.searchsorted(cum, base[present] + rank, side="left")

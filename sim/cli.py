@@ -124,11 +124,13 @@ def stack_serve(
     set_: Sets = None,
 ) -> None:
     """Serve the reference agent stack (FastAPI on uvicorn) on loopback."""
-    from loadtest.stack import StackConfig, serve
-    from sim.scenario import load_scenario
+    from loadtest.stack.__main__ import main as stack_main
 
-    config = StackConfig.from_scenario(load_scenario(scenario, set_ or []), scale) if scenario else StackConfig()
-    serve(config, host=host, port=port)
+    args = ["--host", host, "--port", str(port), "--scale", str(scale)]
+    args += ["--scenario", str(scenario)] if scenario else []
+    for item in set_ or []:
+        args += ["--set", item]
+    raise typer.Exit(stack_main(args))
 
 
 def _print_summary(results) -> None:  # type: ignore[no-untyped-def]

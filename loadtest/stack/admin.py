@@ -69,15 +69,16 @@ def make_router(stack: Stack) -> APIRouter:
     fault_body = fault_request_model(stack.faults.targets)
 
     def admin(request: Request, _: Any = Depends(admin_scheme)) -> None:
-        require_admin(request, stack.cfg.admin_token)
+        require_admin(request, stack.opts.admin_token)
 
     @router.post("/admin/faults", status_code=201, response_model=FaultOut, tags=["admin"],
                  responses=ERROR_RESPONSES, dependencies=[Depends(admin)], summary="Inject a fault")
-    async def add_fault(body: fault_body) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def add_fault(fault: fault_body) -> dict[str, Any]:  # type: ignore[valid-type]
+        body: Any = fault
         why = stack.faults.check(body.kind, body.target, body.magnitude)
         if why:
             raise APIError(400, why, "invalid_fault", "target" if "target" in why else "magnitude")
-        return asdict(stack.faults.add(body.kind, body.target, body.magnitude, body.duration_s))
+        return asdict(stack.add_fault(body.kind, body.target, body.magnitude, body.duration_s))
 
     @router.get("/admin/faults", response_model=FaultList, tags=["admin"], responses=ERROR_RESPONSES,
                 dependencies=[Depends(admin)], summary="Active faults")

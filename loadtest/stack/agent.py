@@ -1,17 +1,26 @@
-"""The agent: "help me buy a milk tea" -> LLM plan -> catalog -> order -> payment -> answer.
+"""The agent: a command of one of the scenario's classes runs that class's stages, in order,
+exactly as the simulator runs them (`workload.classes.NAME.stages`).
 
-Stages come from the config: the command's class (body field `class`, one of the scenario's
-order-placing classes) or, when it names none, the most likely one. Each LLM stage's prompt and
-output sizes are drawn from its distributions, and the prompt carries the context so far, so
-later calls cost more tokens. Every LLM call is timed as the simulator times it: TTFT from
-submission to the first token, TPOT = (last token - first token) / (output tokens - 1). The order itself follows `OrderStore`'s exactly-once rules:
+- An LLM stage's prompt is the command's context so far plus `prompt_tokens` new tokens when
+  the class carries context (else just the new tokens); it generates `output_tokens` tokens;
+  then the context is prompt + output, as in the simulator. Prompts are real text of exactly
+  that many tokens (the earlier prompts and answers, then new words).
+- A tool stage calls that service (latency, errors, its queue and breaker); its
+  `result_tokens` join the context. For an order-placing class the tools named `catalog`,
+  `order` and `payment` do the real work in SQLite: pick the item, place the order, pay.
+- Every LLM call is timed as the simulator times it: TTFT from submission to the first token,
+  TPOT = (last token - first token) / (output tokens - 1).
+
+A command's priority at the gateway is its class's. Orders follow `OrderStore`'s exactly-once
+rules:
 - the same `Idempotency-Key` (per user) always means the same order;
 - a retry of a completed command replays the stored answer (header `Idempotent-Replayed`);
-- a retry while the first attempt is still running gets 409 + Retry-After (no waiting:
-  it would hold a connection and a gateway slot for nothing);
+- a retry while an earlier attempt still runs is a new attempt, as in the simulator (it costs
+  capacity: the earlier one is work nobody waits for); both work on the one order, which is
+  placed once and paid once, and the first to finish stores the answer;
 - a retry after a failed attempt resumes the same order where it stopped;
-- once paid, the command succeeds even if the final LLM call fails (money moved: the
-  user must be told), with a plain answer instead of a generated one.
+- once paid, the command succeeds even if a later stage fails (money moved: the user must be
+  told), with a plain answer instead of a generated one.
 """
 
 from __future__ import annotations
@@ -19,36 +28,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest.stack.chat import llm_error
-from loadtest.stack.config import LLMStage, StackConfig, ToolStage
 from loadtest.stack.errors import APIError, retry_after
-from loadtest.stack.gateway import Ticket
+from loadtest.stack.gateway import Slot
 from loadtest.stack.llm import LLMError, Message
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
+from sim.scenario import CommandClass, Stage
 
 MENU = (  # sku, name, price (cents)
     ("tea-milk", "classic milk tea", 1500), ("tea-boba", "brown sugar boba milk tea", 1800),
     ("tea-jasmine", "jasmine green tea", 1200), ("tea-matcha", "matcha latte", 2000),
     ("tea-mango", "mango fruit tea", 1600), ("coffee-latte", "iced latte", 1700),
 )
-REQUIRED_TOOLS = ("catalog", "order", "payment")
-_SYSTEM = "you are a shopping agent . plan the order , pick an item , place it , pay , confirm ."
-
-
-def normalise_stages(stages: tuple[LLMStage | ToolStage, ...]) -> tuple[LLMStage | ToolStage, ...]:
-    """The configured stages, plus any of catalog/order/payment they lack, in that order,
-    before the final LLM stage: an agent command always places and pays its order."""
-    named = {s.tool for s in stages if isinstance(s, ToolStage)}
-    missing = [ToolStage(t) for t in REQUIRED_TOOLS if t not in named]
-    if not missing:
-        return stages
-    last_llm = max((i for i, s in enumerate(stages) if isinstance(s, LLMStage)), default=len(stages))
-    return (*stages[:last_llm], *missing, *stages[last_llm:])
+PROMPT_OVERHEAD_TOKENS = 3  # BOS, "user", ":" around the one user message
 
 
 def pick_item(command: str) -> tuple[str, str, int]:
@@ -72,14 +69,33 @@ def order_view(row: dict[str, Any]) -> dict[str, Any]:
                                                       "attempts": row.get("attempts")}
 
 
+def default_class(classes: dict[str, CommandClass]) -> str:
+    """The class a command naming none runs: the most likely order-placing class, else the most
+    likely class with a tool stage, else the most likely class."""
+    def rank(item: tuple[str, CommandClass]) -> tuple[bool, bool, float]:
+        c = item[1]
+        return c.places_order, any(st.tool is not None for st in c.stages), c.probability
+    return max(classes.items(), key=rank)[0]
+
+
 @dataclass
 class Started:
-    """A claimed command: its order row and gateway slot, or the stored body of a replay."""
+    """A claimed command: its class, its order row (order-placing classes), its gateway slot,
+    or the stored body of a replay."""
 
-    row: dict[str, Any]
-    ticket: Ticket | None
-    replay: dict[str, Any] | None
-    stages: tuple[LLMStage | ToolStage, ...] = ()
+    klass: str
+    row: dict[str, Any] | None
+    ticket: Slot | None
+    replay: dict[str, Any] | None = None
+
+
+@dataclass
+class Context:
+    """The command's context so far: its text and its size in tokens (the simulator's count)."""
+
+    text: str = ""
+    tokens: int = 0
+    pieces: list[str] = field(default_factory=list)
 
 
 class Agent:
@@ -88,155 +104,185 @@ class Agent:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.cfg: StackConfig = stack.cfg
-        self.stages = normalise_stages(self.cfg.agent_stages)
-        self.classes = {n: normalise_stages(s) for n, s in self.cfg.agent_classes.items()}
-        self.vocab = Vocabulary(self.cfg.model.vocab)
+        self.classes = dict(stack.scenario.workload.classes)
+        self.default = default_class(self.classes)
+        self.vocab: Vocabulary = stack.llm.vocab
+        self._cancel = stack.deadlines.servers_cancel()
 
-    def stages_of(self, klass: str | None) -> tuple[LLMStage | ToolStage, ...]:
-        """The stages a command of `klass` runs (None: the default class); 400 for a name the
-        stack does not know."""
+    def class_of(self, klass: str | None) -> str:
+        """The class a command runs (None: the default); 400 for a name the scenario lacks."""
         if klass is None:
-            return self.stages
+            return self.default
         if klass not in self.classes:
-            known = ", ".join(sorted(self.classes)) or "none: this stack was configured without a scenario"
-            raise APIError(400, f"unknown command class '{klass[:64]}' (known: {known})", "unknown_class", "class")
-        return self.classes[klass]
+            raise APIError(400, f"unknown command class '{klass[:64]}' (known: {', '.join(sorted(self.classes))})",
+                           "unknown_class", "class")
+        return klass
 
     async def start(self, user: str, key: str, command: str, deadline: float | None,
                     klass: str | None = None) -> Started:
-        """Claim the order for (user, key) and a gateway slot. Raises `APIError` for an unknown
-        class (400), a key reused with another command (422), a key in use (409) or overload
-        (503/504)."""
+        """Claim the order (order-placing classes) and a gateway slot. Raises `APIError` for an
+        unknown class (400), a key reused with another command (422) or overload (503/504)."""
         st = self.stack
-        stages = self.stages_of(klass)
-        kind, row = await st.store.claim(user, key, request_hash(command, klass), self.cfg.order_lease_s)
-        if kind == "mismatch":
-            raise APIError(422, "this Idempotency-Key was used with a different command", "idempotency_key_reused",
-                           "Idempotency-Key")
-        if kind == "replay":
-            st.metrics.orders.inc(("replayed",))
-            return Started(row, None, {"order": order_view(row), "answer": row["answer"], "usage": None})
-        if kind == "in_progress":
-            st.metrics.orders.inc(("conflict",))
-            raise retry_after(409, "a command with this Idempotency-Key is still in progress", "idempotency_key_in_use", 1)
+        name = self.class_of(klass)
+        row = None
+        if self.classes[name].places_order:
+            kind, row = await st.store.claim(user, key, request_hash(command, klass), st.opts.order_lease_s)
+            if kind == "mismatch":
+                raise APIError(422, "this Idempotency-Key was used with a different command",
+                               "idempotency_key_reused", "Idempotency-Key")
+            if kind == "replay":
+                st.metrics.orders.inc(("replayed",))
+                return Started(name, row, None, {"order": order_view(row), "answer": row["answer"], "usage": None})
+            if kind == "concurrent":
+                st.metrics.orders.inc(("concurrent",))
         try:
-            ticket = await st.gateway.admit(klass if klass in self.cfg.gateway.priority else "agent", deadline)
+            ticket = await st.gateway.admit(name, deadline)
         except BaseException as e:
-            await self._release(row["id"], getattr(e, "code", None) or "cancelled")
+            if row is not None:
+                await self._release(row["id"], getattr(e, "code", None) or "cancelled")
             raise
-        return Started(row, ticket, None, stages)
+        return Started(name, row, ticket)
 
     async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
         """Run the stages of a started command; the response body. Raises `APIError`."""
         try:
-            return await self._stages(started.row, started.stages or self.stages, command, deadline, progress)
+            return await self._stages(started, command, deadline if self._cancel else None, progress)
         finally:
             if started.ticket:
                 started.ticket.release()
 
-    async def _stages(self, row: dict[str, Any], stages: tuple[LLMStage | ToolStage, ...], command: str,
-                      deadline: float | None, progress: Any) -> dict[str, Any]:
-        oid, st = row["id"], self.stack
+    async def _stages(self, started: Started, command: str, deadline: float | None, progress: Any) -> dict[str, Any]:
+        st, cls = self.stack, self.classes[started.klass]
+        row = started.row
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         t_start, llm_s = time.perf_counter(), [0.0]
         calls: list[dict[str, Any]] = []
-        answer, context = "", [command]
+        answer, ctx = "", Context()
         try:
-            for i, stage in enumerate(stages):
+            for i, stage in enumerate(cls.stages):
                 if progress:
-                    await progress(stage.tool if isinstance(stage, ToolStage) else f"llm_{i}")
-                if isinstance(stage, ToolStage):
-                    row = await self._tool(stage.tool, row, command, deadline)
-                    context.append(f"{stage.tool} ok {row.get('item') or ''}")
-                    if stage.result_tokens is not None:
-                        n = int(round(stage.result_tokens.sample(st.rng_agent)))
-                        context.append(self.vocab.filler(n, offset=i))
-                else:
-                    t, call = time.perf_counter(), LLMCall(t_start)
-                    try:
-                        answer = await self._llm(stage, context, usage, deadline, call)
-                    finally:
-                        llm_s[0] += time.perf_counter() - t
-                        if call.t_first is not None:  # a call that produced tokens is timed, as in the simulator
-                            calls.append(call.view())
-                            if progress:
-                                await progress(f"llm_{i}", calls[-1])
-                    context.append(answer)
+                    await progress(stage.tool.service if stage.tool else f"llm_{i}")
+                if stage.tool is not None:
+                    row = await self._tool(stage, row, command, deadline)
+                    self._grow(ctx, stage, i)
+                    continue
+                t, call = time.perf_counter(), LLMCall(t_start)
+                try:
+                    answer = await self._llm(stage, cls.carry_context, ctx, usage, deadline, call)
+                finally:
+                    llm_s[0] += time.perf_counter() - t
+                    if call.t_first is not None:  # a call that produced tokens is timed, as in the simulator
+                        calls.append(call.view())
+                        if progress:
+                            await progress(f"llm_{i}", calls[-1])
+            if row is not None and row["status"] not in ("paid", "completed"):
+                row = await self._settle(row, command)
         except (ServiceError, LLMError, APIError) as e:
-            if row["status"] != "paid":
-                await self._release(oid, getattr(e, "code", "error"))
-                st.metrics.orders.inc(("failed",))
+            if row is None or row["status"] not in ("paid", "completed"):
+                if row is not None:
+                    await self._release(row["id"], getattr(e, "code", "error"))
+                    st.metrics.orders.inc(("failed",))
                 raise _as_api_error(e) from None
             answer = f"your {row['item']} is ordered and paid ."  # paid: tell the user, whatever failed
         except BaseException:
-            await self._release(oid, "cancelled")
+            if row is not None:
+                await self._release(row["id"], "cancelled")
             raise
-        final = await st.store.complete(oid, answer.strip())
-        st.metrics.orders.inc(("completed",))
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start, "llm_calls": calls}
+        if row is None:
+            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing}
+        final = await st.store.complete(row["id"], answer.strip())
+        st.metrics.orders.inc(("completed",))
         return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing}
 
+    def _grow(self, ctx: Context, stage: Stage, i: int) -> None:
+        """A tool's result joins the context (its `result_tokens`, drawn)."""
+        assert stage.tool is not None
+        if stage.tool.result_tokens is not None:
+            n = int(stage.tool.result_tokens.sample(self.stack.rng_agent))
+            if n > 0:
+                ctx.pieces.append(self.vocab.filler(n, offset=i))
+                ctx.tokens += n
+
     async def _release(self, oid: str, code: str) -> None:
-        # Shielded: a cancelled request must still give its lease back, or retries get 409s.
+        # Shielded: a cancelled request must still end its attempt on the order.
         await asyncio.shield(self.stack.store.release(oid, code))
 
-    async def _tool(self, name: str, row: dict[str, Any], command: str, deadline: float | None) -> dict[str, Any]:
-        st, oid = self.stack, row["id"]
-        svc = st.tools.get(name)
+    async def _settle(self, row: dict[str, Any], command: str) -> dict[str, Any]:
+        """An order-placing class whose stages name no `order`/`payment` tool: place and pay at
+        the end (no service time: the scenario does not model one)."""
+        row = await self._place(_with_item(row, command))
+        pid = await self.stack.store.pay(row["id"])
+        return {**row, "status": "paid", "payment_id": pid}
+
+    async def _place(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row["status"] == "pending":
+            await self.stack.store.place(row["id"], row["sku"], row["item"], row["price_cents"])
+        return {**row, "status": "placed"} if row["status"] == "pending" else row
+
+    async def _tool(self, stage: Stage, row: dict[str, Any] | None, command: str,
+                    deadline: float | None) -> dict[str, Any] | None:
+        assert stage.tool is not None
+        name = stage.tool.service
+        st, svc = self.stack, self.stack.tools[name]
+        if row is None or name not in ("catalog", "order", "payment") or row["status"] in ("paid", "completed"):
+            await svc.call(_value(None), deadline)  # the call's time and errors, no work to redo
+            return row
         if name == "catalog":
+            chosen = await svc.call(_value(pick_item(command)), deadline)
             if row.get("sku"):
                 return row  # resumed: the item was chosen before
-            sku, item, price = pick_item(command)
-            item_row = await svc.call(_value((sku, item, price)), deadline) if svc else (sku, item, price)
-            return {**row, "sku": item_row[0], "item": item_row[1], "price_cents": item_row[2]}
+            return {**row, "sku": chosen[0], "item": chosen[1], "price_cents": chosen[2]}
+        row = _with_item(row, command)
         if name == "order":
-            if row["status"] in ("placed", "paid"):
-                return row
-            work = lambda: st.store.place(oid, row["sku"], row["item"], row["price_cents"])  # noqa: E731
-            await (svc.call(work, deadline) if svc else work())
+            r = row
+            await svc.call(lambda: self._place(r), deadline)
             return {**row, "status": "placed"}
-        if name == "payment":
-            if row["status"] == "paid":
-                return row
-            work = lambda: st.store.pay(oid)  # noqa: E731
-            pid = await (svc.call(work, deadline) if svc else work())
-            return {**row, "status": "paid", "payment_id": pid}
-        if svc:
-            await svc.call(_value(None), deadline)
-        return row
+        row = await self._place(row)  # payment with no order stage before it: placed now
+        oid = row["id"]
+        pid = await svc.call(lambda: st.store.pay(oid), deadline)
+        return {**row, "status": "paid", "payment_id": pid}
 
-    async def _llm(self, stage: LLMStage, context: list[str], usage: dict[str, int], deadline: float | None,
+    async def _llm(self, stage: Stage, carry: bool, ctx: Context, usage: dict[str, int], deadline: float | None,
                    call: LLMCall) -> str:
-        rng = self.stack.rng_agent
-        new_tokens = max(1, int(round(stage.prompt_tokens.sample(rng))))
-        max_tokens = max(1, min(self.cfg.max_tokens_cap, int(round(stage.output_tokens.sample(rng)))))
-        context.append(self.vocab.filler(new_tokens, offset=len(context)))
-        budget = self.cfg.model.max_context - max_tokens - 16  # headroom for role labels
-        messages = self._messages(context)
-        while len(context) > 1 and self.stack.llm.count(messages) > budget:
-            context.pop(1)  # forget the oldest context, keep the command itself
-            messages = self._messages(context)
-        if self.stack.llm.count(messages) > budget:
-            messages[-1]["content"] = " ".join(messages[-1]["content"].split()[: max(1, budget // 2)])
+        assert stage.llm is not None
+        rng, llm = self.stack.rng_agent, self.stack.llm
+        new = max(1, round(stage.llm.prompt_tokens.sample(rng)))
+        out = max(1, min(self.stack.opts.max_tokens_cap, round(stage.llm.output_tokens.sample(rng))))
+        prompt = ctx.tokens + new if carry else new
+        pieces = [*ctx.pieces, self.vocab.filler(new, offset=ctx.tokens)] if carry else [self.vocab.filler(new)]
+        text = self._fit(" ".join(pieces), prompt, out)
+        messages: list[Message] = [{"role": "user", "content": text}]
         call.t_submit = time.perf_counter()
-        g = await self.stack.llm.generate(messages, max_tokens, 1.0, deadline)
-        pieces = []
+        g = await llm.generate(messages, out, 1.0, deadline)
+        answer: list[str] = []
         try:
             async for p in g:
                 call.token()
-                pieces.append(p)
+                answer.append(p)
         finally:
             call.prompt_tokens, call.output_tokens = g.prompt_tokens, g.completion_tokens
         call.ok = True
         usage["prompt_tokens"] += g.prompt_tokens
         usage["completion_tokens"] += g.completion_tokens
-        return "".join(pieces)
+        reply = "".join(answer)
+        ctx.pieces, ctx.tokens = [text, reply.strip()], prompt + out  # the simulator's context: prompt + output
+        return reply
 
-    @staticmethod
-    def _messages(context: list[str]) -> list[Message]:
-        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": " ".join(context)}]
+    def _fit(self, text: str, prompt_tokens: int, out: int) -> str:
+        """The prompt text: `prompt_tokens` in all with the message overhead; when it would not
+        fit the local model's context with `out` tokens to generate, its oldest part goes (the
+        one place the stack cannot follow the simulator: a real context window)."""
+        want = max(1, prompt_tokens - PROMPT_OVERHEAD_TOKENS)
+        limit = getattr(self.stack.llm, "max_context", 1 << 30) - out - PROMPT_OVERHEAD_TOKENS
+        words = text.split()
+        want = max(1, min(want, limit))
+        if len(words) > want:
+            words = words[len(words) - want:]
+        elif len(words) < want:
+            words += self.vocab.filler(want - len(words), offset=len(words)).split()
+        return " ".join(words)
 
 
 class LLMCall:
@@ -262,6 +308,14 @@ class LLMCall:
         tpot = (self.t_last - self.t_first) / (n - 1) if self.ok and n > 1 else None
         return {"ttft_s": self.t_first - self.t_submit, "tpot_s": tpot, "prompt_tokens": self.prompt_tokens,
                 "output_tokens": n, "end_s": self.t_last - self.t_start}
+
+
+def _with_item(row: dict[str, Any], command: str) -> dict[str, Any]:
+    """The order row with its item chosen (the command's, when no catalog stage chose one)."""
+    if row.get("sku"):
+        return row
+    sku, item, price = pick_item(command)
+    return {**row, "sku": sku, "item": item, "price_cents": price}
 
 
 def _value(v: Any) -> Any:

@@ -11,15 +11,15 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from loadtest.stack.agent import Agent, Started, order_view
-from loadtest.stack.auth import require_session
+from loadtest.stack.auth import chat_session, require_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
-from loadtest.stack.gateway import behind_admission, mark_admitted, parse_deadline
+from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, parse_deadline
 from loadtest.stack.jsontypes import Bool
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 
 session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
-_ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES, 409: ERROR_RESPONSES[400] | {"description": "key in use (Retry-After)"},
+_ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
                          422: ERROR_RESPONSES[400] | {"description": "Idempotency-Key reused with another command"}}
 
 
@@ -45,8 +45,8 @@ class AgentCommandBase(BaseModel):
 def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
     """The request schema naming this stack's command classes (so OpenAPI tells them)."""
     klass: Any = Literal[tuple(classes)] | None if classes else None  # type: ignore[valid-type]
-    field = Field(default=None, alias="class", description="the scenario's order-placing command class whose "
-                  "stages run (default: the most likely one)")
+    field = Field(default=None, alias="class", description="the scenario's command class whose stages run "
+                  "(default: the most likely order-placing class)")
     return create_model("AgentCommand", __base__=AgentCommandBase, klass=(klass, field))  # type: ignore[call-overload]
 
 
@@ -79,7 +79,7 @@ class Timing(BaseModel):
 
 
 class AgentResult(BaseModel):
-    order: Order
+    order: Order | None = Field(description="the order (null for a class that places none)")
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
     timing: Timing | None = Field(default=None, description="null on replay")
@@ -117,6 +117,7 @@ def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
     agent = Agent(stack)
     command_model = agent_command_model(sorted(agent.classes))
+    sessions_required = stack.auth is not None  # a scenario without auth has no sessions to check
 
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
                  summary="Log in and get a session token")
@@ -128,7 +129,7 @@ def make_router(stack: Stack) -> APIRouter:
             return stack.sessions.issue(body.username)
 
         try:
-            token = await stack.auth.call(issue, deadline)
+            token = await stack.auth.call(issue, deadline) if stack.auth else await issue()
         except ServiceError as e:
             if e.code == "timeout":
                 raise APIError(504, "the auth service did not answer in time", "auth_timeout") from None
@@ -142,7 +143,8 @@ def make_router(stack: Stack) -> APIRouter:
     async def command(body: command_model, request: Request,  # type: ignore[valid-type]
                       idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)],
                       _: Any = Depends(session_scheme)):
-        user = require_session(request, stack.sessions)
+        user = (require_session(request, stack.sessions) if sessions_required
+                else chat_session(request, stack.sessions, False) or client_key(request))
         deadline = parse_deadline(request)
         stack.gateway.rate_limit("user:" + user)
         req: Any = body

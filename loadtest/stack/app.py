@@ -12,10 +12,11 @@ import httpx
 from fastapi import FastAPI
 
 from loadtest.stack import admin, api, chat
-from loadtest.stack.config import StackConfig
 from loadtest.stack.errors import APIError, install_handlers
 from loadtest.stack.gateway import ADMITTED_SCOPE_KEY
+from loadtest.stack.options import StackOptions, default_scenario
 from loadtest.stack.state import Stack
+from sim.scenario import Scenario
 
 _TOO_LARGE = APIError(413, "request body too large", "request_too_large")
 
@@ -37,7 +38,7 @@ class Observe:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
         status = [500]
-        limit = self.stack.cfg.max_body_bytes
+        limit = self.stack.opts.max_body_bytes
         declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
         seen = [0]
 
@@ -82,14 +83,15 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def create_app(config: StackConfig | None = None, *, llm_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The stack's ASGI app. Components start in the app's lifespan (uvicorn runs it; with
-    `httpx.ASGITransport` enter `app.router.lifespan_context(app)` yourself).
+def create_app(scenario: Scenario | None = None, options: StackOptions | None = None, *,
+               llm_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The stack's ASGI app for a scenario (default: `DEFAULT_SCENARIO`). Components start in
+    the app's lifespan (uvicorn runs it; with `httpx.ASGITransport` enter
+    `app.router.lifespan_context(app)` yourself).
 
     `llm_transport` lets tests point the openai backend at another app in-process.
     """
-    cfg = config or StackConfig()
-    stack = Stack(cfg, llm_transport)
+    stack = Stack(scenario or default_scenario(), options or StackOptions(), llm_transport)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

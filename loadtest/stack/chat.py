@@ -7,7 +7,7 @@ checked strictly (wrong types are 400, never coerced). Generation always runs to
 Sessions: a bearer token this stack issued (`/v1/auth/login`) is checked as a session — 401
 when expired or invalidated, as for agent commands, so a session invalidation reaches chat
 users the way the simulator has it; any other token is an API key that names the caller for
-rate limits (plain OpenAI clients), unless `auth.require_for_chat` asks for a session.
+rate limits (plain OpenAI clients), unless `StackOptions.chat_requires_session`.
 """
 
 import json
@@ -22,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from loadtest.stack.auth import chat_session
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
-from loadtest.stack.gateway import Ticket, behind_admission, client_key, mark_admitted, parse_deadline
+from loadtest.stack.gateway import Slot, behind_admission, client_key, mark_admitted, parse_deadline
 from loadtest.stack.jsontypes import Bool, Float, Int
 from loadtest.stack.llm import Generation, LLMError, Message
 from loadtest.stack.state import Stack
+
+CLASS_HEADER = "X-Surge-Class"  # the scenario command class a chat request belongs to (its priority)
 
 
 class TextPart(BaseModel):
@@ -54,10 +56,10 @@ class ChatRequestBase(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
-    temperature: Float(ge=0, le=2) | None = None
+    temperature: Float(ge=0, le=2) | None = None  # type: ignore[valid-type]
     stream: Bool = False
     stream_options: StreamOptions | None = None
-    n: Int(ge=1, le=1) | None = Field(default=None, description="only 1 is supported")
+    n: Int(ge=1, le=1) | None = Field(default=None, description="only 1 is supported")  # type: ignore[valid-type]
 
 
 def chat_request_model(max_tokens_cap: int) -> type[ChatRequestBase]:
@@ -112,7 +114,7 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _stream(g: Generation, ticket: Ticket, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+async def _stream(g: Generation, ticket: Slot, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
         return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
@@ -132,7 +134,9 @@ async def _stream(g: Generation, ticket: Ticket, head: dict[str, Any], include_u
 
 def make_router(stack: Stack) -> APIRouter:
     router = APIRouter(tags=["chat"])
-    body_model = chat_request_model(stack.cfg.max_tokens_cap)
+    body_model = chat_request_model(stack.opts.max_tokens_cap)
+    cancel = stack.deadlines.servers_cancel()
+    require = stack.opts.chat_requires_session
 
     @router.get("/v1/models", summary="List models")
     async def models() -> dict[str, Any]:
@@ -148,15 +152,15 @@ def make_router(stack: Stack) -> APIRouter:
         if req.model != stack.llm.model_name:
             raise APIError(404, f"the model '{req.model[:100]}' does not exist (try '{stack.llm.model_name}')",
                            "model_not_found", "model")
-        user = chat_session(request, stack.sessions, stack.cfg.auth.require_for_chat)
+        user = chat_session(request, stack.sessions, require)
         stack.gateway.rate_limit("user:" + user if user else client_key(request))
-        max_tokens = req.max_completion_tokens or req.max_tokens or stack.cfg.default_max_tokens
+        max_tokens = req.max_completion_tokens or req.max_tokens or stack.opts.default_max_tokens
         messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
-        ticket = await stack.gateway.admit("chat", deadline)
+        ticket = await stack.gateway.admit(request.headers.get(CLASS_HEADER), deadline)
         mark_admitted(request, ticket)
         try:
             g = await stack.llm.generate(messages, max_tokens, 1.0 if req.temperature is None else req.temperature,
-                                         deadline)
+                                         deadline if cancel else None)
         except LLMError as e:
             ticket.release()
             raise llm_error(e) from None

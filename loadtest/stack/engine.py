@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from loadtest.stack.config import LLMConfig, ModelConfig
 from loadtest.stack.model import Batch, KVPool, TinyDecoder
+from sim.scenario.services import LLMFleet, LocalModel
 
 _ids = itertools.count()
 
@@ -70,16 +70,18 @@ class StepStats:
 
 
 class Engine:
-    """A replica. `start()` runs the loop in a thread; `step()` may be called directly instead."""
+    """A replica of the scenario's LLM fleet (`services.llm`: max_num_seqs, max_batched_tokens,
+    chunked_prefill) with `kv_cache_tokens` of KV cache in blocks of `block_tokens`.
+    `start()` runs the loop in a thread; `step()` may be called directly instead."""
 
-    def __init__(self, model_cfg: ModelConfig, cfg: LLMConfig, index: int = 0, device: torch.device | None = None,
-                 seed: int = 0, model: TinyDecoder | None = None) -> None:
+    def __init__(self, model_spec: LocalModel, cfg: LLMFleet, kv_cache_tokens: int, index: int = 0,
+                 device: torch.device | None = None, seed: int = 0, model: TinyDecoder | None = None,
+                 block_tokens: int = 16) -> None:
         self.cfg, self.index = cfg, index
         self.device = device or torch.device("cpu")
-        self.model = (model or TinyDecoder(model_cfg, seed)).to(self.device).eval()
+        self.model = (model or TinyDecoder(model_spec, seed)).to(self.device).eval()
         self.dtype = next(self.model.parameters()).dtype
-        self.pool = KVPool(model_cfg, cfg.kv_cache_tokens, cfg.block_tokens, self.device, self.dtype,
-                           cfg.max_num_seqs)
+        self.pool = KVPool(model_spec, kv_cache_tokens, block_tokens, self.device, self.dtype, cfg.max_num_seqs)
         self.gen = torch.Generator(device=self.device).manual_seed(seed * 1000 + index)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []

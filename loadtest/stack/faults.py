@@ -1,31 +1,32 @@
 """Faults injected at run time (`/admin/faults`), each active for `duration_s` seconds.
 
-Kinds and what `magnitude` means:
-- capacity_loss: fraction of the target's capacity gone (llm: that share of replicas down,
-  rounded up; a tool or auth: that share of its concurrency slots gone).
-- slowdown: latency multiplier (2.0 = twice as slow; llm: every engine step).
-- error_rate: extra probability in [0, 1] that a call to the target fails.
-- outage: the target answers nothing but errors (magnitude ignored).
-- session_invalidation: target auth; that fraction of the sessions issued so far stops being
-  valid at once (which ones: a seeded hash of the session, see `auth.Sessions`).
+A fault is the scenario's own `Fault` (validated by the same schema: kinds, magnitudes,
+targets) applied now. What the faults in force on a target do together is
+`sim.rules.faults.combine`, the simulator's rule; components read the combined `effect(target)`
+(slowdown, error rate, replicas down) or are told when it changes (`on_change`: slots up,
+outage failing the queue). Expiry needs no polling: the board ends a fault at its time.
 
-Components ask lazily (`multiplier`, `extra_error_rate`, ...): expiry needs no timer task.
+session_invalidation (target auth): that fraction of the sessions issued so far stops being
+valid at once (which ones: a seeded hash of the session, see `auth.Sessions`).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]
+from pydantic import ValidationError
+
+from sim.rules.faults import NO_FAULT, FaultEffect, combine
+from sim.scenario import Fault
+from sim.scenario.schema import FaultKind
 
 
 @dataclass(frozen=True)
-class Fault:
-    """An active fault; times are `time.time()` seconds (wall clock, shown to clients)."""
+class ActiveFault:
+    """A fault in force; times are `time.time()` seconds (wall clock, shown to clients)."""
 
     id: int
     kind: FaultKind
@@ -36,72 +37,81 @@ class Fault:
 
 
 class FaultBoard:
-    """The set of active faults of one stack instance."""
+    """The faults in force on one stack instance, and their combined effect per target."""
 
-    def __init__(self, targets: list[str], clock=time.time) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, targets: list[str], clock: Callable[[], float] = time.time) -> None:
         self.targets = targets
         self._clock = clock
-        self._faults: dict[int, Fault] = {}
+        self._faults: dict[int, ActiveFault] = {}
         self._ids = itertools.count(1)
+        self._effects: dict[str, FaultEffect] = {}
+        self._listeners: dict[str, list[Callable[[FaultEffect], None]]] = {}
         # (time, fraction) of each session invalidation so far; its index is its epoch
         self.invalidations: list[tuple[float, float]] = []
 
     def check(self, kind: str, target: str, magnitude: float) -> str | None:
-        """Why this fault cannot be applied, or None if it can."""
+        """Why this fault cannot be applied (the scenario schema's own rules), or None."""
         if target not in self.targets:
             return f"'target' must be one of {self.targets} (got {target!r})"
+        try:
+            Fault(at_s=0, duration_s=1, target=target, kind=kind, magnitude=magnitude)  # type: ignore[arg-type]
+        except ValidationError as e:
+            return str(e.errors()[0]["msg"]).removeprefix("Value error, ")
         if kind == "session_invalidation" and target != "auth":
             return f"'target' must be 'auth' for session_invalidation (got {target!r})"
-        if kind in ("capacity_loss", "error_rate") and not 0 <= magnitude <= 1:
-            return f"'magnitude' must be in [0, 1] for {kind} (got {magnitude})"
-        if kind == "slowdown" and magnitude < 1:
-            return f"'magnitude' must be >= 1 for slowdown (got {magnitude})"
         return None
 
-    def add(self, kind: FaultKind, target: str, magnitude: float, duration_s: float) -> Fault:
+    def on_change(self, target: str, listener: Callable[[FaultEffect], None]) -> None:
+        """Call `listener(effect)` whenever the faults in force on `target` change."""
+        self._listeners.setdefault(target, []).append(listener)
+
+    def add(self, kind: FaultKind, target: str, magnitude: float, duration_s: float) -> ActiveFault:
         now = self._clock()
-        f = Fault(next(self._ids), kind, target, magnitude, now, now + duration_s)
+        f = ActiveFault(next(self._ids), kind, target, magnitude, now, now + duration_s)
         if kind == "session_invalidation":
             self.invalidations.append((now, magnitude))
         self._faults[f.id] = f
+        self._changed(target)
         return f
 
-    def active(self) -> list[Fault]:
+    def expire(self) -> None:
+        """End every fault whose time is up (the stack calls this at each fault's end, on the
+        event loop: listeners change queues that only the loop touches)."""
         now = self._clock()
-        for fid in [i for i, f in self._faults.items() if f.ends_at <= now]:
-            del self._faults[fid]
+        gone = [f for f in self._faults.values() if f.ends_at <= now]
+        for f in gone:
+            del self._faults[f.id]
+        for target in {f.target for f in gone}:
+            self._changed(target)
+
+    def active(self) -> list[ActiveFault]:
+        self.expire()
         return list(self._faults.values())
 
     def remove(self, fault_id: int) -> bool:
-        return self._faults.pop(fault_id, None) is not None
+        f = self._faults.pop(fault_id, None)
+        if f is not None:
+            self._changed(f.target)
+        return f is not None
 
     def clear(self) -> int:
-        n = len(self._faults)
+        n, targets = len(self._faults), {f.target for f in self._faults.values()}
         self._faults.clear()
+        for t in targets:
+            self._changed(t)
         return n
 
-    def _of(self, target: str, kind: str) -> list[Fault]:
-        if not self._faults:  # fast path: the common case has no faults at all
-            return []
-        return [f for f in self.active() if f.target == target and f.kind == kind]
+    def next_end(self) -> float | None:
+        """When the next fault in force ends (wall clock), or None."""
+        return min((f.ends_at for f in self._faults.values()), default=None)
 
-    def outage(self, target: str) -> bool:
-        return bool(self._of(target, "outage"))
+    def _changed(self, target: str) -> None:
+        effect = combine(f for f in self._faults.values() if f.target == target and f.kind != "session_invalidation")
+        self._effects[target] = effect
+        for listener in self._listeners.get(target, ()):
+            listener(effect)
 
-    def multiplier(self, target: str) -> float:
-        """Latency multiplier (product of active slowdowns, 1.0 when none)."""
-        return math.prod(f.magnitude for f in self._of(target, "slowdown"))
-
-    def extra_error_rate(self, target: str) -> float:
-        """Probability that a call fails because of faults (independent faults combine)."""
-        ok = math.prod(1 - f.magnitude for f in self._of(target, "error_rate"))
-        return 1 - ok
-
-    def capacity_lost(self, target: str) -> float:
-        """Fraction of the target's capacity removed (1.0 during an outage)."""
-        if self.outage(target):
-            return 1.0
-        return min(1.0, sum(f.magnitude for f in self._of(target, "capacity_loss")))
-
-    def replicas_down(self, target: str, replicas: int) -> int:
-        return min(replicas, math.ceil(self.capacity_lost(target) * replicas - 1e-9))
+    def effect(self, target: str) -> FaultEffect:
+        """The combined effect of the faults in force on `target`: one immutable object, so
+        engine threads may read it while the event loop replaces it."""
+        return self._effects.get(target, NO_FAULT)

@@ -3,8 +3,10 @@
 Deadline headers (either; the earlier wins):
 - `X-Request-Timeout: <seconds>` — relative, preferred (no clock skew).
 - `X-Request-Deadline: <unix seconds>` — absolute wall-clock time.
-Work is dropped as soon as its deadline passes: in the admission queue (504), in a tool
-call and inside the LLM engine (the sequence leaves the batch and frees its KV).
+What the stack does with a deadline is the scenario's rule (`sim.rules.deadlines`): the
+admission queue drops expired waiters (504) with `services.gateway.deadline_drop` or
+`clients.cancel_on_timeout`; tools and the LLM engine stop work at the deadline (the sequence
+leaves the batch and frees its KV) only with `clients.cancel_on_timeout`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from fastapi import Request
 
-from loadtest.stack.config import GatewayConfig
 from loadtest.stack.errors import APIError, retry_after
+from loadtest.stack.faults import FaultBoard
 from loadtest.stack.metrics import StackMetrics
-from loadtest.stack.overload import Admission, RateLimiter, Rejected
+from loadtest.stack.overload import Admission, Rejected
+from sim.rules.deadlines import Deadlines
+from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.ratelimit import RateLimiter
+from sim.scenario import Scenario
 
 
 def parse_deadline(request: Request) -> float | None:
@@ -58,11 +65,11 @@ ADMITTED_SCOPE_KEY = "surge.admission_wait_s"
 
 
 @dataclass
-class Ticket:
+class Slot:
     """A held admission slot; `release()` is idempotent (streams may end twice). `wait_s`:
     seconds the request waited in the admission queue."""
 
-    gate: Gateway
+    gate: HttpGateway
     t0: float
     wait_s: float = 0.0
     released: bool = False
@@ -70,7 +77,8 @@ class Ticket:
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.gate.admission.release(time.monotonic() - self.t0)
+            if self.gate.admission is not None:
+                self.gate.admission.release(time.monotonic() - self.t0)
 
 
 def behind_admission(request: Request) -> None:
@@ -80,43 +88,72 @@ def behind_admission(request: Request) -> None:
     request.scope[ADMITTED_SCOPE_KEY] = None
 
 
-def mark_admitted(request: Request, ticket: Ticket) -> None:
+def mark_admitted(request: Request, ticket: Slot) -> None:
     """Have the response tell the client that the gateway admitted this request: headers
     `X-Surge-Admitted: 1` and `Server-Timing: queue;dur=<ms>` (added by `app.Observe`, also
     to error answers and streams, which the handler does not build itself)."""
     request.scope[ADMITTED_SCOPE_KEY] = ticket.wait_s
 
 
-class Gateway:
-    """Rate limits (429) and the admission queue (503 / 504) in front of chat and agent work."""
+class HttpGateway:
+    """Rate limits (429) and the admission queue (503 / 504) in front of chat and agent work,
+    as the scenario's `services.gateway` describes them (no gateway: everything is admitted).
+    A request's priority is its command class's (`workload.classes.*.priority`)."""
 
-    def __init__(self, cfg: GatewayConfig, metrics: StackMetrics) -> None:
-        self.cfg, self.metrics = cfg, metrics
-        self.limiter = RateLimiter(cfg.global_per_s, cfg.burst, cfg.per_user_per_s, cfg.per_user_burst)
-        self.admission = Admission(cfg.concurrency, cfg.queue_limit, cfg.discipline, cfg.deadline_drop)
-        self._lowest = max(cfg.priority.values(), default=0) + 1
+    def __init__(self, sc: Scenario, faults: FaultBoard, metrics: StackMetrics, rng: np.random.Generator) -> None:
+        self.spec, self.metrics, self._rng = sc.services.gateway, metrics, rng
+        g = self.spec
+        self.priorities = {name: c.priority for name, c in sc.workload.classes.items()}
+        self._lowest = max(self.priorities.values(), default=0) + 1
+        self.limiter = RateLimiter(g.rate_limit if g else None, time.monotonic())
+        self.admission = None if g is None else Admission(
+            g.concurrency, g.queue_limit, lifo=g.discipline == "lifo", priority=g.priority,
+            deadline_drop=Deadlines.of(sc).gateway_drops())
+        self.effect = NO_FAULT
+        faults.on_change("gateway", self._apply)
+        adm = self.admission
         metrics.registry.gauge("surge_gateway_queue_depth", "requests waiting for admission",
-                               lambda: [((), self.admission.waiting)])
+                               lambda: [((), adm.waiting if adm else 0)])
         metrics.registry.gauge("surge_gateway_in_progress", "requests admitted and not finished",
-                               lambda: [((), self.admission.in_use)])
+                               lambda: [((), adm.in_use if adm else 0)])
+
+    def _apply(self, effect: FaultEffect) -> None:
+        self.effect = effect
+        if self.admission is not None and self.spec is not None:
+            self.admission.set_capacity(effect.units_up(self.spec.concurrency))
+            if effect.outage:
+                self.admission.fail_waiting()
+
+    def priority(self, klass: str | None) -> int:
+        """A class's priority; a request naming no known class is the least important."""
+        return self.priorities.get(klass or "", self._lowest)
 
     def rate_limit(self, user: str) -> None:
         """Raise 429 with Retry-After when `user` or everyone is over the limit."""
-        hit = self.limiter.check(user)
+        hit = self.limiter.check(user, time.monotonic()) if self.limiter.limits else None
         if hit is not None:
             which, wait_s = hit
             self.metrics.rejected.inc((f"rate_{which}",))
             raise retry_after(429, f"rate limit exceeded ({which.replace('_', ' ')})", "rate_limit_exceeded", wait_s)
 
-    async def admit(self, klass: str, deadline: float | None) -> Ticket:
-        """Wait for a work slot; 503 when the queue is full or we were evicted, 504 on deadline."""
+    async def admit(self, klass: str | None, deadline: float | None) -> Slot:
+        """Wait for a work slot; 503 when the queue is full, we were evicted or the gateway is
+        down (faults), 504 when the deadline passed in the queue."""
         t_enter = time.monotonic()
+        e = self.effect
+        if e.outage or (e.error_rate and self._rng.random() < e.error_rate):
+            self.metrics.rejected.inc(("gateway_fault",))
+            raise retry_after(503, "the gateway failed the request (fault)", "gateway_error", 1.0)
+        if self.admission is None:
+            return Slot(self, t_enter, 0.0)
         try:
-            await self.admission.acquire(self.cfg.priority.get(klass, self._lowest), deadline)
+            await self.admission.acquire(self.priority(klass), deadline)
         except Rejected as r:
             self.metrics.rejected.inc((r.reason,))
             if r.reason == "deadline":
                 raise APIError(504, "deadline passed while waiting for admission", "deadline_exceeded") from None
+            if r.reason == "down":
+                raise retry_after(503, "the gateway is down (fault)", "gateway_error", 1.0) from None
             raise retry_after(503, "server overloaded, try again later", "overloaded", r.retry_after_s) from None
         now = time.monotonic()
-        return Ticket(self, now, now - t_enter)
+        return Slot(self, now, now - t_enter)

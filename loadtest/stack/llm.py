@@ -1,7 +1,8 @@
 """The LLM as the gateway and the agent see it: `generate(messages, ...)` -> a `Generation`
 that yields text pieces as tokens are produced, then knows its usage and finish reason.
 
-`LocalLLM` runs `Engine` replicas (threads) behind a `Router`; tokens cross from an engine
+`LocalLLM` runs `Engine` replicas (threads) behind the scenario's routing rule
+(`sim.rules.routing`), with faults combined by `sim.rules.faults`; tokens cross from an engine
 thread to the request's event loop through `call_soon_threadsafe` into an asyncio queue.
 `RemoteLLM` (openai_backend.py) forwards to an OpenAI-compatible server instead.
 """
@@ -10,21 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from loadtest.stack.config import StackConfig
 from loadtest.stack.engine import Engine, Sequence, StepStats
 from loadtest.stack.errors import APIError
 from loadtest.stack.faults import FaultBoard
 from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.model import TinyDecoder, pick_device
-from loadtest.stack.router import Router
+from loadtest.stack.options import StackOptions, kv_tokens
 from loadtest.stack.vocab import Vocabulary
+from sim.rules.routing import make_router
+from sim.scenario.services import LLMFleet, LocalModel
 
 Message = dict[str, str]
 _STATUS = {"deadline_exceeded": 504, "upstream_error": 502, "aborted": 499}
@@ -53,6 +56,7 @@ class Generation(Protocol):
 
 class LLM(Protocol):
     model_name: str
+    vocab: Vocabulary
 
     def count(self, messages: list[Message]) -> int: ...
     async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
@@ -106,22 +110,25 @@ class LocalGeneration:
 class LocalLLM:
     """`replicas` engines sharing one set of weights (read-only), each with its own KV pool."""
 
-    def __init__(self, cfg: StackConfig, faults: FaultBoard, metrics: StackMetrics,
-                 rng: np.random.Generator) -> None:
-        self.cfg, self.faults, self.metrics, self._rng = cfg, faults, metrics, rng
-        self.model_name = cfg.model.name
-        self.vocab = Vocabulary(cfg.model.vocab)
-        if cfg.llm.torch_threads:
-            torch.set_num_threads(cfg.llm.torch_threads)
-        device = pick_device(cfg.llm.device)
-        shared = TinyDecoder(cfg.model, cfg.seed)
-        n = cfg.llm.replicas
-        self.engines = [Engine(cfg.model, cfg.llm, i, device, cfg.seed, shared) for i in range(n)]
+    def __init__(self, fleet: LLMFleet, model: LocalModel, opts: StackOptions, faults: FaultBoard,
+                 metrics: StackMetrics, rng: np.random.Generator, seed: int) -> None:
+        self.fleet, self.model, self.faults, self.metrics, self._rng = fleet, model, faults, metrics, rng
+        self.model_name = opts.model_name
+        self.max_context = model.max_context
+        self.vocab = Vocabulary(model.vocab)
+        if opts.torch_threads:
+            torch.set_num_threads(opts.torch_threads)
+        device = pick_device(opts.device)
+        shared = TinyDecoder(model, seed)
+        kv = kv_tokens(fleet, model.max_context, opts.block_tokens)
+        n = fleet.replicas
+        self.engines = [Engine(model, fleet, kv, i, device, seed, shared, opts.block_tokens) for i in range(n)]
         for i, e in enumerate(self.engines):
-            e.slowdown = lambda: faults.multiplier("llm")
-            e.is_down = lambda i=i: i >= n - faults.replicas_down("llm", n)
+            e.slowdown = self._slowdown
+            e.is_down = functools.partial(self._is_down, i)
             e.on_step = self._observe
-        self.router = Router(cfg.llm.routing, rng)
+        self.router = make_router(fleet.routing)
+        self._uniform: Callable[[], float] = lambda: float(rng.random())
         metrics.registry.gauge("surge_llm_replicas_up", "LLM replicas serving", self._up_gauge)
         metrics.registry.gauge("surge_llm_kv_used_ratio", "share of KV cache in use", self._kv_gauge, ("replica",))
         metrics.registry.gauge("surge_llm_sequences", "sequences per replica by state", self._seq_gauge,
@@ -129,12 +136,24 @@ class LocalLLM:
         metrics.registry.gauge("surge_llm_preemptions", "sequences preempted so far (recompute)",
                                lambda: [((str(e.index),), e.preemptions) for e in self.engines], ("replica",))
 
+    def _slowdown(self) -> float:
+        return self.faults.effect("llm").slowdown
+
+    def _is_down(self, i: int) -> bool:
+        """Replica `i` is down when it is among the first `units_down` (`sim.rules.faults`)."""
+        return i < self.faults.effect("llm").units_down(len(self.engines))
+
     def _observe(self, e: Engine, s: StepStats) -> None:
         r = (str(e.index),)
         self.metrics.batch.observe(r, s.batch_seqs)
         self.metrics.step_s.observe(r, s.duration_s)
         self.metrics.gen_tokens.inc(r, s.new_tokens)
         self.metrics.prefill_tokens.inc(r, s.prefill_tokens)
+
+    def choose(self) -> Engine | None:
+        """The replica a new sequence goes to (the scenario's routing rule), None when none is up."""
+        live = [self.engines[i] for i in self.up()]
+        return live[self.router.pick(live, self._uniform)] if live else None
 
     def up(self) -> list[int]:
         return [e.index for e in self.engines if not e.is_down()]
@@ -169,18 +188,17 @@ class LocalLLM:
                        deadline: float | None) -> LocalGeneration:
         """Queue a sequence on a replica; raise `APIError` (too long) or `LLMError`."""
         prompt = self.encode(messages)
-        limit = min(self.cfg.model.max_context, self.engines[0].kv_capacity_tokens)
+        limit = min(self.max_context, self.engines[0].kv_capacity_tokens)
         if len(prompt) + max_tokens > limit:
             raise APIError(400, f"this model's context is {limit} tokens; the prompt has {len(prompt)} and "
                            f"max_tokens asks for {max_tokens}", "context_length_exceeded", "messages")
-        p_err = self.faults.extra_error_rate("llm")
+        p_err = self.faults.effect("llm").error_rate
         if p_err and self._rng.random() < p_err:
             raise LLMError("llm_error")
-        i = self.router.pick(self.engines, self.up())  # type: ignore[arg-type]
-        if i is None:
+        engine = self.choose()
+        if engine is None:
             raise LLMError("replica_down", 5.0)
-        engine = self.engines[i]
-        if self.cfg.llm.queue_limit is not None and engine.queued >= self.cfg.llm.queue_limit:
+        if self.fleet.queue_limit is not None and engine.queued >= self.fleet.queue_limit:
             raise LLMError("overloaded")
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()

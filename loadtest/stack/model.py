@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loadtest.stack.config import ModelConfig
+from sim.scenario.services import LocalModel
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Block(nn.Module):
 class TinyDecoder(nn.Module):
     """Decoder-only transformer: token + position embeddings, pre-norm blocks, tied head."""
 
-    def __init__(self, cfg: ModelConfig, seed: int = 0) -> None:
+    def __init__(self, cfg: LocalModel, seed: int = 0) -> None:
         super().__init__()
         if cfg.hidden % cfg.heads:
             raise ValueError(f"'hidden' must be a multiple of 'heads' (got {cfg.hidden} and {cfg.heads})")
@@ -105,7 +105,7 @@ class KVPool:
     """KV capacity in blocks of `block_tokens` (accounting) and per-layer slot storage
     [max_seqs + 1, slot_tokens, heads, head_dim] (the last slot is scratch)."""
 
-    def __init__(self, cfg: ModelConfig, capacity_tokens: int, block_tokens: int, device: torch.device,
+    def __init__(self, cfg: LocalModel, capacity_tokens: int, block_tokens: int, device: torch.device,
                  dtype: torch.dtype, max_seqs: int = 1) -> None:
         self.block_tokens = block_tokens
         self.num_blocks = max(1, capacity_tokens // block_tokens)
@@ -114,7 +114,10 @@ class KVPool:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.layers)]
         self.scratch_slot = max_seqs
-        self._free = list(range(self.num_blocks - 1, -1, -1))
+        # free blocks: the ones given back, then the never used ones (a counter: a scenario's
+        # KV cache may be far larger than a list could hold)
+        self._returned: list[int] = []
+        self._fresh = 0
         self._free_slots = list(range(max_seqs))  # a heap: the lowest free slot is taken first
 
     def take_slot(self) -> int:
@@ -127,7 +130,7 @@ class KVPool:
 
     @property
     def free_blocks(self) -> int:
-        return len(self._free)
+        return len(self._returned) + self.num_blocks - self._fresh
 
     @property
     def capacity_tokens(self) -> int:
@@ -138,12 +141,16 @@ class KVPool:
         return -(-tokens // self.block_tokens)
 
     def allocate(self, n: int) -> list[int]:
-        if n > len(self._free):
-            raise MemoryError(f"KV pool has {len(self._free)} free blocks, {n} asked")
-        return [self._free.pop() for _ in range(n)]
+        if n > self.free_blocks:
+            raise MemoryError(f"KV pool has {self.free_blocks} free blocks, {n} asked")
+        k = min(n, len(self._returned))
+        out = [self._returned.pop() for _ in range(k)]
+        out += range(self._fresh, self._fresh + n - k)
+        self._fresh += n - k
+        return out
 
     def release(self, blocks: list[int]) -> None:
-        self._free.extend(reversed(blocks))
+        self._returned.extend(reversed(blocks))
         blocks.clear()
 
 

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from loadtest.stack.config import StackConfig
 from loadtest.stack.llm import LLMError, Message, render_prompt
+from loadtest.stack.options import StackOptions
 from loadtest.stack.vocab import Vocabulary
+from sim.scenario.services import LocalModel, OpenAIBackend
 
 
 class RemoteGeneration:
@@ -51,14 +52,14 @@ class RemoteGeneration:
 
 
 class RemoteLLM:
-    """Forwards chat completions to `cfg.llm.base_url` (e.g. http://127.0.0.1:8001/v1)."""
+    """Forwards chat completions to the scenario's `services.llm.backend.base_url`
+    (e.g. http://127.0.0.1:8001/v1), asking for its `model`."""
 
-    def __init__(self, cfg: StackConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        if not cfg.llm.base_url:
-            raise ValueError("'llm.base_url' must be set for the openai backend (got '')")
-        self.cfg = cfg
-        self.model_name = cfg.model.name
-        self._vocab = Vocabulary(cfg.model.vocab)
+    def __init__(self, backend: OpenAIBackend, opts: StackOptions,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.backend, self.opts = backend, opts
+        self.model_name = opts.model_name
+        self.vocab = Vocabulary(LocalModel().vocab)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -69,20 +70,20 @@ class RemoteLLM:
         self._client = None
 
     def count(self, messages: list[Message]) -> int:
-        return self._vocab.count(render_prompt(messages))
+        return self.vocab.count(render_prompt(messages))
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                base_url=self.cfg.llm.base_url.rstrip("/"), transport=self._transport,
-                headers={"Authorization": f"Bearer {self.cfg.llm.api_key}"},
+                base_url=self.backend.base_url.rstrip("/"), transport=self._transport,
+                headers={"Authorization": f"Bearer {self.opts.upstream_api_key}"},
                 timeout=httpx.Timeout(60.0, connect=5.0),
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
         return self._client
 
     async def generate(self, messages: list[Message], max_tokens: int, temperature: float,
                        deadline: float | None) -> RemoteGeneration:
-        body = {"model": self.cfg.llm.remote_model, "messages": messages, "max_tokens": max_tokens,
+        body = {"model": self.backend.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": temperature, "stream": True, "stream_options": {"include_usage": True}}
         headers = {}
         if deadline is not None:

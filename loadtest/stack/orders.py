@@ -4,9 +4,10 @@
 - `payments.order_id` is UNIQUE: an order is charged at most once, even when the payment
   call is repeated after a lost answer or a crash.
 - An attempt holds a lease on its order (`owner`, `lease_until`). A retry while the lease is
-  held by this process gets "in_progress" (the API answers 409); a lease held by another
-  process instance (one that crashed: one process owns the file) or an expired lease is
-  taken over, and the retry resumes the same order.
+  held by this process is "concurrent": a second attempt on the same order, as a client retry
+  is in the simulator (the order is still placed once, paid once, completed once); a lease held
+  by another process instance (one that crashed: one process owns the file) or an expired lease
+  is taken over, and the retry resumes the same order.
 
 All statements run on one dedicated thread, so writes never contend for the file lock.
 `synchronous=NORMAL` in WAL mode survives a killed process (not a power cut), which is the
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS payments (
 );
 """
 
-Claim = Literal["new", "resumed", "replay", "in_progress", "mismatch"]
+Claim = Literal["new", "resumed", "replay", "concurrent", "mismatch"]
 
 
 class OrderStore:
@@ -110,7 +111,9 @@ class OrderStore:
         if row["status"] == "completed":
             return "replay", row
         if row["lease_until"] > now and row["owner"] == self.instance:
-            return "in_progress", row
+            db.execute("UPDATE orders SET attempts=attempts+1, updated_at=? WHERE id=?", (now, row["id"]))
+            row.update(attempts=row["attempts"] + 1)
+            return "concurrent", row
         db.execute("UPDATE orders SET owner=?, lease_until=?, attempts=attempts+1, updated_at=? WHERE id=?",
                    (self.instance, now + lease_s, now, row["id"]))
         row.update(owner=self.instance, lease_until=now + lease_s, attempts=row["attempts"] + 1)
@@ -140,10 +143,11 @@ class OrderStore:
         return str(pid)
 
     async def complete(self, order_id: str, answer: str) -> dict[str, Any]:
-        """Mark the order done and release its lease; returns the final row."""
+        """Mark the order done and release its lease; returns the final row. The first attempt
+        to finish stores its answer; a concurrent one finishing later gets the same row."""
         def fn(db: sqlite3.Connection) -> dict[str, Any]:
             db.execute("UPDATE orders SET status='completed', answer=?, lease_until=0, last_error=NULL,"
-                       " updated_at=? WHERE id=?", (answer, time.time(), order_id))
+                       " updated_at=? WHERE id=? AND status != 'completed'", (answer, time.time(), order_id))
             return dict(db.execute("SELECT * FROM orders WHERE id=?", (order_id,)).fetchone())
         return await self._run(self._tx, fn)
 

@@ -14,7 +14,8 @@ from typing import Any
 import uvicorn
 
 from loadtest.stack.app import create_app
-from loadtest.stack.config import StackConfig
+from loadtest.stack.options import StackOptions
+from sim.scenario import Scenario
 
 log = logging.getLogger("surge.stack")
 
@@ -33,12 +34,12 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(config: StackConfig | None = None, host: str = "127.0.0.1", port: int = 8000,
-          log_level: str = "warning") -> None:
+def serve(scenario: Scenario | None = None, options: StackOptions | None = None, host: str = "127.0.0.1",
+          port: int = 8000, log_level: str = "warning") -> None:
     """Serve the stack on `host:port` (loopback by default); blocks until shut down."""
-    cfg = config or StackConfig()
-    app = create_app(cfg)
+    opts = options or StackOptions()
+    app = create_app(scenario, opts)
     uv = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                        timeout_graceful_shutdown=int(cfg.drain_timeout_s), timeout_keep_alive=30,
+                        timeout_graceful_shutdown=int(opts.drain_timeout_s), timeout_keep_alive=30,
                         backlog=4096)
     DrainingServer(uv, app.state.stack).run()

@@ -1,50 +1,62 @@
-"""`Stack`: every component of one stack instance, built from a `StackConfig`.
+"""`Stack`: every component of one stack instance, built from a scenario and `StackOptions`.
 
-Randomness is explicit: one numpy Generator per stream (router, llm faults, each service),
-spawned from `cfg.seed` with `SeedSequence`, so two stacks with one seed draw alike.
+Randomness is explicit: one numpy Generator per stream (`sim.streams.Streams` from the run's
+seed, with the simulator's stream names), so two stacks with one seed draw alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
-import numpy as np
 
 from loadtest.stack.auth import Sessions
-from loadtest.stack.config import StackConfig
-from loadtest.stack.faults import FaultBoard
-from loadtest.stack.gateway import Gateway
+from loadtest.stack.faults import ActiveFault, FaultBoard
+from loadtest.stack.gateway import HttpGateway
 from loadtest.stack.llm import LLM, LocalLLM
 from loadtest.stack.metrics import StackMetrics
+from loadtest.stack.options import StackOptions
 from loadtest.stack.orders import OrderStore
 from loadtest.stack.services import Downstream
+from sim.rules.deadlines import Deadlines
+from sim.scenario import Scenario
+from sim.scenario.schema import FaultKind
+from sim.scenario.services import LLMFleet, LocalModel
+from sim.streams import Streams
 
 
 class Stack:
     """The live parts of the stack; `start()`/`stop()` are called by the app's lifespan."""
 
-    def __init__(self, cfg: StackConfig, llm_transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, sc: Scenario, opts: StackOptions, llm_transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.scenario, self.opts = sc, opts
+        self.seed = sc.run.seed if opts.seed is None else opts.seed
         self.metrics = StackMetrics()
-        names = ["gateway", "auth", "llm", *cfg.tools]
-        self.faults = FaultBoard(names)
-        streams = np.random.SeedSequence(cfg.seed).spawn(3 + len(cfg.tools))
-        rngs = [np.random.default_rng(s) for s in streams]
-        self.rng_agent = rngs[2]
-        self.gateway = Gateway(cfg.gateway, self.metrics)
-        self.auth = Downstream("auth", cfg.auth, self.faults, self.metrics, rngs[1])
-        self.sessions = Sessions(cfg.session_secret, cfg.auth.session_ttl_s, self.faults, cfg.seed)
-        self.tools = {name: Downstream(name, t, self.faults, self.metrics, rngs[3 + i])
-                      for i, (name, t) in enumerate(cfg.tools.items())}
+        sv = sc.services
+        self.faults = FaultBoard(sv.names() or ["gateway"])
+        streams = Streams(self.seed)
+        self.rng_agent = streams("stack.agent")
+        self.deadlines = Deadlines.of(sc)
+        cancel = self.deadlines.servers_cancel()
+        self.gateway = HttpGateway(sc, self.faults, self.metrics, streams("service.gateway"))
+        self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), cancel)
+                     if sv.auth else None)
+        self.sessions = Sessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
+                                 self.faults, self.seed)
+        self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), cancel)
+                      for name, t in sv.tools.items()}
+        fleet = sv.llm or LLMFleet()
+        backend = fleet.backend
         self.llm: LLM
-        if cfg.llm.backend == "openai":
+        if backend.type == "openai":
             from loadtest.stack.openai_backend import RemoteLLM
 
-            self.llm = RemoteLLM(cfg, llm_transport)
+            self.llm = RemoteLLM(backend, opts, llm_transport)
         else:
-            self.llm = LocalLLM(cfg, self.faults, self.metrics, rngs[0])
-        self.store = OrderStore(cfg.db_path)
+            self.llm = LocalLLM(fleet, backend.model if backend.type == "local" else LocalModel(), opts,
+                                self.faults, self.metrics, streams("service.llm"), self.seed)
+        self.store = OrderStore(opts.db_path)
         self.ready = False
         self.draining = False
         self.metrics.registry.gauge("surge_ready", "1 when serving, 0 while starting or draining",
@@ -60,11 +72,20 @@ class Stack:
         self.llm.stop()
         await self.store.close()
 
+    def add_fault(self, kind: FaultKind, target: str, magnitude: float, duration_s: float) -> ActiveFault:
+        """Apply a fault now; it ends by itself after `duration_s` (a timer on the event loop)."""
+        f = self.faults.add(kind, target, magnitude, duration_s)
+        asyncio.get_running_loop().call_later(duration_s, self.faults.expire)
+        return f
+
     def health(self) -> dict[str, Any]:
         """What /readyz reports: replicas up and the state of each circuit breaker."""
+        import time
+
         out: dict[str, Any] = {"ready": self.ready and not self.draining, "draining": self.draining}
         if isinstance(self.llm, LocalLLM):
             out["replicas_up"] = len(self.llm.up())
             out["replicas"] = len(self.llm.engines)
-        out["breakers"] = {n: t.breaker.state for n, t in self.tools.items() if t.breaker}
+        now = time.monotonic()
+        out["breakers"] = {n: t.breaker.state(now) for n, t in self.tools.items() if t.breaker}
         return out

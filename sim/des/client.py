@@ -7,41 +7,44 @@ shared client library would see the service), over a sliding window of about a m
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import simpy
 
-from sim.des.services import OK, TIMEOUT, TokenBucket
-from sim.des.stack import AUTH, Stack
+from sim.des.stack import StackModel
 from sim.dists import sampler
 from sim.results import Recorder
+from sim.rules.attempts import (
+    ABANDON,
+    DONE,
+    FAIL,
+    RELOGIN,
+    Command,
+    CommandAttempts,
+    SessionHealth,
+    login_retry_wait,
+)
+from sim.rules.outcomes import ABANDONED, AUTH, OK, THROTTLED, TIMEOUT
+from sim.rules.ratelimit import TokenBucket
 from sim.rules.retry import RetryPolicy
 
-ABANDONED, THROTTLED = "abandoned", "throttled"
 
+class SessionState:
+    """A session as the simulated client and stack see it: login, auth epoch, rate bucket."""
 
-class Session:
-    __slots__ = ("epoch", "logged_in", "bucket", "login_at", "timeouts")
+    __slots__ = ("epoch", "logged_in", "bucket", "login_at", "health")
 
-    def __init__(self, epoch: int, bucket: TokenBucket | None) -> None:
-        self.epoch, self.bucket = epoch, bucket
+    def __init__(self, epoch: int, bucket: TokenBucket | None, health: SessionHealth) -> None:
+        self.epoch, self.bucket, self.health = epoch, bucket, health
         self.logged_in = False
         self.login_at = 0.0
-        self.timeouts = 0  # timeouts in a row (clients.session_lost_after_timeouts)
-
-
-class Command:
-    __slots__ = ("cls", "name", "t0", "prompt0", "output0")
-
-    def __init__(self, name: str, cls: object, t0: float) -> None:
-        self.name, self.cls, self.t0 = name, cls, t0
-        self.prompt0 = self.output0 = -1
 
 
 class Client:
-    """Runs sessions against a `Stack`, recording into a `Recorder`."""
+    """Runs sessions against a `StackModel`, recording into a `Recorder`."""
 
-    def __init__(self, env: simpy.Environment, stack: Stack, rec: Recorder, streams) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, env: simpy.Environment, stack: StackModel, rec: Recorder, streams) -> None:  # type: ignore[no-untyped-def]
         sc = stack.scenario
         self.env, self.stack, self.rec, self.spec = env, stack, rec, sc.clients
         self.uniform = stack.uniforms("client")
@@ -82,7 +85,8 @@ class Client:
         """A session's process body (a generator). A one-command session without login is its
         command itself: one generator level less on the hot path."""
         stack = self.stack
-        sess = Session(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None)
+        sess = SessionState(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None,
+                       SessionHealth(self.spec.session_lost_after_timeouts))
         if self.one_command and stack.auth is None:
             name, cls = self.pick_class()
             cmd = Command(name, cls, self.env.now)
@@ -90,7 +94,7 @@ class Client:
             return self.command(sess, cmd)
         return self._session(sess, prompt0, output0)
 
-    def _session(self, sess: Session, prompt0: int, output0: int):  # type: ignore[no-untyped-def]
+    def _session(self, sess: SessionState, prompt0: int, output0: int):  # type: ignore[no-untyped-def]
         stack, env = self.stack, self.env
         if stack.auth is not None:
             ok = yield from self.login(sess)
@@ -108,21 +112,24 @@ class Client:
             if k + 1 < n:
                 yield env.timeout(self.think())
 
-    def login(self, sess: Session):  # type: ignore[no-untyped-def]
+    def login(self, sess: SessionState):  # type: ignore[no-untyped-def]
         """Log in, retrying per the client policy; True when logged in."""
-        env, auth, spec = self.env, self.stack.auth, self.spec
+        env, auth = self.env, self.stack.auth
         assert auth is not None
-        for attempt in range(spec.max_attempts):
+        for attempt in itertools.count():
             idx = self.rec.index(env.now)
-            outcome = yield from self._timed(auth.call(0, env.now + (spec.timeout_s or math.inf)))
+            limit = env.now + self.policy.timeout_s
+            outcome = yield from self._timed(auth.call(0, limit), limit, TIMEOUT)
             if outcome == OK:
                 self._logins[idx] += 1
                 sess.logged_in, sess.epoch, sess.login_at = True, self.stack.auth_epoch, env.now
                 return True
             self._login_failed[self.rec.index(env.now)] += 1
-            if attempt + 1 < spec.max_attempts:
-                yield env.timeout(self.policy.backoff_s(attempt))
-        return False
+            wait = login_retry_wait(self.policy, attempt)
+            if wait is None:
+                return False
+            yield env.timeout(wait)
+        return False  # pragma: no cover - the loop returns
 
     # -- commands ------------------------------------------------------------------------------
     def _arrive(self, name: str) -> None:
@@ -133,59 +140,49 @@ class Client:
         self._failed[(name, reason)][self.rec.index(self.env.now)] += 1
         self.in_flight -= 1
 
-    def command(self, sess: Session, cmd: Command):  # type: ignore[no-untyped-def]
-        env, spec, rec = self.env, self.spec, self.rec
+    def command(self, sess: SessionState, cmd: Command):  # type: ignore[no-untyped-def]
+        """A command's attempts, driven by the shared attempt loop (`sim.rules.attempts`)."""
+        env, rec = self.env, self.rec
         name = cmd.name
         self._arrive(name)
-        give_up = cmd.t0 + spec.abandon_after_s if spec.abandon_after_s else math.inf
-        attempt = 0
+        loop = CommandAttempts(self.policy, cmd.t0)
         attempts, retries = self._s["attempts"][name], self._s["retries"][name]
-        policy = self.policy
-        budget = spec.retry_budget_ratio is not None
-        direct = self._untimed and give_up == math.inf
+        direct = self._untimed and loop.give_up == math.inf
         while True:
-            now = env.now
-            idx = rec.index(now)
-            outcome = THROTTLED if policy.may_refuse and policy.refuse(attempt) else None
-            if outcome is None:
+            if loop.start():
+                idx = rec.index(env.now)
                 attempts[idx] += 1
-                if attempt:
+                if loop.attempt:
                     retries[idx] += 1
-                if budget:
-                    policy.sent(attempt)
+                work = self.stack.attempt(sess, cmd, self)
                 if direct:
-                    outcome = yield from self.stack.attempt(sess, cmd, self)
+                    outcome = yield from work
                 else:
-                    outcome = yield from self._timed(self.stack.attempt(sess, cmd, self), give_up)
-                if spec.adaptive_throttle_k:
-                    policy.answered(outcome)
-            if outcome == OK:
-                sess.timeouts = 0
+                    limit = loop.time_limit(env.now)
+                    outcome = yield from self._timed(work, limit, loop.expired(limit))
+            else:
+                outcome = THROTTLED
+            if sess.health.after(outcome):
+                sess.logged_in = False  # the next attempt fails auth and logs in again
+            step = loop.after(outcome, env.now)
+            kind = step.kind
+            if kind == DONE:
                 self._succeed(cmd)
                 return
-            if outcome == TIMEOUT and spec.session_lost_after_timeouts:
-                sess.timeouts += 1
-                if sess.timeouts >= spec.session_lost_after_timeouts:
-                    # the app gives up on its session: the next attempt fails auth and logs in again
-                    sess.timeouts = 0
-                    sess.logged_in = False
             self._attempt_failed[outcome][rec.index(env.now)] += 1
-            attempt += 1
-            if outcome in (THROTTLED, ABANDONED) or not policy.retryable(outcome) or attempt >= spec.max_attempts:
-                self._fail(name, outcome)
+            if kind == FAIL:
+                self._fail(name, step.reason)
                 return
-            if outcome == AUTH:
+            if kind == RELOGIN:
                 # a lost session: log in again, then retry at once (this is the login storm)
                 if self.stack.auth is None or not (yield from self.login(sess)):
                     self._fail(name, AUTH)
                     return
                 continue
-            wait = policy.backoff_s(attempt - 1)
-            if env.now + wait >= give_up:
-                yield env.timeout(max(0.0, give_up - env.now))
+            yield env.timeout(step.wait_s)
+            if kind == ABANDON:
                 self._fail(name, ABANDONED)
                 return
-            yield env.timeout(wait)
 
     def _succeed(self, cmd: Command) -> None:
         now = self.env.now
@@ -200,21 +197,21 @@ class Client:
             self._orders[idx] += 1
         self.in_flight -= 1
 
-    def _timed(self, work, give_up: float = math.inf):  # type: ignore[no-untyped-def]
-        """Run an attempt under the per-attempt timeout and the user's patience; returns its
-        outcome, TIMEOUT or ABANDONED. Timed-out work goes on unless `cancel_on_timeout`."""
-        env, spec = self.env, self.spec
-        limit = min(env.now + (spec.timeout_s or math.inf), give_up)
+    def _timed(self, work, limit: float, late: str):  # type: ignore[no-untyped-def]
+        """Run an attempt until `limit` (the per-attempt timeout or the user's patience); its
+        outcome, or `late` (TIMEOUT or ABANDONED) when no answer came by then. Timed-out work
+        goes on unless `cancel_on_timeout` (the servers then learn of it and drop it)."""
+        env = self.env
         if limit == math.inf:
             return (yield from work)
         proc = env.process(work)
         yield proc | env.timeout(limit - env.now)
         if proc.triggered:
             return proc.value
-        if spec.cancel_on_timeout:
+        if self.spec.cancel_on_timeout:
             proc.interrupt("cancelled")
             proc.defused = True
-        return ABANDONED if limit >= give_up else TIMEOUT
+        return late
 
 
-__all__ = ["ABANDONED", "AUTH", "THROTTLED", "Client"]
+__all__ = ["ABANDONED", "AUTH", "THROTTLED", "Client", "Command", "SessionState"]

@@ -12,7 +12,7 @@ from simpy.events import NORMAL, URGENT, EventPriority
 from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
 from sim.des.client import Client
-from sim.des.stack import Stack
+from sim.des.stack import StackModel
 from sim.results import Recorder, Results
 from sim.scenario import Scenario
 from sim.streams import Streams
@@ -30,7 +30,7 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     env = simpy.Environment()
     streams = Streams(seed)
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
-    stack = Stack(env, sc, streams)
+    stack = StackModel(env, sc, streams)
     client = Client(env, stack, rec, streams)
     _arrivals(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
@@ -92,7 +92,7 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
     _at(env, 0.0, fire)
 
 
-def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Recorder) -> None:
+def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: StackModel, rec: Recorder) -> None:
     def run(f):  # type: ignore[no-untyped-def]
         yield env.timeout(f.at_s)
         rec.event(env.now, "fault_start", f.target, fault_kind=f.kind, magnitude=f.magnitude, duration_s=f.duration_s)
@@ -105,7 +105,7 @@ def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: Stack, rec: Re
         env.process(run(f))
 
 
-def _gauges(stack: Stack, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
+def _gauges(stack: StackModel, client: Client, rec: Recorder) -> list[tuple[str, Callable[[], float]]]:
     """Gauges read at each interval's end; rates are differences of running totals."""
     dt = rec.interval_s
     out: list[tuple[str, Callable[[], float]]] = [("in_flight", lambda: client.in_flight)]

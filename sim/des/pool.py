@@ -1,31 +1,37 @@
-"""A pool of servers whose capacity can change while the simulation runs.
+"""A pool of servers for the SimPy engine: the shared admission rule plus SimPy events.
 
-SimPy's `Resource` has a fixed capacity; faults and autoscaling need one that shrinks and
-grows. `Pool` also does what an admission queue in front of a real service does: a bounded
-queue (full = shed), FIFO or LIFO, priorities, dropping work whose deadline has passed, and
-cancelling work whose client went away. It keeps the busy-time integral for utilisation.
+What a queue does (bounded, FIFO or LIFO, priorities with eviction, deadline drop, capacity
+that changes with faults and autoscaling, outages) is `sim.rules.admission.AdmissionQueue`,
+the same code the reference stack runs. `Pool` adds how a waiter is woken in simulated time
+(a SimPy event per waiter) and the time integrals behind utilisation, occupancy and waiting.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
-
 import simpy
 
-GRANTED, SHED, EXPIRED, CANCELLED, DOWN = "granted", "shed", "expired", "cancelled", "down"
+from sim.rules.admission import DOWN, EVICTED, EXPIRED, AdmissionQueue, Waiter
+
+GRANTED, SHED = "granted", "shed"
+__all__ = ["DOWN", "EVICTED", "EXPIRED", "GRANTED", "SHED", "Pool", "Ticket"]
 
 
 class Ticket:
-    """One place in the queue; its `event` fires with GRANTED, EXPIRED or DOWN."""
+    """One place in the queue; its `event` fires with GRANTED, EXPIRED, EVICTED or DOWN."""
 
-    __slots__ = ("event", "deadline", "cancelled", "t0")
+    __slots__ = ("event", "waiter")
 
-    def __init__(self, event: simpy.Event, deadline: float, t0: float) -> None:
+    def __init__(self, event: simpy.Event) -> None:
         self.event = event
-        self.deadline = deadline
-        self.cancelled = False
-        self.t0 = t0  # when it joined the queue
+        self.waiter: Waiter[simpy.Event] | None = None
+
+
+def _grant(ev: simpy.Event, waited_s: float) -> None:
+    ev.succeed(GRANTED)
+
+
+def _drop(ev: simpy.Event, why: str) -> None:
+    ev.succeed(why)
 
 
 class Pool:
@@ -41,17 +47,9 @@ class Pool:
     ) -> None:
         self.env = env
         self.name = name
-        self.capacity = capacity
-        self.queue_limit = queue_limit
-        self.lifo = discipline == "lifo"
-        self.priority = priority
-        self.deadline_drop = deadline_drop
-        self.busy = 0
-        self.waiting = 0  # live tickets in the queue (cancelled ones are removed lazily)
-        self.dropped = 0
-        self._fifo: deque[Ticket] = deque()
-        self._heap: list[tuple[int, int, Ticket]] = []
-        self._seq = 0
+        self.q: AdmissionQueue[simpy.Event] = AdmissionQueue(
+            capacity, queue_limit, lifo=discipline == "lifo", priority=priority, deadline_drop=deadline_drop,
+            grant=self._granted, drop=_drop)
         self.granted = 0  # calls that got a server, at once or after queueing
         self.queued = 0  # of those, calls that queued first
         self.wait_s = 0.0  # their total time in the queue, seconds
@@ -60,14 +58,38 @@ class Pool:
         self._occ_area = 0.0  # integral of calls present (busy + waiting) over time
         self._last = 0.0
 
+    def _granted(self, ev: simpy.Event, waited_s: float) -> None:
+        self.granted += 1
+        self.queued += 1
+        self.wait_s += waited_s
+        _grant(ev, waited_s)
+
+    @property
+    def capacity(self) -> int:
+        return self.q.capacity
+
+    @property
+    def busy(self) -> int:
+        return self.q.in_use
+
+    @property
+    def waiting(self) -> int:
+        return self.q.waiting
+
+    @property
+    def dropped(self) -> int:
+        """Waiters dropped because their deadline passed in the queue."""
+        return self.q.expired
+
     # -- accounting -------------------------------------------------------------------------
     def _tick(self) -> None:
         now = self.env.now
         dt = now - self._last
         if dt:
-            self._area += self.busy * dt
-            self._cap_area += self.capacity * dt
-            self._occ_area += (self.busy + self.waiting) * dt
+            q = self.q
+            self._area += q.in_use * dt
+            self._cap_area += q.capacity * dt
+            self._occ_area += (q.in_use + q.waiting) * dt
             self._last = now
 
     def busy_area(self) -> tuple[float, float]:
@@ -83,37 +105,25 @@ class Pool:
     # -- the hot path ------------------------------------------------------------------------
     def try_acquire(self) -> bool:
         """Take a server now if one is free and nobody is queued (no event: the fast path)."""
-        if self.busy < self.capacity and not self.waiting:
-            now = self.env.now  # _tick() inlined: this runs once per call
-            dt = now - self._last
-            if dt:
-                self._area += self.busy * dt
-                self._cap_area += self.capacity * dt
-                self._occ_area += self.busy * dt  # nobody is waiting
-                self._last = now
-            self.busy += 1
+        q = self.q
+        if q.in_use < q.capacity and not q.waiting:
+            self._tick()
+            q.try_enter()
             self.granted += 1
             return True
         return False
 
     def enqueue(self, prio: int = 0, deadline: float = float("inf")) -> Ticket | None:
         """Join the queue; None when it is full (the caller sheds the request)."""
-        if self.queue_limit is not None and self.waiting >= self.queue_limit:
-            return None
         self._tick()
-        t = Ticket(self.env.event(), deadline, self.env.now)
-        self.waiting += 1
-        if self.priority:
-            self._seq += 1
-            heapq.heappush(self._heap, (prio, -self._seq if self.lifo else self._seq, t))
-        else:
-            self._fifo.append(t)
-        return t
+        t = Ticket(self.env.event())
+        t.waiter = self.q.offer(t.event, prio, deadline, self.env.now)
+        return t if t.waiter is not None else None
 
     def queue(self, prio: int = 0, deadline: float = float("inf")):  # type: ignore[no-untyped-def]
-        """Wait for a server (a generator to `yield from`); returns GRANTED, EXPIRED, DOWN, or
-        SHED when the queue is full. An interrupt (the client cancelled) leaves the queue, or
-        gives the server back if it had just been granted."""
+        """Wait for a server (a generator to `yield from`); returns GRANTED, EXPIRED, EVICTED,
+        DOWN, or SHED when the queue is full. An interrupt (the client cancelled) leaves the
+        queue, or gives the server back if it had just been granted."""
         ticket = self.enqueue(prio, deadline)
         if ticket is None:
             return SHED
@@ -125,10 +135,9 @@ class Pool:
 
     def cancel(self, t: Ticket) -> None:
         """The client went away before being served: forget its ticket."""
-        if not t.cancelled and not t.event.triggered:
+        if t.waiter is not None and not t.event.triggered:
             self._tick()
-            t.cancelled = True
-            self.waiting -= 1
+            self.q.leave(t.waiter)
 
     def leave(self, t: Ticket) -> None:
         """An interrupted waiter: give back the server if it was already granted, else leave."""
@@ -140,55 +149,18 @@ class Pool:
 
     def release(self) -> None:
         self._tick()
-        self.busy -= 1
-        if self.waiting:
-            self._grant()
-
-    def _pop(self) -> Ticket | None:
-        while self._fifo or self._heap:
-            if self.priority:
-                t = heapq.heappop(self._heap)[2]
-            else:
-                t = self._fifo.pop() if self.lifo else self._fifo.popleft()
-            if not t.cancelled:
-                self.waiting -= 1
-                return t
-        return None
-
-    def _grant(self) -> None:
-        now = self.env.now
-        while self.busy < self.capacity and self.waiting:
-            t = self._pop()
-            if t is None:
-                break
-            if self.deadline_drop and t.deadline <= now:
-                self.dropped += 1
-                t.event.succeed(EXPIRED)
-                continue
-            self.busy += 1
-            self.granted += 1
-            self.queued += 1
-            self.wait_s += now - t.t0
-            t.event.succeed(GRANTED)
+        self.q.release(self.env.now)
 
     # -- capacity changes (faults, autoscaling) -----------------------------------------------
     def set_capacity(self, capacity: int) -> None:
         """Change the number of servers; work in service finishes, new grants follow the new size."""
         self._tick()
-        self.capacity = max(0, capacity)
-        self._grant()
+        self.q.set_capacity(capacity, self.env.now)
 
     def fail_waiting(self) -> int:
         """Outage: every queued ticket fails at once (DOWN). Returns how many."""
         self._tick()
-        n = 0
-        while self.waiting:
-            t = self._pop()
-            if t is None:
-                break
-            t.event.succeed(DOWN)
-            n += 1
-        return n
+        return self.q.fail_waiting()
 
     def __repr__(self) -> str:
         return f"Pool({self.name!r}, capacity={self.capacity}, busy={self.busy}, waiting={self.waiting})"

@@ -10,23 +10,21 @@ import simpy
 from sim.costmodel import StepCost
 from sim.des.llm import DOWN, ERROR, SHED, FleetStats, Replica, Seq
 from sim.results import Recorder
+from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.routing import make_router
 from sim.scenario.services import LLMFleet
 
 
 class Fleet:
-    """Routes each LLM call to an up replica by the scenario's policy
-    (round_robin, random, jsq = fewest sequences, power_of_two, least_kv)."""
+    """Routes each LLM call to a replica taking work, by the scenario's policy (`sim.rules.routing`)."""
 
     def __init__(self, env: simpy.Environment, spec: LLMFleet, rng: np.random.Generator) -> None:
         self.env, self.spec, self.rng = env, spec, rng
         self.cost = StepCost(spec.cost_model)
         self.stats = FleetStats()
         self.replicas: list[Replica] = []
-        self.error_rate = 0.0
-        self.lost_fraction = 0.0  # capacity_loss fault in force
-        self.outage = False
-        self.slowdown = 1.0
-        self._rr = 0
+        self.effect: FaultEffect = NO_FAULT  # the faults in force (sim.rules.faults)
+        self.router = make_router(spec.routing)
         self._live_cache: list[Replica] | None = None
         self._rand: list[float] = []
         for _ in range(spec.replicas):
@@ -40,7 +38,8 @@ class Fleet:
 
     def submit(self, prompt: int, output: int) -> Seq:
         s = Seq(self.env, max(1, prompt), max(1, output))
-        if self.error_rate and self._uniform() < self.error_rate:
+        err = self.effect.error_rate
+        if err and self._uniform() < err:
             s.state = "ended"
             s.done.succeed(ERROR)
             return s
@@ -69,29 +68,12 @@ class Fleet:
         live = self._live()
         if not live:
             return None
-        policy = self.spec.routing
-        if policy == "round_robin":
-            self._rr += 1
-            return live[self._rr % len(live)]
-        if policy == "random":
-            return live[int(self._uniform() * len(live))]
-        if policy == "power_of_two" and len(live) > 1:
-            a = live[int(self._uniform() * len(live))]
-            b = live[int(self._uniform() * len(live))]
-            return a if a.load <= b.load else b
-        if policy == "least_kv":
-            return min(live, key=lambda r: (r.kv_used + sum(s.prompt for s in r.waiting if s.state == "waiting")) / r.kv_cap)
-        best, fewest = live[0], live[0].load  # jsq: the first replica with the fewest sequences
-        for r in live:
-            n = r.n_waiting + len(r.prefilling) + r.n_dec
-            if n < fewest:
-                best, fewest = r, n
-        return best
+        return live[self.router.pick(live, self._uniform)]
 
     # -- capacity ------------------------------------------------------------------------------
     def _add_replica(self) -> Replica:
         r = Replica(self.env, len(self.replicas), self.spec, self.cost, self.stats)
-        r.slowdown = self.slowdown
+        r.slowdown = self.effect.slowdown
         self.replicas.append(r)
         self._changed()
         return r
@@ -100,10 +82,19 @@ class Fleet:
     def up(self) -> int:
         return sum(1 for r in self.replicas if r.up)
 
+    @property
+    def outage(self) -> bool:
+        return self.effect.outage
+
+    def set_effect(self, effect: FaultEffect) -> None:
+        """Apply the faults in force: the first `effect.units_down(n)` replicas are down (their
+        work fails), every replica runs `effect.slowdown` times slower."""
+        self.effect = effect
+        self.apply_health()
+
     def apply_health(self) -> None:
-        """Bring replicas up or down to match faults: the lost fraction (rounded up) is down."""
         n = len(self.replicas)
-        n_down = n if self.outage else math.ceil(self.lost_fraction * n - 1e-9)
+        n_down = self.effect.units_down(n)
         for i, r in enumerate(self.replicas):
             should_be_up = i >= n_down
             if r.up and not should_be_up:
@@ -114,7 +105,7 @@ class Fleet:
                 r.up = True
                 r.wake()
         for r in self.replicas:
-            r.slowdown = self.slowdown
+            r.slowdown = self.effect.slowdown
         self._changed()
 
     def kv_frac(self) -> float:

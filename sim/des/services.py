@@ -3,19 +3,21 @@ errors, faults, circuit breakers and token-bucket rate limits."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import simpy
 
-from sim.des.pool import DOWN, EXPIRED, GRANTED, Pool
+from sim.des.pool import DOWN, EVICTED, EXPIRED, GRANTED, Pool
 from sim.des.pool import SHED as POOL_FULL
 from sim.dists import sampler
+from sim.rules.breaker import CircuitBreaker
+from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.outcomes import ERROR, OK, REJECTED, SHED, TIMEOUT
+from sim.rules.ratelimit import RateLimiter, TokenBucket
 from sim.scenario.services import Gateway, Service
 
-OK, ERROR, SHED, REJECTED, TIMEOUT = "ok", "error", "shed", "rejected", "timeout"
+__all__ = ["ERROR", "OK", "REJECTED", "SHED", "TIMEOUT", "GatewayService", "ToolService", "Uniforms"]
 # why a queued request did not get a server, as the client sees it
-_REFUSED = {EXPIRED: SHED, DOWN: ERROR, POOL_FULL: SHED}
+_REFUSED = {EXPIRED: SHED, EVICTED: SHED, DOWN: ERROR, POOL_FULL: SHED}
 
 
 class Uniforms:
@@ -33,49 +35,25 @@ class Uniforms:
         return self._buf.pop()
 
 
-class Breaker:
-    """Opens after `threshold` consecutive failures; while open, calls fail fast (shed)."""
-
-    __slots__ = ("threshold", "open_s", "failures", "open_until")
-
-    def __init__(self, threshold: int, open_s: float) -> None:
-        self.threshold, self.open_s = threshold, open_s
-        self.failures = 0
-        self.open_until = -math.inf
-
-    def allows(self, now: float) -> bool:
-        return now >= self.open_until
-
-    def record(self, ok: bool, now: float) -> bool:
-        """Count an outcome; True when this failure opened the breaker."""
-        if ok:
-            self.failures = 0
-            return False
-        self.failures += 1
-        if self.failures >= self.threshold:
-            self.failures = 0
-            self.open_until = now + self.open_s
-            return True
-        return False
-
-
 class Faulted:
-    """State that faults change on a service: capacity lost, slowdown, extra errors, outage.
-    Subclasses have a `pool` and a `spec` with `concurrency`."""
+    """A service that faults change (`sim.rules.faults`): slots up, slowdown, extra errors,
+    outage. Subclasses have a `pool` and a `spec` with `concurrency`."""
 
     pool: Pool
     spec: Service | Gateway
 
     def __init__(self) -> None:
-        self.lost_fraction = 0.0
-        self.slowdown = 1.0
-        self.fault_error = 0.0
-        self.outage = False
+        self.effect: FaultEffect = NO_FAULT
 
-    def apply_faults(self) -> None:
-        """Servers up = concurrency x (1 - lost fraction); an outage fails the queue at once."""
-        self.pool.set_capacity(0 if self.outage else round(self.spec.concurrency * (1 - self.lost_fraction)))
-        if self.outage:
+    @property
+    def outage(self) -> bool:
+        return self.effect.outage
+
+    def set_effect(self, effect: FaultEffect) -> None:
+        """Apply the faults in force: the slots left serve; an outage fails the queue at once."""
+        self.effect = effect
+        self.pool.set_capacity(effect.units_up(self.spec.concurrency))
+        if effect.outage:
             self.pool.fail_waiting()
 
 
@@ -88,8 +66,7 @@ class ToolService(Faulted):
         self.pool = Pool(env, name, spec.concurrency, spec.queue_limit)
         self.latency = sampler(spec.latency, rng)
         self.uniform = Uniforms(rng)
-        cb = spec.circuit_breaker
-        self.breaker = Breaker(cb.failure_threshold, cb.open_s) if cb else None
+        self.breaker = CircuitBreaker(spec.circuit_breaker) if spec.circuit_breaker else None
         self.error_rate = spec.error_rate
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
@@ -99,45 +76,26 @@ class ToolService(Faulted):
         An interrupt (the client cancelled) leaves the queue or frees the server."""
         env, pool = self.env, self.pool
         t_in = env.now
-        if self.outage:
+        effect = self.effect
+        if effect.outage:
             return ERROR
-        if self.breaker is not None and not self.breaker.allows(t_in):
+        if self.breaker is not None and self.breaker.allow(t_in) > 0:
             return SHED
         if not pool.try_acquire():
             got = yield from pool.queue(prio, deadline)
             if got != GRANTED:
                 return _REFUSED[got]
         try:
-            yield env.timeout(self.latency() * self.slowdown)
+            yield env.timeout(self.latency() * effect.slowdown)
         finally:
             pool.release()
         self.served += 1
         self.time_s += env.now - t_in
-        err = self.error_rate
-        if self.fault_error:
-            err = 1 - (1 - err) * (1 - self.fault_error)
+        err = self.effect.error_with(self.error_rate)
         ok = not (err and self.uniform() < err)
         if self.breaker is not None:
             self.breaker.record(ok, env.now)
         return OK if ok else ERROR
-
-
-class TokenBucket:
-    """`rate_per_s` tokens a second, at most `burst` saved up."""
-
-    __slots__ = ("rate", "burst", "tokens", "last")
-
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        self.rate, self.burst = rate_per_s, burst
-        self.tokens, self.last = burst, 0.0
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class GatewayService(Faulted):
@@ -150,26 +108,22 @@ class GatewayService(Faulted):
         self.uniform = Uniforms(rng if rng is not None else np.random.default_rng(0))  # error_rate faults
         self.pool = Pool(env, "gateway", spec.concurrency, spec.queue_limit, spec.discipline, spec.priority,
                          spec.deadline_drop)
-        rl = spec.rate_limit
-        self.bucket = None
-        if rl is not None and rl.global_per_s is not None:
-            self.bucket = TokenBucket(rl.global_per_s, rl.burst or max(1.0, rl.global_per_s))
-        self.per_user = rl.per_user_per_s if rl is not None else None
-        self.per_user_burst = rl.per_user_burst if rl is not None else 1.0
+        self.limiter = RateLimiter(spec.rate_limit)
+        self._limits = self.limiter.limits
 
     def admit_rate(self, user_bucket: TokenBucket | None) -> bool:
-        now = self.env.now
-        if user_bucket is not None and not user_bucket.take(now):
-            return False
-        return self.bucket is None or self.bucket.take(now)
+        """True when the rate limits let the request through (`sim.rules.ratelimit`)."""
+        return not self._limits or self.limiter.admit(user_bucket, self.env.now) is None
 
     def user_bucket(self) -> TokenBucket | None:
-        return TokenBucket(self.per_user, self.per_user_burst) if self.per_user else None
+        """A new session's own bucket (None when there is no per-user limit)."""
+        return self.limiter.user_bucket(self.env.now)
 
     def enter(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
         """Take a slot (a generator); returns OK or SHED/ERROR. The caller must `pool.release()`
         when it gets OK. An error_rate fault fails that fraction of requests at the door."""
-        if self.outage or (self.fault_error and self.uniform() < self.fault_error):
+        err = self.effect.error_rate
+        if self.effect.outage or (err and self.uniform() < err):
             return ERROR
         pool = self.pool
         if pool.try_acquire():

@@ -11,13 +11,15 @@ from sim.des.llm import OK as LLM_OK
 from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
+from sim.rules.faults import combine, session_kept
+from sim.rules.outcomes import AUTH
 from sim.scenario import Fault, Scenario
 from sim.streams import Streams
 
-AUTH = "auth"
 
+class StackModel:
+    """The simulator's model of the agent stack (gateway, auth, tools, LLM fleet) as one attempt sees it."""
 
-class Stack:
     def __init__(self, env: simpy.Environment, sc: Scenario, streams: Streams) -> None:
         self.env, self.scenario, self.streams = env, sc, streams
         sv = sc.services
@@ -83,9 +85,7 @@ class Stack:
         if not sess.logged_in:
             return False
         if sess.epoch < self.auth_epoch:
-            keep = 1.0
-            for f in self._invalidations[sess.epoch + 1:]:
-                keep *= 1 - f
+            keep = session_kept(self._invalidations[sess.epoch + 1:])
             sess.epoch = self.auth_epoch
             if self._u() >= keep:
                 sess.logged_in = False
@@ -150,27 +150,11 @@ class Stack:
         self._apply(f.target)
 
     def _apply(self, target: str) -> None:
-        """Combine every fault in force on a target into its state."""
-        faults = self._active.get(target, [])
-        lost = slow = err = 1.0
-        for f in faults:
-            if f.kind == "capacity_loss":
-                lost *= 1 - f.magnitude
-            elif f.kind == "slowdown":
-                slow *= f.magnitude
-            elif f.kind == "error_rate":
-                err *= 1 - f.magnitude
-        outage = any(f.kind == "outage" for f in faults)
+        """Every fault in force on a target, combined by the shared rule, sets its state."""
         svc = self.fleet if target == "llm" else self.gateway if target == "gateway" else (
             self.auth if target == "auth" else self.tools[target])
         assert svc is not None
-        svc.lost_fraction, svc.slowdown, svc.outage = 1 - lost, slow, outage
-        if target == "llm":
-            svc.error_rate = 1 - err  # type: ignore[union-attr]
-            svc.apply_health()  # type: ignore[union-attr]
-        else:
-            svc.fault_error = 1 - err  # type: ignore[union-attr]
-            svc.apply_faults()  # type: ignore[union-attr]
+        svc.set_effect(combine(self._active.get(target, [])))
 
 
-__all__ = ["AUTH", "OK", "REJECTED", "SHED", "Stack"]
+__all__ = ["AUTH", "OK", "REJECTED", "SHED", "StackModel"]

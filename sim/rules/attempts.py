@@ -20,7 +20,7 @@ attempt fails `auth` without sending anything and the user logs in again.
 from __future__ import annotations
 
 import math
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from sim.rules.outcomes import ABANDONED, AUTH, OK, THROTTLED, TIMEOUT
 from sim.rules.retry import RetryPolicy
@@ -43,6 +43,16 @@ class Step(NamedTuple):
 
 _DONE = Step(DONE)
 _RELOGIN = Step(RELOGIN)
+
+
+class Command:
+    """One command a client runs: its class's name and spec, when it started (seconds), and
+    the first LLM call's lengths when a trace gives them (-1: drawn from the class)."""
+
+    __slots__ = ("name", "cls", "t0", "prompt0", "output0")
+
+    def __init__(self, name: str, cls: Any, t0: float, prompt0: int = -1, output0: int = -1) -> None:
+        self.name, self.cls, self.t0, self.prompt0, self.output0 = name, cls, t0, prompt0, output0
 
 
 class SessionHealth:

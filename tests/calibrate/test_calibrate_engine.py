@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from loadtest.calibrate import calibrate, fit_table, stack_configs
+from loadtest.calibrate import calibrate, engine_spec, fit_table
 from sim.scenario import load_scenario
 
 TINY = ["services.llm.backend.model={layers: 1, hidden: 64, heads: 2, vocab: 128, max_context: 256}",
@@ -31,7 +31,8 @@ def test_tiny_model_calibrates_to_positive_coefficients_and_a_good_fit() -> None
         assert s.seconds > 0
 
 
-def test_stack_configs_use_the_scenario_model_sizes() -> None:
-    model, llm = stack_configs(load_scenario("scenarios/demo_fault.yaml", TINY))
-    assert (model.layers, model.hidden, model.heads, model.vocab, model.max_context) == (1, 64, 2, 128, 256)
-    assert (llm.max_num_seqs, llm.max_batched_tokens, llm.kv_cache_tokens) == (8, 256, 2048)
+def test_the_engine_is_the_scenarios_model_and_limits() -> None:
+    spec = engine_spec(load_scenario("scenarios/demo_fault.yaml", TINY))
+    m, llm = spec.model, spec.fleet
+    assert (m.layers, m.hidden, m.heads, m.vocab, m.max_context) == (1, 64, 2, 128, 256)
+    assert (llm.max_num_seqs, llm.max_batched_tokens, spec.kv_cache_tokens) == (8, 256, 2048)

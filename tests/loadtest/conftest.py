@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from loadtest_helpers import ADMIN, STACK_CONFIG, TINY
+from loadtest_helpers import ADMIN, STACK_OPTIONS, TINY
 
 from loadtest.procs import StackProcess
 
@@ -14,7 +14,7 @@ from loadtest.procs import StackProcess
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     folder = tmp_path_factory.mktemp("stack")
-    s = StackProcess(TINY, folder, ADMIN, config=STACK_CONFIG).start()
+    s = StackProcess(TINY, folder, ADMIN, options=STACK_OPTIONS).start()
     try:
         yield s
     finally:

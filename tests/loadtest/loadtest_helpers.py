@@ -9,4 +9,4 @@ HERE = Path(__file__).resolve().parent
 TINY = HERE / "tiny.yaml"
 ADMIN = "loadtest-test-admin"
 # one torch thread: the stack shares two CPU cores with Locust and the other test suites
-STACK_CONFIG = {"llm": {"torch_threads": 1}}
+STACK_OPTIONS = {"torch_threads": 1}

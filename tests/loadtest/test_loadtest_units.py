@@ -12,15 +12,15 @@ import pytest
 from loadtest_helpers import TINY
 
 from loadtest import policy as P
-from loadtest.plan import prepare_scenario, scale_raw
+from loadtest.plan import prepare_scenario
 from loadtest.recovery import recovery
 from loadtest.safety import LoadTestError, check_host
 from loadtest.schedule import schedule_of
 from loadtest.tally import Collector, Tally
 from sim.arrivals import arrival_blocks
 from sim.results import LogHistogram, Recorder, Results
+from sim.rules.scaling import scale_scenario
 from sim.scenario import load_scenario
-from sim.scenario.load import read_yaml
 from sim.streams import Streams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,22 +67,16 @@ def test_a_bad_url_is_refused() -> None:
         check_host("127.0.0.1:8000")
 
 
-def test_scaling_matches_the_stacks_own_scaling() -> None:
-    """The stack started on the scaled file must equal the stack scaled by itself (scenario_map)."""
-    from loadtest.stack import StackConfig
-
-    raw = read_yaml(TINY)
-    raw["services"]["gateway"] = {"concurrency": 3, "queue_limit": 5, "rate_limit": {"global_per_s": 7.0}}
-    _, scaled, _ = prepare_scenario(TINY, 2.5, None, ["services.gateway.concurrency=3",
-                                                      "services.gateway.queue_limit=5",
-                                                      "services.gateway.rate_limit.global_per_s=7"])
-    base = load_scenario(TINY, ["services.gateway.concurrency=3", "services.gateway.queue_limit=5",
-                                "services.gateway.rate_limit.global_per_s=7"])
-    a, b = StackConfig.from_scenario(scaled, 1.0), StackConfig.from_scenario(base, 2.5)
-    assert (a.llm.replicas, a.gateway, a.auth.concurrency) == (b.llm.replicas, b.gateway, b.auth.concurrency)
-    assert {k: v.concurrency for k, v in a.tools.items()} == {k: v.concurrency for k, v in b.tools.items()}
+def test_the_load_test_scales_by_the_shared_rule() -> None:
+    """The scaled file the load test (and the stack it starts) reads is `sim.rules.scaling`'s."""
+    sets = ["services.gateway.concurrency=3", "services.gateway.queue_limit=5",
+            "services.gateway.rate_limit.global_per_s=7"]
+    _, scaled, _ = prepare_scenario(TINY, 2.5, None, sets)
+    base = load_scenario(TINY, sets)
+    ruled = scale_scenario(base, 2.5)
+    assert scaled.services == ruled.services and scaled.arrivals == ruled.arrivals
+    assert scaled.services.gateway.concurrency == 8 and scaled.services.llm.replicas == 3
     assert scaled.base_rate_per_s == pytest.approx(2.5 * base.base_rate_per_s)
-    assert scale_raw(raw, 1.0)["arrivals"]["scale"] == 1.0
 
 
 def test_duration_cuts_faults_and_warmup() -> None:

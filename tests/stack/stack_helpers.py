@@ -1,4 +1,4 @@
-"""Helpers for the reference stack tests: a tiny config, an in-process app, a real server."""
+"""Helpers for the reference stack tests: a tiny scenario, an in-process app, a real server."""
 
 from __future__ import annotations
 
@@ -12,40 +12,70 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
+import yaml
 
-from loadtest.stack import StackConfig, create_app
-from loadtest.stack.scenario_map import config_from_dict
+from loadtest.stack import StackOptions, create_app
+from sim.scenario import Scenario, apply_override, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": "Bearer test-admin"}
 
-# A model small enough that a whole agent command takes milliseconds on one CPU core.
+
+def _const(v: float) -> dict[str, Any]:
+    return {"type": "constant", "value": v}
+
+
+# A scenario small enough that a whole agent command takes milliseconds on one CPU core.
 TINY: dict[str, Any] = {
-    "model": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 128, "max_context": 256},
-    "llm": {"replicas": 2, "max_num_seqs": 16, "max_batched_tokens": 256, "kv_cache_tokens": 4096,
-            "torch_threads": 1},
-    "auth": {"latency": {"type": "constant", "value": 0.0}},
-    "tools": {t: {"latency": {"type": "constant", "value": 0.002}} for t in ("catalog", "order", "payment")},
-    "admin_token": "test-admin",
+    "name": "tiny_stack",
+    "arrivals": {"rate_per_s": 5},
+    "workload": {"classes": {
+        "chat": {"probability": 0.7, "priority": 1,
+                 "stages": [{"llm": {"prompt_tokens": _const(16), "output_tokens": _const(4)}}]},
+        "help_me_buy": {"probability": 0.3, "priority": 0, "places_order": True, "stages": [
+            {"llm": {"prompt_tokens": _const(64), "output_tokens": _const(16)}},
+            {"tool": "catalog"}, {"tool": "order"}, {"tool": "payment"},
+            {"llm": {"prompt_tokens": _const(96), "output_tokens": _const(24)}}]},
+    }},
+    "services": {
+        "gateway": {"concurrency": 64, "queue_limit": 256, "priority": True},
+        "auth": {"concurrency": 64, "latency": _const(0.0), "session_ttl_s": 3600},
+        "llm": {"replicas": 2, "max_num_seqs": 16, "max_batched_tokens": 256, "kv_cache_tokens": 4096,
+                "queue_limit": 256,
+                "backend": {"type": "local", "model": {"layers": 1, "hidden": 32, "heads": 2, "vocab": 128,
+                                                       "max_context": 256}}},
+        "tools": {t: {"concurrency": 64, "latency": _const(0.002)} for t in ("catalog", "order", "payment")},
+    },
 }
+OPTIONS: dict[str, Any] = {"admin_token": "test-admin", "torch_threads": 1}
 
 
-def tiny_config(tmp_path: Path, **changes: Any) -> StackConfig:
-    """The tiny stack with orders in `tmp_path`; `changes` as in `config_from_dict`."""
+class TinyStack(NamedTuple):
+    scenario: Scenario
+    options: StackOptions
+
+
+def tiny_scenario(*sets: str) -> Scenario:
+    """The tiny scenario with `--set`-style overrides (`services.gateway.concurrency=8`)."""
     data = json.loads(json.dumps(TINY))
-    for k, v in changes.items():
-        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and k != "tools" else v
-    data["db_path"] = str(tmp_path / "orders.db")
-    return config_from_dict(StackConfig(), data)
+    for item in sets:
+        apply_override(data, item)
+    return parse_scenario(data, file="<tiny stack>")
+
+
+def tiny_config(tmp_path: Path, *sets: str, **options: Any) -> TinyStack:
+    """The tiny stack with orders in `tmp_path`: scenario overrides and `StackOptions` fields."""
+    opts = StackOptions(**(OPTIONS | {"db_path": str(tmp_path / "orders.db")} | options))
+    return TinyStack(tiny_scenario(*sets), opts)
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: StackConfig) -> AsyncIterator[httpx.AsyncClient]:
+async def running(cfg: TinyStack, **kw: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to a started app in-process (lifespan entered)."""
-    app = create_app(cfg)
+    app = create_app(cfg.scenario, cfg.options, **kw)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://stack", timeout=30) as client:
@@ -71,21 +101,23 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m loadtest.stack` in a subprocess on a free loopback port."""
+    """`python -m loadtest.stack` in a subprocess on a free loopback port, serving the tiny
+    scenario with `sets` overrides."""
 
-    def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None, port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, sets: tuple[str, ...] | list[str] = (), port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = json.loads(json.dumps(TINY)) | (config or {})
-        cfg["db_path"] = str(tmp_path / "orders.db")
-        self.cfg = cfg
+        self.scenario_file = tmp_path / f"tiny-{self.port}.yaml"
+        self.scenario_file.write_text(yaml.safe_dump(tiny_scenario(*sets).model_dump(mode="json")))
+        self.options = OPTIONS | {"db_path": str(tmp_path / "orders.db")}
         self.log = open(tmp_path / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtest.stack", "--port", str(self.port), "--config-json", json.dumps(self.cfg)],
+            [sys.executable, "-m", "loadtest.stack", "--port", str(self.port), "--scenario", str(self.scenario_file),
+             "--options-json", json.dumps(self.options)],
             cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-import pytest
 import torch
 
-from loadtest.stack.config import LLMConfig, ModelConfig
 from loadtest.stack.engine import Engine, Sequence
-from loadtest.stack.router import Router
+from sim.scenario.services import LLMFleet, LocalModel
 
-MODEL = ModelConfig(layers=2, hidden=32, heads=2, vocab=64, max_context=256)
+MODEL = LocalModel(layers=2, hidden=32, heads=2, vocab=64, max_context=256)
 
 
 def make(**llm) -> Engine:
-    return Engine(MODEL, LLMConfig(**{"kv_cache_tokens": 4096, "block_tokens": 8, **llm}), seed=3)
+    kv, block = llm.pop("kv_cache_tokens", 4096), llm.pop("block_tokens", 8)
+    return Engine(MODEL, LLMFleet(kv_cache_tokens=kv, **llm), kv, seed=3, block_tokens=block)
 
 
 def seq(prompt_len: int, max_tokens: int, out: list, start: int = 1, **kw) -> Sequence:
@@ -132,22 +130,3 @@ def test_engine_thread_serves_and_stops():
     finally:
         e.stop()
     assert len(tokens(out)) == 10
-
-
-class FakeReplica:
-    def __init__(self, load: int, kv: int) -> None:
-        self.load, self.kv_used_tokens, self.kv_capacity_tokens = load, kv, 100
-
-
-@pytest.mark.parametrize(("policy", "expected"), [("jsq", 1), ("least_kv", 2), ("round_robin", 0)])
-def test_router_policies_pick_as_documented(policy, expected):
-    reps = [FakeReplica(5, 10), FakeReplica(1, 90), FakeReplica(3, 5)]
-    assert Router(policy, np.random.default_rng(0)).pick(reps, [0, 1, 2]) == expected
-
-
-def test_router_skips_replicas_that_are_down_and_power_of_two_prefers_shorter():
-    reps = [FakeReplica(9, 0), FakeReplica(0, 0), FakeReplica(5, 0)]
-    r = Router("power_of_two", np.random.default_rng(1))
-    picks = [r.pick(reps, [0, 2]) for _ in range(50)]
-    assert set(picks) == {2}
-    assert Router("random", np.random.default_rng(2)).pick(reps, []) is None

@@ -4,19 +4,13 @@ partial session invalidation, and one set of stages per order-placing class."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 from stack_helpers import ADMIN, chat_body, login, running, tiny_config
 
-from loadtest.stack import StackConfig
 from loadtest.stack.auth import EXPIRED, FOREIGN, INVALIDATED, VALID, Sessions
-from loadtest.stack.config import LLMStage, ToolStage
 from loadtest.stack.faults import FaultBoard
-from sim.dists import Constant
-from sim.scenario import load_scenario
 
 pytestmark = pytest.mark.anyio
 BUY = {"command": "help me buy a milk tea"}
@@ -78,7 +72,7 @@ async def test_chat_checks_a_session_and_takes_other_keys(client) -> None:
 
 
 async def test_chat_can_require_a_session(tmp_path) -> None:
-    async with running(tiny_config(tmp_path, auth={"require_for_chat": True})) as client:
+    async with running(tiny_config(tmp_path, chat_requires_session=True)) as client:
         for h in ({}, {"Authorization": "Bearer sk-anything"}):
             r = await client.post("/v1/chat/completions", json=chat_body(), headers=h)
             assert r.status_code == 401, h
@@ -123,27 +117,34 @@ async def test_agent_reports_every_llm_call(client) -> None:
 
 
 async def test_agent_runs_the_stages_of_the_named_class(tmp_path) -> None:
-    one = (LLMStage(Constant(value=8), Constant(value=3)), ToolStage("catalog"), ToolStage("order"),
-           ToolStage("payment"))
-    cfg = dataclasses.replace(tiny_config(tmp_path), agent_classes={"quick_buy": one})
-    async with running(cfg) as client:
+    quick = ("workload.classes.quick_buy={probability: 0.1, places_order: true, priority: 2, stages: "
+             "[{llm: {prompt_tokens: {type: constant, value: 8}, output_tokens: {type: constant, value: 3}}}, "
+             "{tool: catalog}, {tool: order}, {tool: payment}]}")
+    async with running(tiny_config(tmp_path, quick, "workload.classes.chat.probability=0.6")) as client:
         h = await login(client) | {"Idempotency-Key": "c1"}
         r = await client.post("/v1/agent/commands", json=BUY | {"class": "quick_buy"}, headers=h)
         assert r.status_code == 200 and [c["output_tokens"] for c in r.json()["timing"]["llm_calls"]] == [3]
         h["Idempotency-Key"] = "c2"
-        r = await client.post("/v1/agent/commands", json=BUY, headers=h)  # no class: the default stages
+        r = await client.post("/v1/agent/commands", json=BUY, headers=h)  # no class: the most likely buyer
         assert [c["output_tokens"] for c in r.json()["timing"]["llm_calls"]] == [16, 24]
         h["Idempotency-Key"] = "c3"
+        r = await client.post("/v1/agent/commands", json=BUY | {"class": "chat"}, headers=h)  # any class
+        assert r.status_code == 200 and r.json()["order"] is None
+        assert [c["prompt_tokens"] for c in r.json()["timing"]["llm_calls"]] == [16]
+        h["Idempotency-Key"] = "c4"
         r = await client.post("/v1/agent/commands", json=BUY | {"class": "nope"}, headers=h)
         assert r.status_code == 400 and r.json()["error"]["param"] == "class"
 
 
-def test_every_order_placing_class_of_a_scenario_gets_its_stages() -> None:
-    path = Path(__file__).resolve().parents[1] / "loadtest" / "tiny.yaml"
-    two = ["workload.classes.quick_buy={probability: 0.1, places_order: true, priority: 2, stages: "
-           "[{llm: {prompt_tokens: {type: constant, value: 8}, output_tokens: {type: constant, value: 3}}}]}",
-           "workload.classes.chat.probability=0.5"]
-    cfg = StackConfig.from_scenario(load_scenario(path, two))
-    assert list(cfg.agent_classes) == ["help_me_buy", "quick_buy"]  # the most likely first: the default
-    assert cfg.agent_stages == cfg.agent_classes["help_me_buy"] and len(cfg.agent_classes["quick_buy"]) == 1
-    assert cfg.gateway.priority["quick_buy"] == 2
+async def test_prompts_carry_the_simulators_context(tmp_path) -> None:
+    """Prompt sizes follow the simulator's rule: context (prompt + output, + tool results) plus
+    the stage's new tokens; without carry_context each call sees only its own."""
+    grow = "workload.classes.help_me_buy.stages.1={tool: {service: catalog, result_tokens: {type: constant, value: 10}}}"
+    async with running(tiny_config(tmp_path, grow)) as client:
+        h = await login(client) | {"Idempotency-Key": "p1"}
+        calls = (await client.post("/v1/agent/commands", json=BUY, headers=h)).json()["timing"]["llm_calls"]
+        assert [c["prompt_tokens"] for c in calls] == [64, 64 + 16 + 10 + 96]
+    async with running(tiny_config(tmp_path, "workload.classes.help_me_buy.carry_context=false")) as client:
+        h = await login(client) | {"Idempotency-Key": "p2"}
+        calls = (await client.post("/v1/agent/commands", json=BUY, headers=h)).json()["timing"]["llm_calls"]
+        assert [c["prompt_tokens"] for c in calls] == [64, 96]

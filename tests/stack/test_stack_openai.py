@@ -9,7 +9,6 @@ import pytest
 from stack_helpers import login, running, tiny_config
 
 from loadtest.stack import create_app
-from loadtest.stack.scenario_map import config_from_dict
 
 pytestmark = pytest.mark.anyio
 MSGS = [{"role": "system", "content": "you sell tea"}, {"role": "user", "content": "help me buy a milk tea"}]
@@ -59,9 +58,8 @@ async def test_openai_backend_forwards_to_an_upstream_server(tmp_path):
     (tmp_path / "up").mkdir()
     async with running(tiny_config(tmp_path / "up")) as upstream:
         transport = httpx.ASGITransport(app=upstream.app)
-        cfg = config_from_dict(tiny_config(tmp_path), {"llm": {"backend": "openai", "base_url": "http://upstream/v1",
-                                                               "remote_model": "surge-tiny"}})
-        app = create_app(cfg, llm_transport=transport)
+        cfg = tiny_config(tmp_path, "services.llm.backend={type: openai, base_url: 'http://upstream/v1', model: surge-tiny}")
+        app = create_app(cfg.scenario, cfg.options, llm_transport=transport)
         async with app.router.lifespan_context(app), \
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as gw:
                 r = await gw.post("/v1/chat/completions", json={"model": "surge-tiny", "messages": MSGS,

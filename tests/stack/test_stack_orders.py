@@ -66,10 +66,10 @@ def check_ledger(db: Path, acked: dict[tuple[str, str], dict]) -> None:
 
 @pytest.mark.anyio
 async def test_concurrent_retries_under_faults_keep_orders_exactly_once(tmp_path):
-    cfg = tiny_config(tmp_path, gateway={"concurrency": 8, "queue_limit": 16},
-                      tools={t: {"latency": {"type": "exponential", "mean": 0.01}, "error_rate": 0.1,
-                                 "breaker": {"failure_threshold": 5, "open_s": 0.2}}
-                             for t in ("catalog", "order", "payment")})
+    tool = "{latency: {type: exponential, mean: 0.01}, error_rate: 0.1, circuit_breaker: {failure_threshold: 5, open_s: 0.2}}"
+    cfg = tiny_config(tmp_path, "services.gateway.concurrency=8", "services.gateway.queue_limit=16",
+                      "clients.timeout_s=5", "clients.cancel_on_timeout=true",
+                      *(f"services.tools.{t}={tool}" for t in ("catalog", "order", "payment")))
     faults = [
         {"kind": "error_rate", "target": "payment", "magnitude": 0.4, "duration_s": 1.0},
         {"kind": "capacity_loss", "target": "llm", "magnitude": 0.5, "duration_s": 1.0},
@@ -94,8 +94,8 @@ async def test_concurrent_retries_under_faults_keep_orders_exactly_once(tmp_path
 
 
 def test_sigkill_mid_load_then_restart_loses_and_duplicates_nothing(tmp_path):
-    slow_tools = {t: {"latency": {"type": "constant", "value": 0.05}} for t in ("catalog", "order", "payment")}
-    servers = [Server(tmp_path, {"tools": slow_tools}).start()]
+    slow_tools = [f"services.tools.{t}.latency={{type: constant, value: 0.05}}" for t in ("catalog", "order", "payment")]
+    servers = [Server(tmp_path, slow_tools).start()]
     keys = [(f"u{i % 10}", f"k{i}") for i in range(120)]
     clients = asyncio.Semaphore(20)  # 20 users at a time: orders start before and after the kill
     acked_before_kill: list[int] = []
@@ -107,7 +107,7 @@ def test_sigkill_mid_load_then_restart_loses_and_duplicates_nothing(tmp_path):
         first.signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         await asyncio.sleep(0.3)
-        second = Server(tmp_path, {"tools": slow_tools}, port=first.port)
+        second = Server(tmp_path, slow_tools, port=first.port)
         servers.append(second)
         await asyncio.to_thread(second.start)
 

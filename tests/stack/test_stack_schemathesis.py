@@ -44,7 +44,7 @@ def _fuzz(op, mode, url: str, headers: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_api_conforms_to_its_openapi_spec(tmp_path, mode):
-    server = Server(tmp_path, {"gateway": {"concurrency": 8, "queue_limit": 64}}).start()
+    server = Server(tmp_path, ["services.gateway.concurrency=8", "services.gateway.queue_limit=64"]).start()
     try:
         session = httpx.post(server.url + "/v1/auth/login", json={"username": "fuzz"}).json()["token"]
         schema = schemathesis.openapi.from_url(server.url + "/openapi.json")

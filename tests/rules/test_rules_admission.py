@@ -1,0 +1,120 @@
+"""Admission (`sim.rules.admission`): the rule as documented, and parity — the same script of
+arrivals, releases and capacity changes through the simulator's `Pool` (SimPy events) and the
+stack's `Admission` (asyncio futures) gives the same grants, sheds, evictions and expiries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import simpy
+
+from loadtest.stack.overload import Admission, Rejected
+from sim.des.pool import GRANTED, Pool
+from sim.rules.admission import AdmissionQueue
+
+# (queue settings, script). Script steps: ("arrive", name, priority, deadline_s), ("release",),
+# ("capacity", n), ("wait", seconds). Deadlines are seconds from the start of the script.
+CASES: list[tuple[dict[str, Any], list[tuple[Any, ...]]]] = [
+    ({"capacity": 1, "queue_limit": 2}, [  # FIFO, bounded: the third waiter is shed
+        ("arrive", "a", 0, 9), ("arrive", "b", 0, 9), ("arrive", "c", 0, 9), ("arrive", "d", 0, 9),
+        ("release",), ("release",), ("release",)]),
+    ({"capacity": 1, "queue_limit": None, "lifo": True}, [  # LIFO serves the newest first
+        ("arrive", "a", 0, 9), ("arrive", "b", 0, 9), ("arrive", "c", 0, 9), ("arrive", "d", 0, 9),
+        ("release",), ("release",), ("release",)]),
+    ({"capacity": 1, "queue_limit": 2, "priority": True}, [  # a full queue evicts the newest least important
+        ("arrive", "x", 1, 9), ("arrive", "c1", 2, 9), ("arrive", "c2", 2, 9), ("arrive", "o1", 0, 9),
+        ("arrive", "c3", 2, 9), ("arrive", "o2", 0, 9), ("release",), ("release",), ("release",)]),
+    ({"capacity": 1, "queue_limit": 1, "priority": False}, [  # without priorities nobody is evicted
+        ("arrive", "x", 1, 9), ("arrive", "c1", 2, 9), ("arrive", "o1", 0, 9), ("release",), ("release",)]),
+    ({"capacity": 1, "queue_limit": 5, "deadline_drop": True}, [  # expired waiters leave before grants
+        ("arrive", "x", 0, 9), ("arrive", "late", 0, 0.05), ("arrive", "ok", 0, 9), ("wait", 0.15),
+        ("release",), ("release",)]),
+    ({"capacity": 3, "queue_limit": None}, [  # capacity shrinks (fault) and grows (recovery)
+        ("arrive", "a", 0, 9), ("arrive", "b", 0, 9), ("arrive", "c", 0, 9), ("arrive", "d", 0, 9),
+        ("capacity", 1), ("release",), ("release",), ("capacity", 3), ("release",)]),
+]
+
+
+def run_des(settings: dict[str, Any], script: list[tuple[Any, ...]]) -> list[str]:
+    env = simpy.Environment()
+    pool = Pool(env, "p", settings["capacity"], settings.get("queue_limit"),
+                "lifo" if settings.get("lifo") else "fifo", settings.get("priority", False),
+                settings.get("deadline_drop", False))
+    log: list[str] = []
+    for step in script:
+        if step[0] == "arrive":
+            _, name, prio, deadline = step
+            if pool.try_acquire():
+                log.append(f"{name}:granted")
+                continue
+            t = pool.enqueue(prio, deadline)
+            if t is None:
+                log.append(f"{name}:shed")
+            else:
+                t.event.callbacks.append(lambda ev, n=name: log.append(f"{n}:{ev.value}"))
+        elif step[0] == "release":
+            pool.release()
+        elif step[0] == "capacity":
+            pool.set_capacity(step[1])
+        else:
+            env.run(until=env.now + step[1])
+        env.run(until=env.now + 1e-9)  # let the woken waiters' callbacks run
+    return log
+
+
+async def run_stack(settings: dict[str, Any], script: list[tuple[Any, ...]]) -> list[str]:
+    adm = Admission(settings["capacity"], settings.get("queue_limit"), lifo=settings.get("lifo", False),
+                    priority=settings.get("priority", False), deadline_drop=settings.get("deadline_drop", False))
+    log: list[str] = []
+    t0 = time.monotonic()
+
+    async def arrive(name: str, prio: int, deadline: float) -> None:
+        try:
+            await adm.acquire(prio, t0 + deadline)
+            log.append(f"{name}:granted")
+        except Rejected as r:
+            log.append(f"{name}:{ {'queue_full': 'shed', 'deadline': 'expired'}.get(r.reason, r.reason) }")
+
+    tasks = []
+    for step in script:
+        if step[0] == "arrive":
+            tasks.append(asyncio.create_task(arrive(*step[1:])))
+        elif step[0] == "release":
+            adm.release()
+        elif step[0] == "capacity":
+            adm.set_capacity(step[1])
+        else:
+            await asyncio.sleep(step[1])
+        for _ in range(5):
+            await asyncio.sleep(0)
+    for t in tasks:
+        if not t.done():
+            t.cancel()
+    return log
+
+
+@pytest.mark.parametrize(("settings", "script"), CASES)
+def test_simulator_and_stack_queue_alike(settings: dict[str, Any], script: list[tuple[Any, ...]]) -> None:
+    des = run_des(settings, script)
+    stack = asyncio.run(run_stack(settings, script))
+    assert des == stack
+    assert des  # the script did something
+
+
+def test_the_rule_as_documented() -> None:
+    granted: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    q: AdmissionQueue[str] = AdmissionQueue(1, 2, priority=True, grant=lambda x, w: granted.append(x),
+                                            drop=lambda x, why: dropped.append((x, why)))
+    assert q.try_enter()
+    assert q.offer("chat1", 2, 9, 0) and q.offer("chat2", 2, 9, 0)
+    assert q.offer("order", 0, 9, 0) is not None and dropped == [("chat2", "evicted")]
+    assert q.offer("chat3", 2, 9, 0) is None and q.shed == 1  # nobody less important than chat3 to evict
+    q.release(1.0)
+    q.release(2.0)
+    assert granted == ["order", "chat1"] and q.waiting == 0 and q.in_use == 1
+    assert q.waiters() == []
+    assert (q.evicted, q.expired) == (1, 0) and GRANTED == "granted"
