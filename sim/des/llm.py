@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections import deque
+from itertools import accumulate
 
 import simpy
 from simpy.events import NORMAL, URGENT, EventPriority
@@ -88,6 +89,9 @@ class Replica:
         self.decoding: list[tuple[int, int, Seq]] = []  # heap of (finish_step, order, seq)
         self.admitted: list[Seq] = []  # admission order, for choosing preemption victims
         self.n_dec = 0
+        # sequences submitted and not ended (waiting or running), what routing compares: a plain
+        # attribute, kept = n_waiting + len(prefilling) + n_dec, as routing reads it per replica
+        self.load = 0
         self.dec_ctx = 0  # KV tokens held by decoding sequences
         self.step_no = 0
         self._up = True
@@ -105,11 +109,6 @@ class Replica:
         self._stretch: _Stretch | None = None
         self._gen = 0  # the live stretch's generation: older end events are stale
         _call_at(env, 0.0, self._on_wake, URGENT)
-
-    @property
-    def load(self) -> int:
-        """Sequences submitted and not finished (waiting or running): what routing compares."""
-        return self.n_waiting + len(self.prefilling) + self.n_dec
 
     @property
     def kv_used(self) -> int:
@@ -151,6 +150,7 @@ class Replica:
         s.replica, s.state = self, "waiting"
         self.waiting.append(s)
         self.n_waiting += 1
+        self.load += 1
         self.wake()
 
     # -- the batch loop ------------------------------------------------------------------------
@@ -224,11 +224,8 @@ class Replica:
         """Durations and end times of k decode steps from now, computed as k single steps
         would be (each end is the previous end plus the step's time, as SimPy adds a delay)."""
         dts_s = self.cost.decode_steps_s(n, self.dec_ctx, k, self._slowdown)
-        ends_s = []
-        t = self.env.now
-        for dt in dts_s:
-            t += dt
-            ends_s.append(t)
+        ends_s = list(accumulate(dts_s, initial=self.env.now))  # ((now + dt1) + dt2) + ...
+        del ends_s[0]
         return dts_s, ends_s
 
     def _settle(self, ended: int | None = None) -> None:
@@ -399,6 +396,7 @@ class Replica:
         if s.state == "decode":
             self._release(s)
         s.state = "ended"
+        self.load -= 1
         s.t_done = self.env.now
         s.done.succeed(outcome)
 
@@ -412,6 +410,7 @@ class Replica:
             self.n_waiting -= 1
         if s.state != "ended":
             s.state = "ended"
+            self.load -= 1
             s.done.succeed(CANCELLED)
 
     def fail_all(self, outcome: str = DOWN) -> int:
@@ -429,7 +428,7 @@ class Replica:
         self.prefilling.clear()
         self.decoding.clear()
         self.admitted.clear()
-        self.n_dec = self.dec_ctx = self._kv = 0
+        self.n_dec = self.dec_ctx = self._kv = self.load = 0
         return n
 
     def wake(self) -> None:
