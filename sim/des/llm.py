@@ -1,40 +1,30 @@
-"""LLM replicas with continuous batching, simulated one batch step (one SimPy event) at a time.
+"""LLM replicas with continuous batching.
 
-Each step: decoding sequences produce one token each; prompts are prefilled (in chunks when
-`chunked_prefill`) within `max_batched_tokens`; waiting sequences join between steps while
+Each batch step: decoding sequences produce one token each; prompts are prefilled (in chunks
+when `chunked_prefill`) within `max_batched_tokens`; waiting sequences join between steps while
 `max_num_seqs` and the KV cache allow. When decode growth would overflow the KV cache, the
 most recently admitted sequence is preempted and later recomputed (vLLM's default).
 
 Decode progress is kept in aggregate (a step counter and a heap of finishing steps) so a step
-costs O(sequences that start, finish or prefill), not O(batch size).
-
-Decode stretches: when a step would admit and prefill nothing, nothing inside the replica
-changes until the next sequence finishes or the KV cache would overflow, so the steps until
-then are planned at once (their times added up in order, as one event per step would) and run
-as one event at the last step's end. Anything from outside (a submit, a cancel, the replica
-going down, a new slowdown) cuts the stretch at the end of the step in progress, which ends as
-an ordinary step; the cut stretch's end event is stale (a generation counter) and ignored.
-Reads of the KV cache and of the fleet's counters first settle the steps ended so far, so they
-see what one event per step shows at that instant. Event times are bit-identical to one event
-per step; only the order of events at exactly the same instant from unrelated sources could
-differ (SimPy orders ties by when they were scheduled).
+costs O(sequences that start, finish or prefill), not O(batch size). A step is one SimPy
+event, except where nothing can change inside the replica for many steps: those run as one
+event, a decode stretch (`sim.des.stretch`), with the same results.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
 from collections import deque
-from itertools import accumulate
 
 import simpy
-from simpy.events import NORMAL, URGENT, EventPriority
+from simpy.events import NORMAL, URGENT
 
 from sim.costmodel import StepCost
+from sim.des.calls import call_at
+from sim.des.stretch import DecodeStretches, FleetStats, Plan, _Stretch
 from sim.scenario.services import LLMFleet
 
 OK, ERROR, DOWN, SHED, CANCELLED = "ok", "error", "down", "shed", "cancelled"
-STRETCH_MAX_STEPS = 4096  # the longest decode stretch planned at once (a cut wastes the rest)
 
 
 class Seq:
@@ -61,18 +51,7 @@ class Seq:
         self.order = 0
 
 
-class _Stretch:
-    """Decode-only steps planned at once: `n` sequences each step; `ends_s[i]` is step i's end,
-    `dts_s[i]` its duration. `done` steps are settled; `started` have had their start counted."""
-
-    __slots__ = ("n", "ends_s", "dts_s", "done", "started")
-
-    def __init__(self, n: int, ends_s: list[float], dts_s: list[float]) -> None:
-        self.n, self.ends_s, self.dts_s = n, ends_s, dts_s
-        self.done = self.started = 0
-
-
-class Replica:
+class Replica(DecodeStretches):
     """One LLM replica: a continuous-batching loop over its waiting, prefilling and decoding
     sequences. `decode_stretches = False` runs one event per step (the reference the
     equivalence test compares the stretches with)."""
@@ -105,10 +84,10 @@ class Replica:
         # up), waking (idle, an iteration scheduled at once).
         self._idle = False
         self._waking = False
-        self._step: tuple[list[tuple[Seq, int]], int, int] = ([], 0, 0)  # in progress: prefill chunks, tokens, decodes
+        self._step: Plan = ([], 0, 0)  # in progress: prefill chunks, tokens, decodes
         self._stretch: _Stretch | None = None
         self._gen = 0  # the live stretch's generation: older end events are stale
-        _call_at(env, 0.0, self._on_wake, URGENT)
+        call_at(env, 0.0, self._on_wake, URGENT)
 
     @property
     def kv_used(self) -> int:
@@ -174,7 +153,7 @@ class Replica:
             if not n_dec:  # nothing fits (KV full of waiting prompts): wait
                 self._idle = True
                 return
-            if self.decode_stretches and not self.prefilling and self._start_stretch():
+            if self.decode_stretches and not self.prefilling and self._start_stretch(None):
                 return
         tokens = 0
         for _, c in prefill:
@@ -185,98 +164,16 @@ class Replica:
         stats._batch_seqs += n_dec + len(prefill)
         stats._busy_s += dt
         self._step = (prefill, tokens, n_dec)
-        _call_at(self.env, dt, self._on_step, NORMAL)
+        if not (prefill and self.decode_stretches and self._start_stretch(dt)):
+            call_at(self.env, dt, self._on_step, NORMAL)
 
     def _on_step(self, _: simpy.Event) -> None:
         if self._up:
             prefill, tokens, n_dec = self._step
             self.stats.prefill_tokens += tokens
             self.stats._decode_tokens += n_dec  # as planned: a cancelled sequence's token was computed
-            self._advance(prefill)
+            self._advance(prefill, self.env.now)
         self._iterate()
-
-    # -- decode stretches ---------------------------------------------------------------------
-    def _start_stretch(self) -> bool:
-        """Plan the decode-only steps until the next sequence finishes or the KV cache would
-        overflow (at most STRETCH_MAX_STEPS) as one event; False (an ordinary step) for fewer
-        than two. The step that starts now has been planned like any other by `_iterate`;
-        later ones would plan the same (no prefill: the batch and its limits stay as they are,
-        a waiting prompt that does not fit now does not fit later, as the cache only fills)."""
-        heap, n = self.decoding, self.n_dec
-        while heap and (heap[0][2].state != "decode" or heap[0][2].finish_step != heap[0][0]):
-            heapq.heappop(heap)  # stale: ended, or preempted and readmitted
-        k = heap[0][0] - self.step_no if heap else STRETCH_MAX_STEPS
-        if n > 1:  # a lone sequence is never preempted (`_make_room`)
-            k = min(k, (self.kv_cap - self._kv) // n)
-        k = min(k, STRETCH_MAX_STEPS)
-        if k < 2:
-            return False
-        dts_s, ends_s = self._stretch_times(n, k)
-        if not dts_s[0] > 0.0:  # zero-time steps would all end at this instant: keep their order
-            return False
-        self._stretch = _Stretch(n, ends_s, dts_s)
-        self.stats._open[self] = None
-        self._gen += 1
-        _call_at_time(self.env, ends_s[-1], self._on_stretch_end, NORMAL, self._gen)
-        return True
-
-    def _stretch_times(self, n: int, k: int) -> tuple[list[float], list[float]]:
-        """Durations and end times of k decode steps from now, computed as k single steps
-        would be (each end is the previous end plus the step's time, as SimPy adds a delay)."""
-        dts_s = self.cost.decode_steps_s(n, self.dec_ctx, k, self._slowdown)
-        ends_s = list(accumulate(dts_s, initial=self.env.now))  # ((now + dt1) + dt2) + ...
-        del ends_s[0]
-        return dts_s, ends_s
-
-    def _settle(self, ended: int | None = None) -> None:
-        """Bring the step counter, the KV cache and the fleet's counters up to now inside a
-        stretch: the steps ended before now (or `ended` of them) are done, the next one started."""
-        st, stats = self._stretch, self.stats
-        assert st is not None
-        last = len(st.ends_s) - 1
-        j = min(bisect_left(st.ends_s, self.env.now), last) if ended is None else ended
-        if j > st.done:
-            tokens = (j - st.done) * st.n
-            self.step_no += j - st.done
-            self._kv += tokens
-            self.dec_ctx += tokens
-            stats._decode_tokens += tokens
-            st.done = j
-        started = min(j + 1, last + 1)
-        if started > st.started:
-            stats._steps += started - st.started
-            stats._batch_seqs += (started - st.started) * st.n
-            busy = stats._busy_s
-            for dt in st.dts_s[st.started:started]:  # one by one, as one event per step adds them
-                busy += dt
-            stats._busy_s = busy
-            st.started = started
-
-    def _close_stretch(self, st: _Stretch) -> None:
-        """The stretch's step in progress becomes an ordinary step (its start counted)."""
-        self._stretch = None
-        del self.stats._open[self]
-        self._step = ([], 0, st.n)
-
-    def _cut(self) -> None:
-        """Something from outside changed mid-stretch: the step in progress is the last."""
-        st = self._stretch
-        assert st is not None
-        self._settle()
-        self._close_stretch(st)
-        if st.done + 1 < len(st.ends_s):
-            self._gen += 1  # the stretch's end event is stale
-            _call_at_time(self.env, st.ends_s[st.done], self._on_step, NORMAL, None)
-        # else the stretch's end event ends the step in progress, an ordinary one now
-
-    def _on_stretch_end(self, ev: simpy.Event) -> None:
-        if ev._value != self._gen:
-            return  # cut: the step in progress ended as an ordinary one at its own event
-        st = self._stretch
-        if st is not None:
-            self._settle(len(st.ends_s) - 1)
-            self._close_stretch(st)
-        self._on_step(ev)
 
     def _plan_prefill(self) -> tuple[list[tuple[Seq, int]], int, int]:
         """Prefill chunks for this step: continue partial prompts, then admit waiting ones."""
@@ -318,8 +215,8 @@ class Replica:
             budget -= c
         return plan, kv_read, attended
 
-    def _advance(self, prefill: list[tuple[Seq, int]]) -> None:
-        now = self.env.now
+    def _advance(self, prefill: list[tuple[Seq, int]], now: float) -> None:
+        """The step that ends at `now` (in a stretch, maybe settled later) is done."""
         self.step_no += 1
         self._kv += self.n_dec
         self.dec_ctx += self.n_dec
@@ -438,60 +335,7 @@ class Replica:
             self._cut()
         elif self._idle and not self._waking:
             self._waking = True
-            _call_at(self.env, 0.0, self._on_wake, NORMAL)
+            call_at(self.env, 0.0, self._on_wake, NORMAL)
 
 
-def _call_at(env: simpy.Environment, delay: float, callback, priority: EventPriority) -> None:  # type: ignore[no-untyped-def]
-    """Call `callback(event)` after `delay` seconds: a bare event, cheaper than a process."""
-    ev = simpy.Event(env)
-    ev._ok = True
-    ev._value = None
-    ev.callbacks.append(callback)  # type: ignore[union-attr]
-    env.schedule(ev, priority, delay)
-
-
-def _call_at_time(env: simpy.Environment, t: float, callback, priority: EventPriority, value: object) -> None:  # type: ignore[no-untyped-def]
-    """Call `callback(event)` at time `t` exactly (not now + (t - now), which may round);
-    `event._value` is `value`."""
-    ev = simpy.Event(env)
-    ev._ok = True
-    ev._value = value
-    ev.callbacks.append(callback)  # type: ignore[union-attr]
-    heapq.heappush(env._queue, (t, priority, next(env._eid), ev))  # what env.schedule does
-
-
-class FleetStats:
-    """Counters the recorder turns into per-interval series. Reads settle the replicas'
-    open decode stretches first, so a read sees every step ended (or started) before now."""
-
-    __slots__ = ("_steps", "_batch_seqs", "_busy_s", "prefill_tokens", "_decode_tokens", "preemptions", "_open")
-
-    def __init__(self) -> None:
-        self._steps = self._batch_seqs = self.prefill_tokens = self._decode_tokens = self.preemptions = 0
-        self._busy_s = 0.0
-        self._open: dict[Replica, None] = {}  # replicas inside a stretch, in a fixed order
-
-    def _settled(self) -> FleetStats:
-        for r in self._open:
-            r._settle()
-        return self
-
-    @property
-    def steps(self) -> int:
-        """Batch steps started."""
-        return self._settled()._steps
-
-    @property
-    def batch_seqs(self) -> int:
-        """Sequences in the batch, summed over steps started."""
-        return self._settled()._batch_seqs
-
-    @property
-    def busy_s(self) -> float:
-        """Replica-seconds of steps started."""
-        return self._settled()._busy_s
-
-    @property
-    def decode_tokens(self) -> int:
-        """Decode tokens of steps ended."""
-        return self._settled()._decode_tokens
+__all__ = ["CANCELLED", "DOWN", "ERROR", "OK", "SHED", "FleetStats", "Replica", "Seq"]
