@@ -68,9 +68,6 @@ class Replica(DecodeStretches):
         self.decoding: list[tuple[int, int, Seq]] = []  # heap of (finish_step, order, seq)
         self.admitted: list[Seq] = []  # admission order, for choosing preemption victims
         self.n_dec = 0
-        # sequences submitted and not ended (waiting or running), what routing compares: a plain
-        # attribute, kept = n_waiting + len(prefilling) + n_dec, as routing reads it per replica
-        self.load = 0
         self.dec_ctx = 0  # KV tokens held by decoding sequences
         self.step_no = 0
         self._up = True
@@ -90,11 +87,23 @@ class Replica(DecodeStretches):
         call_at(env, 0.0, self._on_wake, URGENT)
 
     @property
+    def load(self) -> int:
+        """Sequences submitted and not finished (waiting or running): what routing compares."""
+        return self.n_waiting + len(self.prefilling) + self.n_dec
+
+    @property
     def kv_used(self) -> int:
         """KV-cache tokens held now."""
         if self._stretch is not None:
             self._settle()
         return self._kv
+
+    @kv_used.setter
+    def kv_used(self, tokens: int) -> None:
+        """Put the replica in a given state (tests of routing and of the gauges)."""
+        if self._stretch is not None:
+            self._cut()
+        self._kv = tokens
 
     @property
     def kv_used_tokens(self) -> int:
@@ -129,7 +138,6 @@ class Replica(DecodeStretches):
         s.replica, s.state = self, "waiting"
         self.waiting.append(s)
         self.n_waiting += 1
-        self.load += 1
         self.wake()
 
     # -- the batch loop ------------------------------------------------------------------------
@@ -293,7 +301,6 @@ class Replica(DecodeStretches):
         if s.state == "decode":
             self._release(s)
         s.state = "ended"
-        self.load -= 1
         s.t_done = self.env.now
         s.done.succeed(outcome)
 
@@ -307,7 +314,6 @@ class Replica(DecodeStretches):
             self.n_waiting -= 1
         if s.state != "ended":
             s.state = "ended"
-            self.load -= 1
             s.done.succeed(CANCELLED)
 
     def fail_all(self, outcome: str = DOWN) -> int:
@@ -325,7 +331,7 @@ class Replica(DecodeStretches):
         self.prefilling.clear()
         self.decoding.clear()
         self.admitted.clear()
-        self.n_dec = self.dec_ctx = self._kv = self.load = 0
+        self.n_dec = self.dec_ctx = self._kv = 0
         return n
 
     def wake(self) -> None:

@@ -140,8 +140,6 @@ def _scripted(stretches: bool, cost: dict[str, Any], kv_tokens: int) -> tuple[li
             yield env.timeout(float(rng.uniform(0.05, 0.6)))
             readings.append((env.now, st.steps, st.batch_seqs, st.decode_tokens, st.prefill_tokens,
                              st.preemptions, *(r.kv_used for r in fleet.replicas), *(r.load for r in fleet.replicas)))
-            for r in fleet.replicas:
-                assert r.load == r.n_waiting + len(r.prefilling) + r.n_dec
 
     env.process(clients())
     env.process(operator())
