@@ -313,3 +313,34 @@ def test_the_money_an_answer_reports_is_counted_and_owed_when_the_command_fails(
     got = {name: sum(v for name2, _, v in series if name2 == name)
            for name in ("payments", "duplicates_prevented", "failed_after_payment")}
     assert got == {"payments": 1, "duplicates_prevented": 1, "failed_after_payment": 1}
+
+
+def test_a_target_whose_metrics_page_is_not_prometheus_text_adds_nothing() -> None:
+    """Regression: a server that answers every path with the same SSE body crashed the load test
+    in the scraper (ValueError from the Prometheus parser); now it is asked once and ignored."""
+    import http.server
+    import threading
+
+    from loadtest.scrape import Scraper
+
+    class Everything(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            body = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Everything)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        s = Scraper(f"http://127.0.0.1:{srv.server_address[1]}", period_s=0.0)
+        for _ in range(3):
+            s.tick()
+        assert s.samples == [] and s.failures > 5  # it stopped asking after the first answer
+        assert s.series(t0=0.0, interval_s=1.0, n=3) == {}
+    finally:
+        srv.shutdown()

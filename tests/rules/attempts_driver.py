@@ -36,7 +36,8 @@ def counts(series: dict[str, float]) -> dict[str, Any]:
 def run_des(script: list[str]) -> dict[str, Any]:
     import simpy
 
-    from sim.des.client import Client, SessionState, SimCommand
+    from sim.des.client import Client, SessionState
+    from sim.des.client import SimCommand as Command
     from sim.des.services import Uniforms
     from sim.results import Recorder
     from sim.streams import Streams
@@ -72,7 +73,7 @@ def run_des(script: list[str]) -> dict[str, Any]:
         sess = SessionState(0, None, SessionHealth(sc.clients.session_lost_after_timeouts))
         yield from client.login(sess)
         for _ in range(COMMANDS):
-            yield from client.command(sess, SimCommand("c", sc.workload.classes["c"], env.now))
+            yield from client.command(sess, Command("c", sc.workload.classes["c"], env.now))
 
     env.process(user())
     env.run()
