@@ -107,17 +107,28 @@ def add_sections(doc: Document, summary: Mapping[str, Any], meta: Mapping[str, A
         doc.table(money_table(summary, ledger))
 
 
-def side_by_side(labels: Sequence[str], summaries: Sequence[Mapping[str, Any]]) -> tables.Table | None:
-    """Money and inventory counts of several runs (the comparison report), or None when none has any."""
+def side_by_side(labels: Sequence[str], summaries: Sequence[Mapping[str, Any]],
+                 ledgers: Sequence[Mapping[str, Any] | None] | None = None) -> tables.Table | None:
+    """Money and inventory counts of several runs (the comparison report), or None when none has any.
+    A measured run has no stock series: its units sold are its stack's ledger's (`meta.ledger`)."""
     if not any(s.get("money") or s.get("inventory") for s in summaries):
         return None
+    stock = [((led or {}).get("inventory") or {}) for led in (ledgers or [None] * len(summaries))]
     rows = [[text, *[_count((s.get("money") or {}).get(key)) for s in summaries]] for key, text in _MONEY_ROWS]
-    for svc in sorted(set().union(*((s.get("inventory") or {}).keys() for s in summaries))):
+    services = set().union(*((s.get("inventory") or {}).keys() for s in summaries), *(st.keys() for st in stock))
+    for svc in sorted(services):
         for key in ("sold", "holds", "conflicts", "sold_out_answers", "lapsed"):
             rows.append([f"{svc}: {key.replace('_', ' ')}",
-                         *[_count(((s.get("inventory") or {}).get(svc) or {}).get(key)) for s in summaries]])
+                         *[_stock_cell(s, st, svc, key) for s, st in zip(summaries, stock, strict=True)]])
     for reason in ("conflict", "sold_out"):
         rows.append([f"commands failed: {reason.replace('_', ' ')}",
                      *[_count(sum((k.get("failed") or {}).get(reason, 0) for k in (s.get("classes") or {}).values()))
                        for s in summaries]])
     return ["money and stock", *labels], rows
+
+
+def _stock_cell(summary: Mapping[str, Any], ledger_stock: Mapping[str, Any], svc: str, key: str) -> str:
+    v = ((summary.get("inventory") or {}).get(svc) or {}).get(key)
+    if v is None and key == "sold" and svc in ledger_stock:
+        return f"{float(ledger_stock[svc]['sold']):,.0f} (stack ledger, end of run)"
+    return _count(v)
