@@ -17,6 +17,7 @@ from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, 
 from loadtest.stack.jsontypes import Bool
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
+from sim.funnel import OUTCOMES
 
 session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
 _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
@@ -40,6 +41,10 @@ class AgentCommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str = Field(min_length=1, max_length=2000, examples=["help me buy a milk tea"])
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
+    outcome: Literal[OUTCOMES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="for a class with a funnel: the outcome the client's user drew (sim.funnel); "
+        "only that outcome's stages run, out_of_stock places nothing, payment_error charges nothing "
+        "(default: every stage, the order placed and paid)")
 
 
 def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
@@ -52,7 +57,8 @@ def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
 
 class Order(BaseModel):
     id: str
-    status: str = Field(description="pending, placed, paid or completed")
+    status: str = Field(description="pending, placed, paid or completed; or how a command ended without an "
+                        "order: changed_mind, no_card, out_of_stock, payment_error (unpaid)")
     sku: str | None
     item: str | None
     price_cents: int | None
@@ -83,6 +89,9 @@ class AgentResult(BaseModel):
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
     timing: Timing | None = Field(default=None, description="null on replay")
+    outcome: str | None = Field(default=None, description="the funnel's outcome: ordered (placed and paid), "
+                                "changed_mind, no_card, out_of_stock or payment_error; null for a class that "
+                                "places no order")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -148,7 +157,7 @@ def make_router(stack: Stack) -> APIRouter:
         deadline = parse_deadline(request)
         stack.gateway.rate_limit("user:" + user)
         req: Any = body
-        started = await agent.start(user, idempotency_key, req.command, deadline, req.klass)
+        started = await agent.start(user, idempotency_key, req.command, deadline, req.klass, req.outcome)
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
         assert started.ticket is not None

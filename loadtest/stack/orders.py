@@ -3,6 +3,9 @@
 - `(user_id, idempotency_key)` is UNIQUE: one order per key, however often it is retried.
 - `payments.order_id` is UNIQUE: an order is charged at most once, even when the payment
   call is repeated after a lost answer or a crash.
+- A command that ends without an order (the funnel's outcome, `sim.funnel`: the user changed
+  their mind or has no card, the item is out of stock, the payment was declined) ends its row
+  with that outcome as its status, unpaid; a retry replays it as it replays a completed order.
 - An attempt holds a lease on its order (`owner`, `lease_until`). A retry while the lease is
   held by this process is "concurrent": a second attempt on the same order, as a client retry
   is in the simulator (the order is still placed once, paid once, completed once); a lease held
@@ -23,13 +26,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from sim.funnel import NOT_ORDERED
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
   id TEXT PRIMARY KEY,
   user_id TEXT NOT NULL,
   idempotency_key TEXT NOT NULL,
   request_hash TEXT NOT NULL,
-  status TEXT NOT NULL,            -- progress: pending, placed, paid, completed
+  status TEXT NOT NULL,            -- progress: pending, placed, paid, completed; or a NOT_ORDERED outcome
   owner TEXT NOT NULL,
   lease_until REAL NOT NULL,
   attempts INTEGER NOT NULL,
@@ -47,6 +52,8 @@ CREATE TABLE IF NOT EXISTS payments (
 """
 
 Claim = Literal["new", "resumed", "replay", "concurrent", "mismatch"]
+ENDED = ("completed", *NOT_ORDERED)  # the statuses of a command that finished: a retry replays it
+_ENDED_SQL = ", ".join(f"'{s}'" for s in ENDED)
 
 
 class OrderStore:
@@ -108,7 +115,7 @@ class OrderStore:
             return "new", row
         if row["request_hash"] != rhash:
             return "mismatch", row
-        if row["status"] == "completed":
+        if row["status"] in ENDED:
             return "replay", row
         if row["lease_until"] > now and row["owner"] == self.instance:
             db.execute("UPDATE orders SET attempts=attempts+1, updated_at=? WHERE id=?", (now, row["id"]))
@@ -142,12 +149,15 @@ class OrderStore:
                    " ('pending','placed')", (pid, now, order_id))
         return str(pid)
 
-    async def complete(self, order_id: str, answer: str) -> dict[str, Any]:
-        """Mark the order done and release its lease; returns the final row. The first attempt
-        to finish stores its answer; a concurrent one finishing later gets the same row."""
+    async def complete(self, order_id: str, answer: str, status: str = "completed") -> dict[str, Any]:
+        """Mark the order done (`status`: completed, or the NOT_ORDERED outcome it ended with) and
+        release its lease; returns the final row. The first attempt to finish stores its answer;
+        a concurrent one finishing later gets the same row."""
+        assert status in ENDED, status
         def fn(db: sqlite3.Connection) -> dict[str, Any]:
-            db.execute("UPDATE orders SET status='completed', answer=?, lease_until=0, last_error=NULL,"
-                       " updated_at=? WHERE id=? AND status != 'completed'", (answer, time.time(), order_id))
+            db.execute(f"UPDATE orders SET status=?, answer=?, lease_until=0, last_error=NULL,"  # noqa: S608 - constants
+                       f" updated_at=? WHERE id=? AND status NOT IN ({_ENDED_SQL})",
+                       (status, answer, time.time(), order_id))
             return dict(db.execute("SELECT * FROM orders WHERE id=?", (order_id,)).fetchone())
         return await self._run(self._tx, fn)
 
