@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loadtest_helpers import ADMIN, TINY
+from loadtest_helpers import ADMIN, TINY, USER_SECRET
 
 from loadtest.procs import StackProcess
 from loadtest.runner import LoadRun, Options, run_loadtest
@@ -30,6 +30,7 @@ CHAT_ONLY = ["workload.classes={chat: {probability: 1.0, stages: [{llm: {prompt_
 
 def _run(stack: StackProcess, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **kw: object) -> LoadRun:
     monkeypatch.setenv("SURGE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setenv("SURGE_USER_SECRET", USER_SECRET)
     opt = Options(TINY, duration_s=DURATION_S, out=out, host=stack.url, workers=workers, sets=FAULT, **kw)  # type: ignore[arg-type]
     return run_loadtest(opt)
 
@@ -117,6 +118,7 @@ def test_two_workers_merge_into_one_result(stack: StackProcess, tmp_path: Path,
 def test_closed_model_users_loop_over_commands(stack: StackProcess, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SURGE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setenv("SURGE_USER_SECRET", USER_SECRET)
     opt = Options(TINY, duration_s=4.0, out=tmp_path / "closed", host=stack.url, mode="closed", users=3, spawn_rate=3,
                   faults=False, simulate=False, report=False)
     run_loadtest(opt)
