@@ -161,7 +161,7 @@ class HttpClient:
         self.in_flight = 0
         self._timeout_hdr = deadline_header(sc)
         self.buying = LoadFunnel(sc, tally)
-        self._by_name = {s.name: s for s in specs_of(sc)}
+        self.by_name = {s.name: s for s in specs_of(sc)}
 
     # -- time and bookkeeping ------------------------------------------------------------------
     def now(self) -> float:
@@ -170,8 +170,8 @@ class HttpClient:
     def pick(self, sess: HttpSession | None = None) -> Spec:
         """A command's class: by the user's card state and draws in a launch (every class), else
         from this process's class stream."""
-        if sess is not None and self.buying.picks_classes and len(self.specs) == len(self._by_name):
-            return self._by_name[self.buying.pick_class(sess)]
+        if sess is not None and self.buying.picks_classes and len(self.specs) == len(self.by_name):
+            return self.by_name[self.buying.pick_class(sess)]
         i = int(np.searchsorted(self._cum, self._rng.random() * self._cum[-1], side="right"))
         return self.specs[min(i, len(self.specs) - 1)]
 

@@ -5,6 +5,7 @@ same outcomes, the same stages run (tool and LLM calls), the same payments and c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from loadtest.credentials import Credentials
 from loadtest.procs import StackProcess
 from sim.funnel import OUTCOMES, Funnel
 from sim.scenario import parse_scenario
@@ -36,9 +38,11 @@ def test_simulator_and_load_test_run_the_funnel_alike(tmp_path: Path) -> None:
     des = run_des()
     scenario_file = tmp_path / "funnel.yaml"
     scenario_file.write_text(yaml.safe_dump(parse_scenario(SCENARIO).model_dump(mode="json")))
-    with StackProcess(scenario_file, tmp_path, "funnel-test-admin", options={"torch_threads": 1}) as stack:
+    creds = Credentials("funnel-test-admin", "funnel-test-users")
+    with StackProcess(scenario_file, tmp_path, creds, options={"torch_threads": 1}) as stack:
         out = subprocess.run([sys.executable, str(HERE / "funnel_driver.py"), stack.url, str(tmp_path / "orders.db")],
-                             capture_output=True, text=True, timeout=180, cwd=HERE.parents[1])
+                             capture_output=True, text=True, timeout=180, cwd=HERE.parents[1],
+                             env={**os.environ, **creds.env()})  # the load test logs in with the user secret
     assert out.returncode == 0, out.stderr[-3000:]
     measured = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own driver's repr of a dict
     assert des == measured

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stack_helpers import ADMIN, login, running, tiny_config
+from stack_helpers import ADMIN, credentials, login, running, tiny_config
 
 pytestmark = pytest.mark.anyio
 
@@ -97,7 +97,7 @@ async def buy_with_retries(client: httpx.AsyncClient, user: str, key: str, outco
     token, end = None, time.monotonic() + 60.0
     while time.monotonic() < end:
         if token is None:
-            r = await client.post("/v1/auth/login", json={"username": user})
+            r = await client.post("/v1/auth/login", json=credentials(user))
             if r.status_code != 200:
                 await asyncio.sleep(0.05)
                 continue
