@@ -37,7 +37,7 @@ import numpy as np
 from loadtest import plugins
 from loadtest import policy as P
 from loadtest.credentials import Credentials
-from loadtest.funnel import LoadFunnel
+from loadtest.funnel import LoadFunnel, Shopper
 from loadtest.plan import Plan
 from loadtest.stack.vocab import Vocabulary
 from loadtest.tally import Tally
@@ -84,7 +84,7 @@ class HttpSession:
     user: str
     health: SessionHealth
     token: str | None = None
-    shopper: Any = None
+    shopper: Shopper | None = None
 
 
 class HttpCommand(Command):
