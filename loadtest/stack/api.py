@@ -45,18 +45,21 @@ class AgentCommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: Text(min_length=1, max_length=2000) = Field(examples=["help me buy a milk tea"])  # type: ignore[valid-type]
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
-    outcome: Literal[OUTCOMES] | None = Field(  # type: ignore[valid-type]
-        default=None, description="for a class with a funnel: the outcome the client's user drew (sim.funnel); "
-        "only that outcome's stages run, out_of_stock places nothing, payment_error charges nothing "
-        "(default: every stage, the order placed and paid)")
 
 
-def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
-    """The request schema naming this stack's command classes (so OpenAPI tells them)."""
+def agent_command_model(classes: list[str], funnel_classes: list[str]) -> type[AgentCommandBase]:
+    """The request schema naming this stack's command classes (so OpenAPI tells them), with
+    `outcome` only when a class has a funnel (elsewhere it is an unknown field: 400)."""
     klass: Any = Literal[tuple(classes)] | None if classes else None  # type: ignore[valid-type]
     field = Field(default=None, alias="class", description="the scenario's command class whose stages run "
                   "(default: the most likely order-placing class)")
-    return create_model("AgentCommand", __base__=AgentCommandBase, klass=(klass, field))  # type: ignore[call-overload]
+    fields: dict[str, Any] = {"klass": (klass, field)}
+    if funnel_classes:
+        fields["outcome"] = (Literal[OUTCOMES] | None, Field(  # type: ignore[valid-type]
+            default=None, description=f"for a class with a funnel ({', '.join(funnel_classes)}; another class: 400): "
+            "the outcome the client's user drew (sim.funnel); only that outcome's stages run, out_of_stock places "
+            "nothing, payment_error charges nothing (default: every stage, the order placed and paid)"))
+    return create_model("AgentCommand", __base__=AgentCommandBase, **fields)  # type: ignore[call-overload]
 
 
 class Order(BaseModel):
@@ -141,7 +144,8 @@ class AgentStream:
 def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
     agent = Agent(stack)
-    command_model = agent_command_model(sorted(agent.classes))
+    command_model = agent_command_model(sorted(agent.classes), sorted(n for n in agent.classes
+                                                                      if agent.funnel.has_funnel(n)))
     sessions_required = stack.auth is not None  # a scenario without auth has no sessions to check
 
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
@@ -179,7 +183,7 @@ def make_router(stack: Stack) -> APIRouter:
         req: Any = body
         # a client gone while its command waits for admission leaves the queue
         started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass,
-                                                             req.outcome))
+                                                             getattr(req, "outcome", None)))
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
         assert started.ticket is not None

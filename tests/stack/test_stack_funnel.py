@@ -89,6 +89,13 @@ async def test_bad_outcomes_are_400_naming_the_field(tmp_path: Path) -> None:
         assert ok.status_code == 200, ok.text
         other = await client.post("/v1/agent/commands", json={"command": "buy", "outcome": "ordered"}, headers=h)
         assert other.status_code == 422  # the same key with another outcome is another command
+    (tmp_path / "plain").mkdir()
+    async with running(tiny_config(tmp_path / "plain")) as client:  # no funnel: no such field
+        h = await login(client) | {"Idempotency-Key": "b2"}
+        r = await client.post("/v1/agent/commands", json={"command": "buy", "outcome": "ordered"}, headers=h)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "outcome", r.text
+        assert "outcome" not in (await client.get("/openapi.json")).json()["components"]["schemas"]["AgentCommand"][
+            "properties"]
 
 
 async def buy_with_retries(client: httpx.AsyncClient, user: str, key: str, outcome: str) -> dict:
