@@ -63,7 +63,8 @@ DRAWS = [0.2, 0.9, 0.5, 0.5,  # tries help_me_buy, holding 2 cards: changed_mind
          0.7, 0.1, 0.9, 0.9,  # ordered, paid in full
          0.7, 0.1, 0.1, 0.5]  # out_of_stock
 TOOLS = ("catalog", "order", "payment")
-FUNNEL_PREFIXES = ("buy:", "buy_outcome:", "orders", "cards_redeemed", "completed:")
+FUNNEL_PREFIXES = ("buy:", "buy_outcome:", "orders", "cards_redeemed", "completed:", "payments", "failed_after_payment",
+                   "duplicates_prevented")
 
 
 def scripted() -> Iterator[float]:
