@@ -13,6 +13,9 @@ In order, for each HTTP request:
 4. every request is counted and timed by route template and status, and the answers of
    requests the gateway admitted carry `X-Surge-Admitted: 1` (`gateway.mark_admitted`).
 Answers given here close the connection when part of the body may still be unread.
+
+`GET /healthz` (liveness) is answered here, before everything else, from bytes made once: it
+must stay cheap and fast when the app is overloaded (the route in `admin.py` documents it).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ _TOO_SLOW = APIError(408, "the request body did not arrive in time", "request_ti
 
 DRAIN_FACTOR = 4  # a refused body up to this many times the limit is read (and dropped) first
 
+HEALTHZ_PATH = "/healthz"
+HEALTHZ_BODY = {"status": "ok"}
+_HEALTHZ_BYTES = json.dumps(HEALTHZ_BODY).encode()
+_HEALTHZ_START = {"type": "http.response.start", "status": 200, "headers": [
+    (b"content-type", b"application/json"), (b"content-length", str(len(_HEALTHZ_BYTES)).encode())]}
+
 
 class _Refused(Exception):
     """Answer `error` now; `drain`: first read and drop what is left of the body (bounded), so
@@ -57,6 +66,8 @@ class Edge:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
+        if scope["path"] == HEALTHZ_PATH and scope["method"] in ("GET", "HEAD"):
+            return await self._healthz(scope, send, t0)
         status = [0]
 
         async def observed_send(msg: dict[str, Any]) -> None:
@@ -85,6 +96,14 @@ class Edge:
             labels = (scope.get("method", ""), path, str(status[0] or 500))
             self.stack.metrics.requests.inc(labels)
             self.stack.metrics.latency.observe(labels, time.perf_counter() - t0)
+
+    async def _healthz(self, scope: dict[str, Any], send: Any, t0: float) -> None:
+        """Liveness from bytes made once; counted and timed like any request."""
+        await send(_HEALTHZ_START)
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else _HEALTHZ_BYTES})
+        labels = (scope["method"], HEALTHZ_PATH, "200")
+        self.stack.metrics.requests.inc(labels)
+        self.stack.metrics.latency.observe(labels, time.perf_counter() - t0)
 
     def _check_head(self, scope: dict[str, Any]) -> None:
         """Refuse from the request head alone: a declared body too large, an arrival to shed."""
