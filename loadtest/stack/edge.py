@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from typing import Any
@@ -183,10 +184,21 @@ def _admission_headers(wait_s: float | None) -> list[tuple[bytes, bytes]]:
 
 
 async def _send_error(send: Any, error: APIError, close: bool) -> None:
-    data = json.dumps(error.body()).encode()
+    head, data = _error_bytes(error.status, error.message, error.code, error.param,
+                              tuple(error.headers.items()), close)
+    await send({"type": "http.response.start", "status": error.status, "headers": list(head)})
+    await send({"type": "http.response.body", "body": data})
+
+
+@functools.lru_cache(maxsize=256)
+def _error_bytes(status: int, message: str, code: str | None, param: str | None,
+                 extra: tuple[tuple[str, str], ...], close: bool) -> tuple[tuple[tuple[bytes, bytes], ...], bytes]:
+    """The headers and body of an answer given here. Made once per distinct answer: the ones
+    that come often under overload (a shed 503 differs only in its Retry-After, whole seconds)
+    then cost no JSON and no header building."""
+    data = json.dumps(APIError(status, message, code, param).body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
     if close:
         headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    return tuple(headers), data
