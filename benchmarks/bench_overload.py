@@ -15,6 +15,14 @@ by more important work is counted apart: its time is its wait). Targets (Google 
 - rejections (503) answered in < 10 ms at the p99,
 - `/healthz` answered in < 100 ms at the p99.
 
+Two probes time the same requests (10/s each kind), both on the load core: threads of this
+process (httpx, same priority as Locust: what a client sharing a saturated core sees, its own
+wait for the CPU included) and `overload_probe.py`, its own process at real-time priority (the
+stack's answer time, network included; the targets are checked on it). Besides, the stack's
+own time for its chat 503s (from arrival in the app to the last byte: no socket or loop wait)
+and its event loop's lag are read from its /metrics (upper bound of the p99 bucket), and the
+CPU share of the stack and of the load generator are printed.
+
 The load average (`/proc/loadavg`) before and after each phase is printed with its figures:
 on a shared machine the figures mean little without it.
 
