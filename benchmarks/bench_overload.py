@@ -286,7 +286,7 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
               f"{r['generator_cpu_share']:.0%}; server side: chat 503s done within {r['server_reject_p99_ms']:g} ms "
               f"(p99 bucket), event-loop lag p99 within {r['loop_lag_p99_ms']:g} ms; answered {answered}")
     one, over = rows
-    checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", over["goodput"] >= 0.9 * one["goodput"],
+    checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", one["goodput"] > 0 and over["goodput"] >= 0.9 * one["goodput"],
                f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),
               ("rejections p99 < 10 ms (own-process probe)", over["light_reject_p99_ms"] < 10,
                f"{over['light_reject_p99_ms']:.2f} ms; threads probe {over['reject_p99_ms']:.2f} ms"),
