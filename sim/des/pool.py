@@ -26,10 +26,6 @@ class Ticket:
         self.waiter: Waiter[simpy.Event] | None = None
 
 
-def _grant(ev: simpy.Event, waited_s: float) -> None:
-    ev.succeed(GRANTED)
-
-
 def _drop(ev: simpy.Event, why: str) -> None:
     ev.succeed(why)
 
@@ -62,7 +58,7 @@ class Pool:
         self.granted += 1
         self.queued += 1
         self.wait_s += waited_s
-        _grant(ev, waited_s)
+        ev.succeed(GRANTED)
 
     @property
     def capacity(self) -> int:

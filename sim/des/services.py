@@ -124,6 +124,8 @@ class ToolService(Faulted):
         self.uniform = Uniforms(rng)
         self.breaker = CircuitBreaker(spec.circuit_breaker) if spec.circuit_breaker else None
         self.error_rate = spec.error_rate
+        self._error_p = self.error_rate  # a call's chance of error with the faults in force (set_effect)
+        self._plain = self.breaker is None and self.fluid is None  # no breaker to ask, no fluid pool
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
 
@@ -136,10 +138,11 @@ class ToolService(Faulted):
         effect = self.effect
         if effect.outage:
             return ERROR
-        if self.breaker is not None and self.breaker.allow(t_in) > 0:
-            return SHED
-        if self.fluid is not None:
-            return (yield from self._fluid_call(deadline, service_s))
+        if not self._plain:
+            if self.breaker is not None and self.breaker.allow(t_in) > 0:
+                return SHED
+            if self.fluid is not None:
+                return (yield from self._fluid_call(deadline, service_s))
         if not pool.try_acquire():
             got = yield from pool.queue(prio, deadline)
             if got != GRANTED:
@@ -152,13 +155,13 @@ class ToolService(Faulted):
 
     def _finish(self, t_in: float) -> str:
         """A call has finished service: count it, draw its error, feed the breaker."""
-        env = self.env
+        now = self.env.now
         self.served += 1
-        self.time_s += env.now - t_in
-        err = self.effect.error_with(self.error_rate)
+        self.time_s += now - t_in
+        err = self._error_p
         ok = not (err and self.uniform() < err)
         if self.breaker is not None:
-            self.breaker.record(ok, env.now)
+            self.breaker.record(ok, now)
         return OK if ok else ERROR
 
     def _fluid_call(self, deadline: float, service_s: float | None):  # type: ignore[no-untyped-def]
@@ -188,6 +191,7 @@ class ToolService(Faulted):
         return self._finish(t_in)
 
     def set_effect(self, effect: FaultEffect) -> None:
+        self._error_p = effect.error_with(self.error_rate)
         if self.fluid is None:
             super().set_effect(effect)
             return
