@@ -138,6 +138,8 @@ class Client:
         self._failed_paid = rec.series(N.FAILED_AFTER_PAYMENT)
 
     def pick_class(self) -> tuple[str, object]:
+        if len(self._picks) == 1:  # nothing to draw (the stream serves only this choice)
+            return self._classes[0]
         u = self._cls_u()
         for c, name_cls in self._picks:
             if u < c:
@@ -274,7 +276,10 @@ class Client:
         env, rec = self.env, self.rec
         name = cmd.name
         tally = self.tallies[name]
-        self._arrive(name)
+        now = env.now
+        idx = rec.index(now)
+        tally.arrived[idx] += 1  # as `_arrive` (the index is the first attempt's too)
+        self.in_flight += 1
         if tally.funnel:
             self._plan(cmd)
         loop = CommandAttempts(self.policy, cmd.t0)
@@ -282,11 +287,11 @@ class Client:
         health = sess.health
         while True:
             if loop.start():
-                now = env.now
-                idx = rec.index(now)
-                tally.attempts[idx] += 1
-                if loop.attempt:
+                if loop.attempt:  # a retry (the first attempt goes at the arrival's instant)
+                    now = env.now
+                    idx = rec.index(now)
                     tally.retries[idx] += 1
+                tally.attempts[idx] += 1
                 work = self.stack.attempt(sess, cmd, self)
                 if direct:
                     outcome = yield from work

@@ -111,12 +111,12 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
 
     def start() -> None:
         nonlocal k
-        if tokens is not None:
-            p = int(tokens[0][k])  # type: ignore[index]
-            o = int(tokens[1][k]) if tokens[1] is not None else -1
-            process(session(p, o))
-        else:
+        if tokens is None:
             process(session())
+            return
+        p = int(tokens[0][k])  # type: ignore[index]
+        o = int(tokens[1][k]) if tokens[1] is not None else -1
+        process(session(p, o))
         k += 1
 
     def fire(_: simpy.Event) -> None:

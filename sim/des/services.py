@@ -144,7 +144,15 @@ class ToolService(Faulted):
             if self.fluid is not None:
                 return (yield from self._fluid_call(deadline, service_s))
         if not pool.try_acquire():
-            got = yield from pool.queue(prio, deadline)
+            # `pool.queue`, without its generator level (this runs for every queued call)
+            ev, waiter = pool.join(prio, deadline)
+            if waiter is None:
+                return SHED
+            try:
+                got = yield ev
+            except simpy.Interrupt:
+                pool.withdraw(ev, waiter)
+                raise
             if got != GRANTED:
                 return _REFUSED[got]
         try:

@@ -33,7 +33,7 @@ class StackModel:
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
         # a class whose attempt is one tool call (one tool stage, no funnel to cut it short or
         # charge in it): that call is the attempt's work, with no stage walk around it
-        self._one_call = {n: p[0][1] for n, p in self._plans.items()
+        self._one_call = {n: (p[0][1], sc.workload.classes[n].priority) for n, p in self._plans.items()
                           if len(p) == 1 and p[0][0] == "tool" and sc.workload.classes[n].funnel is None}
         self._bare = self.gateway is None and self.auth is None
         self._active: dict[str, list[Fault]] = {}
@@ -66,9 +66,9 @@ class StackModel:
             tally = client.tallies[cmd.name]
             tally.admitted[client.rec.index(now)] += 1
             deadline = now + (client.spec.timeout_s or float("inf"))
-            call = self._one_call.get(cmd.name)
-            if call is not None:  # what `_stages` would do for it, one generator level less
-                return call.call(cmd.cls.priority, deadline)
+            one = self._one_call.get(cmd.name)
+            if one is not None:  # what `_stages` would do for it, one generator level less
+                return one[0].call(one[1], deadline)
             return self._stages(cmd, deadline, tally.llm)
         return self._attempt(sess, cmd, client)
 
