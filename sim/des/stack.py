@@ -60,7 +60,8 @@ class StackModel:
     # -- one attempt ---------------------------------------------------------------------------
     def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         """The work of one attempt, a generator that returns OK or a failure reason. With no
-        auth and no gateway it is the stages themselves (one generator level less per event)."""
+        auth and no gateway it is the stages themselves (one generator level less per event),
+        and for a class of one tool stage that tool's call (tests/sim/test_sim_hot_path.py)."""
         if self._bare:
             now = self.env.now
             tally = client.tallies[cmd.name]
