@@ -37,6 +37,13 @@ class StackModel:
         self._u = self.uniforms("stack")
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
         self._settles = {n: OrderWork.settles(c) for n, c in sc.workload.classes.items()}
+        # a class whose attempt is one plain tool call (one tool stage with no order work, no
+        # funnel to cut it short, no order to settle): that call is the attempt's work, with no
+        # stage walk around it
+        self._one_call = {n: (p[0][1], sc.workload.classes[n].priority) for n, p in self._plans.items()
+                          if len(p) == 1 and p[0][0] == "tool" and p[0][3] is None
+                          and sc.workload.classes[n].funnel is None and not sc.workload.classes[n].places_order}
+        self._bare = self.gateway is None and self.auth is None
         self._active: dict[str, list[Fault]] = {}
         self.on_payment = lambda cmd: None  # the client's hook: an attempt's payment stage charged
 
@@ -64,11 +71,17 @@ class StackModel:
     # -- one attempt ---------------------------------------------------------------------------
     def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         """The work of one attempt, a generator that returns OK or a failure reason. With no
-        auth and no gateway it is the stages themselves (one generator level less per event)."""
-        if self.gateway is None and self.auth is None:
-            env = self.env
-            client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
-            return self._stages(cmd, env.now + (client.spec.timeout_s or float("inf")), client.llm_hists[cmd.name])
+        auth and no gateway it is the stages themselves (one generator level less per event),
+        and for a class of one tool stage that tool's call (tests/sim/test_sim_hot_path.py)."""
+        if self._bare:
+            now = self.env.now
+            tally = client.tallies[cmd.name]
+            tally.admitted[client.rec.index(now)] += 1
+            deadline = now + (client.spec.timeout_s or float("inf"))
+            one = self._one_call.get(cmd.name)
+            if one is not None:  # what `_stages` would do for it, one generator level less
+                return one[0].call(one[1], deadline)
+            return self._stages(cmd, deadline, tally.llm)
         return self._attempt(sess, cmd, client)
 
     def _attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
@@ -78,16 +91,18 @@ class StackModel:
             return AUTH
         gw = self.gateway
         if gw is None:
-            client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
-            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
+            tally = client.tallies[cmd.name]
+            tally.admitted[client.rec.index(env.now)] += 1
+            return (yield from self._stages(cmd, deadline, tally.llm))
         if not gw.admit_rate(sess.bucket):
             return REJECTED
         got = yield from gw.enter(cmd.cls.priority, deadline)
         if got != OK:
             return got
-        client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
+        tally = client.tallies[cmd.name]
+        tally.admitted[client.rec.index(env.now)] += 1
         try:
-            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
+            return (yield from self._stages(cmd, deadline, tally.llm))
         finally:
             gw.pool.release()
 
