@@ -111,7 +111,7 @@ class LLMGroup:
         waiting = self.waiting
         busy = (self.n_dec > 0) | (waiting > 0)
         n_bar = self.n_dec / m
-        per_step_prefill = self.prefill_prev / np.maximum(self.K, 1.0)
+        per_step_prefill = self.prefill_prev / np.maximum(self.K * m, 1.0)  # one replica's engine step
         st = self.cost.step_s_array(per_step_prefill, n_bar, self.kv / m, self.kv / m) * self.effect.slowdown
         self.step_s = np.maximum(st, 1e-6)
         self.K = np.where(busy & (self.up > 0), self.dt / self.step_s, 0.0)
