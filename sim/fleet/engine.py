@@ -36,6 +36,7 @@ from sim.scenario import Scenario
 from sim.streams import Streams
 
 _TRI = np.array([-0.5, -0.134, 0.134, 0.5])  # quartile midpoints of U - U' (triangular on [-1, 1])
+_QUARTERS = np.full(4, 0.25)
 
 
 @dataclass
@@ -79,6 +80,9 @@ class FleetSim:
         # the retry budget and adaptive throttling see one replication's traffic each
         self.policies = [RetryPolicy(cl, lambda: float(self.rng.random()), lambda: self.now) for _ in seeds]
         self.policy = self.policies[0]  # for what does not depend on traffic: backoff, retry_on
+        # the policies' traffic counts feed only adaptive throttling and the retry budget
+        self.tracks_answers = bool(cl.adaptive_throttle_k)
+        self.tracks_sends = cl.retry_budget_ratio is not None
         self.pending_new = np.zeros((R, SessionStates(sc).n))
         self.states = SessionStates(sc)
         self.K = cl.max_attempts
@@ -132,6 +136,8 @@ class FleetSim:
         if self.llm is not None:
             self.llm.advance(n, self.rng)
         self._pass(n, i)
+        for p in self._all_pools():
+            p.release_late(n, self.rng)
         self._admit(n, i)
         self._settle(n, i)
         self._end_step(n, i)
@@ -374,8 +380,9 @@ class FleetSim:
         per_k = x.sum(axis=2)
         self.rec.add(N.of_class("attempts", fl.name), i, per_k.sum(axis=1))
         self.rec.add(N.of_class("retries", fl.name), i, per_k[:, 1:].sum(axis=1))
-        for r, pol in enumerate(self.policies):
-            pol.sent_many(float(per_k[r, 0]), float(per_k[r, 1:].sum()), self.now)
+        if self.tracks_sends:
+            for r, pol in enumerate(self.policies):
+                pol.sent_many(float(per_k[r, 0]), float(per_k[r, 1:].sum()), self.now)
 
     # -- the pass over the stages --------------------------------------------------------------
     def _pass(self, n: int, i: int) -> None:
@@ -458,18 +465,22 @@ class FleetSim:
     def _ok(self, fl: ClassFlow, part: np.ndarray, age0: np.ndarray, ages: np.ndarray, n: int, i: int) -> None:
         st, rec = self.states, self.rec
         cnt = part.sum(axis=2)  # (R, K, A)
-        e2e = ages[None, None, :] + _mean(age0, cnt)  # (R, K, A)
-        quarters = systematic(cnt, np.full(4, 0.25), self.rng)  # (R, K, A, 4)
-        vals = np.maximum(e2e[..., None] + _TRI * self.dt, 0.05 * self.dt)
-        rec.record("e2e", fl.name, vals.reshape(self.R, -1), quarters.reshape(self.R, -1))
+        r, k, a = np.nonzero(cnt)  # the cohorts that finished (most rows are empty in a cell)
+        c = cnt[r, k, a]
+        e2e = ages[a] + age0[r, k, a] / c
+        quarters = systematic(c, _QUARTERS, self.rng)  # (m, 4): spread over the step's start and end
+        vals = np.maximum(e2e[:, None] + _TRI * self.dt, 0.05 * self.dt)
+        rec.record_at("e2e", fl.name, np.repeat(r, 4), vals.ravel(), quarters.ravel())
         done = cnt.sum(axis=(1, 2))
         rec.add(N.of_class("completed", fl.name), i, done)
-        rec.add(N.of_class("good", fl.name), i, (quarters * (vals <= fl.good_within_s)).sum(axis=(1, 2, 3)))
+        good = (quarters * (vals <= fl.good_within_s)).sum(axis=1)
+        rec.add(N.of_class("good", fl.name), i, np.bincount(r, weights=good, minlength=self.R))
         if fl.places_order:
             rec.add(N.ORDERS, i, done)
         self.cum["ended"] += done
-        for r in range(self.R):
-            self.policies[r].answered_many(OK, float(done[r]), self.now)
+        if self.tracks_answers:
+            for r in range(self.R):
+                self.policies[r].answered_many(OK, float(done[r]), self.now)
         sess = st.move(part.sum(axis=(1, 3)), st.after_ok)
         self.sessions.end(sess, n, self.rng)
 
@@ -481,8 +492,9 @@ class FleetSim:
         tot = x.sum(axis=(1, 2))
         if sent:
             rec.add(N.attempt_failed(reason), i, tot)  # type: ignore[arg-type]
-            for r in range(self.R):
-                self.policies[r].answered_many(reason, float(tot[r]), self.now)
+            if self.tracks_answers:
+                for r in range(self.R):
+                    self.policies[r].answered_many(reason, float(tot[r]), self.now)
         if reason == TIMEOUT:
             x = st.move(x, st.after_timeout)
         give_up = self.sc.clients.abandon_after_s or math.inf

@@ -69,11 +69,15 @@ class LLMGroup:
         self.prefill = np.zeros(R)
         self.free = np.zeros(R)
         self.owners: list[LLMOwner] = []
+        self._means = (1.0, 1.0)
         self.acc = {k: np.zeros(R) for k in ("batch_dt", "busy_dt", "prefill_tokens", "decode_tokens")}
 
     def add_owner(self, stage: LLMStage) -> LLMOwner:
         o = LLMOwner(self.R, self.rows, stage, self.B)
         self.owners.append(o)
+        # the mean prompt and KV of a joining sequence, over the stages (for the room left)
+        self._means = (float(np.mean([w.stage.mean_prompt for w in self.owners])),
+                       float(np.mean([w.kv_each for w in self.owners])))
         return o
 
     @property
@@ -156,8 +160,7 @@ class LLMGroup:
 
     def _room(self) -> np.ndarray:
         """Sequences that can still join in this step (slots, prefill budget, KV cache)."""
-        mean_prompt = np.mean([o.stage.mean_prompt for o in self.owners]) if self.owners else 1.0
-        mean_kv = np.mean([o.kv_each for o in self.owners]) if self.owners else 1.0
+        mean_prompt, mean_kv = self._means
         return np.maximum(0.0, np.minimum(np.minimum(self.free, (self._prefill_room - self.prefill) / mean_prompt),
                                           self._kv_room / mean_kv))
 
@@ -217,7 +220,7 @@ class LLMGroup:
         o.n_in += n
         if now.any():
             fin = np.zeros_like(x)
-            np.add.at(fin, (r, row), (parts * now).sum(axis=1))
+            fin[r, row] = (parts * now).sum(axis=1)
             self._finish(o, fin)
         keep = parts * ~now
         o.cal[r[:, None], row[:, None], target % o.H] += keep

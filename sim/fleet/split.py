@@ -21,7 +21,9 @@ def systematic(n: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.nda
     cum = cum / cum[..., -1:]  # exact 1 at the end, so the last cut is n itself
     u = rng.random(n.shape)[..., None]
     cuts = np.floor(n[..., None] * cum + u)
-    out = np.diff(cuts, axis=-1, prepend=np.floor(u))
+    out = np.empty_like(cuts)
+    out[..., 0] = cuts[..., 0]  # the first cut starts from floor(u) = 0
+    np.subtract(cuts[..., 1:], cuts[..., :-1], out=out[..., 1:])
     return out
 
 
