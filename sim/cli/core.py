@@ -69,6 +69,8 @@ def run(
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when an SLO is missed")] = False,
     data_dir: DataDir = None,
     engine: Annotated[str, typer.Option(help="des (SimPy), fleet (vectorised) or auto (sim.engines.choose)")] = "des",
+    scale: Annotated[str | None, typer.Option(help="scale population and capacities by a factor, or 'full' "
+                                                   "(the real fleet: 1 / population.scale)")] = None,
 ) -> None:
     """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
     from sim.engines import choose
@@ -77,6 +79,10 @@ def run(
     from sim.scenario import load_scenario
 
     sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
+    if scale is not None:
+        from sim.rules.scaling import scale_factor, scale_scenario
+
+        sc = scale_scenario(sc, scale_factor(sc, scale))
     folder = writable_folder(out or Path("runs") / sc.name)
     which = choose(sc, engine)
     with progress(f"simulating {sc.name} ({which})") as tick:

@@ -24,7 +24,7 @@ from sim.fleet.llm import LLMGroup, LLMOwner, llm_kv_frac
 from sim.fleet.record import BatchRecorder
 from sim.fleet.rows import Rows
 from sim.fleet.sessions_in import session_starts
-from sim.fleet.split import binomial, systematic
+from sim.fleet.split import binomial, systematic, take_oldest
 from sim.fleet.stations import Owner, Pool
 from sim.results import Results
 from sim.results import names as N
@@ -200,10 +200,7 @@ class FleetSim:
         unknown here; take them from the oldest rows of the class."""
         order = self.rows.order(n)[1:]
         comp_rows = fl.comp.sum(axis=(1, 2))
-        from sim.fleet.split import take_oldest
-
-        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)),
-                           np.broadcast_to(order, comp_rows.shape))
+        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order)
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[ERROR] = fl.out.get(ERROR, 0) + rows
@@ -347,9 +344,7 @@ class FleetSim:
         """A more important arrival took the place of x[r] queued attempts (the newest)."""
         comp_rows = fl.comp.sum(axis=(1, 2))
         order = self.rows.order(n)[1:][::-1]
-        from sim.fleet.split import take_oldest
-
-        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), np.broadcast_to(order, comp_rows.shape))
+        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order)
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[SHED] = fl.out.get(SHED, 0) + rows

@@ -126,15 +126,7 @@ class LLMGroup:
         self.acc["batch_dt"] += n_bar * self.dt
         self.acc["busy_dt"] += np.where(self.K > 0, self.dt, 0.0)
         self.kv += self.n_dec * self.K
-        for o in self.owners:
-            if not o.n_in.any():
-                continue
-            for j in range(int(nb.max()) if len(nb) else 0):
-                live = j < nb
-                idx = (b0 + j) % o.H
-                fin = o.cal[np.arange(self.R), :, idx] * live[:, None]
-                o.cal[np.arange(self.R), :, idx] -= fin
-                self._finish(o, fin)
+        self._finish_bins(b0, nb)
         self.E = e1
         self._b0, self._b1 = b0, b1
         self.free = np.maximum(0.0, self.up * self.spec.max_num_seqs - self.n_dec)
@@ -147,7 +139,7 @@ class LLMGroup:
         w = np.stack([o.wait.sum(axis=1) for o in self.owners], axis=1)
         g = np.minimum(self._room(), waiting)
         per = proportional(np.floor(g), w, rng)
-        order = np.broadcast_to(self.rows.order(step), (self.R, self.rows.NR))
+        order = self.rows.order(step)
         for i, o in enumerate(self.owners):
             took = take_oldest(o.wait, per[:, i], order)
             if not took.any():
@@ -157,6 +149,22 @@ class LLMGroup:
             got = popped[:, 0, :]
             wait_s = (got * ages).sum(axis=1) * self.dt / np.maximum(got.sum(axis=1), 1e-12)
             self._admit(o, took, wait_s, step, rng)
+
+    def _finish_bins(self, b0: np.ndarray, nb: np.ndarray) -> None:
+        """Sequences in the finishing bins b0[r] .. b0[r] + nb[r] - 1 are done (all bins at once)."""
+        J = int(nb.max()) if len(nb) else 0
+        if J <= 0:
+            return
+        j = np.arange(J)
+        live = (j[None, :] < nb[:, None])[:, :, None]  # (R, J, 1)
+        rr = np.arange(self.R)[:, None]
+        for o in self.owners:
+            if not o.n_in.any():
+                continue
+            idx = (b0[:, None] + j[None, :]) % o.H  # (R, J): distinct bins (J << H)
+            sel = o.cal[rr, :, idx]  # (R, J, NR)
+            o.cal[rr, :, idx] = np.where(live, 0.0, sel)
+            self._finish(o, (sel * live).sum(axis=1))
 
     def _room(self) -> np.ndarray:
         """Sequences that can still join in this step (slots, prefill budget, KV cache)."""
@@ -245,7 +253,7 @@ class LLMGroup:
             self._b1 = np.floor(self.E / self.B).astype(np.int64)
             mbt = max(1.0, float(self.spec.max_batched_tokens))
             self._prefill_room = np.where(idle, self.K * self.up * mbt, self._prefill_room)
-        order = np.broadcast_to(self.rows.order(step), x.shape)
+        order = self.rows.order(step)
         nobody = self.waiting <= 0
         g = np.where(nobody, np.minimum(np.floor(self._room()), x.sum(axis=1)), 0.0)
         take = take_oldest(x, g, order)

@@ -17,7 +17,6 @@ from sim.fleet.split import binomial, proportional, systematic, take_oldest
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import Service
 
-
 _HALVES = np.array([0.5, 0.5])
 
 
@@ -121,7 +120,7 @@ class Pool:
             if not g.any():
                 return
             per_owner = proportional(g, waiting, rng)
-            order = np.broadcast_to(self.rows.order(step), (self.R, self.rows.NR))
+            order = self.rows.order(step)
             for i, o in enumerate(self.owners):
                 took = take_oldest(o.wait, per_owner[:, i], order)
                 if not took.any():
@@ -175,7 +174,7 @@ class Pool:
         g = np.minimum(self.free, n)
         take = np.zeros_like(x)
         if g.any():
-            order = np.broadcast_to(self.rows.order(step), x.shape)
+            order = self.rows.order(step)
             take = take_oldest(x, g, order)
             self._enter(o, take, step, rng, queued=False)
         rest = x - take
@@ -185,7 +184,7 @@ class Pool:
         if lim is not None:
             room = np.maximum(0.0, lim - self.waiting - self.late_q)
             keep = np.minimum(rest.sum(axis=1), room)
-            order = np.broadcast_to(self.rows.order(step), x.shape)
+            order = self.rows.order(step)
             kept = take_oldest(rest, keep, order)
             o.shed += rest - kept
             rest = kept
