@@ -474,8 +474,8 @@ class FleetSim:
             rec.add(N.ORDERS, i, done)
         self.cum["ended"] += done
         if self.tracks_answers:
-            for r in range(self.R):
-                self.policies[r].answered_many(OK, float(done[r]), self.now)
+            for rep, pol in enumerate(self.policies):
+                pol.answered_many(OK, float(done[rep]), self.now)
         sess = st.move(part.sum(axis=(1, 3)), st.after_ok)
         self.sessions.end(sess, n, self.rng)
 

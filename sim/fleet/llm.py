@@ -68,6 +68,7 @@ class LLMGroup:
         self.prefill_prev = np.zeros(R)
         self.prefill = np.zeros(R)
         self.free = np.zeros(R)
+        self._free_now = np.zeros(R)  # slots free now (not only later in this step)
         self.owners: list[LLMOwner] = []
         self._means = (1.0, 1.0)
         self.acc = {k: np.zeros(R) for k in ("batch_dt", "busy_dt", "prefill_tokens", "decode_tokens")}
@@ -126,10 +127,12 @@ class LLMGroup:
         self.acc["batch_dt"] += n_bar * self.dt
         self.acc["busy_dt"] += np.where(self.K > 0, self.dt, 0.0)
         self.kv += self.n_dec * self.K
+        slots = self.up * self.spec.max_num_seqs
+        self._free_now = np.maximum(0.0, slots - self.n_dec)  # free at the step's start
         self._finish_bins(b0, nb)
         self.E = e1
         self._b0, self._b1 = b0, b1
-        self.free = np.maximum(0.0, self.up * self.spec.max_num_seqs - self.n_dec)
+        self.free = np.maximum(0.0, slots - self.n_dec)
         kv_room = np.maximum(0.0, self.up * self.kv_cap - self.kv)
         prefill_room = self.K * self.up * max(1.0, self.spec.max_batched_tokens - float(n_bar.mean()))
         self.prefill = np.zeros(self.R)
@@ -202,10 +205,19 @@ class LLMGroup:
         self.n_dec -= n
         self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
 
-    def _admit(self, o: LLMOwner, x: np.ndarray, wait_s: np.ndarray, step: int, rng: np.random.Generator) -> None:
+    def _admit(self, o: LLMOwner, x: np.ndarray, wait_s: np.ndarray, step: int, rng: np.random.Generator,
+               arriving: bool = False) -> None:
         """Sequences x (R, NR) join the batch at a uniform point of this step: their prompt is
-        prefilled in the next engine step, then they decode in the calendar."""
+        prefilled in the next engine step, then they decode in the calendar.
+
+        TTFT = wait + the rest of the engine step in progress + the step that prefills the prompt
+        together with the others that joined during the step in progress (Poisson). A call
+        arriving in this step (`arriving`) that takes a slot freed during the step (not free at
+        its start) waits for it if the slot frees after the call arrives (both at uniform moments
+        of the step), as a pool's arrivals wait for slots freed after them (`Pool.advance`)."""
         n = x.sum(axis=1)
+        late = np.clip(n - self._free_now, 0.0, n)
+        self._free_now = np.maximum(0.0, self._free_now - n)
         self.free -= n
         self.prefill += n * o.stage.mean_prompt
         self._kv_room -= n * o.kv_each
@@ -213,11 +225,19 @@ class LLMGroup:
         self.acc["prefill_tokens"] += n * o.stage.mean_prompt
         m = np.maximum(self.up, 1e-12)
         prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
-        pre = self.cost.step_s_array(prompts[None, :], (self.n_dec / m)[:, None], (self.kv / m)[:, None],
-                                     (self.kv / m)[:, None] + prompts[None, :] ** 2 / 2) * self.effect.slowdown
-        resid = rng.random(Q)[None, :] * self._step_in_progress(o, rng)
+        in_progress = self._step_in_progress(o, rng)  # (R, Q)
+        mean_prompt = self._means[0]
+        joins_per_step = self.prefill_prev / np.maximum(self.K * m, 1e-12) / mean_prompt
+        others = rng.poisson(joins_per_step[:, None] * in_progress / self.step_s[:, None]) * mean_prompt
+        tokens = prompts[None, :] + others
+        pre = self.cost.step_s_array(tokens, (self.n_dec / m)[:, None], (self.kv / m)[:, None],
+                                     (self.kv / m)[:, None] + tokens ** 2 / 2) * self.effect.slowdown
+        wait = np.broadcast_to(wait_s[:, None], (self.R, Q))
+        if arriving and late.any():  # the slot frees, and the call arrives, at uniform moments of the step
+            slot_wait = np.maximum(0.0, rng.random((self.R, Q)) - rng.random((self.R, Q))) * self.dt
+            wait = wait + (rng.random((self.R, Q)) < (late / np.maximum(n, 1e-12))[:, None]) * slot_wait
         counts = systematic(n, np.full(Q, 1.0 / Q), rng)
-        o.ttft.append((wait_s[:, None] + resid + pre, counts))
+        o.ttft.append((wait + rng.random(Q)[None, :] * in_progress + pre, counts))
         r, row = np.nonzero(x)
         u = rng.random(len(r))
         e_in = self.E[r] - self.K[r] * (1 - u) + 1.0  # the engine step after the one in progress
@@ -258,7 +278,7 @@ class LLMGroup:
         g = np.where(nobody, np.minimum(np.floor(self._room()), x.sum(axis=1)), 0.0)
         take = take_oldest(x, g, order)
         if take.any():
-            self._admit(o, take, np.zeros(self.R), step, rng)
+            self._admit(o, take, np.zeros(self.R), step, rng, arriving=True)
         rest = x - take
         if not rest.any():
             return

@@ -31,10 +31,10 @@ def kpi(summary: dict[str, Any], name: str) -> float:
     return float(summary["classes"][cls][metric][q])
 
 
-def compare(overrides: tuple[str, ...], n: int = 5) -> dict[str, dict[str, float]]:
+def compare(overrides: tuple[str, ...], n: int = 5, dt: float | None = None) -> dict[str, dict[str, float]]:
     sc = scenario("feb8_outage.yaml", *overrides)
     des = [simulate(sc, seed=sc.run.seed + i).summary for i in range(n)]
-    fleet = [r.summary for r in simulate_batch(sc, replications=n)]
+    fleet = [r.summary for r in simulate_batch(sc, replications=n, dt=dt)]
     out = {}
     for k in KPIS:
         d = ci([kpi(s, k) for s in des])
