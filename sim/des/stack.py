@@ -32,6 +32,7 @@ class StackModel:
         self._u = self.uniforms("stack")
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
         self._active: dict[str, list[Fault]] = {}
+        self.on_payment = lambda cmd: None  # the client's hook: an attempt's payment stage charged
 
     def uniforms(self, name: str) -> Uniforms:
         return Uniforms(self.streams(name))
@@ -104,11 +105,15 @@ class StackModel:
         carry = cmd.cls.carry_context
         prio = cmd.cls.priority
         first_llm = True
-        for kind, a, b in self._plans[cmd.name]:
+        plan = self._plans[cmd.name]
+        # a funnel command the user stopped runs only its first n_stages (sim.funnel.Plan)
+        for i, (kind, a, b) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
             if kind == "tool":
                 got = yield from a.call(prio, deadline)
                 if got != OK:
                     return got
+                if i == cmd.pay_stage:
+                    self.on_payment(cmd)
                 context += int(b())
                 continue
             if first_llm and cmd.prompt0 >= 0:  # trace replay gives the first call's lengths

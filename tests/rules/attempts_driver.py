@@ -36,7 +36,8 @@ def counts(series: dict[str, float]) -> dict[str, Any]:
 def run_des(script: list[str]) -> dict[str, Any]:
     import simpy
 
-    from sim.des.client import Client, Command, SessionState
+    from sim.des.client import Client, SessionState
+    from sim.des.client import SimCommand as Command
     from sim.des.services import Uniforms
     from sim.results import Recorder
     from sim.streams import Streams
@@ -46,7 +47,7 @@ def run_des(script: list[str]) -> dict[str, Any]:
     answers = iter(script + ["ok"] * 20)
 
     class Auth:
-        def call(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
+        def call(self, prio: int, deadline: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
             yield env.timeout(ANSWER_S)
             return "ok"
 
