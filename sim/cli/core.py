@@ -71,6 +71,8 @@ def run(
     engine: Annotated[str, typer.Option(help="des (SimPy), fleet (vectorised) or auto (sim.engines.choose)")] = "des",
     scale: Annotated[str | None, typer.Option(help="scale population and capacities by a factor, or 'full' "
                                                    "(the real fleet: 1 / population.scale)")] = None,
+    fleet_dt: Annotated[float | None, typer.Option(min=0.001, max=60.0, help="the fleet engine's time step, s "
+                                                    "(default: fine enough for the scenario's latencies)")] = None,
 ) -> None:
     """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
     from sim.engines import choose
@@ -87,11 +89,11 @@ def run(
     which = choose(sc, engine)
     with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
-            results = run_single(sc, folder, tick, engine=which)
+            results = run_single(sc, folder, tick, engine=which, fleet_dt=fleet_dt)
             _print_summary(results)
             _metastability(results, sc, folder)
         else:
-            results = run_replications(sc, folder, replications, jobs, tick, engine=which)
+            results = run_replications(sc, folder, replications, jobs, tick, engine=which, fleet_dt=fleet_dt)
             _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sim import __version__
+from sim.errors import SimulationError
 from sim.fleet.client import Retries, Sessions, SessionStates, retry_target, split_comp
 from sim.fleet.gateway import FleetGateway
 from sim.fleet.kernels import LLMStage, choose_dt, class_plans
@@ -69,6 +70,10 @@ class FleetSim:
         R = self.R
         self.rng = Streams(seeds[0])(f"fleet.batch{R}")
         self.dt = dt or choose_dt(sc)
+        per = sc.run.interval_s / self.dt
+        if per < 1 - 1e-9 or abs(per - round(per)) > 1e-6:
+            raise SimulationError(f"the fleet time step must divide run.interval_s ({sc.run.interval_s:g} s) "
+                                  f"(got {self.dt:g} s)")
         self.n_steps = max(1, math.ceil(sc.run.duration_s / self.dt - 1e-9))
         self.spi = max(1, round(sc.run.interval_s / self.dt))  # steps per results interval
         cl = sc.clients

@@ -68,6 +68,7 @@ def test_user_mistakes_anywhere_are_one_line_exit_2(tmp_path: Path) -> None:
         ("explore", "vulnerability", "scenarios/metastable_retry.yaml", "--loads", "a,b"),
         ("run", "scenarios/feb8_outage.yaml", "--scale", "nope", "--out", str(tmp_path / "s")),
         ("run", "scenarios/validation/mm1.yaml", "--scale", "full", "--out", str(tmp_path / "s")),  # not a cell
+        ("run", "scenarios/feb8_outage.yaml", "--engine", "fleet", "--fleet-dt", "0.7", "--out", str(tmp_path / "s")),
     ]
     for args in cases:
         p = surge(*args)
