@@ -20,7 +20,18 @@ rules:
   placed once and paid once, and the first to finish stores the answer;
 - a retry after a failed attempt resumes the same order where it stopped;
 - once paid, the command succeeds even if a later stage fails (money moved: the user must be
-  told), with a plain answer instead of a generated one.
+  told), with a plain answer instead of a generated one, unless an inventory stage is still to
+  come (`sim.rules.orders.paid_survives`: the stock is not sold until it is confirmed);
+- a hold or confirm on an inventory service (`orderwork.py`, `inventory.py`) answers 409 when it
+  cannot be done: `inventory_conflict` or `hold_expired` (retryable), `sold_out` (final; a paid
+  order is refunded).
+
+A command of a class with a funnel may say its `outcome` (`sim.funnel`: the client drew it from
+its user's state and draws): it then runs that outcome's stages only (`Funnel.stages_for`, the
+simulator's rule). Out of stock, the order tool places nothing; declined, the payment tool
+charges nothing; either way, and when the user stopped before the order, the command succeeds
+with its order row ended unpaid under that outcome (`OrderStore.complete`), and the answer says
+the outcome.
 """
 
 from __future__ import annotations
@@ -35,38 +46,39 @@ from loadtest.stack.chat import llm_error
 from loadtest.stack.errors import APIError, retry_after
 from loadtest.stack.gateway import Slot
 from loadtest.stack.llm import LLMError, Message
+from loadtest.stack.orderwork import InventoryError, Ledger, OrderTools, with_item
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
+from sim.funnel import NOT_ORDERED, ORDERED, OUT_OF_STOCK, PAYMENT_ERROR, Funnel
+from sim.rules.orders import paid_survives
 from sim.scenario import CommandClass, Stage
 
-MENU = (  # sku, name, price (cents)
-    ("tea-milk", "classic milk tea", 1500), ("tea-boba", "brown sugar boba milk tea", 1800),
-    ("tea-jasmine", "jasmine green tea", 1200), ("tea-matcha", "matcha latte", 2000),
-    ("tea-mango", "mango fruit tea", 1600), ("coffee-latte", "iced latte", 1700),
-)
 PROMPT_OVERHEAD_TOKENS = 3  # BOS, "user", ":" around the one user message
 
 
-def pick_item(command: str) -> tuple[str, str, int]:
-    """The menu item a command asks for (first whose words all appear), else the first."""
-    words = set(command.lower().replace(",", " ").split())
-    for sku, name, price in MENU:
-        if set(name.split()) - {"classic", "iced"} <= words:
-            return sku, name, price
-    return MENU[0]
-
-
-def request_hash(command: str, klass: str | None = None) -> str:
+def request_hash(command: str, klass: str | None = None, outcome: str | None = None) -> str:
     text = command if klass is None else f"{klass}\n{command}"
+    if outcome is not None:  # another outcome under the same key is another command
+        text += f"\n{outcome}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def outcome_of(row: dict[str, Any]) -> str | None:
+    """The funnel outcome an order row ended with: ordered (paid), a NOT_ORDERED outcome, or None
+    while it runs (or refunded)."""
+    status = row.get("status")
+    if status in ("paid", "completed"):
+        return ORDERED
+    return str(status) if status in NOT_ORDERED else None
 
 
 def order_view(row: dict[str, Any]) -> dict[str, Any]:
     """The public shape of an order row."""
     return {k: row.get(k) for k in ("id", "status", "sku", "item", "price_cents", "payment_id", "created_at",
                                     "updated_at")} | {"idempotency_key": row.get("idempotency_key"),
-                                                      "attempts": row.get("attempts")}
+                                                      "attempts": row.get("attempts"),
+                                                      "wrong_item": bool(row.get("wrong_item"))}
 
 
 def default_class(classes: dict[str, CommandClass]) -> str:
@@ -87,6 +99,7 @@ class Started:
     row: dict[str, Any] | None
     ticket: Slot | None
     replay: dict[str, Any] | None = None
+    outcome: str | None = None  # the funnel outcome the client asked for (None: every stage, as ordered)
 
 
 @dataclass
@@ -108,6 +121,8 @@ class Agent:
         self.default = default_class(self.classes)
         self.vocab: Vocabulary = stack.llm.vocab
         self._cancel = stack.deadlines.servers_cancel()
+        self.tools = OrderTools(stack)
+        self.funnel = Funnel(stack.scenario.workload)
 
     def class_of(self, klass: str | None) -> str:
         """The class a command runs (None: the default); 400 for a name the scenario lacks."""
@@ -119,20 +134,29 @@ class Agent:
         return klass
 
     async def start(self, user: str, key: str, command: str, deadline: float | None,
-                    klass: str | None = None) -> Started:
+                    klass: str | None = None, outcome: str | None = None) -> Started:
         """Claim the order (order-placing classes) and a gateway slot. Raises `APIError` for an
-        unknown class (400), a key reused with another command (422) or overload (503/504)."""
+        unknown class or an outcome for a class without a funnel (400), a key reused with another
+        command (422) or overload (503/504)."""
         st = self.stack
         name = self.class_of(klass)
+        if outcome is not None and not self.funnel.has_funnel(name):
+            raise APIError(400, f"'outcome': class '{name}' has no funnel (workload.classes.{name}.funnel); "
+                           f"got {outcome!r}", "outcome_without_funnel", "outcome")
         row = None
         if self.classes[name].places_order:
-            kind, row = await st.store.claim(user, key, request_hash(command, klass), st.opts.order_lease_s)
+            kind, row = await st.store.claim(user, key, request_hash(command, klass, outcome), st.opts.order_lease_s)
             if kind == "mismatch":
                 raise APIError(422, "this Idempotency-Key was used with a different command",
                                "idempotency_key_reused", "Idempotency-Key")
             if kind == "replay":
                 st.metrics.orders.inc(("replayed",))
-                return Started(name, row, None, {"order": order_view(row), "answer": row["answer"], "usage": None})
+                return Started(name, row, None, {"order": order_view(row), "answer": row["answer"], "usage": None,
+                                                 "outcome": outcome_of(row)}, outcome)
+            if kind == "refunded":  # it could not be fulfilled after payment: the answer stays sold out
+                err = InventoryError("order", "sold_out")
+                err.extra = {"order": order_view(row)}
+                raise err
             if kind == "concurrent":
                 st.metrics.orders.inc(("concurrent",))
         try:
@@ -141,7 +165,7 @@ class Agent:
             if row is not None:
                 await self._release(row["id"], getattr(e, "code", None) or "cancelled")
             raise
-        return Started(name, row, ticket)
+        return Started(name, row, ticket, None, outcome)
 
     async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
         """Run the stages of a started command; the response body. Raises `APIError`."""
@@ -157,13 +181,19 @@ class Agent:
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         t_start, llm_s = time.perf_counter(), [0.0]
         calls: list[dict[str, Any]] = []
-        answer, ctx = "", Context()
+        answer, ctx, ledger = "", Context(), Ledger()
+        stages, fails_at = self._funnel_stages(started)
+        ordered = started.outcome in (None, ORDERED)
+        i = 0
         try:
-            for i, stage in enumerate(cls.stages):
+            for i, stage in enumerate(stages):
                 if progress:
                     await progress(stage.tool.service if stage.tool else f"llm_{i}")
                 if stage.tool is not None:
-                    row = await self._tool(stage, row, command, deadline)
+                    if i == fails_at:  # the funnel's outcome: no stock, or declined: the call, no work done
+                        await self.tools.run(stage, i, None, command, deadline, ledger)
+                    else:
+                        row = await self.tools.run(stage, i, row, command, deadline, ledger)
                     self._grow(ctx, stage, i)
                     continue
                 t, call = time.perf_counter(), LLMCall(t_start)
@@ -175,15 +205,17 @@ class Agent:
                         calls.append(call.view())
                         if progress:
                             await progress(f"llm_{i}", calls[-1])
-            if row is not None and row["status"] not in ("paid", "completed"):
-                row = await self._settle(row, command)
+            if row is not None and ordered and row["status"] not in ("paid", "completed"):
+                # no payment stage: placed and paid at the end (no service time: the scenario models none)
+                row = await self.tools.pay(with_item(row, command), None, ledger, via_service=False)
         except (ServiceError, LLMError, APIError) as e:
-            if row is None or row["status"] not in ("paid", "completed"):
+            paid = row is not None and row["status"] in ("paid", "completed")
+            if isinstance(e, InventoryError) or not (paid and paid_survives(cls.stages, i)):
                 if row is not None:
                     await self._release(row["id"], getattr(e, "code", "error"))
                     st.metrics.orders.inc(("failed",))
-                raise _as_api_error(e) from None
-            answer = f"your {row['item']} is ordered and paid ."  # paid: tell the user, whatever failed
+                raise await self._attempt_error(e, row, ledger) from None
+            answer = f"your {row['item']} is ordered and paid ."  # type: ignore[index]  # paid: tell the user
         except BaseException:
             if row is not None:
                 await self._release(row["id"], "cancelled")
@@ -191,10 +223,31 @@ class Agent:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start, "llm_calls": calls}
         if row is None:
-            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing}
-        final = await st.store.complete(row["id"], answer.strip())
-        st.metrics.orders.inc(("completed",))
-        return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing}
+            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing, "ledger": None,
+                    "outcome": None}
+        ended = "completed" if ordered else str(started.outcome)
+        final = await st.store.complete(row["id"], answer.strip(), ended)
+        st.metrics.orders.inc((ended,))
+        return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing,
+                "ledger": ledger.view(), "outcome": outcome_of(final)}
+
+    def _funnel_stages(self, started: Started) -> tuple[list[Stage], int]:
+        """The stages a command runs and the index of the one that fails by the funnel's outcome
+        (-1: none): every stage without an outcome, else the outcome's (`Funnel.stages_for`)."""
+        stages = list(self.classes[started.klass].stages)
+        if started.outcome is None:
+            return stages, -1
+        n, _ = self.funnel.stages_for(started.klass, started.outcome)
+        return stages[:n], n - 1 if started.outcome in (OUT_OF_STOCK, PAYMENT_ERROR) else -1
+
+    async def _attempt_error(self, e: Exception, row: dict[str, Any] | None, ledger: Ledger) -> APIError:
+        """The attempt's error, carrying (for a stream's error event) the order as it now is and
+        what the attempt did to the money."""
+        err = _as_api_error(e)
+        if row is not None:
+            fresh = await self.stack.store.get(row["id"])
+            err.extra = {"order": order_view(fresh or row), "ledger": ledger.view()}
+        return err
 
     def _grow(self, ctx: Context, stage: Stage, i: int) -> None:
         """A tool's result joins the context (its `result_tokens`, drawn)."""
@@ -209,46 +262,13 @@ class Agent:
         # Shielded: a cancelled request must still end its attempt on the order.
         await asyncio.shield(self.stack.store.release(oid, code))
 
-    async def _settle(self, row: dict[str, Any], command: str) -> dict[str, Any]:
-        """An order-placing class whose stages name no `order`/`payment` tool: place and pay at
-        the end (no service time: the scenario does not model one)."""
-        row = await self._place(_with_item(row, command))
-        pid = await self.stack.store.pay(row["id"])
-        return {**row, "status": "paid", "payment_id": pid}
-
-    async def _place(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row["status"] == "pending":
-            await self.stack.store.place(row["id"], row["sku"], row["item"], row["price_cents"])
-        return {**row, "status": "placed"} if row["status"] == "pending" else row
-
-    async def _tool(self, stage: Stage, row: dict[str, Any] | None, command: str,
-                    deadline: float | None) -> dict[str, Any] | None:
-        assert stage.tool is not None
-        name = stage.tool.service
-        st, svc = self.stack, self.stack.tools[name]
-        if row is None or name not in ("catalog", "order", "payment") or row["status"] in ("paid", "completed"):
-            await svc.call(_value(None), deadline)  # the call's time and errors, no work to redo
-            return row
-        if name == "catalog":
-            chosen = await svc.call(_value(pick_item(command)), deadline)
-            if row.get("sku"):
-                return row  # resumed: the item was chosen before
-            return {**row, "sku": chosen[0], "item": chosen[1], "price_cents": chosen[2]}
-        row = _with_item(row, command)
-        if name == "order":
-            r = row
-            await svc.call(lambda: self._place(r), deadline)
-            return {**row, "status": "placed"}
-        row = await self._place(row)  # payment with no order stage before it: placed now
-        oid = row["id"]
-        pid = await svc.call(lambda: st.store.pay(oid), deadline)
-        return {**row, "status": "paid", "payment_id": pid}
-
     async def _llm(self, stage: Stage, carry: bool, ctx: Context, usage: dict[str, int], deadline: float | None,
                    call: LLMCall) -> str:
         assert stage.llm is not None
         rng, llm = self.stack.rng_agent, self.stack.llm
         new = max(1, round(stage.llm.prompt_tokens.sample(rng)))
+        if stage.llm.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
+            new += max(0, round(stage.llm.image_tokens.sample(rng)))
         out = max(1, min(self.stack.opts.max_tokens_cap, round(stage.llm.output_tokens.sample(rng))))
         prompt = ctx.tokens + new if carry else new
         pieces = [*ctx.pieces, self.vocab.filler(new, offset=ctx.tokens)] if carry else [self.vocab.filler(new)]
@@ -308,20 +328,6 @@ class LLMCall:
         tpot = (self.t_last - self.t_first) / (n - 1) if self.ok and n > 1 else None
         return {"ttft_s": self.t_first - self.t_submit, "tpot_s": tpot, "prompt_tokens": self.prompt_tokens,
                 "output_tokens": n, "end_s": self.t_last - self.t_start}
-
-
-def _with_item(row: dict[str, Any], command: str) -> dict[str, Any]:
-    """The order row with its item chosen (the command's, when no catalog stage chose one)."""
-    if row.get("sku"):
-        return row
-    sku, item, price = pick_item(command)
-    return {**row, "sku": sku, "item": item, "price_cents": price}
-
-
-def _value(v: Any) -> Any:
-    async def work() -> Any:
-        return v
-    return work
 
 
 def _as_api_error(e: Exception) -> APIError:

@@ -20,9 +20,12 @@ from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, 
 from loadtest.stack.jsontypes import Bool, Text
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
+from sim.funnel import OUTCOMES
 
 session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
 _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
+                         409: ERROR_RESPONSES[400] | {"description": "an inventory answer: inventory_conflict or "
+                                                                     "hold_expired (retry later), sold_out"},
                          422: ERROR_RESPONSES[400] | {"description": "Idempotency-Key reused with another command"}}
 
 
@@ -46,17 +49,25 @@ class AgentCommandBase(BaseModel):
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
 
 
-def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
-    """The request schema naming this stack's command classes (so OpenAPI tells them)."""
+def agent_command_model(classes: list[str], funnel_classes: list[str]) -> type[AgentCommandBase]:
+    """The request schema naming this stack's command classes (so OpenAPI tells them), with
+    `outcome` only when a class has a funnel (elsewhere it is an unknown field: 400)."""
     klass: Any = Literal[tuple(classes)] | None if classes else None  # type: ignore[valid-type]
     field = Field(default=None, alias="class", description="the scenario's command class whose stages run "
                   "(default: the most likely order-placing class)")
-    return create_model("AgentCommand", __base__=AgentCommandBase, klass=(klass, field))  # type: ignore[call-overload]
+    fields: dict[str, Any] = {"klass": (klass, field)}
+    if funnel_classes:
+        fields["outcome"] = (Literal[OUTCOMES] | None, Field(  # type: ignore[valid-type]
+            default=None, description=f"for a class with a funnel ({', '.join(funnel_classes)}; another class: 400): "
+            "the outcome the client's user drew (sim.funnel); only that outcome's stages run, out_of_stock places "
+            "nothing, payment_error charges nothing (default: every stage, the order placed and paid)"))
+    return create_model("AgentCommand", __base__=AgentCommandBase, **fields)  # type: ignore[call-overload]
 
 
 class Order(BaseModel):
     id: str
-    status: str = Field(description="pending, placed, paid or completed")
+    status: str = Field(description="pending, placed, paid or completed; or how a command ended without an "
+                        "order: changed_mind, no_card, out_of_stock, payment_error (unpaid)")
     sku: str | None
     item: str | None
     price_cents: int | None
@@ -65,6 +76,13 @@ class Order(BaseModel):
     updated_at: float
     idempotency_key: str | None
     attempts: int | None
+    wrong_item: bool = Field(default=False, description="the order got the wrong item (an operational mistake)")
+
+
+class AttemptLedger(BaseModel):
+    charged: int = Field(description="payments this attempt took (0 or 1)")
+    duplicates_prevented: int = Field(description="payment calls that found the order paid already")
+    refunds: int = Field(description="orders this attempt refunded (paid, then sold out)")
 
 
 class LLMCallTiming(BaseModel):
@@ -87,6 +105,11 @@ class AgentResult(BaseModel):
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
     timing: Timing | None = Field(default=None, description="null on replay")
+    ledger: AttemptLedger | None = Field(default=None, description="what this attempt did to the money; null on "
+                                                                   "replay or for a class that places no order")
+    outcome: str | None = Field(default=None, description="the funnel's outcome: ordered (placed and paid), "
+                                "changed_mind, no_card, out_of_stock or payment_error; null for a class that "
+                                "places no order")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -113,7 +136,7 @@ class AgentStream:
             body = await agent.finish(started, command, deadline, self._progress)
             self.events.put_nowait(_sse("result", body))
         except APIError as e:
-            self.events.put_nowait(_sse("error", e.body() | {"status": e.status}))
+            self.events.put_nowait(_sse("error", e.body() | {"status": e.status} | e.extra))
         finally:
             self.events.put_nowait(None)
 
@@ -132,7 +155,8 @@ class AgentStream:
 def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
     agent = Agent(stack)
-    command_model = agent_command_model(sorted(agent.classes))
+    command_model = agent_command_model(sorted(agent.classes), sorted(n for n in agent.classes
+                                                                      if agent.funnel.has_funnel(n)))
     sessions_required = stack.auth is not None  # a scenario without auth has no sessions to check
 
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
@@ -169,7 +193,8 @@ def make_router(stack: Stack) -> APIRouter:
         stack.gateway.rate_limit("user:" + user)
         req: Any = body
         # a client gone while its command waits for admission leaves the queue
-        started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass))
+        started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass,
+                                                             getattr(req, "outcome", None)))
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
         assert started.ticket is not None
@@ -189,7 +214,8 @@ def make_router(stack: Stack) -> APIRouter:
                 summary="An order of the session's user")
     async def get_order(order_id: Annotated[str, Path(max_length=64)], request: Request,
                         _: Any = Depends(session_scheme)) -> dict[str, Any]:
-        user = require_session(request, stack.sessions)
+        user = (require_session(request, stack.sessions) if sessions_required  # as the command named its user
+                else chat_session(request, stack.sessions, False) or client_key(request))
         row = await stack.store.get(order_id)
         if row is None or row["user_id"] != user:  # another user's order is as good as missing
             raise APIError(404, f"no order '{order_id[:64]}'", "order_not_found", "order_id")

@@ -85,8 +85,8 @@ def run(
         from sim.rules.scaling import scale_factor, scale_scenario
 
         sc = scale_scenario(sc, scale_factor(sc, scale))
+    which = choose(sc, engine)  # an engine that cannot run the scenario says so before any folder is made
     folder = writable_folder(out or Path("runs") / sc.name)
-    which = choose(sc, engine)
     with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
             results = run_single(sc, folder, tick, engine=which, fleet_dt=fleet_dt)
