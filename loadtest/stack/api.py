@@ -161,7 +161,7 @@ def make_router(stack: Stack) -> APIRouter:
 
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
                  summary="Log in and get a session token")
-    async def login(body: LoginRequest, request: Request) -> dict[str, Any]:
+    async def login(body: LoginRequest, request: Request) -> JSONResponse:
         deadline = parse_deadline(request)
         stack.gateway.rate_limit("user:" + body.username)
 
@@ -179,7 +179,10 @@ def make_router(stack: Stack) -> APIRouter:
                 raise APIError(504, "the auth service did not answer in time", "auth_timeout") from None
             raise retry_after(503, f"the auth service is unavailable ({e.code})", f"auth_{e.code}",
                               e.retry_after_s) from None
-        return {"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s, "user": body.username}
+        # a JSONResponse, not a dict: FastAPI would validate it against LoginResponse (which stays
+        # for the docs) on every login, and a login storm is when logins must be cheapest
+        return JSONResponse({"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s,
+                             "user": body.username})
 
     @router.post("/v1/agent/commands", response_model=AgentResult, tags=["agent"], summary="Run an agent command",
                  responses={**_ERRORS_WITH_CONFLICT, 200: {"content": {"text/event-stream": {}}}},
