@@ -85,8 +85,10 @@ def choose(sc: Scenario, engine: str = "auto") -> str:
     return "des"
 
 
-def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replication: int = 0) -> Results:
-    """One replication with the chosen engine."""
+def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replication: int = 0,
+             fleet_dt: float | None = None) -> Results:
+    """One replication with the chosen engine (`fleet_dt`: the fleet engine's time step, s;
+    None = `sim.fleet.kernels.choose_dt`)."""
     which = choose(sc, engine)
     if which == "des":
         from sim.des import simulate as des
@@ -94,6 +96,6 @@ def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replic
         return des(sc, seed=seed, replication=replication)
     from sim.fleet import simulate as fleet
 
-    res = fleet(sc, seed=seed)
+    res = fleet(sc, seed=seed, dt=fleet_dt)
     res.meta["replication"] = replication
     return res
