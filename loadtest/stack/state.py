@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from loadtest.stack.auth import Sessions
+from loadtest.stack.auth import TokenSessions
 from loadtest.stack.faults import ActiveFault, FaultBoard
 from loadtest.stack.gateway import HttpGateway
 from loadtest.stack.inventory import StockStore
@@ -44,7 +44,7 @@ class Stack:
         self.gateway = HttpGateway(sc, self.faults, self.metrics, streams("service.gateway"))
         self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), d)
                      if sv.auth else None)
-        self.sessions = Sessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
+        self.sessions = TokenSessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
                                  self.faults, self.seed)
         self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), d)
                       for name, t in sv.tools.items()}
