@@ -37,6 +37,14 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), **extra}
 
 
+def pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that pins the child (and every thread it starts) to `cpus`, or None."""
+    if not cpus:
+        return None
+    mask = set(cpus)
+    return lambda: os.sched_setaffinity(0, mask)
+
+
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -52,11 +60,12 @@ class StackProcess:
 `StackOptions` fields."""
 
     def __init__(self, scenario_file: Path, folder: Path, admin_token: str, port: int | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, cpus: tuple[int, ...] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.scenario_file, self.folder, self.admin_token = scenario_file, folder, admin_token
         self.options = {**(options or {}), "admin_token": admin_token}
+        self.cpus = cpus  # pin the stack to these cores (None: where the OS puts it)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -65,7 +74,7 @@ class StackProcess:
                "--db", str(self.folder / "orders.db"), "--options-json", json.dumps(self.options)]
         self._log = open(self.folder / "stack.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(SURGE_ADMIN_TOKEN=self.admin_token),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=pinned(self.cpus))
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -92,7 +101,7 @@ class StackProcess:
 
 def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float,
                on_tick: Callable[[], None] | None = None, extra_args: list[str] | None = None,
-               master_port: int | None = None) -> int:
+               master_port: int | None = None, cpus: tuple[int, ...] | None = None) -> int:
     """Run Locust headless with the plan: local runner (workers=0) or master + workers on
     loopback (`master_port`, default a free one). Returns the master's exit code; kills
     everything after `limit_s` seconds. `on_tick()` is called about twice a second while it
@@ -106,7 +115,8 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
     def spawn(args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = open(folder / f"locust-{name}.log", "ab")  # noqa: SIM115 - closed below
         logs.append(log)
-        p = subprocess.Popen(base + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(base + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             preexec_fn=pinned(cpus))
         procs.append(p)
         return p
 

@@ -75,6 +75,9 @@ class Options:
     api_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
+    admin_token: str | None = None  # the target's admin token (None: $SURGE_ADMIN_TOKEN, else a new one)
+    stack_cpus: tuple[int, ...] | None = None  # --start-stack: pin the stack to these cores
+    locust_cpus: tuple[int, ...] | None = None  # pin every Locust process to these cores
 
 
 def run_loadtest(opt: Options) -> LoadRun:
@@ -92,9 +95,9 @@ def run_loadtest(opt: Options) -> LoadRun:
     out = opt.out.resolve()
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
-    token = os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
-    stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options)
-             if opt.start_stack else None)
+    token = opt.admin_token or os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
+    stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options,
+                                cpus=opt.stack_cpus) if opt.start_stack else None)
     try:
         if stack is not None:
             host = stack.start().url
@@ -116,7 +119,8 @@ def run_loadtest(opt: Options) -> LoadRun:
 
         with LiveView(out, opt.live) as view:
             code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
-                                    on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port)
+                                    on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
+                                    cpus=opt.locust_cpus)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
     finally:
         if stack is not None:
