@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the CPU build; a bare requirement would pull GBs of CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# ray: ~17 s and ~240 MB; the backend parity test (tests/planning) needs it
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -14,6 +14,8 @@ tokens attend to `attended_tokens` context tokens in all. Two models, one contra
 
 from __future__ import annotations
 
+import numpy as np
+
 from sim.scenario.services import FittedCost, RooflineCost
 
 
@@ -44,3 +46,18 @@ class StepCost:
         weights = self._wbytes * min(self._total, self._active * seqs)
         mem = weights + self._kv_bytes * kv_tokens
         return self._overhead + max(flops / self._flops_per_s, mem / self._bytes_per_s)
+
+    def step_s_array(self, prefill_tokens: np.ndarray, decode_seqs: np.ndarray, kv_tokens: np.ndarray,
+                     attended_tokens: np.ndarray) -> np.ndarray:
+        """`step_s` for arrays of steps (the fleet engine's replicas, mean batch per step; counts
+        may be fractional): the same formula, element by element."""
+        s = self.spec
+        p, d = np.asarray(prefill_tokens, dtype=float), np.asarray(decode_seqs, dtype=float)
+        if isinstance(s, FittedCost):
+            return (s.base_s + s.per_prefill_token_s * p + s.per_decode_seq_s * d
+                    + s.per_context_token_s * np.asarray(kv_tokens, dtype=float))
+        flops = 2.0 * self._active * (p + d) + self._attn * np.asarray(attended_tokens, dtype=float)
+        seqs = np.maximum(1.0, d + (p > 0))
+        weights = self._wbytes * np.minimum(self._total, self._active * seqs)
+        mem = weights + self._kv_bytes * np.asarray(kv_tokens, dtype=float)
+        return self._overhead + np.maximum(flops / self._flops_per_s, mem / self._bytes_per_s)

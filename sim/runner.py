@@ -10,33 +10,50 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.des import simulate
+from sim.engines import simulate
 from sim.parallel import run_tasks
 from sim.results import Results, strict_json
 from sim.scenario import Scenario
 
 
-def run_single(sc: Scenario, folder: Path, progress: Callable[[float], None] | None = None) -> Results:
-    results = simulate(sc, progress=progress)
+def run_single(sc: Scenario, folder: Path, progress: Callable[[float], None] | None = None,
+               engine: str = "des") -> Results:
+    if engine == "des":
+        from sim.des import simulate as des
+
+        results = des(sc, progress=progress)
+    else:
+        results = simulate(sc, engine=engine)
     results.write(folder)
     return results
 
 
-def _one(task: tuple[Scenario, int, int, Path]) -> Path:
-    sc, seed, rep, folder = task
+def _one(task: tuple[Scenario, int, int, Path, str]) -> Path:
+    sc, seed, rep, folder, engine = task
     out = folder / f"rep-{rep:03d}"
-    simulate(sc, seed=seed, replication=rep).write(out)
+    simulate(sc, engine=engine, seed=seed, replication=rep).write(out)
     return out
 
 
 def run_replications(sc: Scenario, folder: Path, n: int, jobs: int = 2,
-                     progress: Callable[[float], None] | None = None) -> Results:
-    """Run n replications (seeds run.seed .. run.seed + n - 1) across `jobs` processes.
-    Returns the first replication's results; writes replications.json."""
+                     progress: Callable[[float], None] | None = None, engine: str = "des") -> Results:
+    """Run n replications (seeds run.seed .. run.seed + n - 1) across `jobs` processes (the fleet
+    engine runs them as one batch). Returns the first replication's results; writes replications.json."""
+    from sim.engines import choose
     from sim.stats import replication_summary
 
     folder.mkdir(parents=True, exist_ok=True)
-    dirs = run_tasks(_one, [(sc, sc.run.seed + i, i + 1, folder) for i in range(n)], jobs, progress)
+    if choose(sc, engine) == "fleet":
+        from sim.fleet import simulate_batch
+
+        dirs = []
+        for i, res in enumerate(simulate_batch(sc, replications=n)):
+            res.meta["replication"] = i + 1
+            dirs.append(res.write(folder / f"rep-{i + 1:03d}"))
+        if progress:
+            progress(1.0)
+    else:
+        dirs = run_tasks(_one, [(sc, sc.run.seed + i, i + 1, folder, engine) for i in range(n)], jobs, progress)
     runs = [Results.read(d) for d in dirs]
     (folder / "replications.json").write_text(strict_json(replication_summary(runs)) + "\n")
     return runs[0]

@@ -22,6 +22,25 @@ from sim.des import simulate
 from sim.errors import ScenarioError
 from sim.parallel import run_tasks
 
+LOCKED_IN = 0.5  # a cell locks in when at least this fraction of its replications is stuck
+
+
+def locked_in(stuck_fraction: float) -> bool:
+    """The map's rule for a cell: at least half of its replications stuck."""
+    return stuck_fraction >= LOCKED_IN
+
+
+def cell_overrides(fault: int, load: float | None = None, magnitude: float | None = None,
+                   duration_s: float | None = None) -> list[str]:
+    """The overrides of one cell: `arrivals.scale` = load, the trigger's (faults[fault]) magnitude
+    and duration; None leaves that one as the scenario has it."""
+    out = [f"arrivals.scale={load}"] if load is not None else []
+    if magnitude is not None:
+        out.append(f"faults.{fault}.magnitude={magnitude}")
+    if duration_s is not None:
+        out.append(f"faults.{fault}.duration_s={duration_s}")
+    return out
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -50,13 +69,13 @@ class VulnerabilityMap:
     def critical_magnitude(self, i_load: int, i_duration: int) -> float | None:
         """The smallest magnitude at which at least half the replications lock in (None: none do)."""
         col = self.stuck[i_load, :, i_duration]
-        hit = [m for m, f in zip(self.grid.magnitudes, col, strict=True) if f >= 0.5]
+        hit = [m for m, f in zip(self.grid.magnitudes, col, strict=True) if locked_in(f)]
         return min(hit) if hit else None
 
 
 def _cell(args: tuple[str, tuple[str, ...], int, float, float, float, int]) -> dict[str, Any]:
     path, sets, fault, load, mag, dur, seed = args
-    overrides = [*sets, f"arrivals.scale={load}", f"faults.{fault}.magnitude={mag}", f"faults.{fault}.duration_s={dur}"]
+    overrides = [*sets, *cell_overrides(fault, load, mag, dur)]
     sc = load_with_overlay(path, None, overrides, seed=seed)
     a = analyse(simulate(sc, seed=seed))
     return {"load": load, "magnitude": mag, "duration_s": dur, "seed": seed, "stuck": a["stuck_at_end"],

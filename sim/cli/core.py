@@ -68,21 +68,24 @@ def run(
     report: Annotated[bool, typer.Option(help="write the HTML/Markdown report")] = True,
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when an SLO is missed")] = False,
     data_dir: DataDir = None,
+    engine: Annotated[str, typer.Option(help="des (SimPy), fleet (vectorised) or auto (sim.engines.choose)")] = "des",
 ) -> None:
-    """Simulate a scenario with the SimPy engine and write a run folder (and its report)."""
+    """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
+    from sim.engines import choose
     from sim.results import writable_folder
     from sim.runner import run_replications, run_single
     from sim.scenario import load_scenario
 
     sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
     folder = writable_folder(out or Path("runs") / sc.name)
-    with progress(f"simulating {sc.name}") as tick:
+    which = choose(sc, engine)
+    with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
-            results = run_single(sc, folder, tick)
+            results = run_single(sc, folder, tick, engine=which)
             _print_summary(results)
             _metastability(results, sc, folder)
         else:
-            results = run_replications(sc, folder, replications, jobs, tick)
+            results = run_replications(sc, folder, replications, jobs, tick, engine=which)
             _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)

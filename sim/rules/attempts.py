@@ -117,14 +117,23 @@ class CommandAttempts:
         if outcome == OK:
             return _DONE
         self.attempt += 1
-        if outcome in (THROTTLED, ABANDONED) or not p.retryable(outcome) or self.attempt >= self.max_attempts:
+        kind = next_kind(p, outcome, self.attempt)
+        if kind == FAIL:
             return Step(FAIL, 0.0, outcome)
-        if outcome == AUTH:
+        if kind == RELOGIN:
             return _RELOGIN
         wait = p.backoff_s(self.attempt - 1)
         if now + wait >= self.give_up:
             return Step(ABANDON, max(0.0, self.give_up - now), ABANDONED)
         return Step(RETRY, wait)
+
+
+def next_kind(policy: RetryPolicy, outcome: str, attempts_made: int) -> str:
+    """After a failed attempt, with `attempts_made` attempts so far: FAIL, RELOGIN or RETRY (the
+    part of `CommandAttempts.after` that needs no clock; the fleet engine applies it to counts)."""
+    if outcome in (THROTTLED, ABANDONED) or not policy.retryable(outcome) or attempts_made >= policy.spec.max_attempts:
+        return FAIL
+    return RELOGIN if outcome == AUTH else RETRY
 
 
 def login_retry_wait(policy: RetryPolicy, attempt: int) -> float | None:

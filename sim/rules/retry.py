@@ -89,6 +89,61 @@ class RetryPolicy:
             if outcome not in NOT_ACCEPTED:
                 self.accepts.add(now)
 
+    # -- the same rules for counts (the fleet engine sends cohorts, not single attempts) --------
+    def backoff_kernel(self, attempt: int, dt: float, n: int = 4096) -> list[float]:
+        """P(the backoff before retry `attempt` lasts k steps of `dt`), k = 0, 1, ...: the
+        distribution of `backoff_s` over the jitter (exact quantiles of the uniform draw)."""
+        jitter = self.jitter
+        grid = iter([(i + 0.5) / n for i in range(n)])
+        self.jitter = lambda: next(grid)
+        try:
+            waits = [self.backoff_s(attempt) for _ in range(n)]
+        finally:
+            self.jitter = jitter
+        out: list[float] = []
+        for w in waits:
+            k = int(w / dt + 0.5)
+            out.extend([0.0] * (k + 1 - len(out)))
+            out[k] += 1.0 / n
+        return out
+
+    def throttle_probability(self, now: float) -> float:
+        """Adaptive throttling's refusal probability now: max(0, (requests - K accepts) / (requests + 1))."""
+        k = self.spec.adaptive_throttle_k
+        if not k:
+            return 0.0
+        req, acc = self.requests.read(now), self.accepts.read(now)
+        return max(0.0, (req - k * acc) / (req + 1))
+
+    def budget_allows(self, retries: float, now: float) -> float:
+        """How many of `retries` retries sent at `now` the retry budget lets through: each one
+        goes while retries + 1 <= ratio x first tries (the per-attempt rule of `refuse`)."""
+        budget = self.spec.retry_budget_ratio
+        if budget is None:
+            return retries
+        room = budget * self.firsts.read(now) - self.retries.read(now)
+        return float(min(retries, max(0.0, math.floor(room))))
+
+    def sent_many(self, firsts: float, retries: float, now: float) -> None:
+        """`sent` for counts of first tries and retries."""
+        if self.spec.retry_budget_ratio is not None:
+            if firsts:
+                self.firsts.add(now, firsts)
+            if retries:
+                self.retries.add(now, retries)
+
+    def answered_many(self, outcome: str, n: float, now: float) -> None:
+        """`answered` for n attempts with one outcome (throttled ones count as requests, as in `refuse`)."""
+        if self.spec.adaptive_throttle_k and n:
+            self.requests.add(now, n)
+            if outcome not in NOT_ACCEPTED:
+                self.accepts.add(now, n)
+
+    def throttled_many(self, n: float, now: float) -> None:
+        """n attempts refused by adaptive throttling count as requests (as in `refuse`)."""
+        if self.spec.adaptive_throttle_k and n:
+            self.requests.add(now, n)
+
     def retryable(self, outcome: str) -> bool:
         return outcome in self.spec.retry_on or (outcome == "auth" and self.spec.relogin)
 

@@ -18,7 +18,10 @@ loads and the draws. A replica is anything with `load`, `kv_used_tokens` and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
+
+import numpy as np
 
 Uniform = Callable[[], float]
 
@@ -32,13 +35,36 @@ class ReplicaLoad(Protocol):
     def kv_capacity_tokens(self) -> int: ...
 
 
+@dataclass
+class _Load:
+    load: int
+    kv_used_tokens: int
+    kv_capacity_tokens: int
+
+
 class Router:
-    """The contract: `pick(replicas, uniform)` -> index into `replicas` (never empty)."""
+    """The contract: `pick(replicas, uniform)` -> index into `replicas` (never empty).
+
+    `spread(n, loads, uniform, kv_used, kv_capacity)` is the same rule for a batch: how many of
+    n new sequences (sent one after another, nothing finishing in between) each replica gets;
+    by default n picks with each pick's load counted in. Subclasses give exact closed forms."""
 
     name: ClassVar[str]
 
     def pick(self, replicas: Sequence[ReplicaLoad], uniform: Uniform) -> int:
         raise NotImplementedError
+
+    def spread(self, n: int, loads: Sequence[int], uniform: Uniform, kv_used: Sequence[int] | None = None,
+               kv_capacity: Sequence[int] | None = None) -> np.ndarray:
+        """Sequences per replica (ints, summing to n) for n sequences routed in a row."""
+        reps = [_Load(int(lo), int(kv_used[i]) if kv_used is not None else 0,
+                      int(kv_capacity[i]) if kv_capacity is not None else 1) for i, lo in enumerate(loads)]
+        out = np.zeros(len(reps), dtype=np.int64)
+        for _ in range(n):
+            i = self.pick(reps, uniform)
+            out[i] += 1
+            reps[i].load += 1
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -55,12 +81,27 @@ class RoundRobin(Router):
         self.turn += 1
         return i
 
+    def spread(self, n: int, loads: Sequence[int], uniform: Uniform, kv_used: Sequence[int] | None = None,
+               kv_capacity: Sequence[int] | None = None) -> np.ndarray:
+        m = len(loads)
+        out = np.full(m, n // m, dtype=np.int64)
+        first = self.turn % m
+        out[(first + np.arange(n % m)) % m] += 1
+        self.turn += n
+        return out
+
 
 class Random(Router):
     name = "random"
 
     def pick(self, replicas: Sequence[ReplicaLoad], uniform: Uniform) -> int:
         return min(int(uniform() * len(replicas)), len(replicas) - 1)
+
+    def spread(self, n: int, loads: Sequence[int], uniform: Uniform, kv_used: Sequence[int] | None = None,
+               kv_capacity: Sequence[int] | None = None) -> np.ndarray:
+        m = len(loads)
+        idx = np.minimum((np.array([uniform() for _ in range(n)]) * m).astype(np.int64), m - 1)
+        return np.bincount(idx, minlength=m).astype(np.int64)
 
 
 class ShortestQueue(Router):
@@ -73,6 +114,26 @@ class ShortestQueue(Router):
             if n < fewest:
                 best, fewest = i, n
         return best
+
+    def spread(self, n: int, loads: Sequence[int], uniform: Uniform, kv_used: Sequence[int] | None = None,
+               kv_capacity: Sequence[int] | None = None) -> np.ndarray:
+        """Water-filling: the least loaded are filled up to a common level; the last sequences
+        go to the first replicas at that level (ties go to the first replica, as in `pick`)."""
+        lo = np.asarray(loads, dtype=np.int64)
+        if n <= 0:
+            return np.zeros(len(lo), dtype=np.int64)
+        srt = np.sort(lo)
+        # the highest level L with sum(max(0, L - load)) <= n
+        cum = np.cumsum(srt)
+        k = np.arange(1, len(srt) + 1)
+        cost_at = k * srt - cum  # cost of raising the k lowest to the k-th lowest load
+        j = int(np.searchsorted(cost_at, n, side="right"))  # replicas that take part
+        level = (n + cum[j - 1]) // j
+        out = np.maximum(0, level - lo) * (lo <= level)
+        rest = n - int(out.sum())
+        at_level = np.nonzero(lo + out == level)[0]
+        out[at_level[:rest]] += 1
+        return out
 
 
 class PowerOfTwo(Router):

@@ -1,0 +1,126 @@
+"""The gateway in the fleet engine: rate limit, admission queue (discipline, priorities, bound,
+deadline drop) and `concurrency` slots held for a whole attempt.
+
+The queue is a `Fifo` per priority level (lanes: the classes of that level), by start step, so
+every waiter's age is known: those older than the client's timeout are ghost work (their
+client has given up) unless the gateway drops them (`Deadlines.gateway_drops`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.fleet.fifo import Fifo
+from sim.fleet.rows import Rows
+from sim.rules.deadlines import Deadlines
+from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.ratelimit import RateLimiter
+from sim.scenario.services import Gateway as GatewaySpec
+
+RING = 1 << 14  # steps of queue history kept (older waiters share the oldest bin)
+
+
+class FleetGateway:
+    def __init__(self, spec: GatewaySpec, classes: list[str], prio: dict[str, int], deadlines: Deadlines,
+                 R: int, rows: Rows) -> None:
+        self.spec, self.R, self.rows = spec, R, rows
+        self.lifo = spec.discipline == "lifo"
+        self.drops = deadlines.gateway_drops() or deadlines.servers_cancel()
+        levels = sorted({prio[c] for c in classes}) if spec.priority else [0]
+        self.levels = levels
+        self.lane = {c: (levels.index(prio[c]) if spec.priority else 0) for c in classes}
+        self.lane_idx = {c: [k for k in classes if self.lane[k] == self.lane[c]].index(c) for c in classes}
+        self.queues = [Fifo(R, sum(1 for c in classes if self.lane[c] == i), RING) for i in range(len(levels))]
+        self.classes = classes
+        self.effect: FaultEffect = NO_FAULT
+        self.capacity = float(spec.concurrency)
+        self.in_use = np.zeros(R)
+        self.limiters = [RateLimiter(spec.rate_limit) for _ in range(R)]
+        self.acc = {k: np.zeros(R) for k in ("granted", "waited", "wait_s", "busy_dt", "cap_dt", "occ_dt")}
+
+    def set_effect(self, effect: FaultEffect) -> np.ndarray:
+        """Apply faults; an outage fails every waiter (returns them per class, (R, C))."""
+        self.effect = effect
+        self.capacity = float(effect.units_up(self.spec.concurrency))
+        failed = np.zeros((self.R, len(self.classes)))
+        if effect.outage:
+            for i, q in enumerate(self.queues):
+                for c in self.classes:
+                    if self.lane[c] == i:
+                        failed[:, self.classes.index(c)] += q.q[:, self.lane_idx[c], :].sum(axis=1)
+                q.q[:] = 0.0
+        return failed
+
+    @property
+    def waiting(self) -> np.ndarray:
+        return sum((q.waiting for q in self.queues), np.zeros(self.R))
+
+    def rate_limit(self, n: np.ndarray, now: float) -> np.ndarray:
+        """How many of n[r] attempts get a token (the global bucket; `TokenBucket.take_many`)."""
+        out = n.copy()
+        for r, lim in enumerate(self.limiters):
+            if lim.global_bucket is not None and n[r] > 0:
+                out[r] = lim.global_bucket.take_many(now, int(n[r]))
+        return out
+
+    def enqueue(self, c: str, x: np.ndarray, step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Queue x[r] attempts of class c; returns (shed of c (R,), evicted per class (R, C))."""
+        lim = self.spec.queue_limit
+        evicted = np.zeros((self.R, len(self.classes)))
+        lane = self.lane[c]
+        if lim is not None:
+            room = np.maximum(0.0, lim - self.waiting)
+            over = np.maximum(0.0, x - room)
+            if self.spec.priority and over.any():
+                for lv in range(len(self.levels) - 1, lane, -1):  # evict the newest of less important levels
+                    q = self.queues[lv]
+                    got = q.take_newest(step, np.minimum(over, q.waiting), rng)
+                    over -= got.sum(axis=1)
+                    for cc in self.classes:
+                        if self.lane[cc] == lv:
+                            evicted[:, self.classes.index(cc)] += got[:, self.lane_idx[cc]]
+            shed = np.minimum(x, over)
+        else:
+            shed = np.zeros(self.R)
+        q = self.queues[lane]
+        add = np.zeros((self.R, q.q.shape[1]))
+        add[:, self.lane_idx[c]] = x - shed
+        q.push(step, add)
+        return shed, evicted
+
+    def grant(self, step: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Fill free slots from the queue, most important level first; per class the admitted
+        attempts by row (R, NR)."""
+        if self.drops:
+            for q in self.queues:
+                q.take_older(step, self.rows.A)
+        free = np.maximum(0.0, self.capacity - self.in_use)
+        out: dict[str, np.ndarray] = {}
+        for i, q in enumerate(self.queues):
+            if not free.any():
+                break
+            took, ages = q.pop(step, free, rng, lifo=self.lifo)
+            row_of = np.where(ages < self.rows.A, (step - ages) % self.rows.A, self.rows.GHOST)
+            n = took.sum(axis=(1, 2))
+            if not n.any():
+                continue
+            free -= n
+            self.in_use += n
+            self.acc["granted"] += n
+            for c in self.classes:
+                if self.lane[c] != i:
+                    continue
+                t = took[:, self.lane_idx[c], :]
+                rr, w = np.nonzero(t)
+                rows = np.zeros((self.R, self.rows.NR))
+                np.add.at(rows, (rr, row_of[w]), t[rr, w])
+                out[c] = rows
+                self.acc["waited"] += (t * (ages > 0)).sum(axis=1)
+        return out
+
+    def end_step(self, dt: float) -> None:
+        w = self.waiting
+        self.acc["wait_s"] += w * dt
+        self.acc["busy_dt"] += self.in_use * dt
+        self.acc["cap_dt"] += self.capacity * dt
+        self.acc["occ_dt"] += (self.in_use + w) * dt

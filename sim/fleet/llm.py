@@ -1,0 +1,291 @@
+"""The LLM fleet in the fleet engine: identical replicas behind the router, as one group.
+
+Each replica runs continuous-batching steps whose duration is the scenario's cost model
+(`StepCost`) at the group's mean batch: K = (busy time in the step) / (step time) engine steps
+per time step, every decoding sequence advancing one token per engine step. A sequence's
+progress is kept in a calendar of finishing engine steps (bins of `B` tokens) by row, so its
+decode time follows its own output length and the batch it ran in. Waiting sequences join
+between steps while `max_num_seqs`, the prefill budget (`max_batched_tokens`) and the KV cache
+allow. TTFT = queue wait + the rest of the engine step in progress + the step that prefills
+the prompt; TPOT = the engine step time over the sequence's decode.
+
+The group is the fleet as jsq (or least_kv, power-of-two) routing keeps it: balanced. A fault
+takes replicas out (`FaultEffect.units_up`): their sequences fail.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.costmodel import StepCost
+from sim.fleet.fifo import Fifo
+from sim.fleet.kernels import LLMStage, quantiles, token_kernel
+from sim.fleet.rows import Rows
+from sim.fleet.split import binomial, proportional, systematic, take_oldest
+from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.scenario.services import LLMFleet
+
+Q = 16  # random representatives of a cohort's prompt lengths (TTFT), drawn afresh each time
+
+
+class LLMOwner:
+    """One LLM stage of one class."""
+
+    def __init__(self, R: int, rows: Rows, stage: LLMStage, B: int) -> None:
+        self.stage = stage
+        self.kernel = token_kernel(stage.decode_steps, B)
+        self.H = len(self.kernel) + 64
+        self.cal = np.zeros((R, rows.NR, self.H))  # (replication, row, finishing bin)
+        self.wait = np.zeros((R, rows.NR))
+        self.sub = Fifo(R, 1, 4096)  # submit steps of the waiting, for their TTFT
+        self.done = np.zeros((R, rows.NR))
+        self.error = np.zeros((R, rows.NR))
+        self.shed = np.zeros((R, rows.NR))
+        self.prompt_q = quantiles(stage.prompt_tokens, Q)
+        self.kv_each = stage.mean_prompt + stage.mean_output
+        self.n_in = np.zeros(R)  # sequences in this owner's calendar (decoding)
+        self.ttft: list[tuple[np.ndarray, np.ndarray]] = []  # (values (R, Q), counts (R, Q)) this step
+        self.tpot_n = np.zeros(R)
+
+
+class LLMGroup:
+    def __init__(self, spec: LLMFleet, R: int, rows: Rows, dt: float) -> None:
+        self.spec, self.R, self.rows, self.dt = spec, R, rows, dt
+        self.cost = StepCost(spec.cost_model)
+        self.effect: FaultEffect = NO_FAULT
+        self.replicas = np.full(R, float(spec.replicas))  # accepting (autoscaling changes it)
+        self.up = self.replicas.copy()
+        self.kv_cap = float(spec.kv_tokens)
+        typical = float(self.cost.step_s(0, max(1, spec.max_num_seqs // 2), 0, 0))
+        self.B = max(1, int(dt / typical / 2))  # about two finishing bins per time step
+        self.E = np.zeros(R)  # engine steps run so far by each replica
+        self.K = np.zeros(R)
+        self.step_s = np.full(R, typical)
+        self.n_dec = np.zeros(R)
+        self.kv = np.zeros(R)
+        self.prefill_prev = np.zeros(R)
+        self.prefill = np.zeros(R)
+        self.free = np.zeros(R)
+        self.owners: list[LLMOwner] = []
+        self.acc = {k: np.zeros(R) for k in ("batch_dt", "busy_dt", "prefill_tokens", "decode_tokens")}
+
+    def add_owner(self, stage: LLMStage) -> LLMOwner:
+        o = LLMOwner(self.R, self.rows, stage, self.B)
+        self.owners.append(o)
+        return o
+
+    @property
+    def waiting(self) -> np.ndarray:
+        return sum((o.wait.sum(axis=1) for o in self.owners), np.zeros(self.R))
+
+    def set_effect(self, effect: FaultEffect, rng: np.random.Generator) -> None:
+        """Apply the faults in force: replicas that go down fail every sequence they hold."""
+        self.effect = effect
+        self.set_up(np.array([effect.units_up(int(n)) for n in self.replicas], dtype=float), rng)
+
+    def set_up(self, up: np.ndarray, rng: np.random.Generator) -> None:
+        lost = np.where(self.up > 0, np.clip(1.0 - up / np.maximum(self.up, 1e-12), 0.0, 1.0), 0.0)
+        if lost.any():
+            for o in self.owners:
+                gone = binomial(o.cal, lost[:, None, None], rng)
+                o.cal -= gone
+                g = gone.sum(axis=2)
+                o.error += g
+                o.n_in -= g.sum(axis=1)
+                self.n_dec -= g.sum(axis=1)
+                self.kv -= g.sum(axis=1) * o.kv_each
+                wg = binomial(o.wait, lost[:, None], rng)
+                o.wait -= wg
+                o.error += wg
+                o.sub.scale(1.0 - lost, rng)
+            self.kv = np.maximum(self.kv, 0.0)
+        self.up = up
+
+    # -- phase A -------------------------------------------------------------------------------
+    def advance(self, step: int, rng: np.random.Generator) -> None:
+        """Run this time step's engine steps: finish sequences, then admit the waiting."""
+        m = np.maximum(self.up, 1e-12)
+        self.prefill_prev = self.prefill
+        waiting = self.waiting
+        busy = (self.n_dec > 0) | (waiting > 0)
+        n_bar = self.n_dec / m
+        per_step_prefill = self.prefill_prev / np.maximum(self.K, 1.0)
+        st = self.cost.step_s_array(per_step_prefill, n_bar, self.kv / m, self.kv / m) * self.effect.slowdown
+        self.step_s = np.maximum(st, 1e-6)
+        self.K = np.where(busy & (self.up > 0), self.dt / self.step_s, 0.0)
+        e0, e1 = self.E, self.E + self.K
+        b0, b1 = np.floor(e0 / self.B).astype(np.int64), np.floor(e1 / self.B).astype(np.int64)
+        nb = b1 - b0
+        self.acc["decode_tokens"] += self.n_dec * self.K
+        self.acc["batch_dt"] += n_bar * self.dt
+        self.acc["busy_dt"] += np.where(self.K > 0, self.dt, 0.0)
+        self.kv += self.n_dec * self.K
+        for o in self.owners:
+            if not o.n_in.any():
+                continue
+            for j in range(int(nb.max()) if len(nb) else 0):
+                live = j < nb
+                idx = (b0 + j) % o.H
+                fin = o.cal[np.arange(self.R), :, idx] * live[:, None]
+                o.cal[np.arange(self.R), :, idx] -= fin
+                self._finish(o, fin)
+        self.E = e1
+        self._b0, self._b1 = b0, b1
+        self.free = np.maximum(0.0, self.up * self.spec.max_num_seqs - self.n_dec)
+        kv_room = np.maximum(0.0, self.up * self.kv_cap - self.kv)
+        prefill_room = self.K * self.up * max(1.0, self.spec.max_batched_tokens - float(n_bar.mean()))
+        self.prefill = np.zeros(self.R)
+        self._kv_room, self._prefill_room = kv_room, prefill_room
+        if not waiting.any():
+            return
+        w = np.stack([o.wait.sum(axis=1) for o in self.owners], axis=1)
+        g = np.minimum(self._room(), waiting)
+        per = proportional(np.floor(g), w, rng)
+        order = np.broadcast_to(self.rows.order(step), (self.R, self.rows.NR))
+        for i, o in enumerate(self.owners):
+            took = take_oldest(o.wait, per[:, i], order)
+            if not took.any():
+                continue
+            o.wait -= took
+            popped, ages = o.sub.pop(step, took.sum(axis=1), rng)
+            got = popped[:, 0, :]
+            wait_s = (got * ages).sum(axis=1) * self.dt / np.maximum(got.sum(axis=1), 1e-12)
+            self._admit(o, took, wait_s, step, rng)
+
+    def _room(self) -> np.ndarray:
+        """Sequences that can still join in this step (slots, prefill budget, KV cache)."""
+        mean_prompt = np.mean([o.stage.mean_prompt for o in self.owners]) if self.owners else 1.0
+        mean_kv = np.mean([o.kv_each for o in self.owners]) if self.owners else 1.0
+        return np.maximum(0.0, np.minimum(np.minimum(self.free, (self._prefill_room - self.prefill) / mean_prompt),
+                                          self._kv_room / mean_kv))
+
+    def _step_in_progress(self, o: LLMOwner, rng: np.random.Generator) -> np.ndarray:
+        """Durations (R, Q) of the engine steps that new sequences find in progress: an arrival
+        lands in a step in proportion to its length, so steps that prefill another prompt (the
+        fraction f of steps, each a*P longer) are found more often than f (inspection paradox)."""
+        m = np.maximum(self.up, 1e-12)
+        cm = self.cost.spec
+        a = getattr(cm, "per_prefill_token_s", None)
+        if a is None:  # roofline: the marginal cost of prefill tokens, from the model
+            a = float(self.cost.step_s(1000, 0, 0, 0) - self.cost.step_s(0, 0, 0, 0)) / 1000
+        a *= self.effect.slowdown
+        mean_p = o.stage.mean_prompt
+        per_step = self.prefill_prev / np.maximum(self.K * m, 1e-12)
+        f = np.clip(per_step / mean_p, 0.0, 1.0)
+        extra = a * mean_p
+        decode = np.maximum(self.step_s - f * extra, 1e-6)
+        w = f * (decode + extra) / np.maximum(decode + f * extra, 1e-12)  # time share of prefill steps
+        other = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
+        in_prefill = rng.random((self.R, Q)) < w[:, None]
+        return decode[:, None] + in_prefill * (a * other[None, :])
+
+    def _finish(self, o: LLMOwner, fin: np.ndarray) -> None:
+        n = fin.sum(axis=1)
+        if not n.any():
+            return
+        o.done += fin
+        o.tpot_n += n
+        o.n_in -= n
+        self.n_dec -= n
+        self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
+
+    def _admit(self, o: LLMOwner, x: np.ndarray, wait_s: np.ndarray, step: int, rng: np.random.Generator) -> None:
+        """Sequences x (R, NR) join the batch at a uniform point of this step: their prompt is
+        prefilled in the next engine step, then they decode in the calendar."""
+        n = x.sum(axis=1)
+        self.free -= n
+        self.prefill += n * o.stage.mean_prompt
+        self._kv_room -= n * o.kv_each
+        self.kv += n * o.stage.mean_prompt
+        self.acc["prefill_tokens"] += n * o.stage.mean_prompt
+        m = np.maximum(self.up, 1e-12)
+        prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
+        pre = self.cost.step_s_array(prompts[None, :], (self.n_dec / m)[:, None], (self.kv / m)[:, None],
+                                     (self.kv / m)[:, None] + prompts[None, :] ** 2 / 2) * self.effect.slowdown
+        resid = rng.random(Q)[None, :] * self._step_in_progress(o, rng)
+        counts = systematic(n, np.full(Q, 1.0 / Q), rng)
+        o.ttft.append((wait_s[:, None] + resid + pre, counts))
+        r, row = np.nonzero(x)
+        u = rng.random(len(r))
+        e_in = self.E[r] - self.K[r] * (1 - u) + 1.0  # the engine step after the one in progress
+        parts = systematic(x[r, row], o.kernel, rng)
+        target = np.floor(e_in / self.B).astype(np.int64)[:, None] + np.arange(parts.shape[1])[None, :]
+        now = target < self._b1[r][:, None]
+        self.n_dec += n
+        o.n_in += n
+        if now.any():
+            fin = np.zeros_like(x)
+            np.add.at(fin, (r, row), (parts * now).sum(axis=1))
+            self._finish(o, fin)
+        keep = parts * ~now
+        o.cal[r[:, None], row[:, None], target % o.H] += keep
+
+    # -- phase B -------------------------------------------------------------------------------
+    def arrive(self, o: LLMOwner, x: np.ndarray, step: int, rng: np.random.Generator) -> None:
+        """LLM calls of one stage submitted in this step."""
+        if not x.any():
+            return
+        if self.effect.error_rate > 0:
+            e = binomial(x, self.effect.error_rate, rng)
+            o.error += e
+            x = x - e
+        down = self.up <= 0
+        if down.any():
+            o.error += x * down[:, None]
+            x = x * ~down[:, None]
+        idle = (self.K <= 0) & (self.up > 0)
+        if idle.any():  # an idle replica wakes up when work arrives (on average mid-step)
+            self.K = np.where(idle, 0.5 * self.dt / self.step_s, self.K)
+            self.E = np.where(idle, self.E + self.K, self.E)
+            self._b1 = np.floor(self.E / self.B).astype(np.int64)
+            mbt = max(1.0, float(self.spec.max_batched_tokens))
+            self._prefill_room = np.where(idle, self.K * self.up * mbt, self._prefill_room)
+        order = np.broadcast_to(self.rows.order(step), x.shape)
+        nobody = self.waiting <= 0
+        g = np.where(nobody, np.minimum(np.floor(self._room()), x.sum(axis=1)), 0.0)
+        take = take_oldest(x, g, order)
+        if take.any():
+            self._admit(o, take, np.zeros(self.R), step, rng)
+        rest = x - take
+        if not rest.any():
+            return
+        lim = self.spec.queue_limit
+        if lim is not None:
+            room = np.maximum(0.0, lim * self.up - self.waiting)
+            kept = take_oldest(rest, np.minimum(rest.sum(axis=1), room), order)
+            o.shed += rest - kept
+            rest = kept
+        o.wait += rest
+        o.sub.push(step, rest.sum(axis=1)[:, None])
+
+    def timeout_row(self, r0: int, cancel: bool, rng: np.random.Generator) -> None:
+        G = self.rows.GHOST
+        for o in self.owners:
+            has_cal, has_wait = o.cal[:, r0].any(), o.wait[:, r0].any()
+            if not (has_cal or has_wait):
+                continue
+            if cancel:
+                n = o.cal[:, r0].sum(axis=1)
+                o.n_in -= n
+                self.n_dec -= n
+                self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
+                o.sub.scale(1.0 - o.wait[:, r0] / np.maximum(o.wait.sum(axis=1), 1e-12), rng)
+            else:
+                o.wait[:, G] += o.wait[:, r0]
+                o.cal[:, G] += o.cal[:, r0]
+            o.wait[:, r0] = 0.0
+            o.cal[:, r0] = 0.0
+
+    def tpot_values(self) -> np.ndarray:
+        """TPOT of the sequences that finished in this step: the engine step time (R,)."""
+        return self.step_s
+
+
+def llm_kv_frac(g: LLMGroup) -> np.ndarray:
+    cap = g.up * g.kv_cap
+    return np.where((cap > 0) & (cap < 1e12), g.kv / np.maximum(cap, 1e-12), 0.0)
+
+
+__all__ = ["LLMGroup", "LLMOwner", "llm_kv_frac", "math"]

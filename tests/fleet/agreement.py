@@ -1,0 +1,45 @@
+"""The engine-against-engine cases (tests and `benchmarks/bench_fleet.py agree`): the same
+scenario through the SimPy engine (n seeds) and the fleet engine (the same n seeds, one batch),
+KPIs compared: within 5% of the SimPy mean, or inside the SimPy runs' 95% interval."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fleet_helpers import ci, scenario
+
+from sim.des import simulate
+from sim.fleet import simulate_batch
+
+# light, near capacity, overloaded with a fault: the Feb 8 cell at three hours of the day
+CASES: dict[str, tuple[str, ...]] = {
+    "light": ("run.start_hour=7", "run.duration_s=1800", "run.warmup_s=300", "faults=[]"),
+    "near_capacity": ("run.start_hour=13", "run.duration_s=1800", "run.warmup_s=300", "faults=[]"),
+    "overloaded_fault": ("run.start_hour=13", "run.duration_s=1800", "run.warmup_s=300",
+                         "faults=[{at_s: 600, duration_s: 300, target: llm, kind: slowdown, magnitude: 3}]"),
+}
+KPIS = ("success_rate", "goodput_per_s", "chat.e2e_p50", "chat.e2e_p99", "chat.ttft_p50", "chat.ttft_p99",
+        "help_me_find.e2e_p50", "help_me_find.e2e_p99")
+
+
+def kpi(summary: dict[str, Any], name: str) -> float:
+    if "." not in name:
+        return float(summary[name])
+    cls, rest = name.split(".")
+    metric, q = rest.split("_")
+    return float(summary["classes"][cls][metric][q])
+
+
+def compare(overrides: tuple[str, ...], n: int = 5) -> dict[str, dict[str, float]]:
+    sc = scenario("feb8_outage.yaml", *overrides)
+    des = [simulate(sc, seed=sc.run.seed + i).summary for i in range(n)]
+    fleet = [r.summary for r in simulate_batch(sc, replications=n)]
+    out = {}
+    for k in KPIS:
+        d = ci([kpi(s, k) for s in des])
+        f = sum(kpi(s, k) for s in fleet) / n
+        rel = (f - d["mean"]) / d["mean"] if d["mean"] else math.nan
+        out[k] = {"des": d["mean"], "des_low": d["low"], "des_high": d["high"], "fleet": f, "rel": rel,
+                  "ok": bool(abs(rel) <= 0.05 or d["low"] <= f <= d["high"])}
+    return out
