@@ -118,7 +118,7 @@ class Client:
         for attempt in itertools.count():
             idx = self.rec.index(env.now)
             limit = env.now + self.policy.timeout_s
-            outcome = yield from self._timed(auth.call(0, limit), limit, TIMEOUT)
+            outcome = yield from self._timed(self.stack.login(limit), limit, TIMEOUT)
             if outcome == OK:
                 self._logins[idx] += 1
                 sess.logged_in, sess.epoch, sess.login_at = True, self.stack.auth_epoch, env.now

@@ -18,6 +18,7 @@ import simpy
 from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim.costmodel import StepCost
+from sim.des.host import HostCpu
 from sim.scenario.services import LLMFleet
 
 OK, ERROR, DOWN, SHED, CANCELLED = "ok", "error", "down", "shed", "cancelled"
@@ -48,8 +49,13 @@ class Seq:
 
 
 class Replica:
-    def __init__(self, env: simpy.Environment, idx: int, spec: LLMFleet, cost: StepCost, stats: FleetStats) -> None:
+    def __init__(self, env: simpy.Environment, idx: int, spec: LLMFleet, cost: StepCost, stats: FleetStats,
+                 host: HostCpu | None = None, token_cpu_s: float = 0.0) -> None:
         self.env, self.idx, self.spec, self.cost, self.stats = env, idx, spec, cost, stats
+        # on a shared host CPU (`services.host`) a step's cost is CPU time, its duration what
+        # processor sharing makes of it; each token then costs `token_cpu_s` more CPU outside the step
+        self.host, self.token_cpu_s = host, token_cpu_s
+        self._t_step = 0.0
         self.kv_cap = spec.kv_tokens
         self.kv_used = 0
         self.waiting: deque[Seq] = deque()
@@ -115,13 +121,31 @@ class Replica:
         tokens = 0
         for _, c in prefill:
             tokens += c
-        dt = self.slowdown * self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
+        cost = self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
         stats = self.stats
         stats.steps += 1
         stats.batch_seqs += n_dec + len(prefill)
-        stats.busy_s += dt
         self._step = (prefill, tokens, n_dec)
-        _call_at(self.env, dt, self._on_step, NORMAL)
+        if self.host is not None:
+            self._t_step = self.env.now
+            self.host.run(cost, self._after_cpu)
+            return
+        stats.busy_s += self.slowdown * cost
+        _call_at(self.env, self.slowdown * cost, self._on_step, NORMAL)
+
+    def _after_cpu(self) -> None:
+        """The step's CPU work is done; a slowdown fault then stretches it by (factor - 1) x its
+        duration, as the stack's engine sleeps after each step."""
+        host, wall = self.host, self.env.now - self._t_step
+        prefill, _, n_dec = self._step
+        assert host is not None
+        if self.token_cpu_s:
+            host.run(self.token_cpu_s * (n_dec + len(prefill)), _nothing)
+        self.stats.busy_s += self.slowdown * wall
+        if self.slowdown > 1.0:
+            _call_at(self.env, (self.slowdown - 1.0) * wall, self._on_step, NORMAL)
+        else:
+            self._on_step(None)  # type: ignore[arg-type]
 
     def _on_step(self, _: simpy.Event) -> None:
         if self.up:
@@ -283,6 +307,10 @@ class Replica:
         if self._idle and not self._waking:
             self._waking = True
             _call_at(self.env, 0.0, self._on_wake, NORMAL)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _call_at(env: simpy.Environment, delay: float, callback, priority: EventPriority) -> None:  # type: ignore[no-untyped-def]

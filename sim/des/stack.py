@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import simpy
 
+from sim.des.host import HostCpu
 from sim.des.llm import DOWN
 from sim.des.llm import ERROR as LLM_ERROR
 from sim.des.llm import OK as LLM_OK
 from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
+from sim.rules.calls import ttft_from_attempt
 from sim.rules.faults import combine, session_kept
 from sim.rules.outcomes import AUTH
 from sim.scenario import Fault, Scenario
@@ -26,11 +28,20 @@ class StackModel:
         self.gateway = GatewayService(env, sv.gateway, streams("service.gateway")) if sv.gateway else None
         self.auth = ToolService(env, "auth", sv.auth, streams("service.auth")) if sv.auth else None
         self.tools = {n: ToolService(env, n, s, streams(f"service.{n}")) for n, s in sv.tools.items()}
-        self.fleet = Fleet(env, sv.llm, streams("service.llm")) if sv.llm else None
+        hs = sv.host
+        self.host = HostCpu(env, hs.cores) if hs is not None else None
+        self.request_cpu_s = hs.request_cpu_s if hs else 0.0
+        self.llm_call_cpu_s = hs.llm_call_cpu_s if hs else 0.0
+        self.tool_call_cpu_s = hs.tool_call_cpu_s if hs else 0.0
+        steps_on_host = hs is not None and hs.llm_steps
+        self.fleet = Fleet(env, sv.llm, streams("service.llm"), self.host if steps_on_host else None,
+                           hs.token_cpu_s if hs else 0.0) if sv.llm else None
         self.auth_epoch = 0
         self._invalidations: list[float] = [0.0]  # fraction of sessions lost at each epoch
         self._u = self.uniforms("stack")
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
+        # chat classes' TTFT runs from the attempt's start, as their client times it (`sim.rules.calls`)
+        self._ttft_from_attempt = {n: ttft_from_attempt(c) for n, c in sc.workload.classes.items()}
         self._active: dict[str, list[Fault]] = {}
 
     def uniforms(self, name: str) -> Uniforms:
@@ -55,21 +66,25 @@ class StackModel:
     def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         """The work of one attempt, a generator that returns OK or a failure reason. With no
         auth and no gateway it is the stages themselves (one generator level less per event)."""
-        if self.gateway is None and self.auth is None:
+        if self.gateway is None and self.auth is None and self.host is None:
             env = self.env
             client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
-            return self._stages(cmd, env.now + (client.spec.timeout_s or float("inf")), client.llm_hists[cmd.name])
+            return self._stages(cmd, env.now + (client.spec.timeout_s or float("inf")), client.llm_hists[cmd.name],
+                                env.now)
         return self._attempt(sess, cmd, client)
 
     def _attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         env = self.env
+        t_attempt = env.now
         deadline = env.now + (client.spec.timeout_s or float("inf"))
+        if self.host is not None:  # the HTTP request itself, on the shared CPU
+            yield self.host.work(self.request_cpu_s)
         if self.auth is not None and not self._session_valid(sess):
             return AUTH
         gw = self.gateway
         if gw is None:
             client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
-            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
+            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name], t_attempt))
         if not gw.admit_rate(sess.bucket):
             return REJECTED
         got = yield from gw.enter(cmd.cls.priority, deadline)
@@ -77,9 +92,16 @@ class StackModel:
             return got
         client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
         try:
-            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
+            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name], t_attempt))
         finally:
             gw.pool.release()
+
+    def login(self, limit: float):  # type: ignore[no-untyped-def]
+        """One login call (a generator): the HTTP request on the shared CPU, then auth."""
+        if self.host is not None:
+            yield self.host.work(self.request_cpu_s)
+        assert self.auth is not None
+        return (yield from self.auth.call(0, limit))
 
     def _session_valid(self, sess) -> bool:  # type: ignore[no-untyped-def]
         if not sess.logged_in:
@@ -96,16 +118,20 @@ class StackModel:
             return False
         return True
 
-    def _stages(self, cmd, deadline: float, hists):  # type: ignore[no-untyped-def]
-        """Walk the command's stages. TTFT and TPOT are serving metrics: recorded for every LLM
-        call that produced tokens (submit to first token; decode time per later token)."""
+    def _stages(self, cmd, deadline: float, hists, t_attempt: float):  # type: ignore[no-untyped-def]
+        """Walk the command's stages. TTFT and TPOT are recorded for every LLM call that produced
+        tokens (to the first token from the call's submission, or for a chat class from the
+        attempt's start: `sim.rules.calls`; decode time per later token)."""
         env = self.env
+        from_attempt = self._ttft_from_attempt[cmd.name]
         context = 0
         carry = cmd.cls.carry_context
         prio = cmd.cls.priority
         first_llm = True
         for kind, a, b in self._plans[cmd.name]:
             if kind == "tool":
+                if self.host is not None:
+                    yield self.host.work(self.tool_call_cpu_s)
                 got = yield from a.call(prio, deadline)
                 if got != OK:
                     return got
@@ -118,6 +144,8 @@ class StackModel:
             first_llm = False
             prompt = context + new if carry else new
             t_submit = env.now
+            if self.host is not None:  # tokenising and starting the call, outside the batch steps
+                yield self.host.work(self.llm_call_cpu_s)
             seq = self.fleet.submit(prompt, out)  # type: ignore[union-attr]
             try:
                 got = yield seq.done
@@ -126,7 +154,7 @@ class StackModel:
                     seq.replica.cancel(seq)
                 raise
             if seq.t_first is not None:
-                hists[0].record(env.now, seq.t_first - t_submit)
+                hists[0].record(env.now, seq.t_first - (t_attempt if from_attempt else t_submit))
                 if got == LLM_OK and out > 1:
                     hists[1].record(env.now, (seq.t_done - seq.t_first) / (out - 1))
             if got != LLM_OK:
