@@ -8,6 +8,11 @@
 - `trace`: timestamps (and optionally token lengths) replayed from a file, time compressed by
   `scale` (scale 2 = twice the rate, same shape).
 
+For a campaign launch (`population.launch`) users, not sessions, arrive: `DailyProfile` is a
+daily cycle with its integral (phone-activity time; session times within a day) and
+`BroadcastCurve` the rate at which people reached from outside the app join, both used by
+`sim.des.users` (thinned like any rate curve with `poisson_times`).
+
 Every function takes an explicit `numpy.random.Generator` and yields blocks of absolute times.
 """
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from sim.datafiles import DataFileError
 from sim.errors import ScenarioError
+from sim.scenario.launch import Launch
 from sim.scenario.schema import Scenario, read_trace
 
 DAY_S = 86_400.0
@@ -91,7 +97,7 @@ class RateCurve:
         return grid, cum
 
 
-def poisson_times(curve: RateCurve, horizon_s: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
+def poisson_times(curve: RateCurve | BroadcastCurve, horizon_s: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Non-homogeneous Poisson arrivals on [0, horizon_s) by thinning, one window at a time.
 
     A window is `_WINDOW_S` long, or shorter where the rate would put more than `MAX_DRAW`
@@ -188,6 +194,9 @@ def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
 def arrival_blocks(sc: Scenario, rng: np.random.Generator, base_dir: Path) -> Iterator[np.ndarray]:
     """Session start times in blocks, for the scenario's arrival process, on [0, duration)."""
     horizon = sc.run.duration_s
+    if sc.population is not None and sc.population.launch is not None:
+        raise ScenarioError("sessions come from users (sim.des.users), not from one arrival stream; this consumer "
+                            "does not run launches yet", path="population.launch")
     if sc.arrivals.process == "trace":
         times = load_trace(sc, base_dir).times_s
         yield times[times < horizon]
@@ -197,3 +206,110 @@ def arrival_blocks(sc: Scenario, rng: np.random.Generator, base_dir: Path) -> It
         yield from poisson_times(curve, horizon, rng)
     else:
         yield from renewal_times(curve, horizon, rng, sc.arrivals.process, sc.arrivals.cv)
+
+
+class DailyProfile:
+    """A daily cycle of 24 hourly weights (normalised to mean 1, interpolated as `RateCurve` does)
+    and its integral: `elapsed(t)` counts seconds of mean activity since t = 0 (a whole day holds
+    86,400 of them), `advance(t, d)` is when `d` more of them have passed; `sample_day` and
+    `sample_after` draw times within a clock day from the profile's density."""
+
+    _STEP_S = 60.0
+
+    def __init__(self, weights: tuple[float, ...], start_hour: float = 0.0) -> None:
+        m = sum(weights) / 24
+        self.curve = RateCurve(1.0, start_hour, tuple(w / m for w in weights))
+        self.offset_s = start_hour * 3600.0
+        clock = np.arange(0.0, DAY_S + self._STEP_S / 2, self._STEP_S)
+        w = self.curve(clock - self.offset_s)
+        cum = np.concatenate([[0.0], np.cumsum((w[1:] + w[:-1]) / 2 * self._STEP_S)])
+        self._clock, self._cum = clock, cum * (DAY_S / cum[-1])
+
+    def _g(self, t: np.ndarray | float) -> np.ndarray:
+        c = np.asarray(t, dtype=float) + self.offset_s
+        day = np.floor(c / DAY_S)
+        return day * DAY_S + np.interp(c - day * DAY_S, self._clock, self._cum)
+
+    def _g_inv(self, g: np.ndarray | float) -> np.ndarray:
+        g = np.asarray(g, dtype=float)
+        day = np.floor(g / DAY_S)
+        return day * DAY_S + np.interp(g - day * DAY_S, self._cum, self._clock) - self.offset_s
+
+    def elapsed(self, t: np.ndarray | float) -> np.ndarray:
+        """Seconds of mean activity from t = 0 to t."""
+        return self._g(t) - self._g(0.0)
+
+    def advance(self, t: float, activity_s: np.ndarray | float) -> np.ndarray:
+        """The times at which `activity_s` seconds of mean activity have passed since t."""
+        return self._g_inv(self._g(t) + np.asarray(activity_s, dtype=float))
+
+    def day_start(self, t: float) -> float:
+        """The clock midnight at or before t."""
+        return math.floor((t + self.offset_s) / DAY_S) * DAY_S - self.offset_s
+
+    def mass_after(self, t: float) -> float:
+        """Fraction of t's clock day's activity still to come after t."""
+        return float(1.0 - (self._g(t) - self._g(self.day_start(t))) / DAY_S)
+
+    def sample_day(self, rng: np.random.Generator, n: int, day_start: float) -> np.ndarray:
+        """n times in the clock day starting at `day_start`, from the profile's density."""
+        return self._g_inv(self._g(day_start) + rng.uniform(0.0, DAY_S, n))
+
+    def sample_after(self, rng: np.random.Generator, n: int, t: float) -> np.ndarray:
+        """n times between t and the next clock midnight, from the profile's density."""
+        g0 = float(self._g(t))
+        end = float(self._g(self.day_start(t))) + DAY_S
+        return self._g_inv(rng.uniform(g0, end, n))
+
+
+class BroadcastCurve:
+    """Rate (per second, in the cell) at which people reached from outside the app join after
+    the launch at `at_s`. In phone-activity time tau (seconds of mean activity since the launch)
+    each person of the pool is unaware (U), aware (A) or joined (J):
+    dU/dtau = -rho U, dA/dtau = rho U - kappa A, dJ/dtau = kappa A, with A(0) = aware_at_launch,
+    U(0) = 1 - A(0). So A(tau) = alpha e^(-kappa tau) + beta e^(-rho tau),
+    beta = (1 - a0) rho / (kappa - rho), alpha = a0 - beta, and the rate in real time is
+    pool x kappa x A(tau(t)) x activity(t)."""
+
+    def __init__(self, launch: Launch, profile: DailyProfile, cell: float) -> None:
+        b = launch.broadcast
+        self.at_s, self.profile = launch.at_s, profile
+        self.kappa = b.join_per_hour / 3600.0
+        rho = b.reach_per_day / DAY_S
+        if abs(self.kappa - rho) < 1e-9 * self.kappa:
+            rho *= 1 + 1e-6  # the closed form has kappa = rho as a limit; 1e-6 off changes nothing visible
+        self.rho, self.a0, self.pool = rho, b.aware_at_launch, b.pool_users * cell
+        self.beta = (1 - self.a0) * rho / (self.kappa - rho)
+        self.alpha = self.a0 - self.beta
+        ratio = -rho * self.beta / (self.kappa * self.alpha) if self.alpha else -1.0
+        self.tau_peak = math.log(ratio) / (rho - self.kappa) if ratio > 0 else 0.0
+
+    def aware(self, tau: np.ndarray | float) -> np.ndarray:
+        """Fraction of the pool aware and not yet joined, tau seconds of activity after the launch."""
+        tau = np.maximum(np.asarray(tau, dtype=float), 0.0)
+        return self.alpha * np.exp(-self.kappa * tau) + self.beta * np.exp(-self.rho * tau)
+
+    def joined(self, t: np.ndarray | float) -> np.ndarray:
+        """Expected joins in the cell from the launch to t (0 before it)."""
+        tau = np.maximum(self._tau(t), 0.0)
+        unaware = (1 - self.a0) * np.exp(-self.rho * tau)
+        return self.pool * (1.0 - unaware - self.aware(tau))
+
+    def _tau(self, t: np.ndarray | float) -> np.ndarray:
+        return self.profile.elapsed(t) - self.profile.elapsed(self.at_s)
+
+    def __call__(self, t: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        rate = self.pool * self.kappa * self.aware(self._tau(t)) * self.profile.curve(t)
+        return np.where(t >= self.at_s, rate, 0.0)
+
+    def max_over(self, t0: float, t1: float) -> float:
+        """An exact bound on [t0, t1]: the activity's maximum there times A's (A rises to at most
+        one peak, at tau_peak, and falls after it)."""
+        if t1 < self.at_s:
+            return 0.0
+        t0 = max(t0, self.at_s)
+        tau0, tau1 = float(self._tau(t0)), float(self._tau(t1))
+        taus = [tau0, tau1] + ([self.tau_peak] if tau0 < self.tau_peak < tau1 else [])
+        a_max = float(self.aware(np.asarray(taus)).max())
+        return self.pool * self.kappa * a_max * self.profile.curve.max_over(t0, t1)

@@ -36,8 +36,9 @@ CONFIDENCE = 0.95
 
 # KPIs whose *lower* value is better; everything else is higher-is-better (rates, throughput)
 # except the two-sided ones (counts that just describe the load).
-_LOWER_BETTER = ("_p50_s", "_p90_s", "_p99_s", "_mean_s", "attempts_per_command", "failed")
-_DESCRIPTIVE = ("arrived",)
+_LOWER_BETTER = ("_p50_s", "_p90_s", "_p99_s", "_mean_s", "attempts_per_command", "failed", "failed_after_payment",
+                 "payments_duplicated")
+_DESCRIPTIVE = ("arrived", "orders_attempted")
 
 
 # --- Student t (scipy) -------------------------------------------------------------------------
@@ -118,13 +119,19 @@ def _finite(x: Any) -> bool:
 def kpis(summary: Mapping[str, Any]) -> dict[str, float]:
     """Flat KPI name -> value from a run summary (sim.results.summarize).
 
-    Run-wide: success_rate, goodput_per_s, throughput_per_s, orders_per_s, attempts_per_command.
+    Run-wide: success_rate, goodput_per_s, throughput_per_s, orders_per_s, attempts_per_command;
+    with a funnel also orders_attempted, orders_failed_after_payment, payments_duplicated and per
+    funnel class `c.conversion_card`, `c.conversion_no_card` (orders / buy commands started).
     Per class `c`: `c.success_rate`, `c.goodput_per_s`, `c.attempts_per_command` and, where the
     class has samples, `c.{ttft,tpot,e2e}_{p50,p90,p99,mean}_s` (seconds). NaN where undefined."""
     out: dict[str, float] = {}
-    for k in ("success_rate", "goodput_per_s", "throughput_per_s", "orders_per_s", "attempts_per_command"):
+    for k in ("success_rate", "goodput_per_s", "throughput_per_s", "orders_per_s", "attempts_per_command",
+              "orders_attempted", "orders_failed_after_payment", "payments_duplicated"):
         if k in summary:
             out[k] = _num(summary[k])
+    for cls, states in summary.get("funnel", {}).items():
+        for state, f in states.items():
+            out[f"{cls}.conversion_{state}"] = _num(f.get("conversion"))
     for cls, kp in summary.get("classes", {}).items():
         for k in ("success_rate", "goodput_per_s", "attempts_per_command"):
             out[f"{cls}.{k}"] = _num(kp.get(k))

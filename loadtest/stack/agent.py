@@ -146,7 +146,7 @@ class Agent:
     async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
         """Run the stages of a started command; the response body. Raises `APIError`."""
         try:
-            return await self._stages(started, command, deadline if self._cancel else None, progress)
+            return await self._stages(started, command, deadline, progress)  # each service applies its rule
         finally:
             if started.ticket:
                 started.ticket.release()
@@ -255,7 +255,7 @@ class Agent:
         text = self._fit(" ".join(pieces), prompt, out)
         messages: list[Message] = [{"role": "user", "content": text}]
         call.t_submit = time.perf_counter()
-        g = await llm.generate(messages, out, 1.0, deadline)
+        g = await llm.generate(messages, out, 1.0, deadline if self._cancel else None)
         answer: list[str] = []
         try:
             async for p in g:

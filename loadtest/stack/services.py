@@ -16,6 +16,7 @@ ordering is tested for real; the simulator only counts the error.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -27,6 +28,7 @@ from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.overload import Admission, Rejected
 from sim.dists import sampler
 from sim.rules.breaker import CircuitBreaker
+from sim.rules.deadlines import Deadlines
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import Service
 
@@ -45,19 +47,26 @@ class Downstream:
     """One service the stack calls (auth, catalog, order, payment, ...)."""
 
     def __init__(self, name: str, spec: Service, faults: FaultBoard, metrics: StackMetrics,
-                 rng: np.random.Generator, honour_deadlines: bool) -> None:
+                 rng: np.random.Generator, deadlines: Deadlines) -> None:
         self.name, self.spec, self.metrics = name, spec, metrics
         self._rng = rng
         self._latency = sampler(spec.latency, rng)
         self.breaker = CircuitBreaker(spec.circuit_breaker) if spec.circuit_breaker else None
-        self.slots = Admission(spec.concurrency, spec.queue_limit, deadline_drop=honour_deadlines)
-        self.honour_deadlines = honour_deadlines
+        self.slots = Admission(self.slots_of(spec), spec.queue_limit, deadline_drop=deadlines.service_drops(name))
+        self.honour_deadlines = deadlines.service_drops(name)  # the queue drops expired waiters
+        self.cancel_running = deadlines.servers_cancel()  # and a running call stops at the deadline
         self.effect: FaultEffect = NO_FAULT
         faults.on_change(name, self._apply)
 
+    @staticmethod
+    def slots_of(spec: Service) -> int:
+        """Slots of a real pool: `concurrency`, or a fluid pool's `servers` rounded up (the stack
+        cannot run a fraction of a server: loadtest/stack/README.md)."""
+        return max(1, math.ceil(spec.servers)) if spec.servers is not None else spec.concurrency
+
     def _apply(self, effect: FaultEffect) -> None:
         self.effect = effect
-        self.slots.set_capacity(effect.units_up(self.spec.concurrency))
+        self.slots.set_capacity(effect.units_up(self.slots_of(self.spec)))
         if effect.outage:
             self.slots.fail_waiting()
 
@@ -77,7 +86,7 @@ class Downstream:
             return self._fail(code, self.slots.retry_after_s())
         t0 = time.monotonic()
         try:
-            if deadline is None:
+            if deadline is None or not self.cancel_running:
                 return await self._run(work)
             async with asyncio.timeout(max(0.0, deadline - t0)):
                 return await self._run(work)

@@ -38,13 +38,13 @@ class Stack:
         streams = Streams(self.seed)
         self.rng_agent = streams("stack.agent")
         self.deadlines = Deadlines.of(sc)
-        cancel = self.deadlines.servers_cancel()
+        d = self.deadlines
         self.gateway = HttpGateway(sc, self.faults, self.metrics, streams("service.gateway"))
-        self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), cancel)
+        self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), d)
                      if sv.auth else None)
         self.sessions = Sessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
                                  self.faults, self.seed)
-        self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), cancel)
+        self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), d)
                       for name, t in sv.tools.items()}
         fleet = sv.llm or LLMFleet()
         backend = fleet.backend

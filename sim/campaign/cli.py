@@ -84,12 +84,61 @@ def validate_campaign(
     simulate_cell: Annotated[bool, typer.Option("--simulate/--no-simulate", help="also run the scaled cell")] = True,
     demand_only: Annotated[bool, typer.Option("--demand-only/--full", help="one-token LLM calls (fast; the counts "
                                               "do not depend on decode)")] = True,
-    cell_scale: Annotated[float | None, typer.Option(help="population.scale of the cell (default: 5e-5 "
-                                                     "demand-only, else the scenario's)")] = None,
+    cell_scale: Annotated[float, typer.Option(help="population.scale of the simulated cell (the same with --full)")]
+    = 5e-5,
     set_: Sets = None,
-    tolerance: Annotated[float, typer.Option(help="allowed relative error")] = 0.05,
+    tolerance: Annotated[float, typer.Option(help="allowed relative error of a calibrated figure")] = 0.05,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="launch scenarios: recompute the calibrated "
+                                            "parameters (several demand-only cells) and print them")] = False,
 ) -> None:
-    """Campaign totals: published vs the scenario's expectation vs the simulated scaled cell."""
+    """Campaign figures: published vs the scenario (expectation) vs the simulated, scaled-up cell.
+    A scenario with `population.launch` also gets the days, the launch day hour by hour, and a
+    calibrated / predicted label on every figure."""
+    from sim.campaign.overlay import load_with_overlay
+
+    sets = list(set_ or [])
+    sc = load_with_overlay(scenario, None, sets)
+    if sc.population is not None and sc.population.launch is not None:
+        _validate_launch(scenario, sets, cell_scale, demand_only, calibrate, tolerance)
+        return
+    _validate_totals(scenario, sets, cell_scale, demand_only, simulate_cell, tolerance)
+
+
+def _validate_launch(scenario: Path, sets: list[str], cell_scale: float, demand_only: bool, calibrate: bool,
+                     tolerance: float) -> None:
+    from sim.campaign import launch_check
+    from sim.des import simulate
+
+    if calibrate:
+        from sim.campaign.launch import calibrate as fit
+
+        with progress("calibrating") as tick:
+            rows = fit(scenario, sets, cell_scale, progress=tick)
+        for r in rows:
+            print("  ".join(f"{k} {v:.6g}" for k, v in r.items()))
+        last = rows[-1]
+        print(f"--set population.launch.broadcast.pool_users={last['pool_users']:.4g} "
+              f"--set population.sessions_per_user_per_day={last['sessions_per_user_per_day']:.4g} "
+              f"--set population.launch.first_session.try_share={last['try_share']:.4g}")
+        return
+    sc = launch_check.cell(scenario, sets, cell_scale, demand_only)
+    p = sc.population
+    assert p is not None
+    with progress(f"simulating {sc.name}") as tick:
+        results = simulate(sc, progress=tick)
+    print(f"{sc.name}: cell = {p.scale * sc.arrivals.scale:g} of the population, scaled back up by "
+          f"{1 / (p.scale * sc.arrivals.scale):,.0f}" + ("; demand only (one-token LLM calls)" if demand_only else ""))
+    text, ok = launch_check.report(sc, results, tolerance)
+    print(text)
+    if not ok:
+        print("FAIL: a figure is outside its tolerance (marked '<- off')")
+        raise typer.Exit(SLO_BREACH)
+    print("ok: every calibrated figure within its tolerance, every predicted one within 25%")
+
+
+def _validate_totals(scenario: Path, sets: list[str], cell_scale: float, demand_only: bool, simulate_cell: bool,
+                     tolerance: float) -> None:
+    """The four campaign totals for a scenario with a DAU list (`population.campaign`)."""
     from sim.campaign.calibration import (
         comparison,
         demand_only_overrides,
@@ -99,9 +148,8 @@ def validate_campaign(
     )
     from sim.campaign.overlay import load_with_overlay
 
-    sets = list(set_ or [])
-    if cell_scale is not None or (demand_only and simulate_cell):
-        sets.append(f"population.scale={cell_scale or 5e-5}")
+    if simulate_cell:
+        sets = sets + [f"population.scale={cell_scale}"]  # the same cell with and without --full
     sc = load_with_overlay(scenario, None, sets)
     if demand_only and simulate_cell:
         sc = load_with_overlay(scenario, None, sets + demand_only_overrides(sc))

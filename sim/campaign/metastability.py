@@ -54,10 +54,14 @@ def _fault_end_s(results: Results) -> float | None:
 
 
 def _demand(results: Results, scenario: Scenario | None, offered: np.ndarray) -> np.ndarray:
-    """Sessions started per interval: the scenario's session rate when given (exact); else
+    """Sessions started per interval: for a launch, the users' sessions as simulated; the
+    scenario's session rate when given (exact); else
     logins when there is an auth service, since commands per session fall during an outage
     (the next command waits for the failing one); else commands offered."""
     dt, n = float(results.meta["interval_s"]), int(results.meta["n_intervals"])
+    launch = scenario is not None and scenario.population is not None and scenario.population.launch is not None
+    if launch and "sessions" in results.series:
+        return np.asarray(results.series["sessions"])  # users open the app (sim.des.users): that is the demand
     if scenario is not None and scenario.arrivals.process != "trace":
         from sim.arrivals import RateCurve
 
@@ -115,16 +119,21 @@ def analyse(results: Results, th: Thresholds | None = None, trigger_end_s: float
 def losses(results: Results, scenario: Scenario | None) -> dict[str, Any]:
     """What the run cost in commands and orders over its post-warm-up window, in the simulated
     cell and at full scale (divided by `population.scale` x `arrivals.scale`; `full_scale` None
-    when the scenario is not a cell). Orders lost = commands of order-placing classes that
-    arrived and did not place their order (needs the scenario to know which classes order)."""
+    when the scenario is not a cell). Orders lost = orders users meant to place that were not
+    placed: every command of an order-placing class, or for a funnel class those whose user went
+    ahead and met no stock-out or failed payment (needs the scenario to know which classes order)."""
     s = results.summary
     failed = float(s.get("failed") or 0.0)
     cell = 1.0
     order_classes: list[str] = []
+    refused = 0.0  # funnel commands that went ahead but met a stock-out or a failed payment
     if scenario is not None:
         cell = (scenario.population.scale if scenario.population else 1.0) * scenario.arrivals.scale
-        order_classes = [c for c, k in scenario.workload.classes.items() if k.places_order]
+        order_classes = [c for c, k in scenario.workload.classes.items() if k.places_order and k.funnel is None]
+        refused = sum(st["outcomes"].get(o, 0.0) for states in (s.get("funnel") or {}).values()
+                      for st in states.values() for o in ("out_of_stock", "payment_error"))
     wanted = sum(s["classes"][c]["arrived"] for c in order_classes if c in s["classes"])
+    wanted += float(s.get("orders_attempted") or 0.0) - refused  # a funnel class: what users meant to order
     lost = max(0.0, wanted - float(s.get("orders") or 0.0)) if scenario is not None else None
     full = 1.0 / cell if cell < 1.0 else None
     return {

@@ -6,7 +6,9 @@ with the same seeds (common random numbers), judged on the same KPIs:
   the cell and scaled to the whole app (/ population.scale);
 - success rate: succeeded / ended commands;
 - time down: how long the success ratio was below `stuck_frac` (`analyse`);
-- time to recover: from the trigger's end to recovery (`analyse`); None = still down at the end.
+- time to recover: from the trigger's end to recovery (`analyse`); None = still down at the end;
+- for a launch scenario (`population.launch`) also failed login attempts and new users lost
+  (gave up signing up), scaled to the whole app.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sim.campaign.metastability import analyse, losses
 from sim.campaign.overlay import load_overlay, load_with_overlay
 from sim.des import simulate
 from sim.parallel import run_tasks
 from sim.results import clock as C
+from sim.results import names as N
 
 BASELINE = "none"
 
@@ -32,7 +37,13 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
     a = analyse(r, scenario=sc)
     s = r.summary
     cost = losses(r, sc)
+    scale = cost["cell"]
+    launch = sc.population is not None and sc.population.launch is not None
     return {
+        "launch": launch,
+        "logins_failed_full_scale": float(r.series[N.LOGIN_FAILED].sum()) / scale,
+        "auth_wait_max_s": _worst_wait(r, "auth"),
+        "users_lost_full_scale": float(r.series[N.USERS_LOST].sum()) / scale if N.USERS_LOST in r.series else 0.0,
         "mitigation": Path(overlay).stem if overlay else BASELINE,
         "description": load_overlay(overlay).description if overlay else "no mitigation",
         "seed": seed,
@@ -50,6 +61,14 @@ def _one(args: tuple[str, str | None, tuple[str, ...], int]) -> dict[str, Any]:
         "down_s": a["down_s"],
         "down_after_trigger_s": a["down_after_trigger_s"],
     }
+
+
+def _worst_wait(r, service: str) -> float:  # type: ignore[no-untyped-def]
+    """The longest mean queue wait of any interval at a service, seconds (0 without one)."""
+    wait, granted = r.series.get(N.of_service("wait_s", service)), r.series.get(N.of_service("granted", service))
+    if wait is None or granted is None or not granted.any():
+        return 0.0
+    return float(np.max(np.where(granted > 0, wait / np.maximum(granted, 1), 0.0)))
 
 
 def compare_mitigations(base: str | Path, overlays: Sequence[str | Path], overrides: Sequence[str] = (),
@@ -84,14 +103,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def ttr(x: float | None) -> str:
         return "never (stuck)" if x is None else C.duration(x)
 
+    launch = any(r.get("launch") for r in rows)
     head = ("| mitigation | goodput /s | goodput % of offered | success rate | orders lost (cell) | "
             "orders lost (full scale) | attempts/command | time down | time to recover |")
-    lines = [head, "|" + "---|" * 9]
+    head += " failed logins (full scale) | users lost (full scale) | worst sign-up wait |" if launch else ""
+    lines = [head, "|" + "---|" * (12 if launch else 9)]
     for r in rows:
-        lines.append(
-            f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | {r['success_rate']:.1%} | "
-            f"{r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | {r['attempts_per_command']:.2f} | "
-            f"{C.duration(r['down_s'])} | {ttr(r['time_to_recover_s'])} |")
+        line = (f"| {r['mitigation']} | {r['goodput_per_s']:.2f} | {r['goodput_fraction']:.1%} | "
+                f"{r['success_rate']:.1%} | {r['orders_lost']:,.0f} | {_big(r['orders_lost_full_scale'])} | "
+                f"{r['attempts_per_command']:.2f} | {C.duration(r['down_s'])} | {ttr(r['time_to_recover_s'])} |")
+        if launch:
+            line += (f" {_big(r['logins_failed_full_scale'])} | {_big(r['users_lost_full_scale'])} | "
+                     f"{r['auth_wait_max_s']:.0f} s |")
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -129,15 +129,18 @@ def stack_serve(
     scenario: Annotated[Path | None, typer.Option(help="configure the stack from a scenario")] = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    scale: Annotated[float, typer.Option(help="scale the scenario's capacities")] = 1.0,
+    scale: Annotated[float, typer.Option(help="scale the scenario (arrivals and every capacity)")] = 1.0,
     set_: Sets = None,
+    db: Annotated[Path | None, typer.Option(help="SQLite file of orders and payments (default: a folder under "
+                                                 "the system's temp dir, never the working directory)")] = None,
 ) -> None:
-    """Serve the reference agent stack (FastAPI on uvicorn) on loopback."""
+    """Serve the reference agent stack (FastAPI on uvicorn) on loopback; says where it listens."""
     need_stack("stack serve")
     from loadtest.stack.__main__ import main as stack_main
 
     args = ["--host", host, "--port", str(port), "--scale", str(scale)]
     args += ["--scenario", str(scenario)] if scenario else []
+    args += ["--db", str(db)] if db else []
     for item in set_ or []:
         args += ["--set", item]
     raise typer.Exit(stack_main(args))

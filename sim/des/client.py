@@ -3,17 +3,24 @@ gateway and the command's stages, with timeouts, retries, budgets, throttling an
 
 Retry budget and adaptive throttling are kept for the whole client population (as an app's
 shared client library would see the service), over a sliding window of about a minute.
+
+With `population.launch`, sessions belong to users (`sim.des.users`): `user_session` keeps the
+user's login across sessions (a first login registers), and the funnel (`sim.funnel`) is asked
+at a command's start (class by card state, outcome, stages to run) and at its success (order,
+card spent); the stack reports each charge of a payment stage (`paid`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from sim.des.stack import StackModel
 from sim.dists import sampler
+from sim.funnel import GOES_AHEAD, OUTCOMES, STATES, Funnel, Plan
 from sim.results import Recorder
 from sim.results import names as N
 from sim.rules.attempts import (
@@ -29,6 +36,23 @@ from sim.rules.attempts import (
 from sim.rules.outcomes import ABANDONED, AUTH, OK, THROTTLED, TIMEOUT
 from sim.rules.ratelimit import TokenBucket
 from sim.rules.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from sim.des.users import Users
+
+
+class SimCommand(Command):
+    """A command as the simulator runs it: with the funnel's plan and the user, if any."""
+
+    __slots__ = ("plan", "user", "n_stages", "pay_stage", "payments", "ended")
+
+    def __init__(self, name: str, cls: Any, t0: float, prompt0: int = -1, output0: int = -1) -> None:
+        super().__init__(name, cls, t0, prompt0, output0)
+        self.plan: Plan | None = None  # the funnel's plan, if the class has a funnel
+        self.user: Any = None  # the sim.des.users.User, for a launch
+        self.n_stages = self.pay_stage = -1  # stages to run (-1: all); index of the charging payment stage
+        self.payments = 0  # charges so far, over all attempts (also attempts the client gave up on)
+        self.ended = False
 
 
 class SessionState:
@@ -71,6 +95,22 @@ class Client:
         self.llm_hists = {n: (rec.hist("ttft", n), rec.hist("tpot", n)) for n, _ in self._classes}
         self._orders = rec.series(N.ORDERS)
         self._logins, self._login_failed = rec.series(N.LOGINS), rec.series(N.LOGIN_FAILED)
+        self.funnel = Funnel(sc.workload)
+        self.users: Users | None = None  # the launch population (set by it)
+        self._funnel_series(rec)
+        auth = sc.services.auth
+        self._register_s = sampler(auth.register_latency, streams("service.auth.register")) if (
+            auth is not None and auth.register_latency is not None) else None
+        stack.on_payment = self.paid
+
+    def _funnel_series(self, rec: Recorder) -> None:
+        names = [n for n in self.funnel.names if self.funnel.has_funnel(n)]
+        self._buy = {(n, st): rec.series(N.buy(n, st)) for n in names for st in STATES}
+        self._buy_out = {(n, st, o): rec.series(N.buy_outcome(n, st, o)) for n in names for st in STATES
+                         for o in OUTCOMES}
+        self._attempted, self._redeemed = rec.series(N.ORDERS_ATTEMPTED), rec.series(N.CARDS_REDEEMED)
+        self._payments, self._dup = rec.series(N.PAYMENTS), rec.series(N.PAYMENTS_DUPLICATED)
+        self._failed_paid = rec.series(N.FAILED_AFTER_PAYMENT)
 
     def pick_class(self) -> tuple[str, object]:
         u = self._cls_u()
@@ -88,7 +128,7 @@ class Client:
                        SessionHealth(self.spec.session_lost_after_timeouts))
         if self.one_command and stack.auth is None:
             name, cls = self.pick_class()
-            cmd = Command(name, cls, self.env.now)
+            cmd = SimCommand(name, cls, self.env.now)
             cmd.prompt0, cmd.output0 = prompt0, output0
             return self.command(sess, cmd)
         return self._session(sess, prompt0, output0)
@@ -105,20 +145,57 @@ class Client:
         n = 1 if self.one_command else max(1, round(self.n_commands()))
         for k in range(n):
             name, cls = self.pick_class()
-            cmd = Command(name, cls, env.now)
+            cmd = SimCommand(name, cls, env.now)
             cmd.prompt0, cmd.output0 = prompt0, output0
             yield from self.command(sess, cmd)
             if k + 1 < n:
                 yield env.timeout(self.think())
 
-    def login(self, sess: SessionState):  # type: ignore[no-untyped-def]
-        """Log in, retrying per the client policy; True when logged in."""
+    def user_session(self, user):  # type: ignore[no-untyped-def]
+        """One session of a launch user (a generator returning True once logged in): log in when
+        the app holds no fresh token (a new user registers), tell the population, run commands."""
+        stack, env = self.stack, self.env
+        if user.sess is None:
+            user.sess = SessionState(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None,
+                                     SessionHealth(self.spec.session_lost_after_timeouts))
+        sess = user.sess
+        if stack.auth is not None and not self._token_fresh(sess):
+            ok = yield from self.login(sess, register=not user.registered)
+            if not ok:
+                name = self.funnel.pick_class(user.has_card, user.uniform())
+                self._arrive(name)
+                self._fail(name, AUTH)
+                return False
+        users = self.users
+        assert users is not None
+        users.logged_in(user, env.now)
+        n = max(1, round(user.n_commands()))
+        for k in range(n):
+            first = users.cards.first_command(user.uniform()) if user.trying else None
+            user.trying = False
+            name = first or self.funnel.pick_class(user.has_card, user.uniform())
+            cmd = SimCommand(name, self.funnel.classes[name], env.now)
+            cmd.user = user
+            yield from self.command(sess, cmd)
+            if k + 1 < n:
+                yield env.timeout(user.think())
+        return True
+
+    def _token_fresh(self, sess: SessionState) -> bool:
+        """The app holds a token it believes valid (it learns of an invalidation only when refused)."""
+        auth = self.stack.scenario.services.auth
+        return sess.logged_in and auth is not None and self.env.now - sess.login_at <= auth.session_ttl_s
+
+    def login(self, sess: SessionState, register: bool = False):  # type: ignore[no-untyped-def]
+        """Log in (a new user: register, for `services.auth.register_latency`), retrying per the
+        client policy; True when logged in."""
         env, auth = self.env, self.stack.auth
         assert auth is not None
         for attempt in itertools.count():
             idx = self.rec.index(env.now)
             limit = env.now + self.policy.timeout_s
-            outcome = yield from self._timed(self.stack.login(limit), limit, TIMEOUT)
+            service_s = self._register_s() if register and self._register_s is not None else None
+            outcome = yield from self._timed(self.stack.login(limit, service_s), limit, TIMEOUT)
             if outcome == OK:
                 self._logins[idx] += 1
                 sess.logged_in, sess.epoch, sess.login_at = True, self.stack.auth_epoch, env.now
@@ -135,15 +212,47 @@ class Client:
         self._s["arrived"][name][self.rec.index(self.env.now)] += 1
         self.in_flight += 1
 
-    def _fail(self, name: str, reason: str) -> None:
-        self._failed[(name, reason)][self.rec.index(self.env.now)] += 1
+    def _fail(self, name: str, reason: str, cmd: SimCommand | None = None) -> None:
+        idx = self.rec.index(self.env.now)
+        self._failed[(name, reason)][idx] += 1
         self.in_flight -= 1
+        if cmd is not None:
+            cmd.ended = True
+            if cmd.payments:
+                self._failed_paid[idx] += 1  # charged, but the user was told it failed
 
-    def command(self, sess: SessionState, cmd: Command):  # type: ignore[no-untyped-def]
+    def _plan(self, cmd: SimCommand) -> None:
+        """A funnel command's outcome and stages, drawn from the user's state when it starts."""
+        user = cmd.user
+        has_card = user is not None and user.has_card
+        draw = user.uniform if user is not None else self.uniform
+        plan = cmd.plan = self.funnel.plan(cmd.name, has_card, draw)
+        cmd.n_stages, cmd.pay_stage = plan.n_stages, plan.pay_stage
+        idx = self.rec.index(self.env.now)
+        self._buy[(cmd.name, plan.state)][idx] += 1
+        if plan.outcome in GOES_AHEAD:
+            self._attempted[idx] += 1
+
+    def paid(self, cmd: SimCommand) -> None:
+        """The stack's call when an attempt's payment stage charged (also an attempt the client has
+        given up on). With exactly-once payments a second charge of the same command is refused."""
+        if cmd.payments and cmd.plan is not None and cmd.plan.exactly_once:
+            return
+        idx = self.rec.index(self.env.now)
+        cmd.payments += 1
+        self._payments[idx] += 1
+        if cmd.payments > 1:
+            self._dup[idx] += 1
+        elif cmd.ended:
+            self._failed_paid[idx] += 1  # charged after the user was told it failed
+
+    def command(self, sess: SessionState, cmd: SimCommand):  # type: ignore[no-untyped-def]
         """A command's attempts, driven by the shared attempt loop (`sim.rules.attempts`)."""
         env, rec = self.env, self.rec
         name = cmd.name
         self._arrive(name)
+        if self.funnel.has_funnel(name):
+            self._plan(cmd)
         loop = CommandAttempts(self.policy, cmd.t0)
         attempts, retries = self._s["attempts"][name], self._s["retries"][name]
         direct = self._untimed and loop.give_up == math.inf
@@ -170,20 +279,20 @@ class Client:
                 return
             self._attempt_failed[outcome][rec.index(env.now)] += 1
             if kind == FAIL:
-                self._fail(name, step.reason)
+                self._fail(name, step.reason, cmd)
                 return
             if kind == RELOGIN:
                 # a lost session: log in again, then retry at once (this is the login storm)
                 if self.stack.auth is None or not (yield from self.login(sess)):
-                    self._fail(name, AUTH)
+                    self._fail(name, AUTH, cmd)
                     return
                 continue
             yield env.timeout(step.wait_s)
             if kind == ABANDON:
-                self._fail(name, ABANDONED)
+                self._fail(name, ABANDONED, cmd)
                 return
 
-    def _succeed(self, cmd: Command) -> None:
+    def _succeed(self, cmd: SimCommand) -> None:
         now = self.env.now
         idx = self.rec.index(now)
         name = cmd.name
@@ -192,7 +301,13 @@ class Client:
         if e2e <= self._good_within[name]:
             self._s["good"][name][idx] += 1
         self._e2e[name].record(now, e2e)
-        if cmd.cls.places_order:  # type: ignore[attr-defined]
+        cmd.ended = True
+        if cmd.plan is not None:
+            ordered, card = self.funnel.settle(cmd.plan, cmd.user.wallet if cmd.user is not None else None)
+            self._buy_out[(name, cmd.plan.state, cmd.plan.outcome)][idx] += 1
+            self._orders[idx] += ordered
+            self._redeemed[idx] += card
+        elif cmd.cls.places_order:  # type: ignore[attr-defined]
             self._orders[idx] += 1
         self.in_flight -= 1
 
@@ -213,4 +328,4 @@ class Client:
         return late
 
 
-__all__ = ["ABANDONED", "AUTH", "THROTTLED", "Client", "Command", "SessionState"]
+__all__ = ["ABANDONED", "AUTH", "THROTTLED", "Client", "Command", "SessionState", "SimCommand"]

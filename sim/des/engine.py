@@ -14,6 +14,7 @@ from sim import __version__
 from sim.arrivals import arrival_blocks, load_trace
 from sim.des.client import Client
 from sim.des.stack import StackModel
+from sim.des.users import launch_users
 from sim.errors import SimulationError
 from sim.results import Recorder, Results
 from sim.results import names as N
@@ -35,7 +36,8 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
     stack = StackModel(env, sc, streams)
     client = Client(env, stack, rec, streams)
-    _arrivals(env, sc, client, streams)
+    if launch_users(env, sc, client, streams, rec, seed) is None:
+        _arrivals(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
     if stack.fleet is not None and sc.services.llm and sc.services.llm.autoscaling:
         env.process(stack.fleet.autoscale(rec))

@@ -3,6 +3,8 @@ errors, faults, circuit breakers and token-bucket rate limits."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import simpy
 
@@ -57,13 +59,67 @@ class Faulted:
             self.pool.fail_waiting()
 
 
+class FluidQueue:
+    """A pool of many servers seen from a scaled cell (`Service.servers`, possibly fractional): a
+    call reserves its work on the pool at `servers` server-seconds per second, FIFO, and waits
+    until the work queued ahead of it is done. It keeps the counters and integrals of `Pool` that
+    the engine samples (busy = work done; capacity = servers)."""
+
+    def __init__(self, env: simpy.Environment, servers: float) -> None:
+        self.env, self.servers, self.capacity = env, servers, servers
+        self.free_at = 0.0  # when the work reserved so far is done
+        self.waiting = self.granted = self.queued = 0
+        self.wait_s = 0.0
+        self._reserved = self._occ = self._cap_area = 0.0
+        self._last = 0.0
+
+    def reserve(self, work_s: float) -> float:
+        """Queue `work_s` server-seconds; returns the wait before the call's own service starts."""
+        now = self.env.now
+        self._tick()
+        start = max(now, self.free_at)
+        self.free_at = start + work_s / self.capacity if self.capacity > 0 else math.inf
+        self._reserved += work_s
+        self.granted += 1
+        wait = start - now
+        if wait > 0:
+            self.queued += 1
+            self.wait_s += wait
+        return wait
+
+    def start_at(self) -> float:
+        """When a call reserving work now would start its service."""
+        return max(self.env.now, self.free_at)
+
+    def set_servers(self, servers: float) -> None:
+        """Servers up after a fault; work already queued keeps the start times it was given."""
+        self._tick()
+        self.capacity = max(0.0, servers)
+
+    def _tick(self) -> None:
+        now = self.env.now
+        self._cap_area += self.capacity * (now - self._last)
+        self._last = now
+
+    def busy_area(self) -> tuple[float, float]:
+        self._tick()
+        backlog = max(0.0, self.free_at - self.env.now) * self.capacity
+        return self._reserved - backlog, self._cap_area
+
+    def occupancy_area(self) -> float:
+        return self._occ
+
+
 class ToolService(Faulted):
-    """A tool (or auth): `concurrency` servers, a queue, sampled latency and errors."""
+    """A tool (or auth): `concurrency` servers, a queue, sampled latency and errors; or, with
+    `servers`, a fluid pool (`FluidQueue`)."""
 
     def __init__(self, env: simpy.Environment, name: str, spec: Service, rng: np.random.Generator) -> None:
         super().__init__()
         self.env, self.name, self.spec = env, name, spec
-        self.pool = Pool(env, name, spec.concurrency, spec.queue_limit)
+        self.fluid = FluidQueue(env, spec.servers) if spec.servers is not None else None
+        self.pool = self.fluid or Pool(env, name, spec.concurrency, spec.queue_limit,  # type: ignore[assignment]
+                                       deadline_drop=spec.deadline_drop)
         self.latency = sampler(spec.latency, rng)
         self.uniform = Uniforms(rng)
         self.breaker = CircuitBreaker(spec.circuit_breaker) if spec.circuit_breaker else None
@@ -71,9 +127,10 @@ class ToolService(Faulted):
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
 
-    def call(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
-        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED.
-        An interrupt (the client cancelled) leaves the queue or frees the server."""
+    def call(self, prio: int, deadline: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
+        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED. `service_s`
+        replaces the sampled latency (a registration at auth). An interrupt (the client
+        cancelled) leaves the queue or frees the server."""
         env, pool = self.env, self.pool
         t_in = env.now
         effect = self.effect
@@ -81,14 +138,21 @@ class ToolService(Faulted):
             return ERROR
         if self.breaker is not None and self.breaker.allow(t_in) > 0:
             return SHED
+        if self.fluid is not None:
+            return (yield from self._fluid_call(deadline, service_s))
         if not pool.try_acquire():
             got = yield from pool.queue(prio, deadline)
             if got != GRANTED:
                 return _REFUSED[got]
         try:
-            yield env.timeout(self.latency() * effect.slowdown)
+            yield env.timeout((self.latency() if service_s is None else service_s) * effect.slowdown)
         finally:
             pool.release()
+        return self._finish(t_in)
+
+    def _finish(self, t_in: float) -> str:
+        """A call has finished service: count it, draw its error, feed the breaker."""
+        env = self.env
         self.served += 1
         self.time_s += env.now - t_in
         err = self.effect.error_with(self.error_rate)
@@ -96,6 +160,39 @@ class ToolService(Faulted):
         if self.breaker is not None:
             self.breaker.record(ok, env.now)
         return OK if ok else ERROR
+
+    def _fluid_call(self, deadline: float, service_s: float | None):  # type: ignore[no-untyped-def]
+        """A call on a fluid pool: wait behind the queued work, then the latency (see FluidQueue).
+        With `deadline_drop`, a call whose turn would come after its deadline waits until the
+        deadline and is shed, and its work is never done."""
+        env, q = self.env, self.fluid
+        assert q is not None
+        t_in = env.now
+        work = (self.latency() if service_s is None else service_s) * self.effect.slowdown
+        if self.spec.deadline_drop and q.start_at() > deadline:
+            q.waiting += 1
+            try:
+                yield env.timeout(max(0.0, deadline - env.now))
+            finally:
+                q.waiting -= 1
+            return SHED
+        wait = q.reserve(work)
+        if wait > 0:
+            q.waiting += 1
+            try:
+                yield env.timeout(wait)
+            finally:
+                q.waiting -= 1
+        yield env.timeout(work)
+        q._occ += env.now - t_in
+        return self._finish(t_in)
+
+    def set_effect(self, effect: FaultEffect) -> None:
+        if self.fluid is None:
+            super().set_effect(effect)
+            return
+        self.effect = effect  # a fluid pool loses the fraction of its servers (no rounding to units)
+        self.fluid.set_servers(0.0 if effect.outage else self.fluid.servers * (1 - effect.lost_fraction))
 
 
 class GatewayService(Faulted):

@@ -43,6 +43,7 @@ class StackModel:
         # chat classes' TTFT runs from the attempt's start, as their client times it (`sim.rules.calls`)
         self._ttft_from_attempt = {n: ttft_from_attempt(c) for n, c in sc.workload.classes.items()}
         self._active: dict[str, list[Fault]] = {}
+        self.on_payment = lambda cmd: None  # the client's hook: an attempt's payment stage charged
 
     def uniforms(self, name: str) -> Uniforms:
         return Uniforms(self.streams(name))
@@ -96,12 +97,13 @@ class StackModel:
         finally:
             gw.pool.release()
 
-    def login(self, limit: float):  # type: ignore[no-untyped-def]
-        """One login call (a generator): the HTTP request on the shared CPU, then auth."""
+    def login(self, limit: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
+        """One login call (a generator): the HTTP request on the shared CPU, then auth
+        (`service_s`: a registration's latency instead of a login's)."""
         if self.host is not None:
             yield self.host.work(self.request_cpu_s)
         assert self.auth is not None
-        return (yield from self.auth.call(0, limit))
+        return (yield from self.auth.call(0, limit, service_s))
 
     def _session_valid(self, sess) -> bool:  # type: ignore[no-untyped-def]
         if not sess.logged_in:
@@ -128,13 +130,17 @@ class StackModel:
         carry = cmd.cls.carry_context
         prio = cmd.cls.priority
         first_llm = True
-        for kind, a, b in self._plans[cmd.name]:
+        plan = self._plans[cmd.name]
+        # a funnel command the user stopped runs only its first n_stages (sim.funnel.Plan)
+        for i, (kind, a, b) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
             if kind == "tool":
                 if self.host is not None:
                     yield self.host.work(self.tool_call_cpu_s)
                 got = yield from a.call(prio, deadline)
                 if got != OK:
                     return got
+                if i == cmd.pay_stage:
+                    self.on_payment(cmd)
                 context += int(b())
                 continue
             if first_llm and cmd.prompt0 >= 0:  # trace replay gives the first call's lengths

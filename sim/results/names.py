@@ -39,6 +39,32 @@ def attempt_failed(reason: Reason) -> str:
 ORDERS, LOGINS, LOGIN_FAILED, IN_FLIGHT = "orders", "logins", "login_failed", "in_flight"
 RUN_COUNTERS = (ORDERS, LOGINS, LOGIN_FAILED, IN_FLIGHT)
 
+# -- the funnel and the launch (sim/funnel.py, sim/des/users.py) ------------------------------
+ORDERS_ATTEMPTED, CARDS_REDEEMED, FAILED_AFTER_PAYMENT = "orders_attempted", "cards_redeemed", "failed_after_payment"
+PAYMENTS, PAYMENTS_DUPLICATED = "payments", "payments_duplicated"
+UserSource = Literal["broadcast", "invited"]
+USERS_RETURNING, SESSIONS, REGISTRATIONS, USERS_LOST = "users_returning", "sessions", "registrations", "users_lost"
+INVITATIONS, CARDS_EARNED, CARDS_MAX_EARNED = "invitations", "cards_earned", "cards_max_earned"
+
+
+def buy(cls: str, state: str) -> str:
+    """Commands of a funnel class started by a user in `state` (card, no_card)."""
+    return f"buy:{cls}:{state}"
+
+
+def buy_outcome(cls: str, state: str, outcome: str) -> str:
+    """Of those, the ones that succeeded, by the funnel's outcome (ordered, changed_mind, ...)."""
+    return f"buy_outcome:{cls}:{state}:{outcome}"
+
+
+def users_new(source: UserSource) -> str:
+    """Users opening the app for the first time (a download), by who brought them in."""
+    return f"users_new:{source}"
+
+
+LAUNCH_COUNTERS = (users_new("broadcast"), users_new("invited"), USERS_RETURNING, REGISTRATIONS, USERS_LOST,
+                   INVITATIONS, CARDS_EARNED)
+
 # -- per service ------------------------------------------------------------------------------
 ServiceGauge = Literal["queue", "capacity", "utilisation", "occupancy", "granted", "waited", "wait_s",
                        "served", "time_s"]

@@ -23,6 +23,30 @@ Series names are `metric` or `metric:label[:label]`:
 | `llm_batch`, `llm_kv_frac` | mean sequences per batch step; KV-cache use at the end (fraction) |
 | `llm_prefill_tokens`, `llm_decode_tokens`, `llm_preemptions`, `llm_replicas_up`, `llm_busy` | LLM fleet (tokens per interval; busy = fraction of time stepping) |
 
+With a funnel (`workload.classes.NAME.funnel`, sim/funnel.py; STATE is `card` or `no_card`, the
+user's state when the command started; OUTCOME ordered, changed_mind, no_card, out_of_stock,
+payment_error):
+
+| series | meaning (per interval) |
+|---|---|
+| `buy:{class}:{state}` | commands of a funnel class started |
+| `buy_outcome:{class}:{state}:{outcome}` | of those, commands that succeeded, by the funnel's outcome (`orders` counts `ordered`) |
+| `orders_attempted` | funnel commands whose user went ahead to order (ordered, out_of_stock or payment_error) |
+| `payments`, `payments_duplicated` | charges by a payment stage (also of attempts the client gave up on); of which a second charge of the same command (only without `exactly_once`) |
+| `failed_after_payment` | commands charged whose user was told they failed |
+| `cards_redeemed` | orders a free-order card paid for |
+
+With a launch (`population.launch`, sim/des/users.py), users:
+
+| series | meaning (per interval) |
+|---|---|
+| `users_new:broadcast`, `users_new:invited` | users opening the app for the first time (a download), reached from outside / invited by a friend |
+| `users_returning` | users who had opened it before, opening it for the first time that clock day (DAU = the three summed over a day) |
+| `sessions` | sessions started (every time a user opens the app) |
+| `registrations`, `users_lost` | sign-ups done; new users who gave up after `registration.max_tries` failed sessions |
+| `invitations`, `cards_earned` | friends who accepted an invitation (they come later); free-order cards added to wallets |
+| `cards_max_earned` | gauge: the most cards any user has earned so far (at most `cards.max_per_user`) |
+
 Failure reasons: timeout, rejected (rate limit), shed (queue full, deadline, circuit open),
 error, abandoned (user gave up), auth (login failed), throttled (client-side throttling).
 Histogram metrics (seconds), per class: `e2e` per successful command (from its first attempt,

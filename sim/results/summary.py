@@ -73,9 +73,40 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
         "attempts_per_command": sum(total(N.of_class("attempts", c)) for c in classes) / arrived if arrived else math.nan,
         "orders": total(N.ORDERS),
         "orders_per_s": total(N.ORDERS) / window_s if window_s else math.nan,
+        **_funnel(series, total),
         "classes": classes,
         "slos": slo_verdicts(meta.get("slos", {}), classes),
     }
+
+
+def _funnel(series: dict[str, np.ndarray], total) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Order KPIs when the run has a funnel (sim.funnel): attempted (the user went ahead),
+    converted, charged but told it failed, charged twice; conversion per funnel class and user
+    state (`buy:CLASS:STATE` commands, `buy_outcome:CLASS:STATE:OUTCOME` of those that
+    succeeded); and, for a launch, its users and cards."""
+    if N.ORDERS_ATTEMPTED not in series:
+        return {}
+    out: dict[str, Any] = {
+        "orders_attempted": total(N.ORDERS_ATTEMPTED),
+        "orders_failed_after_payment": total(N.FAILED_AFTER_PAYMENT),
+        "payments": total(N.PAYMENTS),
+        "payments_duplicated": total(N.PAYMENTS_DUPLICATED),
+        "cards_redeemed": total(N.CARDS_REDEEMED),
+    }
+    funnel: dict[str, Any] = {}
+    for name in series:
+        parts = N.split(name)
+        if parts[0] == "buy":
+            _, cls, state = parts
+            arrived = total(name)
+            outcomes = {N.split(k)[3]: total(k) for k in series if N.split(k)[:3] == ("buy_outcome", cls, state)}
+            funnel.setdefault(cls, {})[state] = {
+                "arrived": arrived, "outcomes": outcomes,
+                "conversion": outcomes.get("ordered", 0.0) / arrived if arrived else math.nan}
+    out["funnel"] = funnel
+    if N.USERS_RETURNING in series:
+        out["users"] = {k: total(k) for k in N.LAUNCH_COUNTERS}
+    return out
 
 
 def slo_verdicts(slos: dict[str, dict[str, float | None]], classes: dict[str, Any]) -> list[dict[str, Any]]:

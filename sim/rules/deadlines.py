@@ -6,7 +6,9 @@ scenario says so, and then:
 - `clients.cancel_on_timeout`: every server stops the attempt's work at the deadline, wherever
   it is (a queue, a tool call, an LLM sequence): the client told them it stopped waiting;
 - `services.gateway.deadline_drop`: the gateway's admission queue drops waiting work whose
-  deadline has passed (work already admitted runs to the end).
+  deadline has passed (work already admitted runs to the end);
+- `services.auth.deadline_drop`, `services.tools.NAME.deadline_drop`: that service's queue does
+  the same (a server-side request timeout).
 
 Without either, servers finish work nobody waits for any more: the sustaining loop of a
 retry storm. The load test sends the deadline (`X-Request-Timeout`) exactly when a server acts
@@ -27,16 +29,24 @@ class Deadlines:
     timeout_s: float | None  # the client's per-attempt timeout (None: no deadline)
     cancel_on_timeout: bool  # every server drops the work at the deadline
     gateway_drops_expired: bool  # the gateway's queue drops waiting work past its deadline
+    services_drop_expired: frozenset[str] = frozenset()  # auth and tools whose queues do the same
 
     @classmethod
     def of(cls, sc: Scenario) -> Deadlines:
-        gw = sc.services.gateway
-        return cls(sc.clients.timeout_s, sc.clients.cancel_on_timeout, bool(gw and gw.deadline_drop))
+        gw, sv = sc.services.gateway, sc.services
+        pools = ({"auth": sv.auth} if sv.auth else {}) | dict(sv.tools)
+        return cls(sc.clients.timeout_s, sc.clients.cancel_on_timeout, bool(gw and gw.deadline_drop),
+                   frozenset(n for n, s in pools.items() if s.deadline_drop))
 
     @property
     def sent(self) -> bool:
         """Whether the client tells servers its deadline (some server acts on it)."""
-        return self.timeout_s is not None and (self.cancel_on_timeout or self.gateway_drops_expired)
+        return self.timeout_s is not None and (self.cancel_on_timeout or self.gateway_drops_expired
+                                               or bool(self.services_drop_expired))
+
+    def service_drops(self, name: str) -> bool:
+        """Whether service `name`'s queue drops expired waiters (its own rule, or cancellation)."""
+        return self.sent and (name in self.services_drop_expired or self.cancel_on_timeout)
 
     def gateway_drops(self) -> bool:
         """Whether the gateway's queue drops expired waiters."""

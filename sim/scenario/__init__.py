@@ -1,5 +1,6 @@
 """Scenario files: schema, loading, overrides and errors."""
 
+from sim.scenario.launch import Funnel, Launch
 from sim.scenario.load import apply_override, json_schema, load_scenario, parse_scenario
 from sim.scenario.schema import (
     SLO,
@@ -18,7 +19,8 @@ from sim.scenario.schema import (
 from sim.scenario.services import LLMFleet, Service, Services
 
 __all__ = [
-    "SLO", "Arrivals", "Campaign", "Clients", "CommandClass", "Cost", "Fault", "LLMFleet", "Population", "Run",
+    "SLO", "Arrivals", "Campaign", "Clients", "CommandClass", "Cost", "Fault", "Funnel", "Launch", "LLMFleet",
+    "Population", "Run",
     "Scenario", "Service", "Services", "Stage", "Workload",
     "apply_override", "json_schema", "load_scenario", "parse_scenario",
 ]

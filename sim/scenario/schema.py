@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 from sim.datafiles import read_column, read_datetime_column, resolve_data_path
 from sim.dists import Constant, Distribution
 from sim.scenario.clients import Backoff, Clients
+from sim.scenario.launch import Launch
 from sim.scenario.services import Frozen, Services
 from sim.scenario.workload import CommandClass, LLMStage, Stage, ToolStage, Workload
 
@@ -78,6 +79,8 @@ class Population(Frozen):
                                   "between hour midpoints); none = flat"
     )
     campaign: Campaign | None = Field(default=None, description="a campaign that lifts DAU from a launch time on")
+    launch: Launch | None = Field(default=None, description="the campaign's launch as users who join, invite and "
+                                  "hold cards (instead of 'campaign')")
     commands_per_session: Distribution = Field(
         default_factory=lambda: Constant(value=1),
         description=f"commands a session issues (rounded, at least 1; mean at most {MAX_COMMANDS_PER_SESSION:,})")
@@ -96,6 +99,12 @@ class Population(Frozen):
         if any(x < 0 for x in v) or sum(v) <= 0:
             raise ValueError("weights must be >= 0 with a positive sum")
         return v
+
+    @model_validator(mode="after")
+    def _one_campaign(self) -> Population:
+        if self.campaign is not None and self.launch is not None:
+            raise ValueError("launch: give either 'campaign' (DAU per day) or 'launch' (the users behind it), not both")
+        return self
 
     @field_validator("commands_per_session")
     @classmethod
@@ -331,6 +340,17 @@ def _check_references(sc: Scenario) -> None:
             raise ValueError(f"slos.{name}: unknown command class (classes: {sorted(sc.workload.classes)})")
     if sc.population and sc.population.campaign and not math.isfinite(sc.population.campaign.launch_at_s):
         raise ValueError("population.campaign.launch_at_s: must be finite")
+    launch = sc.population.launch if sc.population else None
+    if launch is not None:
+        if sc.arrivals.process != "poisson" or sc.arrivals.rate_per_s is not None:
+            raise ValueError("arrivals.process: population.launch starts users itself; arrivals must be the default "
+                             f"'poisson' without rate_per_s (got {sc.arrivals.process!r})")
+        if launch.at_s >= sc.run.duration_s:
+            raise ValueError(f"population.launch.at_s: must be < run.duration_s (got {launch.at_s})")
+        first = launch.first_session
+        if first is not None and first.try_class not in sc.workload.classes:
+            raise ValueError(f"population.launch.first_session.try_class: unknown command class {first.try_class!r} "
+                             f"(classes: {sorted(sc.workload.classes)})")
 
 
 __all__ = [

@@ -80,8 +80,22 @@ class Service(Frozen):
     error_rate: float = Field(default=0.0, ge=0, le=1, description="probability that a served call fails (5xx)")
     queue_limit: int | None = Field(default=None, ge=0, le=10**9, description="calls waiting for a server; one "
                                                                               "more is shed; none = unbounded")
+    deadline_drop: bool = Field(default=False, description="a queued call whose client deadline has passed is "
+                                "dropped (shed) instead of served (a server-side request timeout)")
     circuit_breaker: CircuitBreaker | None = Field(default=None, description="callers stop calling after repeated "
                                                                              "failures; none = no breaker")
+    servers: float | None = Field(
+        default=None, gt=0, le=1e9,
+        description="a fluid pool instead of `concurrency` servers: this many servers, which may be fractional (a "
+                    "scaled cell's share of a pool far larger than the cell: full-scale servers x population.scale). "
+                    "A call waits its turn behind the work queued ahead of it (FIFO, work / servers), then takes its "
+                    "latency; work reserved by a call its client gave up on is still done")
+
+    @model_validator(mode="after")
+    def _fluid(self) -> Service:
+        if self.servers is not None and self.queue_limit is not None:
+            raise ValueError("queue_limit: a fluid pool ('servers') has no queue limit")
+        return self
 
 
 class Auth(Service):
@@ -89,6 +103,9 @@ class Auth(Service):
 
     session_ttl_s: float = Field(default=86_400, gt=0, le=_BIG, description="a session's lifetime after login, "
                                                                             "seconds; then the user logs in again")
+    register_latency: Distribution | None = Field(
+        default=None, description="seconds of auth work for a new user's first login (registration: account "
+                                  "creation, verification code); none = 'latency'")
 
 
 class GpuSpec(Frozen):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from sim.dists import Distribution
+from sim.scenario.launch import Funnel
 from sim.scenario.services import Frozen
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -66,8 +67,28 @@ class CommandClass(Frozen):
     priority: int = Field(default=1, ge=0, le=100, description="lower is more important: served first by a "
                                                                "gateway with `priority: true`")
     carry_context: bool = Field(default=True, description="each LLM call sees the earlier calls' tokens")
-    places_order: bool = Field(default=False, description="a success counts as one order placed")
+    places_order: bool = Field(default=False, description="a success counts as one order placed (with a 'funnel': "
+                               "only when the funnel's outcome is an order)")
+    probability_with_card: float | None = Field(
+        default=None, ge=0, le=1, description="share of this class among the commands of a user holding a free-order "
+                                              "card (population.launch); classes without it share the rest in "
+                                              "proportion to 'probability'")
+    funnel: Funnel | None = Field(default=None, description="how a command of this class ends without an order")
     stages: tuple[Stage, ...] = Field(min_length=1, description="the calls a command makes, in order")
+
+    @model_validator(mode="after")
+    def _funnel_tools(self) -> CommandClass:
+        if self.funnel is None:
+            return self
+        if not self.places_order:
+            raise ValueError("funnel: needs 'places_order: true'")
+        tools = [st.tool.service for st in self.stages if st.tool is not None]
+        if self.funnel.order_tool not in tools:
+            raise ValueError(f"funnel.order_tool: no stage calls {self.funnel.order_tool!r} (tool stages: {tools})")
+        pay = self.funnel.payment_tool
+        if pay in tools and tools.index(pay) < tools.index(self.funnel.order_tool):
+            raise ValueError(f"funnel.payment_tool: {pay!r} must come after the order tool in the stages")
+        return self
 
 
 class Workload(Frozen):
@@ -85,4 +106,9 @@ class Workload(Frozen):
         total = sum(c.probability for c in v.values())
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"class probabilities must sum to 1 (got {total:g})")
+        given = sum(c.probability_with_card or 0.0 for c in v.values())
+        rest = [n for n, c in v.items() if c.probability_with_card is None]
+        if given > 1 + 1e-9 or (not rest and abs(given - 1) > 1e-6):
+            raise ValueError(f"probability_with_card: must sum to <= 1, and to 1 when every class gives one "
+                             f"(got {given:g})")
         return v

@@ -1,5 +1,6 @@
-"""The campaign scenarios against the published figures (fast: the expectation is exact, the
-simulated cell is demand-only and small)."""
+"""The DAU-list campaign path against the published figures (fast: the expectation is exact, the
+simulated cell is demand-only and small). `spring_festival.yaml` itself is a launch mechanism
+now (tests/campaign/test_campaign_launch.py); its DAU-list predecessor is kept in data/."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sim.des import simulate
 from sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-FESTIVAL = ROOT / "scenarios" / "spring_festival.yaml"
+FESTIVAL = Path(__file__).parent / "data" / "spring_festival_dau_list.yaml"
 RATES = ROOT / "scenarios" / "data" / "servegen_m-small_rate_10min.csv"
 
 
@@ -39,7 +40,10 @@ def test_yaml_numbers_are_the_documented_models() -> None:
     assert all(abs(a - b) <= 5e3 for a, b in zip(sc.population.campaign.daily_active_users, dau, strict=True))
     assert sc.population.diurnal == tuple(diurnal_profile(RATES))
     assert abs(commands_per_session_mean(sc.population.commands_per_session) - 3.071) < 0.005
-    for name in ("feb8_outage", "steady_day", "launch_week"):
+    launch = load_scenario(ROOT / "scenarios" / "spring_festival.yaml").population
+    assert launch and launch.launch and launch.diurnal == sc.population.diurnal
+    assert launch.launch.activity == tuple(diurnal_profile(RATES, meals={}))
+    for name in ("feb8_outage", "steady_day", "launch_week", "feb6_launch"):
         other = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
         assert other.population and other.population.diurnal and len(other.population.diurnal) == 24
 

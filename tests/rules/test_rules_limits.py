@@ -20,6 +20,7 @@ from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.services import Downstream, ServiceError
 from sim.des.services import GatewayService, ToolService
 from sim.rules.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from sim.rules.deadlines import Deadlines
 from sim.rules.faults import FaultEffect
 from sim.rules.ratelimit import TokenBucket
 from sim.scenario import parse_scenario
@@ -123,7 +124,7 @@ def test_tool_breakers_decide_alike(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     monkeypatch.setattr(stack_services, "time", types.SimpleNamespace(monotonic=clock.monotonic))
     board = FaultBoard(["pay"])
-    tool = Downstream("pay", spec, board, StackMetrics(), np.random.default_rng(0), honour_deadlines=False)
+    tool = Downstream("pay", spec, board, StackMetrics(), np.random.default_rng(0), Deadlines(None, False, False))
 
     async def drive() -> list[str]:
         out = []
