@@ -36,7 +36,7 @@ def counts(series: dict[str, float]) -> dict[str, Any]:
 def run_des(script: list[str]) -> dict[str, Any]:
     import simpy
 
-    from sim.des.client import Client, Command, SessionState
+    from sim.des.client import Client, SessionState, SimCommand
     from sim.des.services import Uniforms
     from sim.results import Recorder
     from sim.streams import Streams
@@ -46,7 +46,7 @@ def run_des(script: list[str]) -> dict[str, Any]:
     answers = iter(script + ["ok"] * 20)
 
     class Auth:
-        def call(self, prio: int, deadline: float):  # type: ignore[no-untyped-def]
+        def call(self, prio: int, deadline: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
             yield env.timeout(ANSWER_S)
             return "ok"
 
@@ -75,7 +75,7 @@ def run_des(script: list[str]) -> dict[str, Any]:
         sess = SessionState(0, None, SessionHealth(sc.clients.session_lost_after_timeouts))
         yield from client.login(sess)
         for _ in range(COMMANDS):
-            yield from client.command(sess, Command("c", sc.workload.classes["c"], env.now))
+            yield from client.command(sess, SimCommand("c", sc.workload.classes["c"], env.now))
 
     env.process(user())
     env.run()

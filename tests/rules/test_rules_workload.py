@@ -21,7 +21,7 @@ from sim.rules.scaling import scale_scenario
 from sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml") if "mitigations" not in p.parts)
+SHIPPED = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml") if not {"mitigations", "overlays"} & set(p.parts))
 NO_ENGINES = "services.llm.backend={type: openai, base_url: 'http://127.0.0.1:9/v1'}"  # no torch engines to build
 
 
