@@ -175,3 +175,15 @@ def describe(result: dict[str, Any]) -> str:
                      f"steps (fit {100 * r['fit_rel_error']:+.0f}%); steps {r['steps'] / r['n']:.1f} per request, "
                      f"{1e3 * r['steps_cpu_s'] / max(1.0, r['steps']):.3f} ms CPU each")
     return "\n".join(lines) + "\n" + json.dumps(result["host"])
+
+
+def write_host(scenario_file: Path, host: dict[str, Any]) -> None:
+    """Put `services.host` into a scenario file as run (`loadtest.plan.write_scenario`'s output),
+    keeping the rest of it as written."""
+    import yaml
+
+    text = scenario_file.read_text()
+    data = yaml.safe_load(text)
+    data.setdefault("services", {})["host"] = host
+    head = "".join(line for line in text.splitlines(keepends=True)[:1] if line.startswith("#"))
+    scenario_file.write_text(head + yaml.safe_dump(data, sort_keys=False))

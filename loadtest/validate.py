@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,26 @@ class ValidateOptions:
     probe_duration_s: float = 40.0  # each capacity probe
     capacity_tol: float = 0.03
     capacity: float | None = None  # the measured capacity as an arrival multiplier: skip its search
+    host: bool = True  # calibrate `services.host` too (the stack's CPU outside the LLM's steps)
+    host_requests: int = 200  # requests per shape of the host calibration
     fault_load: float | None = 0.6  # None: no fault run
     trace: Path | None = None  # a trace scenario to replay through both
     trace_load: float = 0.6  # of the trace scenario's simulated capacity (None of it is measured first)
     pin: bool = True
     stack_options: dict[str, Any] = field(default_factory=lambda: {"torch_threads": 1})
     workers: int = 0
+
+
+# what `--quick` changes (where the option is left at its default): a miniature of the full run
+QUICK: dict[str, Any] = {"loads": (0.3, 0.6, 0.9), "repeats": 2, "duration_s": 15.0, "warmup_s": 3.0,
+                         "probe_duration_s": 12.0, "capacity_tol": 0.25, "calibration_repeats": 3,
+                         "host_requests": 40, "fault_load": None}
+
+
+def quick_options(opt: ValidateOptions) -> ValidateOptions:
+    """`opt` with `QUICK` in place of every option still at its default."""
+    default = ValidateOptions(opt.scenario)
+    return replace(opt, **{k: v for k, v in QUICK.items() if getattr(opt, k) == getattr(default, k)})
 
 
 @dataclass
@@ -155,12 +169,17 @@ def base_scenario(opt: ValidateOptions, cpus: tuple[int, ...] | None) -> tuple[P
     if opt.calibrate:
         from loadtest.calibrate import calibrate
 
+        # with a host model a step costs CPU time (its duration is what sharing the core makes of it)
+        clock = "cpu" if opt.host else "wall"
         with on_cores(cpus):
-            fit = calibrate(sc, repeats=opt.calibration_repeats, threads=opt.stack_options.get("torch_threads") or 1)
+            fit = calibrate(sc, repeats=opt.calibration_repeats, threads=opt.stack_options.get("torch_threads") or 1,
+                            clock=clock)
         data.setdefault("services", {}).setdefault("llm", {})["cost_model"] = fit.cost_model()
+        data["services"].pop("host", None)  # measured again on the running stack (`calibrate_stack_host`)
         info = {"calibrated": True, "cost_model": fit.cost_model(), "r2": fit.r2, "wall_s": fit.wall_s,
                 "max_abs_rel_error": fit.max_abs_rel_error, "design_steps": len(fit.samples),
-                "how": "the stack's engine in-process, 1 engine, back to back, medians, on the stack's core"}
+                "how": f"the stack's engine in-process, 1 engine, back to back, medians of the {clock} clock, "
+                       "on the stack's core"}
     parse_scenario(data, file=str(src), base_dir=src.parent)
     return write_scenario(data, opt.out.resolve(), src.parent), info
 
@@ -188,6 +207,23 @@ def overrides(scenario_file: Path, multiplier: float, seed: int, warmup_s: float
     out = [f"arrivals.scale={arrival_scale(scenario_file) * multiplier!r}", f"run.seed={seed}",
            f"run.warmup_s={warmup_s:g}"]
     return out + ([] if faults else ["faults=[]"])
+
+
+def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack, stack_cpus: tuple[int, ...] | None,
+                         locust_cpus: tuple[int, ...] | None) -> dict[str, Any]:
+    """`services.host` measured on the running stack (`loadtest.calibrate_host`), from the load
+    generator's cores, and written into the scenario every run reads."""
+    from loadtest.calibrate_host import calibrate_host, describe, write_host
+    from sim.scenario import load_scenario
+
+    assert stack.proc.proc is not None
+    cores = len(stack_cpus) if stack_cpus else len(os.sched_getaffinity(0))
+    with on_cores(locust_cpus):
+        result = calibrate_host(load_scenario(scenario_file), stack.url, stack.proc.proc.pid, cores,
+                                opt.host_requests)
+    write_host(scenario_file, result["host"])
+    print(describe(result), flush=True)
+    return result
 
 
 # ---- runs -------------------------------------------------------------------------------------
@@ -287,6 +323,8 @@ def validate_stack(opt: ValidateOptions) -> Validation:
     seed = opt.seed if opt.seed is not None else sc.run.seed
     seeds = [seed + k for k in range(opt.repeats)]
     with Stack(scen_file, out / "stack", opt.stack_options, stack_cpus) as stack:
+        if opt.calibrate and opt.host:
+            calib["host"] = calibrate_stack_host(opt, scen_file, stack, stack_cpus, locust_cpus)
         bench = Bench(opt, scen_file, stack, locust_cpus)
         sim_cap, meas_cap = search_capacity(opt, scen_file, seed, bench if opt.capacity is None else None)
         cap = meas_cap.capacity if meas_cap is not None else float(opt.capacity or math.nan)
@@ -345,37 +383,3 @@ def trace_level(opt: ValidateOptions, scen_file: Path, seeds: list[int], stack_c
     with Stack(trace_file, folder / "stack", opt.stack_options, stack_cpus) as stack:
         bench = Bench(opt, trace_file, stack, locust_cpus, main.log)
         return bench.level(lv, seeds, opt.duration_s, faults=False)
-
-
-def resimulate(folder: Path, sets: list[str], out: Path) -> Validation:
-    """Predict every measured run of a validation folder again, with `sets` applied to each run's
-    scenario (another model, or a deliberately wrong one), and write its table to `out`."""
-    import json
-
-    from loadtest.recovery import recovery
-    from sim.des import simulate
-    from sim.scenario import load_scenario
-
-    src = folder.resolve()
-    data = json.loads((src / "validation.json").read_text())
-    levels = []
-    for row in data["levels"]:
-        lv = A.Level(row["label"], row["kind"], row["fraction"], row["multiplier"])
-        for run in row["runs"]:
-            lv.measured.append(Results.read(src / run / "measured"))
-            res = simulate(load_scenario(src / run / "scenario.yaml", sets))
-            res.meta["recovery"] = recovery(res)
-            lv.simulated.append(res)
-        levels.append(lv)
-    opt = ValidateOptions(Path(data["scenario"]), **{k: v for k, v in data["options"].items()
-                                                     if k in ("probe_duration_s", "warmup_s", "capacity_tol")})
-    sim_cap, _ = search_capacity(opt, src / "scenario.yaml", int(data["seed"]), None, sets)
-    old = data["table"]["capacity"]
-    capacity = A.capacity_cell(sim_cap.capacity, old["meas_multiplier"], offered_per_unit(src / "scenario.yaml"),
-                               A.Targets())
-    capacity["measured_search"] = old.get("measured_search", False)
-    data |= {"resimulated_from": str(src), "resimulated_with": sets,
-             "capacity_search": {**data["capacity_search"], "sim": sim_cap.to_json()}}
-    out.mkdir(parents=True, exist_ok=True)
-    return finish(levels, capacity, data, out.resolve())
-

@@ -39,6 +39,11 @@ def validate_stack(
     trace_load: Annotated[float, typer.Option(help="the trace's load, a fraction of its simulated "
                                               "capacity")] = 0.6,
     pin: Annotated[bool, typer.Option(help="pin the stack to one core and Locust to the others")] = True,
+    host: Annotated[bool, typer.Option(help="calibrate services.host too: the stack's CPU outside the LLM's "
+                                       "steps, shared with them (--no-host: the steps alone, wall clock)")] = True,
+    quick: Annotated[bool, typer.Option(help="a short miniature: loads 0.3,0.6,0.9, 2 repeats of 15 s, 12 s "
+                                        "probes, a 25% capacity bracket, no fault run (options left at "
+                                        "their defaults only)")] = False,
     resimulate: Annotated[Path | None, typer.Option(help="no new measurement: predict the runs of this "
                                                     "validation folder again with the --set overrides")] = None,
 ) -> None:
@@ -46,8 +51,8 @@ def validate_stack(
 
     Exit 0 when every target is met, 99 when one is missed (the report says which), 2 for a
     mistake in the arguments."""
-    from loadtest.validate import ValidateOptions
-    from loadtest.validate import resimulate as again
+    from loadtest.resimulate import resimulate as again
+    from loadtest.validate import ValidateOptions, quick_options
     from loadtest.validate import validate_stack as run
 
     target = out or Path("runs") / f"validate-{scenario.stem}"
@@ -66,7 +71,9 @@ def validate_stack(
                               probe_duration_s=parse_duration(probe_duration, "--probe-duration"),
                               capacity=capacity, capacity_tol=capacity_tol, calibration_repeats=calibration_repeats,
                               fault_load=fault_load or None, trace=trace, trace_load=trace_load,
-                              pin=pin)
+                              pin=pin, host=host)
+        if quick:
+            opt = quick_options(opt)
         if opt.warmup_s >= min(opt.duration_s, opt.probe_duration_s):
             raise UsageError(f"'--warmup' must be shorter than every run (got {warmup!r})")
         result = run(opt)
