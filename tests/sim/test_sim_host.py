@@ -98,3 +98,24 @@ def test_replicas_on_one_shared_core_are_slower_than_on_their_own() -> None:
     assert _e2e_p50({"cores": 2}) == pytest.approx(alone, rel=0.03)
     # CPU per request and per token outside the steps: later still
     assert _e2e_p50({"cores": 1, "request_cpu_s": 0.005, "token_cpu_s": 0.001}) > shared + 0.005
+
+
+def test_chat_ttft_counts_the_gateway_queue_and_agent_ttft_does_not() -> None:
+    """`sim.rules.calls`: a chat client times its first token from its send (the gateway's queue
+    counts), an agent command's LLM calls from their submission. Commands far apart queue
+    nowhere and both agree; packed together on one gateway slot, chat's TTFT grows by the wait
+    there while the agent class's per-call TTFT stays the engine's."""
+    chat = SCENARIO["workload"]["classes"]["chat"]["stages"]  # type: ignore[index]
+    services = {**SCENARIO["services"], "gateway": {"concurrency": 1, "queue_limit": 1000},  # type: ignore[dict-item]
+                "tools": {"catalog": {"concurrency": 100, "latency": {"type": "constant", "value": 0.001}}}}
+
+    def ttft_p50(cls: str, stages: list, rate: float) -> float:  # type: ignore[type-arg]
+        data = {**SCENARIO, "arrivals": {"rate_per_s": rate}, "services": services,
+                "workload": {"classes": {cls: {"probability": 1.0, "stages": stages}}}}
+        return float(simulate(parse_scenario(data)).summary["classes"][cls]["ttft"]["p50"])
+
+    alone = ttft_p50("chat", chat, 1.0)
+    assert alone == pytest.approx(0.004, rel=0.05)  # one 4 ms prefill step
+    # 30 commands/s of about 32 ms each on one gateway slot (96% busy): chat waits there
+    assert ttft_p50("chat", chat, 30.0) > 3 * alone
+    assert ttft_p50("agent", [*chat, {"tool": "catalog"}], 30.0) == pytest.approx(alone, rel=0.05)
