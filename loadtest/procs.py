@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +36,29 @@ def free_port() -> int:
 def _env(**extra: str) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), **extra}
+
+
+@contextmanager
+def on_cores(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """Run this process (the in-process calibration) on `cpus`, then restore its affinity."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def core_share(cpus: tuple[int, ...] | None, seconds: float = 1.0) -> float:
+    """The share of a core that CPU-bound work of this process gets on `cpus` now: a thread spins
+    there for `seconds` and its CPU clock is divided by the wall clock (1: the core is free;
+    other processes' work, at this process's nice level, takes the rest)."""
+    with on_cores(cpus[:1] if cpus else None):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        while time.perf_counter() - t0 < seconds:
+            pass
+        return min(1.0, (time.thread_time() - c0) / (time.perf_counter() - t0))
 
 
 def pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:

@@ -23,8 +23,6 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ import yaml
 from loadtest import accuracy as A
 from loadtest.capacity import CapacitySearch, find_capacity
 from loadtest.plan import write_scenario
-from loadtest.procs import StackProcess
+from loadtest.procs import StackProcess, core_share, on_cores
 from loadtest.safety import LoadTestError, fetch
 from loadtest.scrape import parse
 from sim.results import Results
@@ -64,6 +62,7 @@ class ValidateOptions:
     capacity: float | None = None  # the measured capacity as an arrival multiplier: skip its search
     host: bool = True  # calibrate `services.host` too (the stack's CPU outside the LLM's steps)
     host_requests: int = 200  # requests per shape of the host calibration
+    core_share: bool = True  # the host's cores = pinned cores x the share of them measured free at calibration
     fault_load: float | None = 0.6  # None: no fault run
     trace: Path | None = None  # a trace scenario to replay through both
     trace_load: float = 0.6  # of the trace scenario's simulated capacity (None of it is measured first)
@@ -106,18 +105,6 @@ def core_split(pin: bool) -> tuple[tuple[int, ...] | None, tuple[int, ...] | Non
     if not pin or len(cores) < 2:
         return None, None
     return (cores[-1],), tuple(cores[:-1])
-
-
-@contextmanager
-def on_cores(cpus: tuple[int, ...] | None) -> Iterator[None]:
-    """Run this process (the in-process calibration) on `cpus`, then restore its affinity."""
-    before = os.sched_getaffinity(0)
-    if cpus:
-        os.sched_setaffinity(0, set(cpus))
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 class Stack:
@@ -221,6 +208,11 @@ def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack
     with on_cores(locust_cpus):
         result = calibrate_host(load_scenario(scenario_file), stack.url, stack.proc.proc.pid, cores,
                                 opt.host_requests)
+    # other processes on the stack's core take their part of it: measured once, here, like the rest
+    share = core_share(stack_cpus, 2.0)
+    result |= {"cores_pinned": cores, "core_share": share}
+    if opt.core_share:
+        result["host"]["cores"] = float(f"{cores * share:.3g}")
     write_host(scenario_file, result["host"])
     print(describe(result), flush=True)
     return result
@@ -256,7 +248,7 @@ class Bench:
         from loadtest.runner import Options, run_loadtest
 
         self.stack.wait_idle()
-        load_avg = os.getloadavg()[0]
+        load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
         t = time.monotonic()
         o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=folder,
                     host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s, faults),
@@ -264,9 +256,9 @@ class Bench:
                     locust_cpus=self.locust_cpus, workers=self.opt.workers)
         run = run_loadtest(o)
         self.log.append({"folder": str(folder), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
-                         "wall_s": time.monotonic() - t})
+                         "core_share": share, "wall_s": time.monotonic() - t})
         print(f"  {folder.relative_to(self.opt.out.resolve())}: x{multiplier:.3g}, seed {seed}, load average "
-              f"{load_avg:.1f}: success {run.measured.summary.get('success_rate', math.nan):.3f}", flush=True)
+              f"{load_avg:.1f}, stack's core {100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}", flush=True)
         return run
 
     def level(self, lv: A.Level, seeds: list[int], duration_s: float | None, faults: bool) -> A.Level:

@@ -41,6 +41,8 @@ def validate_stack(
     pin: Annotated[bool, typer.Option(help="pin the stack to one core and Locust to the others")] = True,
     host: Annotated[bool, typer.Option(help="calibrate services.host too: the stack's CPU outside the LLM's "
                                        "steps, shared with them (--no-host: the steps alone, wall clock)")] = True,
+    core_share: Annotated[bool, typer.Option(help="services.host.cores = the share of the stack's core(s) "
+                                             "measured free at calibration (other processes take the rest)")] = True,
     quick: Annotated[bool, typer.Option(help="a short miniature: loads 0.3,0.6,0.9, 2 repeats of 15 s, 12 s "
                                         "probes, a 25% capacity bracket, no fault run (options left at "
                                         "their defaults only)")] = False,
@@ -71,7 +73,7 @@ def validate_stack(
                               probe_duration_s=parse_duration(probe_duration, "--probe-duration"),
                               capacity=capacity, capacity_tol=capacity_tol, calibration_repeats=calibration_repeats,
                               fault_load=fault_load or None, trace=trace, trace_load=trace_load,
-                              pin=pin, host=host)
+                              pin=pin, host=host, core_share=core_share)
         if quick:
             opt = quick_options(opt)
         if opt.warmup_s >= min(opt.duration_s, opt.probe_duration_s):

@@ -160,13 +160,17 @@ def document(data: dict[str, Any]) -> Document:
 def _calibration_text(cal: dict[str, Any], data: dict[str, Any]) -> str:
     cm = cal.get("cost_model") or {}
     coef = ", ".join(f"{k} {v:.3g}" for k, v in cm.items() if isinstance(v, int | float))
-    host = (cal.get("host") or {}).get("host")
+    hc = cal.get("host") or {}
+    host = hc.get("host")
     used = (f"The LLM cost model was fitted once ({cal.get('how')}; R² {cal.get('r2', math.nan):.2f}): {coef}."
             if cal.get("calibrated") else f"The scenario's cost model was taken as calibrated: {coef}.")
     if host:
         terms = ", ".join(f"{k} {1e3 * v:.3g} ms" for k, v in host.items() if k.endswith("_cpu_s"))
         used += (f" The stack's CPU outside the LLM's steps (services.host: {host.get('cores'):g} core(s) shared by "
                  f"the steps and the rest) was measured once on the running stack, one request at a time: {terms}.")
+        if "core_share" in hc:
+            used += (f" Of its {hc.get('cores_pinned')} pinned core(s) {100 * hc['core_share']:.0f}% was free at "
+                     "calibration (a spinning thread's CPU over wall clock; other processes took the rest).")
     return (used + " Nothing was fitted to any load run: every figure in the tables and plots below is a "
             "prediction of the simulator, run with the same seeds (hence the same arrival instants) as the "
             "load test it is compared with.")
@@ -176,12 +180,14 @@ def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
     o = data.get("options") or {}
     cores = data.get("cores") or {}
     loads = [r["load_average_1m"] for r in data.get("runs") or [] if "load_average_1m" in r]
+    free = [r["core_share"] for r in data.get("runs") or [] if "core_share" in r]
     return [("seeds", f"{data.get('seed')} … (+{int(o.get('repeats', 1)) - 1})"),
             ("each load run", f"{o.get('duration_s', 0):g} s (warm-up {o.get('warmup_s', 0):g} s)"),
             ("cores", f"stack {cores.get('stack')}, Locust {cores.get('locust')}"),
             ("load average (1 min) at start / end", f"{data.get('started', {}).get('load_average_1m', math.nan):.2f}"
                                                     f" / {data.get('ended', {}).get('load_average_1m', math.nan):.2f}"),
-            ("load average (1 min) before each run", f"{min(loads):.2f} to {max(loads):.2f}" if loads else "–")]
+            ("load average (1 min) before each run", f"{min(loads):.2f} to {max(loads):.2f}" if loads else "–"),
+            ("stack's core free before each run", f"{100 * min(free):.0f}% to {100 * max(free):.0f}%" if free else "–")]
 
 
 def write_validation(data: dict[str, Any], out: Path) -> tuple[Path, Path]:

@@ -2,7 +2,8 @@
 the stack's host CPU), search the capacity on both sides, three loads of two seeds each against
 the real stack, the error table and the report; then the same measurements predicted again by a
 deliberately mis-calibrated scenario, which must come out far worse and miss its targets.
-A miniature of the full run (issue 10, item 5): about two to three minutes on two cores."""
+A miniature of the full run (issue 10, item 5): about five minutes on two shared cores (load
+average about 9 from other jobs); the issue's three minutes needs an idle machine."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ import yaml
 from loadtest import accuracy as A
 from sim.results import Results
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parents[2]
 SLO_BREACH = 99
 
 
-def surge(*args: str, timeout_s: float = 420) -> subprocess.CompletedProcess[str]:
+def surge(*args: str, timeout_s: float = 1200) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", "from sim.cli import main; main()", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout_s)
 
