@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from loadtest.calibrate import CalibrationError, nnls
+from loadtest.credentials import Credentials
 from loadtest.safety import fetch
 from loadtest.scrape import parse
 
@@ -66,10 +67,12 @@ def _metrics(url: str) -> dict[str, float]:
 class HostProbe:
     """Sends each group's requests to a running stack and measures its CPU around them."""
 
-    def __init__(self, url: str, pid: int, agent_class: str | None, model: str = "surge-tiny") -> None:
+    def __init__(self, url: str, pid: int, agent_class: str | None, credentials: Credentials,
+                 model: str = "surge-tiny") -> None:
         import httpx
 
         self.url, self.pid, self.agent_class, self.model = url, pid, agent_class, model
+        self.credentials = credentials
         self.http = httpx.Client(base_url=url, timeout=30)
         self.token = self._login()
 
@@ -77,7 +80,8 @@ class HostProbe:
         self.http.close()
 
     def _login(self) -> str:
-        r = self.http.post("/v1/auth/login", json={"username": f"host-{uuid.uuid4().hex[:8]}"})
+        user = f"host-{uuid.uuid4().hex[:8]}"
+        r = self.http.post("/v1/auth/login", json={"username": user, "password": self.credentials.password(user)})
         r.raise_for_status()
         return str(r.json()["token"])
 
@@ -151,11 +155,13 @@ def fit_host(rows: list[dict[str, Any]]) -> tuple[dict[str, float], list[float]]
     return dict(zip(FIELDS, (float(c) for c in coef), strict=True)), [float(e) for e in pred / y - 1]
 
 
-def calibrate_host(sc: Any, url: str, pid: int, cores: int, n: int = 200) -> dict[str, Any]:
-    """Measure a running stack (`url`, process `pid`, pinned to `cores` cores) for scenario `sc`:
-    `services.host` as a mapping, with the per-group measurements."""
+def calibrate_host(sc: Any, url: str, pid: int, cores: int, n: int = 200,
+                   credentials: Credentials | None = None) -> dict[str, Any]:
+    """Measure a running stack (`url`, process `pid`, pinned to `cores` cores; its users'
+    `credentials`, default the environment's) for scenario `sc`: `services.host` as a mapping,
+    with the per-group measurements."""
     groups, klass = groups_of(sc, n)
-    probe = HostProbe(url, pid, klass)
+    probe = HostProbe(url, pid, klass, credentials or Credentials.from_env())
     try:
         rows = [probe.measure(g) for g in groups]
     finally:

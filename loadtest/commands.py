@@ -34,6 +34,7 @@ import numpy as np
 
 from loadtest import plugins
 from loadtest import policy as P
+from loadtest.credentials import Credentials
 from loadtest.plan import Plan
 from loadtest.stack.vocab import Vocabulary
 from loadtest.tally import Tally
@@ -120,9 +121,11 @@ class HttpClient:
     """Runs the scenario's sessions against `plan.host` from one process, into `tally`."""
 
     def __init__(self, sc: Scenario, plan: Plan, tally: Tally, client: Any, stream_key: str, t0: float = 0.0,
-                 kind: str | None = None, policy: P.RetryPolicy | None = None) -> None:
+                 kind: str | None = None, policy: P.RetryPolicy | None = None,
+                 credentials: Credentials | None = None) -> None:
         """`kind` ("chat" or "agent") restricts the mix to those classes (closed-model users);
-        `policy` is shared by the workloads of one process (one retry budget, one throttle)."""
+        `policy` is shared by the workloads of one process (one retry budget, one throttle);
+        `credentials` log users in (default: the environment's, `loadtest.credentials`)."""
         self.sc, self.plan, self.tally, self.client, self.t0 = sc, plan, tally, client, t0
         streams = Streams(sc.run.seed)
         self.specs = [s for s in specs_of(sc) if kind is None or s.kind == kind] or specs_of(sc)
@@ -137,6 +140,7 @@ class HttpClient:
         self.one_command = pop is None or (pop.commands_per_session.type == "constant"
                                            and pop.commands_per_session.mean == 1)  # type: ignore[union-attr]
         self.has_auth = sc.services.auth is not None
+        self.credentials = credentials or Credentials.from_env()
         self.requests_left = plan.max_requests
         self.in_flight = 0
         self._timeout_hdr = deadline_header(sc)
@@ -199,7 +203,8 @@ class HttpClient:
         return False  # pragma: no cover - the loop returns
 
     def _login_once(self, sess: HttpSession) -> str:
-        r = self._request("POST", "/v1/auth/login", "login", json={"username": sess.user}, headers=self._timeout_hdr)
+        body = {"username": sess.user, "password": self.credentials.password(sess.user)}
+        r = self._request("POST", "/v1/auth/login", "login", json=body, headers=self._timeout_hdr)
         if r.status_code in (404, 405):
             self.has_auth = False
             return P.OK
@@ -367,7 +372,8 @@ class HttpClient:
         """One agent command, streamed: each LLM call's timing arrives in a progress event as the
         call ends and is recorded like a chat call's (as the simulator records every call that
         produced tokens, also in an attempt that fails later)."""
-        h = self._headers(sess) | {"Idempotency-Key": cmd.key}
+        # the class in a header too: the stack can then shed the attempt before reading its body
+        h = self._headers(sess) | {"Idempotency-Key": cmd.key, CLASS_HEADER: cmd.spec.name}
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
         code = _code(r)

@@ -26,6 +26,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import live, plugins
 from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
+from loadtest.credentials import Credentials
 from loadtest.dispatch import LATENESS, Dispatcher
 from loadtest.faults import FaultDriver
 from loadtest.plan import Plan
@@ -38,6 +39,11 @@ from sim.scenario import load_scenario
 from sim.streams import Streams
 
 log = logging.getLogger("surge.loadtest")
+# Follow no redirect, ever (loadtest.safety). Per-request `allow_redirects=False` is not enough:
+# Locust implements it by swapping the redirect codes of the client that every greenlet of the
+# process shares, so a concurrent request can find them restored and follow a 307 off loopback
+# (regression: measured in a network namespace, tests/loadtest/test_loadtest_loopback_guard.py).
+NO_REDIRECTS = 0
 MEASURED = "measured"
 
 
@@ -126,7 +132,8 @@ def _test_start(environment: Any, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         runner.send_message("surge_t0", t0)  # type: ignore[arg-type]  # Locust sends any msgpack value
     if st.plan.apply_faults and st.sc.faults:
-        st.faults = FaultDriver(st.sc.faults, st.plan.host, st.plan.admin_token, t0, st.event, gevent.sleep)
+        token = Credentials.from_env().admin_token or ""
+        st.faults = FaultDriver(st.sc.faults, st.plan.host, token, t0, st.event, gevent.sleep)
         gevent.spawn(st.faults.run)
     if st.role == "local":
         gevent.spawn(_finish, runner)
@@ -246,7 +253,7 @@ class OpenModelUser(User):
         assert st.t0 is not None
         client = FastHttpSession(base_url=plan.host, request_event=self.environment.events.request, user=None,
                                  concurrency=plan.max_in_flight, network_timeout=_net_timeout(st.sc),
-                                 connection_timeout=10.0, max_retries=0, insecure=True)
+                                 connection_timeout=10.0, max_retries=0, insecure=True, max_redirects=NO_REDIRECTS)
         wl = HttpClient(st.sc, plan, st.tally, client, f"w{st.index}", st.t0)
         sched = schedule_of(st.sc).share(st.index, max(1, plan.workers))
         d = Dispatcher(sched, lambda k, late: _start(wl, sched, k, late), st.tally, st.t0, plan.duration_s,
@@ -288,6 +295,7 @@ class _ClosedUser(FastHttpUser):
     abstract = True
     kind = "chat"
     concurrency = 4
+    max_redirects = NO_REDIRECTS
 
     def on_start(self) -> None:
         st = STATE

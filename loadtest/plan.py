@@ -88,7 +88,8 @@ def write_scenario(data: dict[str, Any], folder: Path, source_dir: Path) -> Path
 
 @dataclass
 class Plan:
-    """Everything a Locust process needs, JSON on disk (`plan.json`)."""
+    """Everything a Locust process needs, JSON on disk (`plan.json`). The stack's secrets (admin
+    token, user secret) are not in it: they travel in the environment (`loadtest.credentials`)."""
 
     scenario_file: str  # the scaled scenario (scenario.yaml in the run folder)
     host: str
@@ -100,7 +101,6 @@ class Plan:
     max_requests: int = 1_000_000  # per worker: a hard bound on HTTP requests sent
     users: int = 10  # closed model
     spawn_rate: float = 10.0  # closed model, users per second
-    admin_token: str = "surge-admin"
     apply_faults: bool = True
     model: str = "surge-tiny"  # the model name sent in chat requests
     max_tokens_cap: int = 1024

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from loadtest.credentials import Credentials
 from loadtest.safety import LoadTestError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,14 +82,16 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
 
 class StackProcess:
     """`python -m loadtest.stack` on a loopback port, serving the scaled scenario; `options` are
-`StackOptions` fields."""
+`StackOptions` fields; `credentials` reach it through its environment only (never its
+command line, which any local user can read)."""
 
-    def __init__(self, scenario_file: Path, folder: Path, admin_token: str, port: int | None = None,
+    def __init__(self, scenario_file: Path, folder: Path, credentials: Credentials, port: int | None = None,
                  options: dict[str, Any] | None = None, cpus: tuple[int, ...] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.scenario_file, self.folder, self.admin_token = scenario_file, folder, admin_token
-        self.options = {**(options or {}), "admin_token": admin_token}
+        self.scenario_file, self.folder, self.credentials = scenario_file, folder, credentials
+        secret_fields = {"admin_token", "session_secret", "user_secret"}
+        self.options = {k: v for k, v in (options or {}).items() if k not in secret_fields}
         self.cpus = cpus  # pin the stack to these cores (None: where the OS puts it)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -97,7 +100,7 @@ class StackProcess:
         cmd = [sys.executable, "-m", "loadtest.stack", "--port", str(self.port), "--scenario", str(self.scenario_file),
                "--db", str(self.folder / "orders.db"), "--options-json", json.dumps(self.options)]
         self._log = open(self.folder / "stack.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(SURGE_ADMIN_TOKEN=self.admin_token),
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(**self.credentials.env()),
                                      stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=pinned(self.cpus))
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -125,12 +128,14 @@ class StackProcess:
 
 def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float,
                on_tick: Callable[[], None] | None = None, extra_args: list[str] | None = None,
-               master_port: int | None = None, cpus: tuple[int, ...] | None = None) -> int:
+               master_port: int | None = None, credentials: Credentials | None = None,
+               cpus: tuple[int, ...] | None = None) -> int:
     """Run Locust headless with the plan: local runner (workers=0) or master + workers on
-    loopback (`master_port`, default a free one). Returns the master's exit code; kills
-    everything after `limit_s` seconds. `on_tick()` is called about twice a second while it
-    runs (the live display); `extra_args` go to every Locust process as given."""
-    env = _env(SURGE_LOADTEST_PLAN=str(plan_file))
+    loopback (`master_port`, default a free one), with `credentials` in their environment.
+    Returns the master's exit code; kills everything after `limit_s` seconds. `on_tick()` is
+    called about twice a second while it runs (the live display); `extra_args` go to every
+    Locust process as given."""
+    env = _env(SURGE_LOADTEST_PLAN=str(plan_file), **(credentials or Credentials()).env())
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host, "--loglevel", "WARNING",
             "--exit-code-on-error", "0", "--only-summary", *(extra_args or [])]
     logs: list[IO[bytes]] = []

@@ -11,14 +11,13 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from loadtest import procs
+from loadtest.credentials import Credentials
 from loadtest.live import LiveView
 from loadtest.plan import Mode, Plan, prepare_scenario, write_scenario
 from loadtest.safety import LoadTestError, check_host, preflight
@@ -75,7 +74,7 @@ class Options:
     api_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
-    admin_token: str | None = None  # the target's admin token (None: $SURGE_ADMIN_TOKEN, else a new one)
+    credentials: Credentials | None = None  # the target's (None: new ones for --start-stack, else the environment's)
     stack_cpus: tuple[int, ...] | None = None  # --start-stack: pin the stack to these cores
     locust_cpus: tuple[int, ...] | None = None  # pin every Locust process to these cores
 
@@ -95,8 +94,9 @@ def run_loadtest(opt: Options) -> LoadRun:
     out = opt.out.resolve()
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
-    token = opt.admin_token or os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16)
-    stack = (procs.StackProcess(scen_file, out, token, port=opt.stack_port, options=opt.stack_options,
+    # a stack this run starts gets fresh secrets; one given by --host, the environment's
+    creds = opt.credentials or (Credentials.for_new_stack() if opt.start_stack else Credentials.from_env())
+    stack = (procs.StackProcess(scen_file, out, creds, port=opt.stack_port, options=opt.stack_options,
                                 cpus=opt.stack_cpus) if opt.start_stack else None)
     try:
         if stack is not None:
@@ -106,7 +106,7 @@ def run_loadtest(opt: Options) -> LoadRun:
         model = opt.model or served or "default"
         plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
                     max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
-                    spawn_rate=opt.spawn_rate, admin_token=token, apply_faults=opt.faults, model=model,
+                    spawn_rate=opt.spawn_rate, apply_faults=opt.faults, model=model,
                     max_context=_max_context(sc), endpoint=opt.endpoint, ignore_eos=opt.ignore_eos,
                     api_key=opt.api_key, headers=opt.headers, plugins=[str(Path(p).resolve()) for p in opt.plugins])
         plan_file = plan.write(out)
@@ -120,7 +120,7 @@ def run_loadtest(opt: Options) -> LoadRun:
         with LiveView(out, opt.live) as view:
             code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
                                     on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
-                                    cpus=opt.locust_cpus)
+                                    credentials=creds, cpus=opt.locust_cpus)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
     finally:
         if stack is not None:

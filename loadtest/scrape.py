@@ -6,7 +6,7 @@ target's Prometheus text once a second; `series(t0, interval_s, n)` bins the sam
 simulator's gauges: a gauge is its last sample in the interval (the simulator samples at the
 interval's end), a counter the difference between the last samples of consecutive intervals.
 The reference stack and vLLM name the LLM's metrics alike (`vllm:*`); a target without
-`/metrics` simply adds nothing.
+`/metrics` (or whose `/metrics` is not Prometheus text) simply adds nothing.
 """
 
 from __future__ import annotations
@@ -75,7 +75,11 @@ class Scraper:
         if status != 200:
             self.failures += 10  # no metrics here: stop asking
             return
-        total, by_service = parse(body.decode(errors="replace"))
+        try:
+            total, by_service = parse(body.decode(errors="replace"))
+        except ValueError:  # not Prometheus text (a server that answers every path alike)
+            self.failures += 10
+            return
         self.samples.append((time.time(), total, by_service))
 
     def series(self, t0: float, interval_s: float, n: int) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ import yaml
 
 from loadtest import accuracy as A
 from loadtest.capacity import CapacitySearch, find_capacity
+from loadtest.credentials import Credentials
 from loadtest.plan import write_scenario
 from loadtest.procs import StackProcess, core_share, on_cores
 from loadtest.safety import LoadTestError, fetch
@@ -108,12 +108,12 @@ def core_split(pin: bool) -> tuple[tuple[int, ...] | None, tuple[int, ...] | Non
 
 
 class Stack:
-    """One reference stack serving a scenario file for many load runs (pinned; its own token)."""
+    """One reference stack serving a scenario file for many load runs (pinned; its own secrets)."""
 
     def __init__(self, scenario_file: Path, folder: Path, options: dict[str, Any], cpus: tuple[int, ...] | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.token = secrets.token_hex(16)
-        self.proc = StackProcess(scenario_file, folder, self.token, options=options, cpus=cpus)
+        self.credentials = Credentials.for_new_stack()
+        self.proc = StackProcess(scenario_file, folder, self.credentials, options=options, cpus=cpus)
 
     def __enter__(self) -> Stack:
         self.proc.start()
@@ -207,7 +207,7 @@ def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack
     cores = len(stack_cpus) if stack_cpus else len(os.sched_getaffinity(0))
     with on_cores(locust_cpus):
         result = calibrate_host(load_scenario(scenario_file), stack.url, stack.proc.proc.pid, cores,
-                                opt.host_requests)
+                                opt.host_requests, stack.credentials)
     # other processes on the stack's core take their part of it: measured once, here, like the rest
     share = core_share(stack_cpus, 2.0)
     result |= {"cores_pinned": cores, "core_share": share}
@@ -252,7 +252,7 @@ class Bench:
         t = time.monotonic()
         o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=folder,
                     host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s, faults),
-                    simulate=simulate, report=False, live=False, faults=faults, admin_token=self.stack.token,
+                    simulate=simulate, report=False, live=False, faults=faults, credentials=self.stack.credentials,
                     locust_cpus=self.locust_cpus, workers=self.opt.workers)
         run = run_loadtest(o)
         self.log.append({"folder": str(folder), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,

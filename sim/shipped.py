@@ -19,9 +19,11 @@ def scenarios_dir() -> Path:
 
 
 def examples() -> list[Path]:
-    """Every shipped scenario (not the mitigation overlays), relative to `scenarios_dir()`."""
+    """Every shipped scenario (not the mitigation or planning overlays), relative to
+    `scenarios_dir()`."""
     root = scenarios_dir()
-    return sorted(p.relative_to(root) for p in root.rglob("*.yaml") if "mitigations" not in p.parts)
+    return sorted(p.relative_to(root) for p in root.rglob("*.yaml")
+                  if not {"mitigations", "overlays"} & set(p.parts))
 
 
 def resolve(path: str | Path) -> Path:

@@ -1,5 +1,10 @@
 """`python -m loadtest.stack --port P [--scenario FILE] [--set a.b=1] [--scale F] [--db FILE]
-[--options-json JSON]`: the process `surge stack serve` and `surge loadtest --start-stack` run."""
+[--options-json JSON]`: the process `surge stack serve` and `surge loadtest --start-stack` run.
+
+Secrets come from the environment or are generated (`loadtest.credentials`); at start the stack
+writes the admin token and the user secret to `credentials.env` beside its order database
+(mode 0600) and prints that file's path, never the secrets themselves.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loadtest.credentials import ADMIN_ENV, USERS_ENV, write_env_file
 from loadtest.stack.options import StackOptions, default_scenario
 from sim.errors import ScenarioError, SurgeError
 from sim.rules.scaling import scale_scenario
@@ -61,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         sc = stack_scenario(args.scenario, args.set or [], args.scale)
         opts = stack_options(args.options_json, args.db)
         Path(opts.db_path).parent.mkdir(parents=True, exist_ok=True)
+        creds = write_env_file(Path(opts.db_path).parent / "credentials.env",
+                               {ADMIN_ENV: opts.admin_token, USERS_ENV: opts.user_secret})
     except (SurgeError, TypeError, OSError) as e:  # a user's mistake: one line, exit 2
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 2
     from loadtest.stack.server import serve
 
-    print(f"surge stack: serving {sc.name!r} on http://{args.host}:{args.port} (orders in {opts.db_path})",
-          file=sys.stderr, flush=True)
+    print(f"surge stack: serving {sc.name!r} on http://{args.host}:{args.port} (orders in {opts.db_path})\n"
+          f"surge stack: admin token and user secret in {creds} (export them to drive this stack: "
+          f"set -a; . {creds}; set +a)", file=sys.stderr, flush=True)
     serve(sc, opts, args.host, args.port, args.log_level)
     return 0
 

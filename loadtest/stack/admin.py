@@ -68,7 +68,7 @@ def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
     fault_body = fault_request_model(stack.faults.targets)
 
-    def admin(request: Request, _: Any = Depends(admin_scheme)) -> None:
+    async def admin(request: Request, _: Any = Depends(admin_scheme)) -> None:  # async: no thread pool hop
         require_admin(request, stack.opts.admin_token)
 
     @router.post("/admin/faults", status_code=201, response_model=FaultOut, tags=["admin"],

@@ -9,12 +9,15 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.background import BackgroundTask
 
+from loadtest.credentials import check_password
 from loadtest.stack.agent import Agent, Started, order_view
 from loadtest.stack.auth import chat_session, require_session
+from loadtest.stack.disconnect import while_connected
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
 from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, parse_deadline
-from loadtest.stack.jsontypes import Bool
+from loadtest.stack.jsontypes import Bool, Text
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 
@@ -25,8 +28,9 @@ _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=128)
-    password: str | None = Field(default=None, max_length=256, description="accepted and not checked")
+    username: Text(min_length=1, max_length=128)  # type: ignore[valid-type]
+    password: Text(min_length=1, max_length=256) = Field(  # type: ignore[valid-type]
+        description="the user's password (the stack's user table: loadtest.credentials)")
 
 
 class LoginResponse(BaseModel):
@@ -38,7 +42,7 @@ class LoginResponse(BaseModel):
 
 class AgentCommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    command: str = Field(min_length=1, max_length=2000, examples=["help me buy a milk tea"])
+    command: Text(min_length=1, max_length=2000) = Field(examples=["help me buy a milk tea"])  # type: ignore[valid-type]
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
 
 
@@ -89,28 +93,40 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _agent_stream(agent: Agent, started: Started, command: str, deadline: float | None) -> AsyncIterator[bytes]:
-    events: asyncio.Queue[bytes | None] = asyncio.Queue()
+class AgentStream:
+    """An agent command's progress as server-sent events. The work starts at once, not when
+    the response starts streaming: an order-placing command runs to the end even if its client
+    leaves (the order finishes so that a retry replays it); a command that places no order
+    stops when its client leaves (`close`)."""
 
-    async def progress(stage: str, llm_call: dict[str, Any] | None = None) -> None:
-        events.put_nowait(_sse("progress", {"stage": stage} if llm_call is None else
-                               {"stage": stage, "llm_call": llm_call}))
+    def __init__(self, agent: Agent, started: Started, command: str, deadline: float | None) -> None:
+        self.events: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.places_order = started.row is not None
+        self.task = asyncio.get_running_loop().create_task(self._work(agent, started, command, deadline))
 
-    async def work() -> None:
+    async def _progress(self, stage: str, llm_call: dict[str, Any] | None = None) -> None:
+        self.events.put_nowait(_sse("progress", {"stage": stage} if llm_call is None else
+                                    {"stage": stage, "llm_call": llm_call}))
+
+    async def _work(self, agent: Agent, started: Started, command: str, deadline: float | None) -> None:
         try:
-            body = await agent.finish(started, command, deadline, progress)
-            events.put_nowait(_sse("result", body))
+            body = await agent.finish(started, command, deadline, self._progress)
+            self.events.put_nowait(_sse("result", body))
         except APIError as e:
-            events.put_nowait(_sse("error", e.body() | {"status": e.status}))
+            self.events.put_nowait(_sse("error", e.body() | {"status": e.status}))
         finally:
-            events.put_nowait(None)
+            self.events.put_nowait(None)
 
-    # The task is not cancelled when the client leaves: the order finishes and a retry replays it.
-    task = asyncio.get_running_loop().create_task(work())
-    while (item := await events.get()) is not None:
-        yield item
-    await task
-    yield b"data: [DONE]\n\n"
+    async def body(self) -> AsyncIterator[bytes]:
+        while (item := await self.events.get()) is not None:
+            yield item
+        await self.task
+        yield b"data: [DONE]\n\n"
+
+    async def close(self) -> None:
+        """After the response, however it ended: a command that places no order stops."""
+        if not self.places_order and not self.task.done():
+            self.task.cancel()
 
 
 def make_router(stack: Stack) -> APIRouter:
@@ -126,6 +142,10 @@ def make_router(stack: Stack) -> APIRouter:
         stack.gateway.rate_limit("user:" + body.username)
 
         async def issue() -> str:
+            # checked inside the auth service's call: a failed login costs what a good one does
+            if not check_password(stack.opts.user_secret, body.username, body.password):
+                raise APIError(401, "wrong username or password", "invalid_credentials", "password",
+                               headers={"WWW-Authenticate": "Bearer"})
             return stack.sessions.issue(body.username)
 
         try:
@@ -148,15 +168,19 @@ def make_router(stack: Stack) -> APIRouter:
         deadline = parse_deadline(request)
         stack.gateway.rate_limit("user:" + user)
         req: Any = body
-        started = await agent.start(user, idempotency_key, req.command, deadline, req.klass)
+        # a client gone while its command waits for admission leaves the queue
+        started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass))
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
         assert started.ticket is not None
         mark_admitted(request, started.ticket)
         if req.stream:
-            return StreamingResponse(_agent_stream(agent, started, req.command, deadline),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = await agent.finish(started, req.command, deadline)
+            stream = AgentStream(agent, started, req.command, deadline)
+            return StreamingResponse(stream.body(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"}, background=BackgroundTask(stream.close))
+        work = agent.finish(started, req.command, deadline)
+        # an order in progress finishes even if its client has gone (a retry replays it); other work stops
+        result = await (work if started.row is not None else while_connected(request, work))
         t = result["timing"]
         return JSONResponse(result, headers={"Server-Timing": f"llm;dur={t['llm_s'] * 1e3:.3f}, "
                                                               f"app;dur={t['total_s'] * 1e3:.3f}"})

@@ -13,17 +13,19 @@ rate limits (plain OpenAI clients), unless `StackOptions.chat_requires_session`.
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.background import BackgroundTask
 
 from loadtest.stack.auth import chat_session
+from loadtest.stack.disconnect import while_connected
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
 from loadtest.stack.gateway import Slot, behind_admission, client_key, mark_admitted, parse_deadline
-from loadtest.stack.jsontypes import Bool, Float, Int
+from loadtest.stack.jsontypes import Bool, Float, Int, Text
 from loadtest.stack.llm import Generation, LLMError, Message
 from loadtest.stack.state import Stack
 
@@ -33,13 +35,13 @@ CLASS_HEADER = "X-Surge-Class"  # the scenario command class a chat request belo
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["text"]
-    text: str
+    text: Text()  # type: ignore[valid-type]
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: Text() | list[TextPart] | None = None  # type: ignore[valid-type]
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -54,7 +56,7 @@ class StreamOptions(BaseModel):
 
 class ChatRequestBase(BaseModel):
     model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=200)
+    model: Text(min_length=1, max_length=200)  # type: ignore[valid-type]
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     temperature: Float(ge=0, le=2) | None = None  # type: ignore[valid-type]
     stream: Bool = False
@@ -156,33 +158,53 @@ def make_router(stack: Stack) -> APIRouter:
         stack.gateway.rate_limit("user:" + user if user else client_key(request))
         max_tokens = req.max_completion_tokens or req.max_tokens or stack.opts.default_max_tokens
         messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
-        ticket = await stack.gateway.admit(request.headers.get(CLASS_HEADER), deadline)
-        mark_admitted(request, ticket)
-        try:
-            g = await stack.llm.generate(messages, max_tokens, 1.0 if req.temperature is None else req.temperature,
-                                         deadline if cancel else None)
-        except LLMError as e:
-            ticket.release()
-            raise llm_error(e) from None
-        except BaseException:
-            ticket.release()
-            raise
+        temperature = 1.0 if req.temperature is None else req.temperature
+
+        async def start() -> tuple[Slot, Generation]:
+            ticket = await stack.gateway.admit(request.headers.get(CLASS_HEADER), deadline)
+            mark_admitted(request, ticket)
+            try:
+                return ticket, await stack.llm.generate(messages, max_tokens, temperature, deadline if cancel else None)
+            except LLMError as e:
+                ticket.release()
+                raise llm_error(e) from None
+            except BaseException:
+                ticket.release()
+                raise
+
         head = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": stack.llm.model_name}
-        if req.stream:
+        if req.stream:  # a client gone while queued leaves the queue; once streaming, Starlette sees it
+            ticket, g = await while_connected(request, start())
             include = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(_stream(g, ticket, head, include), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        t0 = time.perf_counter()
-        try:
-            text = "".join([piece async for piece in g]).lstrip()
-        except LLMError as e:
-            raise llm_error(e) from None
-        finally:
-            ticket.release()
-        llm_ms = (time.perf_counter() - t0) * 1e3  # queueing in the engine + prefill + decode
-        return JSONResponse({**head, "object": "chat.completion", "usage": usage_of(g), "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": g.finish_reason,
-             "logprobs": None}]}, headers={"Server-Timing": f"llm;dur={llm_ms:.3f}"})
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                     background=BackgroundTask(stop_stream, g, ticket))
+        return await while_connected(request, _complete(start, head))
 
     return router
+
+
+async def stop_stream(g: Generation, ticket: Slot) -> None:
+    """After a stream, however it ended (also one never started: a client gone before the
+    first byte): the sequence stops and the slot is free. Both are no-ops when done already."""
+    await g.close()
+    ticket.release()
+
+
+async def _complete(start: Callable[[], Awaitable[tuple[Slot, Generation]]], head: dict[str, Any]) -> JSONResponse:
+    """A non-streaming completion: admitted, generated to the end, answered in one body."""
+    ticket, g = await start()
+    t0 = time.perf_counter()
+    try:
+        text = "".join([piece async for piece in g]).lstrip()  # type: ignore[attr-defined]
+    except LLMError as e:
+        raise llm_error(e) from None
+    finally:
+        await g.close()
+        ticket.release()
+    llm_ms = (time.perf_counter() - t0) * 1e3  # queueing in the engine + prefill + decode
+    return JSONResponse({**head, "object": "chat.completion", "usage": usage_of(g), "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": g.finish_reason,
+         "logprobs": None}]}, headers={"Server-Timing": f"llm;dur={llm_ms:.3f}"})
+

@@ -91,6 +91,7 @@ class Engine:
         self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by abort/stop: ends a slowdown pause early
         self.slowdown: Callable[[], float] = lambda: 1.0
         self.is_down: Callable[[], bool] = lambda: False
         self.on_step: Callable[[Engine, StepStats], None] = lambda e, s: None
@@ -126,6 +127,7 @@ class Engine:
         """Stop `seq` at the next step (client gone or deadline passed); frees its KV."""
         seq.aborted = True
         self._inbox.put(None)
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=f"llm-replica-{self.index}", daemon=True)
@@ -135,6 +137,7 @@ class Engine:
         """Stop the loop; sequences still in it end with an error."""
         self._stop.set()
         self._inbox.put(None)
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout_s)
 
@@ -260,9 +263,24 @@ class Engine:
         if decodes or prefills:
             factor = self.slowdown()
             if factor > 1.0:  # a slowdown fault stretches every step, like a throttled GPU
-                time.sleep((factor - 1.0) * dt)
+                self._pause((factor - 1.0) * dt)
             self.on_step(self, stats)
         return stats
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep `seconds` (the stretch of a slowed step), ending sequences that are aborted or
+        whose deadline passes meanwhile at once: their clients hear it then, not a whole
+        stretched step later. The others still wait the full stretch."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            self._wake.clear()
+            self._reap()
+            now = time.monotonic()
+            due = [s.deadline for s in self.running if s.deadline is not None and s.deadline > now]
+            until = min([end, *due])
+            if until <= now:
+                return
+            self._wake.wait(until - now)
 
     def _batch(self, rows: list[tuple[Sequence, int]]) -> Batch:
         dev = self.device

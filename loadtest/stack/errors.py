@@ -17,6 +17,7 @@ _TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
@@ -59,6 +60,10 @@ class APIError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        # a message may quote the client's input: keep it encodable whatever was sent (a lone
+        # surrogate in a field name would otherwise fail the response: a 500)
+        message = message.encode("utf-8", "backslashreplace").decode()
+        param = param.encode("utf-8", "backslashreplace").decode() if param else param
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
         self.headers = headers or {}
@@ -82,6 +87,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "invalid request (malformed JSON, wrong types, limits exceeded)",
         401: "missing or invalid token",
         404: "not found",
+        408: "the request body did not arrive in time",
         413: "request body too large",
         429: "rate limited (see Retry-After)",
         503: "overloaded or unavailable (see Retry-After)",
@@ -90,16 +96,29 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _is_union_tag(part: object) -> bool:
+    """A part of a pydantic error location naming a member of a union (`str`,
+    `list[TextPart]`, `function-after[...]`), not a field."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part)
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errs = exc.errors()
     if not errs:
         return "invalid request", None
     e = errs[0]
-    loc = [str(p) for p in e.get("loc", ()) if p not in _NOT_FIELDS]
+    loc0 = tuple(e.get("loc", ()))
+    cut = next((i for i, p in enumerate(loc0) if _is_union_tag(p)), None)
+    if cut is not None:  # a union: one error per member; the deepest says most (e.g. the list's item)
+        e = max((x for x in errs if tuple(x.get("loc", ()))[:cut] == loc0[:cut]), key=lambda x: len(x.get("loc", ())))
+    loc = [str(p) for p in e.get("loc", ()) if p not in _NOT_FIELDS and not _is_union_tag(p)]
     param = ".".join(loc) or None
     if e.get("type") == "json_invalid":
         return "request body is not valid JSON", None
-    msg = str(e.get("msg", "invalid value"))
+    msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
     got = e.get("input")
     shown = json.dumps(got, default=str)[:80] if got is not None and not isinstance(got, dict) else None
     text = f"'{param}': {msg}" if param else msg

@@ -81,16 +81,17 @@ class Slot:
                 self.gate.admission.release(time.monotonic() - self.t0)
 
 
-def behind_admission(request: Request) -> None:
+async def behind_admission(request: Request) -> None:
     """A dependency of the routes the gateway admits: their answers carry `X-Surge-Admitted:
     0` unless `mark_admitted` was called (a client can then tell "not admitted" from a server
-    that does not say)."""
+    that does not say). Async: FastAPI runs a plain function dependency in its thread pool,
+    a hop that costs more than the whole rejection path."""
     request.scope[ADMITTED_SCOPE_KEY] = None
 
 
 def mark_admitted(request: Request, ticket: Slot) -> None:
     """Have the response tell the client that the gateway admitted this request: headers
-    `X-Surge-Admitted: 1` and `Server-Timing: queue;dur=<ms>` (added by `app.Observe`, also
+    `X-Surge-Admitted: 1` and `Server-Timing: queue;dur=<ms>` (added by `edge.Edge`, also
     to error answers and streams, which the handler does not build itself)."""
     request.scope[ADMITTED_SCOPE_KEY] = ticket.wait_s
 
@@ -105,6 +106,7 @@ class HttpGateway:
         g = self.spec
         self.priorities = {name: c.priority for name, c in sc.workload.classes.items()}
         self._lowest = max(self.priorities.values(), default=0) + 1
+        self._most_important = min(self.priorities.values(), default=0)
         self.limiter = RateLimiter(g.rate_limit if g else None, time.monotonic())
         self.admission = None if g is None else Admission(
             g.concurrency, g.queue_limit, lifo=g.discipline == "lifo", priority=g.priority,
@@ -129,6 +131,20 @@ class HttpGateway:
     def priority(self, klass: str | None) -> int:
         """A class's priority; a request naming no known class is the least important."""
         return self.priorities.get(klass or "", self._lowest)
+
+    def shed_early(self, klass: str | None, class_in_body: bool = False) -> APIError | None:
+        """The 503 for an arrival the admission queue would shed now, decided from its headers
+        alone (`AdmissionQueue.refuse`, the rule `admit` applies), or None. `klass` is the
+        request's `X-Surge-Class`; when the route's body may name the class instead
+        (`class_in_body`) and no header does, the most important class is assumed, so nothing
+        the rule would admit is shed early."""
+        if self.admission is None:
+            return None
+        prio = self.priority(klass) if klass is not None or not class_in_body else self._most_important
+        if not self.admission.refuses(prio):
+            return None
+        self.metrics.rejected.inc(("queue_full",))
+        return _overloaded("queue_full", self.admission.retry_after_s())
 
     def rate_limit(self, user: str) -> None:
         """Raise 429 with Retry-After when `user` or everyone is over the limit."""
@@ -156,6 +172,15 @@ class HttpGateway:
                 raise APIError(504, "deadline passed while waiting for admission", "deadline_exceeded") from None
             if r.reason == "down":
                 raise retry_after(503, "the gateway is down (fault)", "gateway_error", 1.0) from None
-            raise retry_after(503, "server overloaded, try again later", "overloaded", r.retry_after_s) from None
+            raise _overloaded(r.reason, r.retry_after_s) from None
         now = time.monotonic()
         return Slot(self, now, now - t_enter)
+
+
+SHED_HEADER = "X-Surge-Shed"  # why an overloaded answer came: queue_full (at arrival) or evicted (after waiting)
+
+
+def _overloaded(reason: str, retry_after_s: float) -> APIError:
+    e = retry_after(503, "server overloaded, try again later", "overloaded", retry_after_s)
+    e.headers[SHED_HEADER] = reason
+    return e

@@ -5,13 +5,17 @@ its lax mode accepts `"120"` and `"yes"`, which JSON Schema does not. These type
 JSON meaning: numbers must be JSON numbers (an integral float is an integer), booleans must
 be JSON booleans. Constraints go inside the type (`Int(ge=1)`) so that they show up in the
 schema as `minimum`/`maximum` also when the field is optional.
+
+Strings must be Unicode text: JSON lets a client write a lone surrogate (`"x\\ud800y"`), which
+no UTF-8 encoder (tokenizer, hash, SQLite, response) accepts. `Text` refuses it where it
+arrives, naming the field, so nothing further in can fail on it.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StrictBool
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool
 
 
 def _json_number(v: Any) -> Any:
@@ -31,3 +35,17 @@ def Float(**constraints: Any) -> Any:  # noqa: N802
 
 
 Bool = StrictBool
+
+
+def unicode_text(v: str) -> str:
+    """`v` if it encodes as UTF-8; ValueError naming where the first lone surrogate is."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"must be Unicode text (a lone surrogate at character {e.start})") from None
+    return v
+
+
+def Text(**constraints: Any) -> Any:  # noqa: N802
+    """A string field type of valid Unicode text (no lone surrogates) with `Field` constraints."""
+    return Annotated[str, Field(**constraints), AfterValidator(unicode_text)]

@@ -52,6 +52,8 @@ class Generation(Protocol):
     finish_reason: str | None
 
     def __aiter__(self) -> AsyncIterator[str]: ...
+    async def close(self) -> None:
+        """Stop generating (no-op once finished); safe to call more than once."""
 
 
 class LLM(Protocol):
@@ -110,8 +112,11 @@ class LocalGeneration:
                 else:
                     raise LLMError(str(value))
         finally:
-            if not self._seq.finished:  # the reader went away: free the replica's slot and KV
-                self._engine.abort(self._seq)
+            await self.close()  # the reader went away: free the replica's slot and KV
+
+    async def close(self) -> None:
+        if not self._seq.finished and not self._seq.aborted:
+            self._engine.abort(self._seq)
 
 
 class LocalLLM:

@@ -50,6 +50,9 @@ class RemoteGeneration:
             await self._resp.aclose()
         self.finish_reason = self.finish_reason or "stop"
 
+    async def close(self) -> None:
+        await self._resp.aclose()
+
 
 class RemoteLLM:
     """Forwards chat completions to the scenario's `services.llm.backend.base_url`

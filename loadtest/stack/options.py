@@ -10,15 +10,21 @@ scenario, through the same `sim.rules` the simulator uses. Without a scenario it
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest.credentials import ADMIN_ENV, SESSION_ENV, USERS_ENV, new_secret
+from sim.errors import SurgeError
 from sim.scenario import Scenario, parse_scenario
 from sim.scenario.services import LLMFleet
+
+
+class OptionsError(SurgeError):
+    """A stack option is not usable (an empty secret, a timeout that is not a positive number)."""
 
 
 def _db_default() -> str:
@@ -30,8 +36,10 @@ class StackOptions:
     """Deployment options of one stack process (none of them is in a scenario)."""
 
     db_path: str = field(default_factory=_db_default)  # SQLite file of orders and payments
-    admin_token: str = field(default_factory=lambda: os.environ.get("SURGE_ADMIN_TOKEN") or secrets.token_hex(16))
-    session_secret: str = field(default_factory=lambda: os.environ.get("SURGE_SESSION_SECRET") or secrets.token_hex(32))
+    # Secrets (loadtest.credentials): from the environment, else generated for this deployment.
+    admin_token: str = field(default_factory=lambda: os.environ.get(ADMIN_ENV) or new_secret())
+    session_secret: str = field(default_factory=lambda: os.environ.get(SESSION_ENV) or new_secret())
+    user_secret: str = field(default_factory=lambda: os.environ.get(USERS_ENV) or new_secret())
     model_name: str = "surge-tiny"  # the name /v1/models lists and chat requests must use
     device: str = "auto"  # torch device for the local model: auto = cuda when present, else cpu
     torch_threads: int | None = None  # intra-op threads (None: torch's default)
@@ -44,6 +52,30 @@ class StackOptions:
     upstream_api_key: str = "none"  # openai backend: the key sent upstream
     chat_requires_session: bool = False  # chat completions need a session (else any bearer is an API key)
     seed: int | None = None  # None: the scenario's run.seed
+    # Connection timeouts (seconds): a request head must arrive within header_timeout_s of the
+    # connection opening or of its first byte; a body within body_timeout_s of its head; an
+    # idle connection between requests closes after keep_alive_s.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 30.0
+    # How long a thread may hold the GIL while another waits (sys.setswitchinterval, set by
+    # `serve`). The engine threads run Python between torch calls; at Python's default of
+    # 5 ms the event loop waits up to that long for each of its turns (a convoy: every I/O
+    # wait hands the GIL to an engine thread), which is what made rejections and /healthz slow.
+    gil_switch_interval_s: float = 0.0005
+
+    def __post_init__(self) -> None:
+        for name in ("admin_token", "session_secret", "user_secret"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v:
+                raise OptionsError(f"'{name}' must be a non-empty string (got {v!r}): the admin API and "
+                                   "sessions need a secret (leave it out to have one generated)")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "gil_switch_interval_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise OptionsError(f"'{name}' must be a positive number of seconds (got {v!r})")
+        if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise OptionsError(f"'max_body_bytes' must be a positive integer (got {self.max_body_bytes!r})")
 
     def with_(self, **changes: Any) -> StackOptions:
         return dataclasses.replace(self, **changes)

@@ -51,8 +51,15 @@ class Admission:
     def retry_after_s(self) -> float:
         return min(30.0, max(1.0, self._hold_s * (self.q.waiting + 1) / max(1, self.q.capacity)))
 
+    def refuses(self, priority: int = 0) -> bool:
+        """Whether an arrival of `priority` would be shed now (`AdmissionQueue.refuse`): lets a
+        request be answered 503 before any work is done for it."""
+        return self.q.refuse(priority, time.monotonic())
+
     def _grant(self, fut: asyncio.Future[float], waited_s: float) -> None:
-        if not fut.done():
+        if fut.done():  # its request was cancelled after the rule chose it: hand the slot straight on
+            asyncio.get_running_loop().call_soon(self.release)
+        else:
             fut.set_result(waited_s)
 
     def _drop(self, fut: asyncio.Future[float], why: str) -> None:
@@ -77,11 +84,14 @@ class Admission:
                     q.expire(time.monotonic())
             return await fut
         except BaseException:
-            if not fut.done():
-                fut.cancel()
-                q.leave(w)
-            elif not fut.cancelled() and fut.exception() is None:
+            # Cancelling the awaiting task cancels `fut` too: a cancelled future must still
+            # leave the queue (regression: it stayed there, and its later grant held a slot
+            # that nobody would ever release).
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release()  # granted in the same instant we gave up: hand the slot on
+            else:
+                fut.cancel()
+                q.leave(w)  # a no-op if no longer waiting (a grant since is handed on by _grant)
             raise
 
     def release(self, held_s: float | None = None) -> None:

@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import simpy
+from simpy.events import PENDING
 
 from sim.des.stack import StackModel
 from sim.dists import sampler
@@ -319,7 +320,22 @@ class Client:
         if limit == math.inf:
             return (yield from work)
         proc = env.process(work)
-        yield proc | env.timeout(limit - env.now)
+        timer = env.timeout(limit - env.now)
+        # `proc | timer` without a Condition: the same events in the same order (the first of
+        # the two to fire schedules `first` now), less of the Condition's bookkeeping
+        first = simpy.Event(env)
+
+        def fired(ev: simpy.Event) -> None:
+            if first._value is PENDING:
+                if ev._ok:
+                    first.succeed()
+                else:
+                    ev._defused = True
+                    first.fail(ev._value)  # type: ignore[arg-type]
+
+        proc.callbacks.append(fired)  # type: ignore[union-attr]
+        timer.callbacks.append(fired)  # type: ignore[union-attr]
+        yield first
         if proc.triggered:
             return proc.value
         if self.spec.cancel_on_timeout:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import simpy
 from simpy.events import NORMAL
 
+from sim.des.calls import call_at
+
 _EPS = 1e-12
 
 
@@ -66,11 +68,7 @@ class HostCpu:
             return
         delay = max(0.0, (self._jobs[0][0] - self._v) / self._rate())
         gen = self._gen
-        ev = simpy.Event(self.env)
-        ev._ok = True
-        ev._value = None
-        ev.callbacks.append(lambda _: self._fire(gen))  # type: ignore[union-attr]
-        self.env.schedule(ev, NORMAL, delay)
+        call_at(self.env, delay, lambda _: self._fire(gen), NORMAL)
 
     def _fire(self, gen: int) -> None:
         if gen != self._gen:

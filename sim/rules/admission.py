@@ -73,7 +73,7 @@ class AdmissionQueue(Generic[T]):
             self._grant(item, 0.0)
             return Waiter(item, priority, deadline, now)
         prio = priority if self.priority else 0
-        if self.queue_limit is not None and self.waiting >= self.queue_limit and not self._evict_for(prio):
+        if self._full() and not self._evict_for(prio):
             self.shed += 1
             return None
         w = Waiter(item, prio, deadline, now)
@@ -84,6 +84,35 @@ class AdmissionQueue(Generic[T]):
         q.append(w)
         self.waiting += 1
         return w
+
+    def refuse(self, priority: int, now: float) -> bool:
+        """Whether an arrival of `priority` would be shed now, decided without queueing it (so a
+        consumer can answer it before doing any work for it); counted as shed when so. Exactly
+        `offer`'s decision: no free slot, the queue at its limit and no waiter of a strictly
+        less important class to evict. An arrival not refused goes on to `try_enter`/`offer`."""
+        if self.deadline_drop:
+            self.expire(now)
+        if self.in_use < self.capacity and not self.waiting:
+            return False
+        prio = priority if self.priority else 0
+        if not self._full() or self._can_evict_for(prio):
+            return False
+        self.shed += 1
+        return True
+
+    def _full(self) -> bool:
+        return self.queue_limit is not None and self.waiting >= self.queue_limit
+
+    def _can_evict_for(self, priority: int) -> bool:
+        """Whether a live waiter of a strictly less important class than `priority` exists."""
+        if not self.priority:
+            return False
+        for p in reversed(self._order):
+            if p <= priority:
+                return False
+            if any(w.live for w in self._classes[p]):
+                return True
+        return False
 
     def _evict_for(self, priority: int) -> bool:
         if not self.priority:

@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from loadtest_helpers import ADMIN, STACK_OPTIONS, TINY
+from loadtest_helpers import ADMIN, STACK_OPTIONS, TINY, USER_SECRET
 
+from loadtest.credentials import Credentials
 from loadtest.procs import StackProcess
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     folder = tmp_path_factory.mktemp("stack")
-    s = StackProcess(TINY, folder, ADMIN, options=STACK_OPTIONS).start()
+    s = StackProcess(TINY, folder, Credentials(ADMIN, USER_SECRET), options=STACK_OPTIONS).start()
     try:
         yield s
     finally:

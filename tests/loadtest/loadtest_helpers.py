@@ -8,5 +8,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TINY = HERE / "tiny.yaml"
 ADMIN = "loadtest-test-admin"
+USER_SECRET = "loadtest-test-users"
 # one torch thread: the stack shares two CPU cores with Locust and the other test suites
 STACK_OPTIONS = {"torch_threads": 1}

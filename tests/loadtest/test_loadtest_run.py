@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loadtest_helpers import ADMIN, TINY
+from loadtest_helpers import ADMIN, TINY, USER_SECRET
 
 from loadtest.procs import StackProcess
 from loadtest.runner import LoadRun, Options, run_loadtest
@@ -20,8 +20,9 @@ from sim.results import REASONS, Results
 from sim.scenario import load_scenario
 
 pytestmark = pytest.mark.slow
-DURATION_S = 7.0
-# the outage starts at 2 s for 1.5 s: the run sees the drop and the recovery
+DURATION_S = 9.0
+# the outage starts at 2 s for 1.5 s: the run sees the drop and, in the 5.5 s left (a loaded CI
+# machine drains the backlog slowly), the recovery
 FAULT = ["faults.0.at_s=2", "faults.0.duration_s=1.5"]
 CHAT_ONLY = ["workload.classes={chat: {probability: 1.0, stages: [{llm: {prompt_tokens: {type: constant, value: 24}, "
              "output_tokens: {type: constant, value: 8}}}]}}", "slos={chat: {e2e_p99_s: 2.0}}"]
@@ -29,6 +30,7 @@ CHAT_ONLY = ["workload.classes={chat: {probability: 1.0, stages: [{llm: {prompt_
 
 def _run(stack: StackProcess, out: Path, workers: int, monkeypatch: pytest.MonkeyPatch, **kw: object) -> LoadRun:
     monkeypatch.setenv("SURGE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setenv("SURGE_USER_SECRET", USER_SECRET)
     opt = Options(TINY, duration_s=DURATION_S, out=out, host=stack.url, workers=workers, sets=FAULT, **kw)  # type: ignore[arg-type]
     return run_loadtest(opt)
 
@@ -89,7 +91,7 @@ def test_local_runner_measures_ttft_faults_and_recovery(stack: StackProcess, tmp
     assert all(e["status"] == 201 and abs(e["lag_s"]) < 0.5 for e in starts)
     assert _total(r, "attempt_failed:") > 0
     rec = r.meta["recovery"][0]
-    assert rec["end_s"] == pytest.approx(3.5) and rec["recovered"] and rec["recovery_s"] <= 2.0
+    assert rec["end_s"] == pytest.approx(3.5) and rec["recovered"] and rec["recovery_s"] <= 4.0
     # the invalidated sessions: 401, then a new login and a retry
     assert _total(r, "attempt_failed:auth") > 0
     assert _total(r, "logins") > r.meta["totals"]["dispatched"]
@@ -116,6 +118,7 @@ def test_two_workers_merge_into_one_result(stack: StackProcess, tmp_path: Path,
 def test_closed_model_users_loop_over_commands(stack: StackProcess, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SURGE_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setenv("SURGE_USER_SECRET", USER_SECRET)
     opt = Options(TINY, duration_s=4.0, out=tmp_path / "closed", host=stack.url, mode="closed", users=3, spawn_rate=3,
                   faults=False, simulate=False, report=False)
     run_loadtest(opt)

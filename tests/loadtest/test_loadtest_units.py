@@ -246,3 +246,34 @@ def test_scraped_server_metrics_become_the_simulators_series() -> None:
     assert out["queue:gateway"].tolist() == [3, 5, 5]  # last sample per interval, carried forward
     assert out["queue:llm"].tolist() == [5, 2, 2]  # summed over replicas
     assert out["llm_prefill_tokens"].tolist() == [60, 40, 0]  # from the 100 counted before t0
+
+
+def test_a_target_whose_metrics_page_is_not_prometheus_text_adds_nothing() -> None:
+    """Regression: a server that answers every path with the same SSE body crashed the load test
+    in the scraper (ValueError from the Prometheus parser); now it is asked once and ignored."""
+    import http.server
+    import threading
+
+    from loadtest.scrape import Scraper
+
+    class Everything(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            body = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Everything)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        s = Scraper(f"http://127.0.0.1:{srv.server_address[1]}", period_s=0.0)
+        for _ in range(3):
+            s.tick()
+        assert s.samples == [] and s.failures > 5  # it stopped asking after the first answer
+        assert s.series(t0=0.0, interval_s=1.0, n=3) == {}
+    finally:
+        srv.shutdown()

@@ -36,7 +36,8 @@ def counts(series: dict[str, float]) -> dict[str, Any]:
 def run_des(script: list[str]) -> dict[str, Any]:
     import simpy
 
-    from sim.des.client import Client, SessionState, SimCommand
+    from sim.des.client import Client, SessionState
+    from sim.des.client import SimCommand as Command
     from sim.des.services import Uniforms
     from sim.results import Recorder
     from sim.streams import Streams
@@ -56,9 +57,6 @@ def run_des(script: list[str]) -> dict[str, Any]:
         def uniforms(self, name: str) -> Uniforms:
             return Uniforms(Streams(1)(name))
 
-        def login(self, limit: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
-            return (yield from self.auth.call(0, limit, service_s))
-
         def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
             if not sess.logged_in:
                 return "auth"  # the app dropped its session: nothing is sent
@@ -75,7 +73,7 @@ def run_des(script: list[str]) -> dict[str, Any]:
         sess = SessionState(0, None, SessionHealth(sc.clients.session_lost_after_timeouts))
         yield from client.login(sess)
         for _ in range(COMMANDS):
-            yield from client.command(sess, SimCommand("c", sc.workload.classes["c"], env.now))
+            yield from client.command(sess, Command("c", sc.workload.classes["c"], env.now))
 
     env.process(user())
     env.run()

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loadtest.stack.overload import Admission, Rejected
 from sim.des.pool import GRANTED, Pool
@@ -118,3 +120,38 @@ def test_the_rule_as_documented() -> None:
     assert granted == ["order", "chat1"] and q.waiting == 0 and q.in_use == 1
     assert q.waiters() == []
     assert (q.evicted, q.expired) == (1, 0) and GRANTED == "granted"
+
+
+# -- refuse: the decision offer makes, asked before any work is done for an arrival -------------
+_OPS = st.lists(st.tuples(st.sampled_from(["arrive", "release", "leave", "capacity"]), st.integers(0, 3)),
+                max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS, capacity=st.integers(0, 3), limit=st.one_of(st.none(), st.integers(0, 3)),
+       priority=st.booleans(), lifo=st.booleans(), probe=st.integers(0, 3))
+def test_refuse_is_exactly_offers_shedding_decision(ops, capacity, limit, priority, lifo, probe) -> None:
+    """For any state of the queue, `refuse(p)` is True exactly when `offer(p)` would shed."""
+    def build() -> tuple[AdmissionQueue[int], list[Any]]:
+        q: AdmissionQueue[int] = AdmissionQueue(capacity, limit, lifo=lifo, priority=priority,
+                                                grant=lambda i, w: None, drop=lambda i, why: None)
+        waiters: list[Any] = []
+        for i, (op, n) in enumerate(ops):
+            if op == "arrive" and not q.try_enter():
+                w = q.offer(i, n, 1e9, 0.0)
+                if w is not None:
+                    waiters.append(w)
+            elif op == "release" and q.in_use:
+                q.release(0.0)
+            elif op == "leave" and waiters:
+                q.leave(waiters.pop(n % len(waiters)))
+            elif op == "capacity":
+                q.set_capacity(n, 0.0)
+        return q, waiters
+
+    asked, _ = build()
+    offered, _ = build()
+    refused = asked.refuse(probe, 0.0)
+    shed = not offered.try_enter() and offered.offer(-1, probe, 1e9, 0.0) is None
+    assert refused == shed
+    assert asked.shed == offered.shed

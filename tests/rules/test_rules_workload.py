@@ -19,9 +19,10 @@ from loadtest.stack.options import StackOptions
 from loadtest.stack.state import Stack
 from sim.rules.scaling import scale_scenario
 from sim.scenario import load_scenario
+from sim.shipped import examples, scenarios_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml") if not {"mitigations", "overlays"} & set(p.parts))
+SHIPPED = [scenarios_dir() / p for p in examples()]
 NO_ENGINES = "services.llm.backend={type: openai, base_url: 'http://127.0.0.1:9/v1'}"  # no torch engines to build
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import httpx
 import yaml
 
+from loadtest.credentials import password_for
 from loadtest.stack import StackOptions, create_app
 from sim.scenario import Scenario, apply_override, parse_scenario
 
@@ -50,7 +51,8 @@ TINY: dict[str, Any] = {
         "tools": {t: {"concurrency": 64, "latency": _const(0.002)} for t in ("catalog", "order", "payment")},
     },
 }
-OPTIONS: dict[str, Any] = {"admin_token": "test-admin", "torch_threads": 1}
+USER_SECRET = "test-users"  # seeds the user table: password_for(USER_SECRET, name)
+OPTIONS: dict[str, Any] = {"admin_token": "test-admin", "user_secret": USER_SECRET, "torch_threads": 1}
 
 
 class TinyStack(NamedTuple):
@@ -83,8 +85,13 @@ async def running(cfg: TinyStack, **kw: Any) -> AsyncIterator[httpx.AsyncClient]
             yield client
 
 
+def credentials(user: str) -> dict[str, str]:
+    """The login body of `user` in the test stacks' user table."""
+    return {"username": user, "password": password_for(USER_SECRET, user)}
+
+
 async def login(client: httpx.AsyncClient, user: str = "alice") -> dict[str, str]:
-    r = await client.post("/v1/auth/login", json={"username": user})
+    r = await client.post("/v1/auth/login", json=credentials(user))
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 
@@ -102,14 +109,15 @@ def free_port() -> int:
 
 class Server:
     """`python -m loadtest.stack` in a subprocess on a free loopback port, serving the tiny
-    scenario with `sets` overrides."""
+    scenario with `sets` overrides and `StackOptions` fields `options`."""
 
-    def __init__(self, tmp_path: Path, sets: tuple[str, ...] | list[str] = (), port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, sets: tuple[str, ...] | list[str] = (), port: int | None = None,
+                 **options: Any) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.scenario_file = tmp_path / f"tiny-{self.port}.yaml"
         self.scenario_file.write_text(yaml.safe_dump(tiny_scenario(*sets).model_dump(mode="json")))
-        self.options = OPTIONS | {"db_path": str(tmp_path / "orders.db")}
+        self.options = OPTIONS | {"db_path": str(tmp_path / "orders.db")} | options
         self.log = open(tmp_path / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc: subprocess.Popen[bytes] | None = None
 

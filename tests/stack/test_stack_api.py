@@ -6,13 +6,13 @@ import asyncio
 import json
 
 import pytest
-from stack_helpers import ADMIN, chat_body, login, running, tiny_config
+from stack_helpers import ADMIN, chat_body, credentials, login, running, tiny_config
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_login_gives_a_session_that_orders_accept(client):
-    r = await client.post("/v1/auth/login", json={"username": "bob", "password": "x"})
+    r = await client.post("/v1/auth/login", json=credentials("bob"))
     assert r.status_code == 200
     body = r.json()
     assert body["expires_in"] > 0 and body["token_type"] == "bearer" and body["user"] == "bob"

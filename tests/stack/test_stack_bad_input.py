@@ -116,3 +116,66 @@ async def test_bad_or_past_deadlines(client, header, value, status):
 ])
 async def test_bad_faults_are_400(client, fault):
     _err(await client.post("/admin/faults", json=fault, headers={"Authorization": "Bearer test-admin"}), 400)
+
+
+# -- text that is not Unicode: a lone surrogate is legal JSON and no UTF-8 encoder takes it -------
+LONE = '"x\\ud800y"'  # the JSON escape, as a hostile client sends it
+PAIR = '"x\\ud83d\\ude00y"'  # a surrogate pair is a real character (an emoji): fine
+
+
+def _chat_raw(messages: str, **extra: str) -> bytes:
+    rest = "".join(f', "{k}": {v}' for k, v in extra.items())
+    return f'{{"model": "surge-tiny", "max_tokens": 2, "messages": {messages}{rest}}}'.encode()
+
+
+@pytest.mark.parametrize("stream", ["false", "true"])
+@pytest.mark.parametrize("role", ["system", "developer", "user", "assistant", "tool"])
+async def test_lone_surrogate_in_chat_content_is_400(client, role, stream):
+    """Regression: HTTP 500 (UnicodeEncodeError in the tokenizer)."""
+    raw = _chat_raw(f'[{{"role": "{role}", "content": {LONE}}}]', stream=stream)
+    e = _err(await client.post(CHAT, content=raw, headers={"content-type": "application/json"}), 400,
+             "messages.0.content")
+    assert "surrogate" in e["message"]
+
+
+@pytest.mark.parametrize(("raw", "param"), [
+    (_chat_raw(f'[{{"role": "user", "content": [{{"type": "text", "text": {LONE}}}]}}]'), "messages.0.content.0.text"),
+    (f'{{"model": {LONE}, "messages": [{{"role": "user", "content": "hi"}}]}}'.encode(), "model"),
+])
+async def test_lone_surrogate_elsewhere_in_chat_is_400(client, raw, param):
+    _err(await client.post(CHAT, content=raw, headers={"content-type": "application/json"}), 400, param)
+
+
+async def test_lone_surrogates_where_chat_ignores_them_are_harmless(client):
+    raw = _chat_raw(f'[{{"role": "user", "content": {PAIR}, "name": {LONE}}}]', user=LONE)
+    r = await client.post(CHAT, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+
+
+async def test_lone_surrogate_in_an_unknown_key_is_400(client):
+    raw = _chat_raw('[{"role": "user", "content": "hi"}]', **{"x\\ud800": "1"})
+    _err(await client.post(CHAT, content=raw, headers={"content-type": "application/json"}), 400)
+
+
+@pytest.mark.parametrize("stream", ["false", "true"])
+async def test_lone_surrogate_in_an_agent_command_is_400(client, stream):
+    h = await login(client) | {"Idempotency-Key": "s1", "content-type": "application/json"}
+    raw = f'{{"command": {LONE}, "stream": {stream}}}'.encode()
+    _err(await client.post("/v1/agent/commands", content=raw, headers=h), 400, "command")
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (f'{{"username": {LONE}, "password": "p"}}', 400), (f'{{"username": "a", "password": {LONE}}}', 400),
+    (f'{{"username": "a", "password": "p", {LONE}: 1}}', 400), (f'{{"command": "x", {LONE}: 1}}', 400),
+])
+async def test_lone_surrogates_in_names_and_logins_are_4xx_never_500(client, raw, status):
+    path = "/v1/auth/login" if "username" in raw else "/v1/agent/commands"
+    h = (await login(client) if "command" in raw else {}) | {"Idempotency-Key": "s2", "content-type": "application/json"}
+    r = await client.post(path, content=raw.encode(), headers=h)
+    _err(r, status)
+
+
+@pytest.mark.parametrize("order_id", ["%ED%A0%80", "%FF", "%00", "x" * 64])
+async def test_odd_order_ids_are_404(client, order_id):
+    h = await login(client)
+    _err(await client.get(f"/v1/orders/{order_id}", headers=h), 404)

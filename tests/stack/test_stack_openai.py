@@ -8,7 +8,7 @@ import json
 import httpx
 import openai
 import pytest
-from stack_helpers import login, running, tiny_config
+from stack_helpers import credentials, login, running, tiny_config
 
 from loadtest.stack import create_app
 
@@ -39,7 +39,7 @@ def test_openai_client_against_real_server(server):
 
 def test_real_server_serves_an_order_and_metrics(server):
     with httpx.Client(base_url=server.url, timeout=10) as c:
-        tok = c.post("/v1/auth/login", json={"username": "ann"}).json()["token"]
+        tok = c.post("/v1/auth/login", json=credentials("ann")).json()["token"]
         r = c.post("/v1/agent/commands", json={"command": "help me buy a matcha latte"},
                    headers={"Authorization": f"Bearer {tok}", "Idempotency-Key": "m1"})
         assert r.status_code == 200 and r.json()["order"]["item"] == "matcha latte"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stack_helpers import ADMIN, Server, running, tiny_config
+from stack_helpers import ADMIN, Server, credentials, running, tiny_config
 
 RETRY = {409, 429, 502, 503, 504}
 
@@ -23,7 +23,7 @@ async def order_with_retries(client: httpx.AsyncClient, user: str, key: str, dea
     while time.monotonic() < end:
         try:
             if token is None:
-                r = await client.post("/v1/auth/login", json={"username": user})
+                r = await client.post("/v1/auth/login", json=credentials(user))
                 if r.status_code != 200:
                     await asyncio.sleep(0.05)
                     continue

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from stack_helpers import chat_body, login, running, tiny_config
+from stack_helpers import chat_body, credentials, login, running, tiny_config
 
 from loadtest.stack.overload import Admission, Rejected
 
@@ -66,16 +66,16 @@ async def test_deadline_drops_queued_work():
 async def test_rate_limits_answer_429_with_retry_after(tmp_path):
     cfg = tiny_config(tmp_path, "services.gateway.rate_limit={per_user_per_s: 0.5, per_user_burst: 2}")
     async with running(cfg) as client:
-        codes = [(await client.post("/v1/auth/login", json={"username": "eve"})).status_code for _ in range(3)]
+        codes = [(await client.post("/v1/auth/login", json=credentials("eve"))).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
-        r = await client.post("/v1/auth/login", json={"username": "eve"})
+        r = await client.post("/v1/auth/login", json=credentials("eve"))
         assert r.json()["error"]["code"] == "rate_limit_exceeded" and int(r.headers["Retry-After"]) >= 1
-        assert (await client.post("/v1/auth/login", json={"username": "other"})).status_code == 200
+        assert (await client.post("/v1/auth/login", json=credentials("other"))).status_code == 200
 
 
 async def test_global_rate_limit(tmp_path):
     async with running(tiny_config(tmp_path, "services.gateway.rate_limit={global_per_s: 1.0, burst: 2}")) as client:
-        codes = [(await client.post("/v1/auth/login", json={"username": f"u{i}"})).status_code for i in range(4)]
+        codes = [(await client.post("/v1/auth/login", json=credentials(f"u{i}"))).status_code for i in range(4)]
         assert codes.count(429) == 2
 
 
@@ -118,3 +118,29 @@ async def test_breaker_opens_on_tool_errors_and_fails_fast(tmp_path):
             codes.append(r.json()["error"]["code"])
         assert codes == ["payment_error", "payment_error", "payment_breaker_open"]
         assert (await client.get("/readyz")).json()["breakers"]["payment"] == "open"
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_never_holds_a_slot():
+    """Regression: cancelling a request waiting for admission cancelled its future, which then
+    stayed queued; the grant it later got held the slot for good."""
+    adm = Admission(1, queue_limit=5)
+    await adm.acquire()
+    waiter = asyncio.create_task(adm.acquire())
+    await asyncio.sleep(0)
+    assert adm.waiting == 1
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert adm.waiting == 0
+    adm.release()
+    assert adm.in_use == 0
+    # cancelled in the same tick as the grant: the slot goes straight back
+    await adm.acquire()
+    late = asyncio.create_task(adm.acquire())
+    await asyncio.sleep(0)
+    adm.release()  # grants `late`
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    await asyncio.sleep(0)
+    assert adm.in_use == 0 and adm.waiting == 0

@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from stack_helpers import Server
+from stack_helpers import Server, credentials
 
 EXAMPLES = 12  # per operation and mode: ~10 operations x 2 modes stays well under 30 s
 
@@ -46,7 +46,7 @@ def _fuzz(op, mode, url: str, headers: dict[str, str]) -> None:
 def test_api_conforms_to_its_openapi_spec(tmp_path, mode):
     server = Server(tmp_path, ["services.gateway.concurrency=8", "services.gateway.queue_limit=64"]).start()
     try:
-        session = httpx.post(server.url + "/v1/auth/login", json={"username": "fuzz"}).json()["token"]
+        session = httpx.post(server.url + "/v1/auth/login", json=credentials("fuzz")).json()["token"]
         schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
         failures: list[str] = []
         for result in schema.get_all_operations():

@@ -1,0 +1,245 @@
+"""Overload: does the reference stack keep its goodput when offered three times its capacity?
+
+The stack (`python -m loadtest.stack`, `scenarios/demo_fault.yaml` without its fault, one torch
+thread) is pinned to one core and the load generator (`surge loadtest --host`, Locust, the
+scenario's own clients with their retries) to another, with taskset. Two phases against the
+same stack: the 1x arrival rate `--rate` (about what the stack serves), then `--factor` times
+it. During each phase this process (on the load generator's core) probes, 10 times a second
+each, `GET /healthz` and a chat request of an unknown class (the least important: it is shed
+first whenever the gateway is full), and times the answers; the 503s among the latter that
+were shed on arrival (`X-Surge-Shed: queue_full`) are the rejections (a waiter evicted later
+by more important work is counted apart: its time is its wait). Targets (Google SRE,
+"Handling Overload": rejections must be cheap):
+
+- goodput at `--factor` x >= 90% of the goodput at 1x (answers within the SLO per second),
+- rejections (503) answered in < 10 ms at the p99,
+- `/healthz` answered in < 100 ms at the p99.
+
+The load average (`/proc/loadavg`) before and after each phase is printed with its figures:
+on a shared machine the figures mean little without it.
+
+    .venv/bin/python benchmarks/bench_overload.py [--rate 70] [--factor 3] [--duration 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "demo_fault.yaml"
+SURGE = str(Path(sys.executable).with_name("surge"))
+CREDS = {"SURGE_ADMIN_TOKEN": "bench-admin-token", "SURGE_USER_SECRET": "bench-user-secret"}
+PROBE_BODY = {"model": "surge-tiny", "messages": [{"role": "user", "content": "tea"}], "max_tokens": 1}
+WARMUP_S = 5.0  # probes from the first seconds of a phase are not counted
+
+
+def pin(core: int | None) -> list[str]:
+    if core is None or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Probe:
+    """GETs `/healthz` and posts a least-important chat every `every_s`, each on its own
+    keep-alive connection; latencies (seconds) after the warm-up."""
+
+    def __init__(self, url: str, every_s: float = 0.1) -> None:
+        self.url, self.every_s = url, every_s
+        self.healthz: list[float] = []
+        self.rejected: list[float] = []
+        self.evicted: list[float] = []
+        self.admitted = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(k,), daemon=True) for k in ("healthz", "chat")]
+
+    def __enter__(self) -> Probe:
+        self.t0 = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _loop(self, kind: str) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            while not self._stop.wait(self.every_s):
+                t = time.perf_counter()
+                try:
+                    r = (c.get("/healthz") if kind == "healthz" else
+                         c.post("/v1/chat/completions", json=PROBE_BODY, headers={"X-Surge-Class": "probe"}))
+                except httpx.HTTPError:
+                    self.errors += 1
+                    continue
+                dt = time.perf_counter() - t
+                if time.monotonic() - self.t0 < WARMUP_S:
+                    continue
+                if kind == "healthz":
+                    self.healthz.append(dt)
+                elif r.status_code == 503 and r.headers.get("X-Surge-Shed", "queue_full") == "queue_full":
+                    self.rejected.append(dt)
+                elif r.status_code == 503:
+                    self.evicted.append(dt)
+                else:
+                    self.admitted += 1
+
+
+def _sets(overrides: Sequence[str]) -> list[str]:
+    return [arg for o in ["faults=[]", *overrides] for arg in ("--set", o)]
+
+
+def start_stack(port: int, folder: Path, core: int | None, root: Path = ROOT, overrides: Sequence[str] = (),
+                options: str = '{"torch_threads": 1}') -> subprocess.Popen[bytes]:
+    cmd = [*pin(core), sys.executable, "-m", "loadtest.stack", "--port", str(port), "--scenario", str(SCENARIO),
+           *_sets(overrides), "--db", str(folder / "orders.db"), "--options-json", options]
+    log = open(folder / "stack.log", "ab")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(cmd, cwd=root, env=os.environ | CREDS | {"PYTHONPATH": str(root)}, stdout=log, stderr=log)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the stack did not start; see {folder / 'stack.log'}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_by_status(url: str) -> dict[str, float]:
+    """`surge_http_requests_total` summed by route and status: what the stack answered."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("surge_http_requests_total{"):
+            labels, _, v = line.rpartition(" ")
+            route = labels.split('route="')[1].split('"')[0]
+            status = labels.split('status="')[1].split('"')[0]
+            out[f"{route} {status}"] = out.get(f"{route} {status}", 0.0) + float(v)
+    return out
+
+
+def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None, pid: int,
+          overrides: Sequence[str] = ()) -> dict[str, float]:
+    """One load run at `rate` commands/s; goodput, the probes' percentiles (ms), and what the
+    stack did meanwhile (CPU seconds, answers by route and status)."""
+    before = loadavg()
+    cpu0, answered0, t0 = cpu_s(pid), requests_by_status(url), time.monotonic()
+    cmd = [*pin(core), SURGE, "loadtest", str(SCENARIO), "--host", url, "--duration", f"{duration_s:g}s",
+           "--set", f"arrivals.rate_per_s={rate:g}", *_sets(overrides), "--no-simulate", "--no-fail-on-slo",
+           "--out", str(out)]
+    with Probe(url) as probe:
+        run = subprocess.run(cmd, cwd=ROOT, env=os.environ | CREDS, capture_output=True, text=True,
+                             timeout=duration_s + 300)
+    wall, cpu, answered = time.monotonic() - t0, cpu_s(pid) - cpu0, requests_by_status(url)
+    if run.returncode != 0:
+        raise RuntimeError(f"surge loadtest failed ({run.returncode}): {run.stderr[-2000:]}")
+    s = json.loads((out / "measured" / "summary.json").read_text())
+    totals = json.loads((out / "measured" / "run.json").read_text()).get("totals", {})
+
+    def p99_ms(xs: list[float]) -> float:
+        return float(np.percentile(xs, 99) * 1e3) if xs else float("nan")
+
+    return {"rate": rate, "goodput": s["goodput_per_s"], "throughput": s["throughput_per_s"],
+            "success": s["success_rate"], "dropped": float(totals.get("dropped", 0)),
+            "healthz_p50_ms": float(np.median(probe.healthz) * 1e3) if probe.healthz else float("nan"),
+            "healthz_p99_ms": p99_ms(probe.healthz), "healthz_n": len(probe.healthz),
+            "reject_p50_ms": float(np.median(probe.rejected) * 1e3) if probe.rejected else float("nan"),
+            "reject_p99_ms": p99_ms(probe.rejected), "reject_n": len(probe.rejected),
+            "probe_admitted": probe.admitted, "probe_errors": probe.errors, "evicted_n": len(probe.evicted),
+            "load_before": before, "load_after": loadavg(), "stack_cpu_share": cpu / wall,  # type: ignore[dict-item]
+            "answered": {k: (v - answered0.get(k, 0.0)) / wall for k, v in answered.items()
+                         if v - answered0.get(k, 0.0) > 0}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=70.0, help="the 1x arrival rate, commands/s")
+    p.add_argument("--factor", type=float, default=3.0)
+    p.add_argument("--duration", type=float, default=40.0, help="seconds per phase")
+    p.add_argument("--port", type=int, default=18493)
+    p.add_argument("--stack-core", type=int, default=0)
+    p.add_argument("--load-core", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="scenario override for the stack and the load test alike (repeatable)")
+    p.add_argument("--stack-options", default='{"torch_threads": 1}', help="StackOptions JSON for the stack")
+    p.add_argument("--stack-root", type=Path, default=ROOT,
+                   help="serve the stack from this checkout (e.g. an older commit, for an A/B comparison)")
+    a = p.parse_args(argv)
+    if pin(a.load_core):
+        os.sched_setaffinity(0, {a.load_core})  # the probes run with the load generator
+    url = f"http://127.0.0.1:{a.port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = a.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve(), a.set, a.stack_options)
+        try:
+            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, stack.pid, a.set)]
+            time.sleep(3)
+            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, stack.pid, a.set))
+        finally:
+            stack.terminate()
+            stack.wait(30)
+    return report(rows, a)
+
+
+def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
+    pinned = f"pinned: stack core {a.stack_core}, load core {a.load_core}" if pin(0) else "not pinned"
+    print(f"overload benchmark: {SCENARIO.name} without its fault {' '.join(a.set)}, {a.duration:g} s per phase, "
+          f"{pinned}, stack from {a.stack_root} with {a.stack_options}")
+    print(f"{'offered /s':>10} {'goodput /s':>10} {'thruput /s':>10} {'success':>8} {'reject p50':>10} "
+          f"{'reject p99':>10} {'n':>4} {'healthz p50':>11} {'healthz p99':>11} {'n':>4}  load avg before -> after")
+    for r in rows:
+        print(f"{r['rate']:>10.0f} {r['goodput']:>10.1f} {r['throughput']:>10.1f} {r['success']:>8.1%} "
+              f"{r['reject_p50_ms']:>8.2f}ms {r['reject_p99_ms']:>8.2f}ms {r['reject_n']:>4} "
+              f"{r['healthz_p50_ms']:>9.2f}ms {r['healthz_p99_ms']:>9.2f}ms {r['healthz_n']:>4}  "
+              f"{r['load_before']} -> {r['load_after']}")
+    for r in rows:
+        answered = ", ".join(f"{k} {v:.1f}/s" for k, v in sorted(r["answered"].items()))  # type: ignore[attr-defined]
+        print(f"at {r['rate']:g}/s the stack used {r['stack_cpu_share']:.0%} of a core; answered {answered}")
+    one, over = rows
+    checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", over["goodput"] >= 0.9 * one["goodput"],
+               f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),
+              ("rejections p99 < 10 ms", over["reject_p99_ms"] < 10, f"{over['reject_p99_ms']:.2f} ms"),
+              (f"/healthz p99 < 100 ms at {a.factor:g}x", over["healthz_p99_ms"] < 100, f"{over['healthz_p99_ms']:.2f} ms")]
+    for name, ok, got in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {got}")
+    if one["goodput"] < 0.8 * one["rate"]:
+        print(f"note: at 1x only {one['goodput']:.1f} of {one['rate']:g}/s were good: --rate is above capacity here")
+    for r in rows:
+        if r["evicted_n"]:
+            print(f"note: at {r['rate']:g}/s {r['evicted_n']} probes waited and were then evicted (not counted as rejections)")
+        if r["dropped"]:
+            print(f"note: the load generator dropped {r['dropped']:.0f} starts at {r['rate']:g}/s (it could not keep up)")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
