@@ -39,7 +39,9 @@ def validation(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_miniature_measures_every_load_on_both_sides_and_writes_the_report(validation: Path) -> None:
     data = json.loads((validation / "validation.json").read_text())
-    assert data["calibration"]["calibrated"] and data["calibration"]["host"]["host"]["cores"] >= 1
+    host = data["calibration"]["host"]
+    assert data["calibration"]["calibrated"] and host["cores_pinned"] >= 1
+    assert host["host"]["cores"] == pytest.approx(host["cores_pinned"] * host["core_share"], rel=0.01)
     assert data["capacity_search"]["meas"]["probes"], "the measured capacity was searched"
     assert [lv["label"] for lv in data["levels"]] == ["30%", "60%", "90%"]
     table = data["table"]
