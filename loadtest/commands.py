@@ -21,8 +21,8 @@ Runs in a gevent process (Locust); `client` is a Locust `FastHttpSession`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import json
 import math
 import time
 import uuid
@@ -31,13 +31,16 @@ from typing import Any
 
 import gevent
 import numpy as np
+from gevent.pool import Group
 
 from loadtest import plugins
 from loadtest import policy as P
+from loadtest.answers import admitted_by, code_of, json_or_none, read_agent_stream, read_stream
 from loadtest.credentials import Credentials
 from loadtest.plan import Plan
 from loadtest.stack.vocab import Vocabulary
 from loadtest.tally import Tally
+from sim.arrivals import FollowUps
 from sim.dists import sampler
 from sim.results import names as N
 from sim.rules.attempts import (
@@ -52,6 +55,7 @@ from sim.rules.attempts import (
 )
 from sim.rules.calls import kind_of
 from sim.rules.deadlines import Deadlines
+from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
 from sim.scenario import CommandClass, Scenario
 from sim.streams import Streams
 
@@ -144,6 +148,12 @@ class HttpClient:
         self.requests_left = plan.max_requests
         self.in_flight = 0
         self._timeout_hdr = deadline_header(sc)
+        self.by_name = {s.name: s for s in specs_of(sc)}
+        self.follow_ups = FollowUps(sc, streams(f"loadtest.{stream_key}.follow_ups"))
+        self.proactive = Group()  # follow-ups waiting or running (killed at the run's end)
+        if any(s.cls.places_order for s in self.specs):
+            for name in N.MONEY_COUNTERS:  # present, as in the simulator's results, even when all stay 0
+                tally.count(name, 0.0, 0)
 
     # -- time and bookkeeping ------------------------------------------------------------------
     def now(self) -> float:
@@ -157,9 +167,12 @@ class HttpClient:
         self.tally.count(N.of_class("arrived", spec.name), t)
         self.in_flight += 1
 
-    def _fail(self, spec: Spec, reason: str) -> None:
-        self.tally.count(N.failed(spec.name, reason), self.now())  # type: ignore[arg-type]
+    def _fail(self, spec: Spec, reason: str, cmd: HttpCommand | None = None) -> None:
+        now = self.now()
+        self.tally.count(N.failed(spec.name, reason), now)  # type: ignore[arg-type]
         self.in_flight -= 1
+        if cmd is not None and at_end(cmd.order, False) == FAILED_AFTER_PAYMENT:
+            self.tally.count(N.FAILED_AFTER_PAYMENT, now)
 
     def _request(self, method: str, path: str, name: str, **kw: Any) -> Any:
         if self.requests_left <= 0:
@@ -187,6 +200,26 @@ class HttpClient:
     def new_session(self, user: str) -> HttpSession:
         return HttpSession(user, SessionHealth(self.sc.clients.session_lost_after_timeouts))
 
+    def proactive_task(self, user: str, klass: str, late_s: float = 0.0) -> None:
+        """A scheduled task the agent starts: one command of `klass` on a session of its own."""
+        sess = self.new_session(user)
+        spec = self.by_name[klass]
+        if self.has_auth and not self.login(sess):
+            self._arrive(spec, self.now() - late_s)
+            self._fail(spec, P.AUTH)
+            return
+        self.command(sess, HttpCommand(spec, self.now() - late_s))
+
+    def _follow_up(self, sess: HttpSession, klass: str) -> None:
+        with contextlib.suppress(OutOfRequests):  # the request bound: the follow-up is not sent
+            self.command(sess, HttpCommand(self.by_name[klass], self.now()))
+
+    def stop_proactive(self) -> int:
+        """Kill the follow-ups still waiting or running (the run's end); how many there were."""
+        n = len(self.proactive)
+        self.proactive.kill(block=True, timeout=5)
+        return n
+
     def login(self, sess: HttpSession) -> bool:
         for attempt in itertools.count():
             outcome = self._timed(lambda: self._login_once(sess), self.now() + self.policy.timeout_s, P.TIMEOUT)
@@ -208,7 +241,7 @@ class HttpClient:
         if r.status_code in (404, 405):
             self.has_auth = False
             return P.OK
-        outcome = P.classify(r.status_code, _code(r))
+        outcome = P.classify(r.status_code, code_of(r))
         if outcome == P.OK:
             sess.token = r.json()["token"]
         return outcome
@@ -246,16 +279,16 @@ class HttpClient:
                 return
             self.tally.count(N.attempt_failed(outcome), self.now())  # type: ignore[arg-type]
             if step.kind == FAIL:
-                self._fail(spec, step.reason)
+                self._fail(spec, step.reason, cmd)
                 return
             if step.kind == RELOGIN:
                 if not self.has_auth or not self.login(sess):
-                    self._fail(spec, P.AUTH)
+                    self._fail(spec, P.AUTH, cmd)
                     return
                 continue
             gevent.sleep(step.wait_s)
             if step.kind == ABANDON:
-                self._fail(spec, P.ABANDONED)
+                self._fail(spec, P.ABANDONED, cmd)
                 return
 
     def _timed(self, work: Any, limit: float, late: str) -> str:
@@ -289,7 +322,11 @@ class HttpClient:
             self.tally.observe(N.hist("e2e_send", spec.name), now, now - cmd.first_send)
         if spec.cls.places_order:
             self.tally.count(N.ORDERS, now)
+            if at_end(cmd.order, True) == WRONG_ITEM:
+                self.tally.count(N.WRONG_ITEMS, now)
         self.in_flight -= 1
+        for klass, delay in self.follow_ups.after(spec.name) if self.follow_ups else ():
+            self.proactive.add(gevent.spawn_later(delay, self._follow_up, sess, klass))
         if spec.kind == "agent" and cmd.order_id:
             self._check_order(sess, cmd)
 
@@ -302,6 +339,8 @@ class HttpClient:
         st = cmd.spec.cls.stages[0].llm  # a chat class is one LLM stage (`kind_of`)
         assert st is not None
         prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(st.prompt_tokens.sample(self._tok))
+        if st.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
+            prompt += max(0, round(st.image_tokens.sample(self._tok)))
         out = cmd.output0 if cmd.output0 >= 0 else round(st.output_tokens.sample(self._tok))
         cmd.prompt0 = cmd.output0 = -1
         return self._chat(sess, cmd, max(1, prompt), max(1, out))
@@ -343,11 +382,11 @@ class HttpClient:
         sent = self.now()
         headers = self._headers(sess) | {CLASS_HEADER: cmd.spec.name}
         r = self._request("POST", path, "chat", json=body, headers=headers, stream=True)
-        code = _code(r)
-        cmd.admitted = _admitted(r, code)
+        code = code_of(r)
+        cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
             return P.classify(r.status_code, code)
-        stamps, usage, err = _read_stream(r, self.now)
+        stamps, usage, err = read_stream(r, self.now)
         if err is not None:
             return P.classify_stream_error(err)
         if not stamps:
@@ -376,21 +415,44 @@ class HttpClient:
         h = self._headers(sess) | {"Idempotency-Key": cmd.key, CLASS_HEADER: cmd.spec.name}
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
-        code = _code(r)
-        cmd.admitted = _admitted(r, code)
+        code = code_of(r)
+        cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
+            if r.status_code == 409:
+                self._money(cmd, json_or_none(r))
             return P.classify(r.status_code, code)
         if not str(r.headers.get("content-type") or "").startswith("text/event-stream"):
             result: dict[str, Any] | None = r.json()  # a replay: the stored answer, as JSON
         else:
-            result, error = _read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
+            result, error = read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
             if error is not None:
+                self._money(cmd, error)
                 err_code = (error.get("error") or {}).get("code")
                 return P.classify(int(error.get("status") or 500), str(err_code) if err_code else None)
         if not result:
             return P.ERROR
-        cmd.order_id = str(result["order"]["id"])
+        self._money(cmd, result)
+        order = result.get("order")  # null for a class that places no order
+        cmd.order_id = str(order["id"]) if order else None
         return P.OK
+
+    def _money(self, cmd: HttpCommand, body: dict[str, Any] | None) -> None:
+        """What an answer says about the command's order and the money (`ledger`, `order`)."""
+        if not body or not cmd.spec.cls.places_order:
+            return
+        now = self.now()
+        led = body.get("ledger") or {}
+        for key, name in (("charged", N.PAYMENTS), ("duplicates_prevented", N.DUPLICATES_PREVENTED),
+                          ("refunds", N.REFUNDS)):
+            if led.get(key):
+                self.tally.count(name, now, int(led[key]))
+        order = body.get("order") or {}
+        if cmd.order is None:
+            cmd.order = OrderState()
+        status = order.get("status")
+        cmd.order.paid = cmd.order.paid or status in ("paid", "completed", "refunded") or bool(led.get("charged"))
+        cmd.order.refunded = cmd.order.refunded or status == "refunded"
+        cmd.order.wrong_item = cmd.order.wrong_item or bool(order.get("wrong_item"))
 
     def _record_call(self, name: str, call: dict[str, Any]) -> None:
         """An LLM call inside an agent command, timed by the stack (`timing.llm_calls`)."""
@@ -417,93 +479,3 @@ class HttpClient:
         if not ok:
             self.tally.totals["orders_check_failed"] += 1
             self.tally.totals[f"orders_check_failed:{status}"] += 1
-
-
-def _code(r: Any) -> str | None:
-    """The OpenAI-style error code of a failed answer, if its body has one."""
-    if 200 <= r.status_code < 300:
-        return None
-    try:
-        return str(json.loads(r.content or b"{}").get("error", {}).get("code") or "") or None
-    except (ValueError, AttributeError):
-        return None
-
-
-def _admitted(r: Any, code: str | None) -> bool:
-    """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
-    counts (its work was admitted in an earlier attempt whose answer the client never saw); a
-    server that does not say is judged by the status (`policy.admitted`)."""
-    headers = r.headers or {}  # no headers: the connection failed before an answer
-    said = headers.get("X-Surge-Admitted")
-    if said is None:
-        return P.admitted(r.status_code, code)
-    return said == "1" or headers.get("Idempotent-Replayed") == "true"
-
-
-def _lines(r: Any) -> Any:
-    """Lines of a streamed body as soon as each arrives (geventhttpclient's `readline` returns a
-    line once it is buffered; `iter_content` would wait for a whole block)."""
-    raw = getattr(r, "_response", None)
-    if raw is not None and hasattr(raw, "readline"):
-        while line := raw.readline(b"\n"):
-            yield line
-        return
-    buf = b""
-    for chunk in r.iter_content(chunk_size=4096, decode_content=False):
-        buf += chunk if isinstance(chunk, bytes) else chunk.encode()
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            yield line + b"\n"
-
-
-def _produced(choice: dict[str, Any]) -> bool:
-    """Whether a streamed choice carries generated tokens: content, reasoning, a tool call's
-    arguments (chat), or text (completions)."""
-    d = choice.get("delta") or {}
-    return bool(d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls")
-                or choice.get("text"))
-
-
-def _read_stream(r: Any, now: Any) -> tuple[list[float], dict[str, int] | None, str | None]:
-    """Read server-sent events to `[DONE]`: arrival times of content chunks, usage, error code."""
-    stamps: list[float] = []
-    usage: dict[str, int] | None = None
-    for line in _lines(r):
-        if not line.startswith(b"data:"):
-            continue
-        t = now()
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return stamps, usage, None
-        msg = json.loads(data)
-        if "error" in msg:
-            return stamps, usage, str(msg["error"].get("code") or "error")
-        if msg.get("usage"):
-            usage = msg["usage"]
-        for ch in msg.get("choices") or ():
-            if _produced(ch):
-                stamps.append(t)
-    return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
-
-
-def _read_agent_stream(r: Any, on_call: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Read an agent command's events to `[DONE]`, calling `on_call(llm_call)` as each LLM call's
-    timing arrives. Returns (result, None), or (None, error) with the error's `status`."""
-    event, result, error = "", None, None
-    for line in _lines(r):
-        if line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-            continue
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return (result, None) if result is not None else (None, error or {"status": 500})
-        msg = json.loads(data)
-        if event == "progress" and msg.get("llm_call"):
-            on_call(msg["llm_call"])
-        elif event == "result":
-            result = msg
-        elif event == "error":
-            error = msg
-    return None, {"status": 0, "error": {"code": "incomplete_stream"}}  # the connection ended before [DONE]
