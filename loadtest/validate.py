@@ -62,7 +62,9 @@ class ValidateOptions:
     capacity: float | None = None  # the measured capacity as an arrival multiplier: skip its search
     host: bool = True  # calibrate `services.host` too (the stack's CPU outside the LLM's steps)
     host_requests: int = 200  # requests per shape of the host calibration
-    core_share: bool = True  # the host's cores = pinned cores x the share of them measured free at calibration
+    # the host's cores = pinned cores x the share of them measured free at calibration; off by
+    # default: a constant share slows short requests that CFS runs at once (docs/validation.md)
+    core_share: bool = False
     fault_load: float | None = 0.6  # None: no fault run
     trace: Path | None = None  # a trace scenario to replay through both
     trace_load: float = 0.6  # of the trace scenario's simulated capacity (None of it is measured first)

@@ -42,7 +42,8 @@ def validate_stack(
     host: Annotated[bool, typer.Option(help="calibrate services.host too: the stack's CPU outside the LLM's "
                                        "steps, shared with them (--no-host: the steps alone, wall clock)")] = True,
     core_share: Annotated[bool, typer.Option(help="services.host.cores = the share of the stack's core(s) "
-                                             "measured free at calibration (other processes take the rest)")] = True,
+                                             "measured free at calibration (other processes take the rest; "
+                                             "always measured and recorded)")] = False,
     quick: Annotated[bool, typer.Option(help="a short miniature: loads 0.3,0.6,0.9, 2 repeats of 15 s, 12 s "
                                         "probes, a 25% capacity bracket, no fault run (options left at "
                                         "their defaults only)")] = False,

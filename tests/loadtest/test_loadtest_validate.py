@@ -41,7 +41,8 @@ def test_the_miniature_measures_every_load_on_both_sides_and_writes_the_report(v
     data = json.loads((validation / "validation.json").read_text())
     host = data["calibration"]["host"]
     assert data["calibration"]["calibrated"] and host["cores_pinned"] >= 1
-    assert host["host"]["cores"] == pytest.approx(host["cores_pinned"] * host["core_share"], rel=0.01)
+    # the share of the core free of other processes is measured and recorded, not applied by default
+    assert 0 < host["core_share"] <= 1 and host["host"]["cores"] == host["cores_pinned"]
     assert data["capacity_search"]["meas"]["probes"], "the measured capacity was searched"
     assert [lv["label"] for lv in data["levels"]] == ["30%", "60%", "90%"]
     table = data["table"]
