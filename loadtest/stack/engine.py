@@ -11,8 +11,11 @@ decode steps, and finished ones leave without stalling the rest.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -129,8 +132,11 @@ class Engine:
         self._inbox.put(None)
         self._wake.set()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"llm-replica-{self.index}", daemon=True)
+    def start(self, nice: int = 0) -> None:
+        """Run the loop in a thread; `nice` > 0 lowers that thread's CPU priority (Linux: per
+        thread), so that the event loop sharing the core gets the CPU first whenever it has work."""
+        self._thread = threading.Thread(target=self._loop, args=(nice,), name=f"llm-replica-{self.index}",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -142,7 +148,9 @@ class Engine:
             self._thread.join(timeout_s)
 
     # ---- engine thread -------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, nice: int = 0) -> None:
+        if nice > 0:
+            lower_thread_priority(nice)
         with torch.inference_mode():
             while not self._stop.is_set():
                 if not self.waiting and not self.running:
@@ -324,3 +332,15 @@ class Engine:
             if s.generated >= s.max_tokens:
                 self._finish(s, "done", "length")
         return len(ready)
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Add `nice` to the calling thread's nice value (Linux applies it to that thread alone;
+    lowering one's priority needs no privilege). False where not supported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        return True
+    return False

@@ -126,6 +126,7 @@ class LocalLLM:
                  metrics: StackMetrics, rng: np.random.Generator, seed: int) -> None:
         self.fleet, self.model, self.faults, self.metrics, self._rng = fleet, model, faults, metrics, rng
         self.model_name = opts.model_name
+        self._engine_nice = opts.engine_nice
         self.max_context = model.max_context
         self.vocab = Vocabulary(model.vocab)
         if opts.torch_threads:
@@ -197,7 +198,7 @@ class LocalLLM:
 
     def start(self) -> None:
         for e in self.engines:
-            e.start()
+            e.start(self._engine_nice)
 
     def stop(self) -> None:
         for e in self.engines:
