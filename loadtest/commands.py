@@ -58,6 +58,7 @@ from sim.rules.attempts import (
     SessionHealth,
     login_retry_wait,
 )
+from sim.rules.calls import kind_of
 from sim.rules.deadlines import Deadlines
 from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
 from sim.scenario import CommandClass, Scenario
@@ -108,14 +109,6 @@ class HttpCommand(Command):
         self.admitted = False
         self.plan: BuyPlan | None = None
         self.outcome: str | None = None
-
-
-def kind_of(cls: CommandClass) -> str:
-    """How a class goes over HTTP: "chat" (one streamed chat completion: a class of exactly one
-    LLM stage, so one gateway admission per attempt, as in the simulator), else "agent" (one
-    agent command whose stages the stack runs behind one admission)."""
-    one_llm = len(cls.stages) == 1 and cls.stages[0].llm is not None
-    return "chat" if one_llm and not cls.places_order else "agent"
 
 
 def specs_of(sc: Scenario) -> list[Spec]:

@@ -68,6 +68,8 @@ def fleet_unsupported(sc: Scenario) -> str | None:
         return "circuit breakers (services.tools.*.circuit_breaker) need the order of outcomes"
     if sc.arrivals.process == "trace" and sc.arrivals.trace and sc.arrivals.trace.prompt_column:
         return "token lengths from a trace (arrivals.trace.prompt_column) are per request"
+    if sc.services.host is not None:
+        return "a shared host CPU (services.host) is processor sharing of each piece of work"
     return None
 
 

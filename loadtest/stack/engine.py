@@ -64,12 +64,15 @@ class Sequence:
 
 @dataclass
 class StepStats:
-    """What one scheduler step did: sequences in the batch, tokens in, tokens out, seconds."""
+    """What one scheduler step did: sequences in the batch, tokens in, tokens out, seconds (wall
+    time, and the CPU time of the engine's thread: less than the wall time when other threads or
+    processes took the core meanwhile)."""
 
     batch_seqs: int
     prefill_tokens: int
     new_tokens: int
     duration_s: float
+    cpu_s: float = 0.0
 
 
 class Engine:
@@ -98,6 +101,7 @@ class Engine:
         self.submitted = 0  # sequences handed to this replica (router reads `load`)
         self.done = 0
         self.preemptions = 0
+        self.cpu_s = 0.0  # CPU seconds of this replica's steps so far (its thread's CPU clock)
 
     # ---- thread-safe API -------------------------------------------------------------
     @property
@@ -251,7 +255,7 @@ class Engine:
 
     def step(self) -> StepStats:
         """One scheduler iteration; returns what it did (zeros when idle)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._drain_inbox()
         self._reap()
         decodes = self._schedule_decodes()
@@ -261,8 +265,9 @@ class Engine:
             new += self._run([(s, 1) for s in sorted(decodes, key=lambda s: s.slot)])  # type: ignore[arg-type, return-value]
         if prefills:
             new += self._run(prefills)
-        dt = time.perf_counter() - t0
-        stats = StepStats(len(decodes) + len(prefills), sum(c for _, c in prefills), new, dt)
+        dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        self.cpu_s += cpu
+        stats = StepStats(len(decodes) + len(prefills), sum(c for _, c in prefills), new, dt, cpu)
         if decodes or prefills:
             factor = self.slowdown()
             if factor > 1.0:  # a slowdown fault stretches every step, like a throttled GPU

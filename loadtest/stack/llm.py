@@ -155,6 +155,8 @@ class LocalLLM:
         reg.gauge("vllm:kv_cache_usage_perc", "fraction of the KV cache in use (0..1)",
                   lambda: [(k, e.kv_used_tokens / e.kv_capacity_tokens) for k, e in zip(each, self.engines, strict=True)],
                   ("replica", "model_name"))
+        reg.counter_from("surge_llm_step_cpu_seconds", "CPU seconds the replica's engine thread spent in steps",
+                         lambda: [((str(e.index),), e.cpu_s) for e in self.engines], ("replica",))
         reg.counter_from("vllm:num_preemptions", "sequences preempted so far (recompute)",
                          lambda: [(k, e.preemptions) for k, e in zip(each, self.engines, strict=True)],
                          ("replica", "model_name"))

@@ -234,7 +234,7 @@ class Client:
             idx = self.rec.index(env.now)
             limit = env.now + self.policy.timeout_s
             service_s = self._register_s() if register and self._register_s is not None else None
-            outcome = yield from self._timed(auth.call(0, limit, service_s), limit, TIMEOUT)
+            outcome = yield from self._timed(self.stack.login(limit, service_s), limit, TIMEOUT)
             if outcome == OK:
                 self._logins[idx] += 1
                 sess.logged_in, sess.epoch, sess.login_at = True, self.stack.auth_epoch, env.now
