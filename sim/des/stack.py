@@ -191,7 +191,10 @@ class StackModel:
                     seq.replica.cancel(seq)
                 raise
             if seq.t_first is not None:
-                hists[0].record(env.now, seq.t_first - (t_attempt if from_attempt else t_submit))
+                if not from_attempt:
+                    hists[0].record(env.now, seq.t_first - t_submit)
+                elif seq.t_first <= deadline:  # a client's TTFT: only while it was still waiting
+                    hists[0].record(env.now, seq.t_first - t_attempt)
                 if got == LLM_OK and out > 1:
                     hists[1].record(env.now, (seq.t_done - seq.t_first) / (out - 1))
             if got != LLM_OK:
