@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,13 @@ import yaml
 from loadtest import accuracy as A
 from sim.results import Results
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+# A real calibration and load test on both cores (6 min at load 8, about 3 on an idle machine):
+# opt-in with SURGE_VALIDATE_STACK_TESTS=1, because on a shared CI machine its timing makes the
+# verdict noise (docs/validation.md); the accuracy table's arithmetic is tested in
+# test_loadtest_accuracy.py on every run.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500),
+              pytest.mark.skipif(os.environ.get("SURGE_VALIDATE_STACK_TESTS") != "1",
+                                 reason="set SURGE_VALIDATE_STACK_TESTS=1 to run the validate-stack miniature")]
 ROOT = Path(__file__).resolve().parents[2]
 SLO_BREACH = 99
 
