@@ -22,6 +22,8 @@ from sim.fleet.client import Retries, Sessions, SessionStates, retry_target, spl
 from sim.fleet.gateway import FleetGateway
 from sim.fleet.kernels import LLMStage, choose_dt, class_plans
 from sim.fleet.llm import LLMGroup, LLMOwner, llm_kv_frac
+from sim.fleet.orders import FleetOrders, OrderBook, couple
+from sim.fleet.proactive import FleetProactive
 from sim.fleet.record import BatchRecorder
 from sim.fleet.rows import Rows
 from sim.fleet.sessions_in import session_starts
@@ -58,6 +60,7 @@ class ClassFlow:
     retries: Retries
     good_within_s: float
     places_order: bool
+    book: OrderBook | None = None  # the class's orders (sim/fleet/orders.py), if it places them
     forward: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, NR) into the next stage
     out: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline outcomes this step, by row
     ready: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K, S) to send next step
@@ -101,7 +104,10 @@ class FleetSim:
         prio = {n: c.priority for n, c in sc.workload.classes.items()}
         self.gw = FleetGateway(sv.gateway, self.classes, prio, self.deadlines, R, self.rows) if sv.gateway else None
         self.sessions = Sessions(sc, R, self.states, self.dt)
+        self.step_n = 0
+        self.orders = FleetOrders.of(self, Streams(seeds[0])(f"fleet.orders.batch{R}"))
         self.flows = [self._flow(n, plan) for n, plan in class_plans(sc).items()]
+        self.proactive = FleetProactive.of(self, Streams(seeds[0])(f"fleet.proactive.batch{R}"))
         self.logins = _Logins(self) if self.auth else None
         self.starts = session_starts(sc, seeds, self.dt, self.n_steps, self.rng)
         self._faults_on: list[set[int]] = []
@@ -119,10 +125,15 @@ class FleetSim:
                 stages.append(Stage("llm", self.llm, self.llm.add_owner(what)))
         slo = self.sc.slos.get(name)
         cls = self.sc.workload.classes[name]
-        return ClassFlow(name, stages, np.zeros((R, self.K, S, rows.A)), np.zeros((R, self.K, rows.A)),
-                         Retries(self.policy, self.K, S, R, self.dt),
-                         (slo.e2e_p99_s if slo and slo.e2e_p99_s else math.inf), cls.places_order,
-                         np.zeros((R, rows.NR)), {}, np.zeros((R, self.K, S)), np.zeros((R, self.K)))
+        book = self.orders.books.get(name) if self.orders is not None else None
+        n_tags = book.tags.n if book is not None else 1  # retries keep (session state, order state) together
+        fl = ClassFlow(name, stages, np.zeros((R, self.K, S, rows.A)), np.zeros((R, self.K, rows.A)),
+                       Retries(self.policy, self.K, S * n_tags, R, self.dt),
+                       (slo.e2e_p99_s if slo and slo.e2e_p99_s else math.inf), cls.places_order, book,
+                       np.zeros((R, rows.NR)), {}, np.zeros((R, self.K, S)), np.zeros((R, self.K)))
+        if book is not None:
+            book.retries_cal = fl.retries.cal
+        return fl
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[Results]:
@@ -132,7 +143,10 @@ class FleetSim:
 
     def step(self, n: int) -> None:
         self.now = n * self.dt
+        self.step_n = n
         i = min(n // self.spi, self.rec.n_intervals - 1)
+        if self.orders is not None:
+            self.orders.step_start(n)
         self._faults(n, i)
         self._timeouts(n, i)
         self._send(n, i)
@@ -196,9 +210,10 @@ class FleetSim:
                     lost = fl.comp[:, :, s] - binomial(fl.comp[:, :, s], keep, self.rng)
                     fl.comp[:, :, s] -= lost
                     fl.comp[:, :, s - st.L] += lost
-                    lr = fl.retries.cal[:, :, s] - binomial(fl.retries.cal[:, :, s], keep, self.rng)
-                    fl.retries.cal[:, :, s] -= lr
-                    fl.retries.cal[:, :, s - st.L] += lr
+                    cal = fl.retries.cal.reshape(self.R, self.K, st.n, -1, fl.retries.H)  # (.., S, O, H)
+                    lr = cal[:, :, s] - binomial(cal[:, :, s], keep, self.rng)
+                    cal[:, :, s] -= lr
+                    cal[:, :, s - st.L] += lr
 
     def _fail_unrowed(self, fl: ClassFlow, x: np.ndarray, n: int, i: int) -> None:
         """Queued attempts that failed (gateway outage): out of the gateway queue, by their rows
@@ -209,6 +224,8 @@ class FleetSim:
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[ERROR] = fl.out.get(ERROR, 0) + rows
+        if fl.book is not None:
+            fl.book.leave_gateway(rows, ERROR)
 
     # -- timeouts ------------------------------------------------------------------------------
     def _timeouts(self, n: int, i: int) -> None:
@@ -217,20 +234,36 @@ class FleetSim:
             return
         r0 = n % self.rows.A
         self._stations_timeout(r0, self.cancel)
+        queued = self._queue_timeout(n)
         for fl in self.flows:
             x = fl.comp[:, :, :, r0].copy()
+            if self.cancel and self.gw is not None and x.any():
+                # the servers dropped the row's admitted attempts: their gateway slots are free
+                # (the rest of the row was still in the queue, dropped there)
+                self.gw.in_use = np.maximum(0.0, self.gw.in_use - np.maximum(0.0, x.sum(axis=(1, 2)) - queued[fl.name]))
             age = fl.age0[:, :, r0].copy()
             fl.comp[:, :, :, r0] = 0.0
             fl.age0[:, :, r0] = 0.0
+            o = (fl.book.timeout_row(r0, self.cancel, self.gw is not None and self.gw.drops)
+                 if fl.book is not None else None)
             if x.any():
                 cnt = x.sum(axis=2)
                 mean_age = np.where(cnt > 0, age / np.maximum(cnt, 1e-12), 0.0) + self.rows.A * self.dt
-                self._failed(fl, TIMEOUT, x, mean_age, n, i)
-        if self.cancel and self.gw is not None:
-            for q in self.gw.queues:
-                q.take_older(n, self.rows.A)
+                self._failed(fl, TIMEOUT, x, mean_age, n, i, o=o)
         if self.logins is not None:
             self.logins.timeouts(n, i, r0)
+
+    def _queue_timeout(self, n: int) -> dict[str, np.ndarray]:
+        """When servers cancel, the gateway drops the waiters whose clients timed out; how many
+        per class (R,) (zeros otherwise)."""
+        out = {fl.name: np.zeros(self.R) for fl in self.flows}
+        gw = self.gw
+        if not (self.cancel and gw is not None):
+            return out
+        taken = [q.take_older(n, self.rows.A) for q in gw.queues]
+        for c in self.classes:
+            out[c] = taken[gw.lane[c]][:, gw.lane_idx[c]]
+        return out
 
     def _age_out(self, n: int) -> None:
         """No timeout: rows that grow older than the horizon keep going as ghosts (their e2e is
@@ -238,6 +271,8 @@ class FleetSim:
         r0 = n % self.rows.A
         self._stations_timeout(r0, False)
         for fl in self.flows:
+            if fl.book is not None:
+                fl.book.timeout_row(r0, False, False)
             if fl.comp[:, :, :, r0].any():
                 fl.comp[:, :, :, r0] = 0.0
                 fl.age0[:, :, r0] = 0.0
@@ -265,40 +300,56 @@ class FleetSim:
             self._new_commands(due, n, i)
         if self.logins is not None:
             self.logins.due(n)
+        if self.proactive is not None:
+            self.proactive.due(n, i)
         for fl in self.flows:
             x, age = fl.retries.due(n)
+            o = None
+            if fl.book is not None:  # (R, K, S * O): session and order states
+                x4 = x.reshape(self.R, self.K, st.n, -1)
+                x, o = x4.sum(axis=3), x4.sum(axis=2) + fl.book.ready
+                fl.book.ready = np.zeros_like(fl.book.ready)
             x, age = x + fl.ready, age + fl.ready_age
             fl.ready = np.zeros_like(fl.ready)
             fl.ready_age = np.zeros_like(fl.ready_age)
             if x.any():
-                self._attempts(fl, x, age, n, i)
+                self._attempts(fl, x, age, n, i, o)
 
     def _new_commands(self, sess: np.ndarray, n: int, i: int) -> None:
         """New commands for sessions (R, S): a class each, then their first attempt."""
         by_class = systematic(sess, self.probs, self.rng)  # (R, S, C)
         for ci, fl in enumerate(self.flows):
             x = by_class[:, :, ci]
-            if not x.any():
-                continue
-            self.rec.add(N.of_class("arrived", fl.name), i, x.sum(axis=1))
-            first = np.zeros((self.R, self.K, self.states.n))
-            first[:, 0] = x
-            self._attempts(fl, first, np.zeros((self.R, self.K)), n, i)
+            if x.any():
+                self.start_commands(fl, x, n, i)
 
-    def _attempts(self, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int) -> None:
-        """Send attempts x (R, K, S) of one class (command ages summed in age (R, K))."""
+    def start_commands(self, fl: ClassFlow, x: np.ndarray, n: int, i: int) -> None:
+        """New commands of one class for sessions x (R, S): their first attempt."""
+        self.rec.add(N.of_class("arrived", fl.name), i, x.sum(axis=1))
+        first = np.zeros((self.R, self.K, self.states.n))
+        first[:, 0] = x
+        self._attempts(fl, first, np.zeros((self.R, self.K)), n, i)
+
+    def _attempts(self, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int,
+                  o: np.ndarray | None = None) -> None:
+        """Send attempts x (R, K, S) of one class (command ages summed in age (R, K); order
+        states o (R, K, O) of an order-placing class, None: new orders)."""
         st, rec, R = self.states, self.rec, self.R
+        book = fl.book
+        if book is not None and o is None:
+            o = book.fresh(x)
         if st.auth:
             bad = x * ~st.logged_in[None, None, :]
             if bad.any():  # the session is gone: the attempt fails auth without reaching the gateway
                 self._count_sent(fl, bad, i)
                 frac = _frac(bad.sum(axis=2), x.sum(axis=2))
-                self._failed(fl, AUTH, bad, _mean(age * frac, bad.sum(axis=2)), n, i)
+                o_bad, o = _part(book, o, bad)
+                self._failed(fl, AUTH, bad, _mean(age * frac, bad.sum(axis=2)), n, i, o=o_bad)
                 age = age * (1 - frac)
                 x = x - bad
         if not x.any():
             return
-        x, age = self._throttle(fl, x, age, n, i)
+        x, age, o = self._throttle(fl, x, age, n, i, o)
         if not x.any():
             return
         self._count_sent(fl, x, i)
@@ -308,7 +359,8 @@ class FleetSim:
             if (keep < tot).any():
                 gone = _take_share(x, tot - keep, self.rng)
                 frac = _frac(gone.sum(axis=2), x.sum(axis=2))
-                self._failed(fl, reason, gone, _mean(age * frac, gone.sum(axis=2)), n, i)
+                o_gone, o = _part(book, o, gone)
+                self._failed(fl, reason, gone, _mean(age * frac, gone.sum(axis=2)), n, i, o=o_gone)
                 age = age * (1 - frac)
                 x = x - gone
                 tot = x.sum(axis=(1, 2))
@@ -319,7 +371,8 @@ class FleetSim:
             if shed.any():
                 gone = _take_share(x, shed, self.rng)
                 frac = _frac(gone.sum(axis=2), x.sum(axis=2))
-                self._failed(fl, SHED, gone, _mean(age * frac, gone.sum(axis=2)), n, i)
+                o_gone, o = _part(book, o, gone)
+                self._failed(fl, SHED, gone, _mean(age * frac, gone.sum(axis=2)), n, i, o=o_gone)
                 age = age * (1 - frac)
                 x = x - gone
             for cj, other in enumerate(self.flows):
@@ -328,6 +381,8 @@ class FleetSim:
         r = self.rows.row(n)
         fl.comp[:, :, :, r] += x
         fl.age0[:, :, r] += age
+        if book is not None and o is not None:
+            book.enter(o, r)
         if self.gw is None:
             rows = np.zeros((R, self.rows.NR))
             rows[:, r] = x.sum(axis=(1, 2))
@@ -353,10 +408,13 @@ class FleetSim:
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[SHED] = fl.out.get(SHED, 0) + rows
+        if fl.book is not None:
+            fl.book.leave_gateway(rows, SHED)
 
-    def _throttle(self, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _throttle(self, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int,
+                  o: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if not self.policy.may_refuse:
-            return x, age
+            return x, age, o
         refused = np.zeros_like(x)
         for r, pol in enumerate(self.policies):
             retr = x[r, 1:].sum()
@@ -371,10 +429,11 @@ class FleetSim:
                 pol.throttled_many(float(more.sum()), self.now)
         if refused.any():
             frac = _frac(refused.sum(axis=2), x.sum(axis=2))
-            self._failed(fl, THROTTLED, refused, _mean(age * frac, refused.sum(axis=2)), n, i, sent=False)
+            o_ref, o = _part(fl.book, o, refused)
+            self._failed(fl, THROTTLED, refused, _mean(age * frac, refused.sum(axis=2)), n, i, sent=False, o=o_ref)
             age = age * (1 - frac)
             x = x - refused
-        return x, age
+        return x, age, o
 
     def _count_sent(self, fl: ClassFlow, x: np.ndarray, i: int) -> None:
         per_k = x.sum(axis=2)
@@ -402,6 +461,8 @@ class FleetSim:
     def _collect(self, fl: ClassFlow, j: int, n: int, i: int) -> None:
         """What stage j of a class finished in this step goes on (or ends the attempt)."""
         o = fl.stages[j].owner
+        if fl.book is not None:  # the stage's order work; attempts whose work failed leave `o.done`
+            fl.book.collect(j, o, fl.out, i)
         if o.done.any():
             if j + 1 < len(fl.stages):
                 fl.forward = fl.forward + o.done
@@ -426,10 +487,8 @@ class FleetSim:
         if self.gw is None:
             return
         for fl in self.flows:
-            for reason in (OK, ERROR, SHED):  # attempts that left the pipeline give their slot back
-                x = fl.out.get(reason)
-                if x is not None:
-                    self.gw.in_use -= x.sum(axis=1)
+            for x in fl.out.values():  # attempts that left the pipeline give their slot back
+                self.gw.in_use -= x.sum(axis=1)
         self.gw.in_use = np.maximum(self.gw.in_use, 0.0)
         got = self.gw.grant(n, self.rng)
         for fl in self.flows:
@@ -437,6 +496,8 @@ class FleetSim:
             if rows is None:
                 continue
             self.rec.add(N.of_class("admitted", fl.name), i, rows[:, : self.rows.A].sum(axis=1))
+            if fl.book is not None:
+                fl.book.admitted(rows)
             st = fl.stages[0]
             st.station.arrive(st.owner, rows, n, self.rng)  # type: ignore[arg-type]
 
@@ -448,9 +509,15 @@ class FleetSim:
             out, fl.out = fl.out, {}
             for reason, rows in out.items():
                 live = rows[:, :A]
+                o = fl.book.outcome(reason, A) if fl.book is not None else None  # (R, K, O, A)
                 if not live.any():
                     continue
-                part = split_comp(fl.comp, live, self.rng)  # (R, K, S, A)
+                if o is not None:  # the book knows their attempt numbers: sessions in proportion
+                    R, K, S = self.R, self.K, self.states.n
+                    by_k = fl.comp.reshape(R * K, S, A)
+                    part = split_comp(by_k, o.sum(axis=2).reshape(R * K, A), self.rng).reshape(R, K, S, A)
+                else:
+                    part = split_comp(fl.comp, live, self.rng)  # (R, K, S, A)
                 fl.comp -= part
                 cnt = part.sum(axis=2)  # (R, K, A)
                 have = cnt + fl.comp.sum(axis=2)
@@ -458,9 +525,12 @@ class FleetSim:
                 fl.age0 -= age0
                 if reason == OK:
                     self._ok(fl, part, age0, ages, n, i)
+                    if fl.book is not None and o is not None:
+                        fl.book.succeeded(o.sum(axis=3), i)
                 else:
                     k_age = (age0.sum(axis=2) + (cnt * ages).sum(axis=2))
-                    self._failed(fl, reason, part.sum(axis=3), _mean(k_age, cnt.sum(axis=2)), n, i)
+                    self._failed(fl, reason, part.sum(axis=3), _mean(k_age, cnt.sum(axis=2)), n, i,
+                                 o=o.sum(axis=3) if o is not None else None)
 
     def _ok(self, fl: ClassFlow, part: np.ndarray, age0: np.ndarray, ages: np.ndarray, n: int, i: int) -> None:
         st, rec = self.states, self.rec
@@ -483,11 +553,16 @@ class FleetSim:
                 pol.answered_many(OK, float(done[rep]), self.now)
         sess = st.move(part.sum(axis=(1, 3)), st.after_ok)
         self.sessions.end(sess, n, self.rng)
+        if self.proactive is not None:
+            self.proactive.succeeded(fl.name, done, n)
 
     def _failed(self, fl: ClassFlow, reason: str, x: np.ndarray, age_s: np.ndarray, n: int, i: int,
-                sent: bool = True) -> None:
+                sent: bool = True, o: np.ndarray | None = None) -> None:
         """Attempts x (R, K, S) failed with `reason`, their commands aged age_s (R, K) s: retry,
-        re-login or fail, by the attempt loop's rules."""
+        re-login or fail, by the attempt loop's rules (o (R, K, O): their orders' states)."""
+        book = fl.book
+        if book is not None and o is None:
+            o = book.fresh(x)
         st, rec = self.states, self.rec
         tot = x.sum(axis=(1, 2))
         if sent:
@@ -503,18 +578,28 @@ class FleetSim:
             if not xk.any():
                 continue
             what = retry_target(self.policy, reason, k + 1)
+            ok = o[:, k] if o is not None else None
             if what == "fail" or (what == "relogin" and self.logins is None):
-                self._command_failed(fl, reason if what == "fail" else AUTH, xk, n, i)
+                self._command_failed(fl, reason if what == "fail" else AUTH, xk, n, i, ok)
             elif what == "relogin":
                 assert self.logins is not None
                 self.logins.relogin(fl, k + 1, xk, age_s[:, k], n)
+                if book is not None and ok is not None:
+                    book.park(k + 1, ok)
             else:
-                gone = fl.retries.add(k + 1, xk, age_s[:, k], n, self.rng, give_up)
+                tagged = couple(xk, ok) if ok is not None else xk  # (R, S * O)
+                gone = fl.retries.add(k + 1, tagged, age_s[:, k], n, self.rng, give_up)
                 if gone.any():
-                    self._command_failed(fl, "abandoned", gone, n, i)
+                    g_o = gone.reshape(self.R, st.n, -1)
+                    self._command_failed(fl, "abandoned", g_o.sum(axis=2), n, i,
+                                         g_o.sum(axis=1) if ok is not None else None)
 
-    def _command_failed(self, fl: ClassFlow, reason: str, x: np.ndarray, n: int, i: int) -> None:
-        """Commands x (R, S) that ended in failure; their sessions go on."""
+    def _command_failed(self, fl: ClassFlow, reason: str, x: np.ndarray, n: int, i: int,
+                        o: np.ndarray | None = None) -> None:
+        """Commands x (R, S) that ended in failure (o (R, O): their orders' states); their
+        sessions go on."""
+        if fl.book is not None and o is not None:
+            fl.book.failed(o, i)
         self.rec.add(N.failed(fl.name, reason), i, x.sum(axis=1))  # type: ignore[arg-type]
         self.cum["ended"] += x.sum(axis=1)
         self.sessions.end(x, n, self.rng)
@@ -560,6 +645,8 @@ class FleetSim:
             rec.set(N.of_service("utilisation", "llm"), i, batch / g.spec.max_num_seqs)
             for k in a:
                 a[k] = np.zeros(self.R)
+        if self.orders is not None:
+            self.orders.close_interval(rec, i)
         rec.close_interval(i)
 
     def _results(self) -> list[Results]:
@@ -660,6 +747,8 @@ class _Logins:
                     self.purpose_n[:, p] -= x[:, p]
                     fl.ready[:, k, st.valid0] += x[:, p]
                     fl.ready_age[:, k] += age
+                    if fl.book is not None:
+                        fl.book.unpark(k, x[:, p], ready=True)
 
     def _failed(self, x: np.ndarray, n: int, i: int) -> None:
         sim, st = self.sim, self.sim.states
@@ -685,12 +774,22 @@ class _Logins:
                         self.purpose_age[:, p] *= _frac(self.purpose_n[:, p], self.purpose_n[:, p] + xk[:, p])
                         sess = np.zeros((sim.R, st.n))
                         sess[:, st.out0] = xk[:, p]
-                        sim._command_failed(fl, AUTH, sess, n, i)
+                        o = fl.book.unpark(k, xk[:, p], ready=False) if fl.book is not None else None
+                        sim._command_failed(fl, AUTH, sess, n, i, o)
 
     def due(self, n: int) -> None:
         x, _ = self.retries.due(n)
         if x.any():
             self._send(np.moveaxis(x, 1, 2), n)
+
+
+def _part(book: OrderBook | None, o: np.ndarray | None, gone: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The order states (R, K, O) of attempts `gone` (R, K, S) taken out of those with states o,
+    and what is left of o (None, None without a book)."""
+    if book is None or o is None:
+        return None, o
+    taken = book.take(o, gone.sum(axis=2))
+    return taken, o - taken
 
 
 def _frac(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -29,6 +29,9 @@ class Owner:
         self.done = np.zeros((R, rows.NR))
         self.shed = np.zeros((R, rows.NR))
         self.error = np.zeros((R, rows.NR))
+        # of `error`, the calls that failed after their service (not by an outage): half of them
+        # after their work was done (`sim.rules.faults.error_timing`; read by sim/fleet/orders.py)
+        self.served_error = np.zeros((R, rows.NR))
 
 
 class Pool:
@@ -137,6 +140,7 @@ class Pool:
         p = self.effect.error_with(self.spec.error_rate)
         err = binomial(fin, p, rng) if p > 0 else 0.0
         o.error += err
+        o.served_error += err
         o.done += fin - err
 
     def _enter(self, o: Owner, x: np.ndarray, step: int, rng: np.random.Generator, queued: bool) -> None:
