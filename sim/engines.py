@@ -27,7 +27,8 @@ AUTO_COMMANDS = 300_000  # about a minute of the SimPy engine on one core
 
 
 def expected_commands(sc: Scenario) -> float:
-    """Commands the run would start: session starts x commands per session (trace: its rows)."""
+    """Commands the run would start: session starts x commands per session (trace: its rows),
+    plus the scheduled proactive tasks (follow-ups are not counted)."""
     from sim.fleet.client import Sessions, SessionStates
     from sim.fleet.sessions_in import expected_sessions
 
@@ -35,7 +36,9 @@ def expected_commands(sc: Scenario) -> float:
     if sc.population is not None:
         q = Sessions(sc, 1, SessionStates(sc), sc.run.interval_s).q
         per_session = 1.0 / (1.0 - q)
-    return expected_sessions(sc) * per_session
+    scheduled = sum(len(t.firings(sc.run.duration_s)) * t.commands * sc.arrivals.scale
+                    for t in (sc.proactive.schedules if sc.proactive else ()))
+    return expected_sessions(sc) * per_session + scheduled
 
 
 def fleet_missing(sc: Scenario) -> str | None:

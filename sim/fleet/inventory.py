@@ -24,16 +24,19 @@ MAX_SLOTS = 32  # epochs a hold lives: the lapse of one hold is off by at most h
 
 
 def hold_epochs(hold_s: float, dt: float) -> tuple[int, int]:
-    """(steps per epoch, slots) whose mean hold, (slots - 1/2) epochs, is nearest `hold_s`."""
+    """(steps per epoch, slots): the finest epochs (at most MAX_SLOTS slots) whose mean hold,
+    (slots - 1/2) epochs, is within max(dt, 1%) of `hold_s`, else the nearest."""
     best: tuple[float, int, int] | None = None
     for spe in range(1, max(1, int(hold_s / dt)) + 1):
         slots = max(1, round(hold_s / (spe * dt) + 0.5))
         if slots > MAX_SLOTS:
             continue
         err = abs((slots - 0.5) * spe * dt - hold_s)
+        if err <= max(dt, 0.01 * hold_s) + 1e-9:
+            return spe, slots
         if best is None or err < best[0] - 1e-12:
             best = (err, spe, slots)
-        if slots < MAX_SLOTS // 2:
+        if slots < MAX_SLOTS // 4:
             break
     if best is None:  # hold_s is below a step: lapse at the next epoch (step) start
         return 1, 1
