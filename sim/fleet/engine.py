@@ -413,8 +413,8 @@ class FleetSim:
                 fl.out[reason] = fl.out.get(reason, 0) + buf
                 buf[:] = 0.0
         if isinstance(o, LLMOwner):
-            for vals, counts in o.ttft:
-                self.rec.record("ttft", fl.name, vals, counts)
+            for r_idx, vals, counts in o.ttft:
+                self.rec.record_at("ttft", fl.name, r_idx, vals, counts)
             o.ttft.clear()
             if o.tpot_n.any() and o.stage.mean_output > 1:
                 assert self.llm is not None

@@ -10,7 +10,8 @@ stack runs behind one admission, and the stack times each inner LLM call from it
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from sim.scenario import CommandClass
 
@@ -27,3 +28,9 @@ def ttft_from_attempt(cls: CommandClass) -> bool:
     """Whether the class's TTFT runs from the attempt's start (chat), else from each call's
     submission to the LLM (agent)."""
     return kind_of(cls) == "chat"
+
+
+def client_still_waiting(ttft_from_attempt_s: Any, timeout_s: float | None) -> Any:
+    """Whether the client still waited when the first token came (a chat class's TTFT is recorded
+    only then: an attempt whose client timed out is nobody's TTFT). Works elementwise on arrays."""
+    return ttft_from_attempt_s <= (math.inf if timeout_s is None else timeout_s)
