@@ -1,0 +1,37 @@
+"""A command class in the fleet engine: its stages (a pool or the LLM group, and this class's
+owner there) and its attempts in flight, by attempt number, session state and row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.fleet.client import Retries
+from sim.fleet.llm import LLMGroup, LLMOwner
+from sim.fleet.stations import Owner, Pool
+
+
+@dataclass
+class Stage:
+    kind: str  # "tool" or "llm"
+    station: Pool | LLMGroup
+    owner: Owner | LLMOwner
+
+
+@dataclass
+class ClassFlow:
+    """One command class: its stages and its attempts in flight."""
+
+    name: str
+    stages: list[Stage]
+    comp: np.ndarray  # (R, K, S, A) attempts in flight by attempt number, session state, row
+    age0: np.ndarray  # (R, K, A) sum of command ages at the attempt's start, s
+    retries: Retries
+    good_within_s: float
+    places_order: bool
+    forward: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, NR) into the next stage
+    out: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline outcomes this step, by row
+    ready: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K, S) to send next step
+    ready_age: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K)
+
