@@ -29,6 +29,7 @@ from sim.fleet.sending import send
 from sim.fleet.sessions_in import session_starts
 from sim.fleet.split import binomial, take_oldest
 from sim.fleet.stations import Pool
+from sim.fleet.timestep import Regrid, StepRule
 from sim.results import Results
 from sim.results import names as N
 from sim.rules.deadlines import Deadlines
@@ -43,7 +44,8 @@ class FleetSim:
     """The state of a batch of replications and the order of one time step (the module's
     docstring); the phases live in `sending`, `outcomes`, `logins` and `gauges`."""
 
-    def __init__(self, sc: Scenario, seeds: list[int], dt: float | None = None) -> None:
+    def __init__(self, sc: Scenario, seeds: list[int], dt: float | None = None,
+                 max_dt: float | None = None) -> None:
         self.sc, self.seeds, self.R = sc, seeds, len(seeds)
         R = self.R
         self.rng = Streams(seeds[0])(f"fleet.batch{R}")
@@ -52,8 +54,11 @@ class FleetSim:
         if per < 1 - 1e-9 or abs(per - round(per)) > 1e-6:
             raise SimulationError(f"the fleet time step must divide run.interval_s ({sc.run.interval_s:g} s) "
                                   f"(got {self.dt:g} s)")
-        self.n_steps = max(1, math.ceil(sc.run.duration_s / self.dt - 1e-9))
-        self.spi = max(1, round(sc.run.interval_s / self.dt))  # steps per results interval
+        self.dt0 = self.dt  # the fine step; the step is dt0 x 2^level (`timestep`)
+        self.level = 0
+        self.n_steps = max(1, math.ceil(sc.run.duration_s / self.dt - 1e-9))  # of dt0
+        self.spi = max(1, round(sc.run.interval_s / self.dt))  # steps of dt0 per results interval
+        self.steps_run = 0
         cl = sc.clients
         horizon = cl.timeout_s or cl.abandon_after_s or _age_horizon(self.dt)
         self.rows = Rows(cl.timeout_s, horizon, self.dt)
@@ -84,6 +89,7 @@ class FleetSim:
         self.starts = session_starts(sc, seeds, self.dt, self.n_steps, self.rng)
         self._faults_on: list[set[int]] = []
         self.cum = {k: np.zeros(R) for k in ("arrived", "ended")}
+        self.rule = StepRule(self, self.dt0, max_dt) if max_dt is not None and max_dt > self.dt0 else None
 
     def _flow(self, name: str, plan: list[tuple[str, object]]) -> ClassFlow:
         R, rows, S = self.R, self.rows, self.states.n
@@ -104,13 +110,47 @@ class FleetSim:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[Results]:
-        for n in range(self.n_steps):
+        n = 0  # the step's index on the grid of the current step length
+        while (n << self.level) < self.n_steps:
+            if self.rule is not None:
+                self.now = n * self.dt
+                want = self.rule.factor(self, self.level, n)
+                while want != self.level:
+                    n = self._regrid(n, coarser=want > self.level)
             self.step(n)
+            n += 1
         return results_of(self)
+
+    def _regrid(self, n: int, coarser: bool) -> int:
+        """Double (coarser) or halve the time step before step n; returns n on the new grid."""
+        g = Regrid(n, coarser)
+        self.level += 1 if coarser else -1
+        self.dt = dt = self.dt0 * 2**self.level
+        self.rows.regrid(dt)
+        for p in self.all_pools():
+            p.regrid(g, dt)
+        if self.llm is not None:
+            self.llm.regrid(g, dt)
+        if self.gw is not None:
+            self.gw.regrid(g)
+        self.sessions.regrid(g, dt)
+        for fl in self.flows:
+            fl.regrid(g, self.rows.A, dt)
+        if self.logins is not None:
+            self.logins.regrid(g, dt)
+        return g.n_new
+
+    def starts_in(self, n: int) -> np.ndarray:
+        """Sessions starting in step n (R,): the fine steps it covers."""
+        if self.level == 0:
+            return self.starts[:, n]
+        b = n << self.level
+        return self.starts[:, b: b + (1 << self.level)].sum(axis=1)
 
     def step(self, n: int) -> None:
         self.now = n * self.dt
-        i = min(n // self.spi, self.rec.n_intervals - 1)
+        self.steps_run += 1
+        i = min((n << self.level) // self.spi, self.rec.n_intervals - 1)
         self._faults(n, i)
         self._timeouts(n, i)
         send(self, n, i)
@@ -124,7 +164,8 @@ class FleetSim:
         self._admit(n, i)
         settle(self, n, i)
         end_step(self, n, i)
-        if (n + 1) % self.spi == 0 or n + 1 == self.n_steps:
+        end = (n + 1) << self.level
+        if end % self.spi == 0 or end >= self.n_steps:
             close_interval(self, i)
 
     def all_pools(self) -> list[Pool]:
@@ -293,12 +334,14 @@ def _age_horizon(dt: float) -> float:
 
 
 def simulate_batch(sc: Scenario, seed: int | None = None, replications: int = 1,
-                   dt: float | None = None) -> list[Results]:
-    """Replications seed, seed + 1, ... of a scenario as one batch; one `Results` each."""
+                   dt: float | None = None, max_dt: float | None = None) -> list[Results]:
+    """Replications seed, seed + 1, ... of a scenario as one batch; one `Results` each. `dt`:
+    the (fine) time step; `max_dt`: the adaptive step's longest (`timestep`; None: fixed dt)."""
     base = sc.run.seed if seed is None else seed
-    return FleetSim(sc, [base + r for r in range(replications)], dt).run()
+    return FleetSim(sc, [base + r for r in range(replications)], dt, max_dt).run()
 
 
-def simulate(sc: Scenario, seed: int | None = None, dt: float | None = None) -> Results:
+def simulate(sc: Scenario, seed: int | None = None, dt: float | None = None,
+             max_dt: float | None = None) -> Results:
     """One replication with the fleet engine (source "fleet")."""
-    return simulate_batch(sc, seed, 1, dt)[0]
+    return simulate_batch(sc, seed, 1, dt, max_dt)[0]

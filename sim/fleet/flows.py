@@ -4,12 +4,16 @@ owner there) and its attempts in flight, by attempt number, session state and ro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim.fleet.client import Retries
 from sim.fleet.llm import LLMGroup, LLMOwner
 from sim.fleet.stations import Owner, Pool
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 
 @dataclass
@@ -34,4 +38,11 @@ class ClassFlow:
     out: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline outcomes this step, by row
     ready: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K, S) to send next step
     ready_age: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K)
+
+    def regrid(self, g: Regrid, a_new: int, dt: float) -> None:
+        """The class's attempts in flight (by row) and its retries, on another step grid."""
+        self.comp = g.past(self.comp, 3, a_new)
+        self.age0 = g.past(self.age0, 2, a_new)
+        self.forward = g.rows(self.forward, 1, a_new)
+        self.retries.regrid(g, dt)
 

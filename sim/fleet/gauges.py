@@ -74,7 +74,9 @@ def results_of(sim: FleetSim) -> list[Results]:
     meta = {"source": "fleet", "engine": "numpy", "surge_version": __version__, "scenario": sc.name,
             "duration_s": sc.run.duration_s, "warmup_s": sc.run.warmup_s, "start_hour": sc.run.start_hour,
             "services": sc.services.names(), "slos": {c: s.model_dump() for c, s in sc.slos.items()},
-            "fleet_dt_s": sim.dt, "replications_in_batch": sim.R}
+            "fleet_dt_s": sim.dt0, "replications_in_batch": sim.R}
+    if sim.rule is not None:  # the adaptive step: its longest and the steps it took
+        meta |= {"fleet_max_dt_s": sim.dt0 * 2**sim.rule.levels, "fleet_steps": sim.steps_run}
     out = rec.results(meta, sim.seeds)
     dump = sc.model_dump(mode="json")
     for r in out:

@@ -18,6 +18,7 @@ takes replicas out (`FaultEffect.units_up`): their sequences fail.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from sim.fleet.split import binomial, proportional, systematic, take_oldest
 from sim.rules.calls import client_still_waiting
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import LLMFleet
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 Q = 16  # random representatives of a cohort's prompt lengths (TTFT), drawn afresh each time
 
@@ -88,6 +92,16 @@ class LLMGroup:
     @property
     def waiting(self) -> np.ndarray:
         return sum((o.wait.sum(axis=1) for o in self.owners), np.zeros(self.R))
+
+    def regrid(self, g: Regrid, dt: float) -> None:
+        """The group on another step length: its counts by row and its queues' submit steps move;
+        the decode calendars count engine steps, not time steps, and stay."""
+        self.dt = dt
+        a = self.rows.A
+        for o in self.owners:
+            o.wait, o.done, o.shed, o.error = (g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error))
+            o.cal = g.rows(o.cal, 1, a)
+            o.sub.regrid(g)
 
     def set_effect(self, effect: FaultEffect, rng: np.random.Generator) -> None:
         """Apply the faults in force: replicas that go down fail every sequence they hold."""

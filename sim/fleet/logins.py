@@ -19,6 +19,7 @@ from sim.rules.outcomes import AUTH
 
 if TYPE_CHECKING:
     from sim.fleet.engine import FleetSim
+    from sim.fleet.timestep import Regrid
 
 
 class Logins:
@@ -38,6 +39,11 @@ class Logins:
         self.retries = Retries(sim.policy, self.KL, self.P, R, sim.dt)
         self.purpose_age = np.zeros((R, self.P))  # sum of command ages of re-logins in flight, s
         self.purpose_n = np.zeros((R, self.P))
+
+    def regrid(self, g: Regrid, dt: float) -> None:
+        """Logins in flight (by row) and waiting to retry, on another step grid."""
+        self.comp = g.past(self.comp, 3, self.sim.rows.A)
+        self.retries.regrid(g, dt)
 
     def _purpose(self, ci: int, k: int) -> int:
         return 1 + ci * self.K + k

@@ -25,7 +25,7 @@ def send(sim: FleetSim, n: int, i: int) -> None:
     """This step's attempts: sessions that start or are due for a command, logins due, retries
     whose backoff is over and commands whose re-login succeeded."""
     st = sim.states
-    new = sim.starts[:, n]
+    new = sim.starts_in(n)
     if new.any():
         if sim.logins is not None:
             sim.logins.start_sessions(new, n)
