@@ -8,9 +8,14 @@ client's timeouts come out of the same ring.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sim.fleet.split import systematic, take_oldest
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 
 class Fifo:
@@ -19,6 +24,13 @@ class Fifo:
         self.q = np.zeros((R, lanes, ring))
         self._stamp = np.full(ring, -1)  # the step whose arrivals each bin holds
         self.oldest = 0  # no request is older than this step (a bound; lets operations skip the empty ring)
+
+    def regrid(self, g: Regrid) -> None:
+        """The queue on another step grid: cohorts to the bins of their arrival step there."""
+        self.q = g.past(self.q, 2)
+        s = np.arange(g.n_new - self.W, g.n_new)
+        self._stamp[s % self.W] = s
+        self.oldest = max(g.n_new - self.W, int(g.step_of(np.array([self.oldest]))[0]) - 1)
 
     @property
     def waiting(self) -> np.ndarray:

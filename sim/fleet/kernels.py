@@ -15,7 +15,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from sim.dists import Distribution
-from sim.rules.calls import with_image
+from sim.rules.calls import ttft_from_attempt, with_image
 from sim.scenario import Scenario
 
 _N = 200_000
@@ -58,6 +58,7 @@ class LLMStage:
 
     prompt_tokens: np.ndarray  # a sample of this call's prompt length (context included)
     decode_steps: np.ndarray  # output tokens - 1 (the first token comes with the prefill)
+    ttft_from_attempt: bool = False  # a chat class: TTFT from the attempt's start (`sim.rules.calls`)
 
     @cached_property
     def mean_prompt(self) -> float:
@@ -88,7 +89,7 @@ def class_plans(sc: Scenario, n: int = 20_000) -> dict[str, list[tuple[str, obje
             if st.llm.image_tokens is not None:  # drawn after the text: the text samples stay as they were
                 new = with_image(new, st.llm.image_tokens.sample_n(rng, n))
             prompt = context + new if cls.carry_context else new
-            plan.append(("llm", LLMStage(prompt, out_tok - 1)))
+            plan.append(("llm", LLMStage(prompt, out_tok - 1, ttft_from_attempt(cls))))
             context = prompt + out_tok
         out[cname] = plan
     return out

@@ -69,6 +69,7 @@ class FleetProactive:
 
     def due(self, step: int, i: int) -> None:
         """Start this step's proactive commands (their own sessions, logged in)."""
+        from sim.fleet.sending import start_commands  # sending imports the engine's phases
         sim, b = self.sim, step % self.H
         st = sim.states
         for name, fl in self.flows.items():
@@ -80,4 +81,4 @@ class FleetProactive:
             if x.any():
                 sess = np.zeros((sim.R, st.n))
                 sess[:, st.valid0] = x
-                sim.start_commands(fl, sess, step, i)
+                start_commands(sim, fl, sess, step, i)

@@ -10,7 +10,8 @@ stack runs behind one admission, and the stack times each inner LLM call from it
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+import math
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -42,3 +43,9 @@ def with_image(new_tokens: T, image_tokens: float | np.ndarray | None) -> T:
     if isinstance(new_tokens, np.ndarray):
         return new_tokens + np.maximum(0, np.round(image_tokens))  # type: ignore[return-value]
     return new_tokens + max(0, round(float(image_tokens)))  # type: ignore[return-value]
+
+
+def client_still_waiting(ttft_from_attempt_s: Any, timeout_s: float | None) -> Any:
+    """Whether the client still waited when the first token came (a chat class's TTFT is recorded
+    only then: an attempt whose client timed out is nobody's TTFT). Works elementwise on arrays."""
+    return ttft_from_attempt_s <= (math.inf if timeout_s is None else timeout_s)
