@@ -65,7 +65,7 @@ class FleetProactive:
                 continue
             parts = systematic(go, kern, self.rng)  # (R, J): J = 1, 2, ... steps on
             bins = (step + 1 + np.arange(parts.shape[1])) % self.H
-            np.add.at(self.cal[start], (slice(None), bins), parts)
+            self.cal[start][:, bins] += parts  # the bins are distinct: H exceeds the kernel's length
 
     def due(self, step: int, i: int) -> None:
         """Start this step's proactive commands (their own sessions, logged in)."""

@@ -20,22 +20,36 @@ CASES = {
     "images": ("multimodal.yaml", (), images),
     "proactive": ("proactive.yaml", (), proactive),
 }
-# Where the engines do not agree, and why (measured; docs/INVENTORY.md): in the shipped on-sale
-# moment the LLM fleet is locked in overload, and there the fleet engine's pipeline is faster than
-# SimPy's (with unlimited seats it completes 23% more purchases, 18% fewer attempts time out: the
-# overload regime of docs/fleet.md). Fewer attempts time out holding seats, so fewer holds lapse,
-# seats run out earlier, more retries meet taken seats (conflicts), fewer paid attempts fail and
-# retry (duplicates prevented, failed after payment). Seats sold, when the last sells, payments
-# and the buyers' success rate agree there all the same.
+# Stated tolerances (measured, docs/INVENTORY.md): the last of 1,440 sales is a tail quantity (the
+# slowest buyer's confirm; conflicts follow it: retries meet held seats until then); an agent
+# class's TTFT p99 from ~2,000 calls, where SimPy's four runs land in the same two 2% buckets;
+# wrong items are ~2% of ~2,600 orders a run (a count of ~50: +-14% is one standard deviation).
+TOLERANCE = {
+    "onsale_sized": {"last_sold_s": 0.10, "conflicts": 0.10},
+    "images": {"image_buy.ttft_p99": 0.10},
+    "proactive": {"wrong_items_per_order": 0.15},
+}
+# Where the engines do not agree, and why (measured; docs/INVENTORY.md):
+# - the shipped on-sale moment: the LLM fleet is locked in overload, and there the fleet engine's
+#   pipeline is faster than SimPy's (with unlimited seats it completes 23% more purchases and 18%
+#   fewer attempts time out). Fewer attempts time out holding seats, so fewer holds lapse, seats
+#   run out earlier, more retries meet taken seats (conflicts), fewer paid attempts fail and retry
+#   (duplicates prevented, failed after payment). Seats sold, when the hot rows and the last seat
+#   go, payments, sold-out answers and the buyers' success rate agree there all the same.
+# - the proactive agent: a retried command's e2e uses the mean age of its row (docs/fleet.md), so
+#   the standing orders' burst in the payment brown-out comes out 12-15% fast (3% / 10% without
+#   the faults); ghost work (`cancel_on_timeout: false`) pays on a copy of the order's state, so a
+#   retry after a lost answer pays again instead of being prevented (duplicates prevented -13%).
 DRIFT = {
     "onsale": ("none_free_s", "conflicts", "holds_lapsed", "duplicates_prevented", "failed_after_payment"),
+    "proactive": ("morning_coffee.e2e_p50", "morning_coffee.e2e_p99", "errand.e2e_p99", "duplicates_prevented"),
 }
 
 
 @functools.cache
 def _results(case: str) -> dict:  # type: ignore[type-arg]
     file, overrides, measure = CASES[case]
-    return compare(file, overrides, measure)
+    return compare(file, overrides, measure, tolerance=TOLERANCE.get(case))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -51,3 +65,10 @@ def test_fleet_agrees_with_simpy_on_orders(case: str) -> None:
 def test_fleet_agrees_in_the_overloaded_on_sale_moment() -> None:
     res = _results("onsale")
     assert all(res[k]["ok"] for k in DRIFT["onsale"]), {k: res[k] for k in DRIFT["onsale"]}
+
+
+@pytest.mark.xfail(strict=True, reason="retried commands' e2e from their row's mean age; ghost payments on a copy "
+                   "of the order's state (docs/fleet.md)")
+def test_fleet_agrees_on_the_proactive_agents_retries() -> None:
+    res = _results("proactive")
+    assert all(res[k]["ok"] for k in DRIFT["proactive"]), {k: res[k] for k in DRIFT["proactive"]}
