@@ -183,6 +183,11 @@ class OrderBook:
         stage's position, do the stage's work, and turn attempts whose work failed (a conflict,
         sold out, a lapsed hold) into outcomes (removed from the owner's `done`)."""
         pos = self.pos[self.first + j]
+        served_err = getattr(owner, "served_error", None)
+        if not (owner.done.any() or owner.error.any() or owner.shed.any()):  # type: ignore[attr-defined]
+            if served_err is not None and served_err.any():
+                served_err[:] = 0.0
+            return  # most stages, most steps: nothing came back
         done = split_comp(pos, owner.done, self.rng)  # type: ignore[attr-defined]
         pos -= done
         err = split_comp(pos, owner.error, self.rng) if owner.error.any() else None  # type: ignore[attr-defined]
@@ -191,7 +196,6 @@ class OrderBook:
         shed = split_comp(pos, owner.shed, self.rng) if owner.shed.any() else None  # type: ignore[attr-defined]
         if shed is not None:
             pos -= shed
-        served_err = getattr(owner, "served_error", None)
         after = None
         if served_err is not None:
             if err is not None and served_err.any() and self.work[j] is not None:
@@ -208,7 +212,9 @@ class OrderBook:
                 self._out(reason, cells)
         if after is not None:
             err = err + after if err is not None else after
-        if j + 1 < len(self.work):
+        if not done.any():
+            pass
+        elif j + 1 < len(self.work):
             self.pos[self.first + j + 1] += done
         else:
             self._out(OK, done)
