@@ -69,7 +69,7 @@ def _succeeded(sim: FleetSim, fl: ClassFlow, part: np.ndarray, age0: np.ndarray,
         for rep, pol in enumerate(sim.policies):
             pol.answered_many(OK, float(done[rep]), sim.now)
     sess = st.move(part.sum(axis=(1, 3)), st.after_ok)
-    sim.sessions.end(sess, n, sim.rng)
+    sim.sessions.end(sess)
 
 
 def failed(sim: FleetSim, fl: ClassFlow, reason: str, x: np.ndarray, age_s: np.ndarray, n: int, i: int,
@@ -106,4 +106,4 @@ def command_failed(sim: FleetSim, fl: ClassFlow, reason: str, x: np.ndarray, n: 
     """Commands x (R, S) that ended in failure; their sessions go on."""
     sim.rec.add(N.failed(fl.name, reason), i, x.sum(axis=1))  # type: ignore[arg-type]
     sim.cum["ended"] += x.sum(axis=1)
-    sim.sessions.end(x, n, sim.rng)
+    sim.sessions.end(x)
