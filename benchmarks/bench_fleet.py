@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_fleet.py peak [--reps 100] [--dt 0.5] [--minutes 120]   # Feb 8 14:00-16:00, full scale
     .venv/bin/python benchmarks/bench_fleet.py campaign [--dt 2] [--days 6] [--hours H]     # the campaign at full scale
+    .venv/bin/python benchmarks/bench_fleet.py day [--dt 0.5] [--hours 24]       # one campaign day (Feb 8) at full scale
     .venv/bin/python benchmarks/bench_fleet.py speedup [--scale 16] [--hours 2]  # both engines, same scenario
     .venv/bin/python benchmarks/bench_fleet.py scales [--scales 1,4,16,64,full]  # outcome against cell scale
 
@@ -134,6 +135,34 @@ def _campaign_days(r, days: int, out: Path) -> None:  # type: ignore[no-untyped-
         print(f"| Feb {5 + d} | {arr:,.0f} | {g:.3f} | {o:,.0f} |")
 
 
+def day(args: argparse.Namespace) -> None:
+    """One campaign day at full scale: Feb 8 (70.8 M users, the campaign's busiest fleet) from
+    00:00 for 24 h, its 14:20 session-cache fault included; x 7 days = the campaign's cost."""
+    at = 8400 + 12 * 3600  # feb8_outage.yaml's fault, at_s from 12:00
+    span_s = round(args.hours * 3600)
+    fault = f"{{at_s: {at}, duration_s: 60, target: auth, kind: session_invalidation, magnitude: 0.9}}" if span_s > at + 60 else ""
+    sc = feb8_full(["run.start_hour=0", f"run.duration_s={span_s}", f"faults=[{fault}]"])
+
+    def once() -> tuple[float, str]:
+        t = time.process_time()
+        r = simulate_batch(sc, dt=args.dt, max_dt=args.max_dt)[0]
+        cpu = time.process_time() - t
+        steps = r.meta.get("fleet_steps", round(sc.run.duration_s / r.meta["fleet_dt_s"]))
+        k = _kpis(r, sc)
+        return cpu, (f"Feb 8 at full scale, 00:00 + {args.hours:g} h, dt {args.dt} s"
+                     f"{f' adaptive to {args.max_dt} s' if args.max_dt else ''}: {k['commands']:,.0f} commands, "
+                     f"{steps} steps, {cpu:.1f} CPU s ({cpu / steps * 1e3:.1f} ms per step), x7 days = "
+                     f"{7 * cpu * 24 / args.hours:.0f} CPU s (extrapolated); success {k['success']:.3f}, goodput "
+                     f"{100 * k['goodput_frac']:.1f}%, onset {_clock0(k['onset'])}, recovered {_clock0(k['recovered'])}, "
+                     f"chat e2e p50 {k['chat_e2e_p50']:.2f} s; peak RSS {_rss_gb():.2f} GB; {_load()}")
+
+    _repeat(args, once)
+
+
+def _clock0(t: float | None) -> str:
+    return "-" if t is None else f"{int(t // 3600) % 24:02d}:{int(t % 3600 // 60):02d}"
+
+
 def speedup(args: argparse.Namespace) -> None:
     from sim.des import simulate
 
@@ -199,6 +228,9 @@ def main() -> None:
     c.add_argument("--dt", type=float, default=2.0)
     c.add_argument("--out", default="runs/spring_festival_full")
     c.add_argument("--hours", type=float, default=None)
+    dd = sub.add_parser("day")
+    dd.add_argument("--dt", type=float, default=0.5)
+    dd.add_argument("--hours", type=float, default=24)
     s = sub.add_parser("speedup")
     s.add_argument("--scale", type=float, default=16)
     s.add_argument("--dt", type=float, default=None)
@@ -208,11 +240,11 @@ def main() -> None:
     k.add_argument("--engines", default="des,fleet")
     k.add_argument("--des-max", type=float, default=16)
     k.add_argument("--dt", type=float, default=None)
-    for sp in (p, c, s, k):
+    for sp in (p, c, dd, s, k):
         sp.add_argument("--max-dt", type=float, default=None)
         sp.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
-    {"peak": peak, "campaign": campaign, "speedup": speedup, "scales": scales}[args.what](args)
+    {"peak": peak, "campaign": campaign, "day": day, "speedup": speedup, "scales": scales}[args.what](args)
 
 
 if __name__ == "__main__":
