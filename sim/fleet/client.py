@@ -91,6 +91,7 @@ class Sessions:
         self.kernel = self._kernel(dt)
         self.H = len(self.kernel) + 2
         self.cal = np.zeros((R, states.n, self.H))
+        self.ended = np.zeros((R, states.n))
         self.thinking = np.zeros(R)
 
     def _kernel(self, dt: float) -> np.ndarray:
@@ -105,8 +106,15 @@ class Sessions:
         self.kernel = self._kernel(dt)
         self.dt = dt
 
-    def end(self, x: np.ndarray, step: int, rng: np.random.Generator) -> None:
-        """Commands ended for sessions x (R, S): some sessions go on, after a think time."""
+    def end(self, x: np.ndarray) -> None:
+        """Commands ended for sessions x (R, S) in this step (their think times start in `flush`)."""
+        if self.q > 0:
+            self.ended += x
+
+    def flush(self, step: int, rng: np.random.Generator) -> None:
+        """The step's ended commands: some sessions go on, after a think time (one split per step:
+        the think time starts at the next step whichever moment of this step the command ended)."""
+        x, self.ended = self.ended, np.zeros_like(self.ended)
         if self.q <= 0 or not x.any():
             return
         go = binomial(x, self.q, rng)
@@ -114,8 +122,13 @@ class Sessions:
         if not len(r):
             return
         parts = systematic(go[r, s], self.kernel, rng)
-        bins = (step + np.maximum(1, np.arange(parts.shape[1]))) % self.H
-        np.add.at(self.cal, (r[:, None], s[:, None], bins[None, :]), parts)
+        if parts.shape[1] > 1:  # a think time shorter than a step: the next step (bins distinct from here)
+            parts[:, 1] += parts[:, 0]
+            parts = parts[:, 1:]
+            bins = (step + 1 + np.arange(parts.shape[1])) % self.H
+        else:
+            bins = np.array([(step + 1) % self.H])
+        self.cal[r[:, None], s[:, None], bins[None, :]] += parts  # (r, s) pairs and bins distinct
 
     def due(self, step: int) -> np.ndarray:
         b = step % self.H

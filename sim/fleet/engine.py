@@ -179,6 +179,7 @@ class FleetSim:
             p.release_late(n, self.rng)
         self._admit(n, i)
         settle(self, n, i)
+        self.sessions.flush(n, self.rng)
         end_step(self, n, i)
         end = (n + 1) << self.level
         if end % self.spi == 0 or end >= self.n_steps:

@@ -53,7 +53,7 @@ class FleetGateway:
                 for c in self.classes:
                     if self.lane[c] == i:
                         failed[:, self.classes.index(c)] += q.q[:, self.lane_idx[c], :].sum(axis=1)
-                q.q[:] = 0.0
+                q.clear()
         return failed
 
     def regrid(self, g: Regrid) -> None:

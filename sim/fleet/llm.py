@@ -24,7 +24,7 @@ import numpy as np
 
 from sim.costmodel import StepCost
 from sim.fleet.fifo import Fifo
-from sim.fleet.kernels import LLMStage, quantiles, token_kernel
+from sim.fleet.kernels import LLMStage, token_kernel
 from sim.fleet.rows import Rows
 from sim.fleet.split import binomial, proportional, systematic, take_oldest
 from sim.rules.calls import client_still_waiting
@@ -50,7 +50,6 @@ class LLMOwner:
         self.done = np.zeros((R, rows.NR))
         self.error = np.zeros((R, rows.NR))
         self.shed = np.zeros((R, rows.NR))
-        self.prompt_q = quantiles(stage.prompt_tokens, Q)
         self.kv_each = stage.mean_prompt + stage.mean_output
         self.n_in = np.zeros(R)  # sequences in this owner's calendar (decoding)
         # TTFT samples of this step: (replication index, values s, counts), flat
@@ -78,6 +77,8 @@ class LLMGroup:
         self.free = np.zeros(R)
         self._free_now = np.zeros(R)  # slots free now (not only later in this step)
         self.owners: list[LLMOwner] = []
+        self.Q = Q  # TTFT representatives per admission: Q per fine step's worth (see regrid)
+        self._dt0 = dt
         self._means = (1.0, 1.0)
         self.acc = {k: np.zeros(R) for k in ("batch_dt", "busy_dt", "prefill_tokens", "decode_tokens")}
 
@@ -97,6 +98,7 @@ class LLMGroup:
         """The group on another step length: its counts by row and its queues' submit steps move;
         the decode calendars count engine steps, not time steps, and stay."""
         self.dt = dt
+        self.Q = Q * max(1, round(dt / self._dt0))  # as many TTFT representatives per second as at dt0
         a = self.rows.A
         for o in self.owners:
             o.wait, o.done, o.shed, o.error = (g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error))
@@ -209,8 +211,8 @@ class LLMGroup:
         extra = a * mean_p
         decode = np.maximum(self.step_s - f * extra, 1e-6)
         w = f * (decode + extra) / np.maximum(decode + f * extra, 1e-12)  # time share of prefill steps
-        other = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
-        in_prefill = rng.random((self.R, Q)) < w[:, None]
+        other = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), self.Q)]
+        in_prefill = rng.random((self.R, self.Q)) < w[:, None]
         return decode[:, None] + in_prefill * (a * other[None, :])
 
     def _finish(self, o: LLMOwner, fin: np.ndarray) -> None:
@@ -242,7 +244,7 @@ class LLMGroup:
         self.kv += n * o.stage.mean_prompt
         self.acc["prefill_tokens"] += n * o.stage.mean_prompt
         m = np.maximum(self.up, 1e-12)
-        prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
+        prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), self.Q)]
         in_progress = self._step_in_progress(o, rng)  # (R, Q)
         mean_prompt = self._means[0]
         joins_per_step = self.prefill_prev / np.maximum(self.K * m, 1e-12) / mean_prompt
@@ -250,16 +252,16 @@ class LLMGroup:
         tokens = prompts[None, :] + others
         pre = self.cost.step_s_array(tokens, (self.n_dec / m)[:, None], (self.kv / m)[:, None],
                                      (self.kv / m)[:, None] + tokens ** 2 / 2) * self.effect.slowdown
-        slot = np.zeros((self.R, Q))
+        slot = np.zeros((self.R, self.Q))
         if arriving and late.any():  # the slot frees, and the call arrives, at uniform moments of the step
-            slot_wait = np.maximum(0.0, rng.random((self.R, Q)) - rng.random((self.R, Q))) * self.dt
-            slot = (rng.random((self.R, Q)) < (late / np.maximum(n, 1e-12))[:, None]) * slot_wait
+            slot_wait = np.maximum(0.0, rng.random((self.R, self.Q)) - rng.random((self.R, self.Q))) * self.dt
+            slot = (rng.random((self.R, self.Q)) < (late / np.maximum(n, 1e-12))[:, None]) * slot_wait
         if o.stage.ttft_from_attempt:
-            self._ttft_from_attempt(o, x, slot + rng.random(Q)[None, :] * in_progress + pre, step, rng)
+            self._ttft_from_attempt(o, x, slot + rng.random(self.Q)[None, :] * in_progress + pre, step, rng)
         else:
-            counts = systematic(n, np.full(Q, 1.0 / Q), rng)
-            vals = wait_s[:, None] + slot + rng.random(Q)[None, :] * in_progress + pre
-            o.ttft.append((np.repeat(np.arange(self.R), Q), vals.ravel(), counts.ravel()))
+            counts = systematic(n, np.full(self.Q, 1.0 / self.Q), rng)
+            vals = wait_s[:, None] + slot + rng.random(self.Q)[None, :] * in_progress + pre
+            o.ttft.append((np.repeat(np.arange(self.R), self.Q), vals.ravel(), counts.ravel()))
         r, row = np.nonzero(x)
         u = rng.random(len(r))
         e_in = self.E[r] - self.K[r] * (1 - u) + 1.0  # the engine step after the one in progress
@@ -288,8 +290,9 @@ class LLMGroup:
         age = self.rows.ages(step)[row].astype(np.float64)
         since_s = (age + np.where(age > 0, rng.random(len(r)) - rng.random(len(r)), 0.0)) * self.dt
         vals = since_s[:, None] + after_join[r]  # (m, Q)
-        counts = systematic(x[r, row], np.full(Q, 1.0 / Q), rng) * client_still_waiting(vals, self.rows.timeout_s)
-        o.ttft.append((np.repeat(r, Q), vals.ravel(), counts.ravel()))
+        counts = systematic(x[r, row], np.full(self.Q, 1.0 / self.Q), rng)
+        counts = counts * client_still_waiting(vals, self.rows.timeout_s)
+        o.ttft.append((np.repeat(r, self.Q), vals.ravel(), counts.ravel()))
 
     # -- phase B -------------------------------------------------------------------------------
     def arrive(self, o: LLMOwner, x: np.ndarray, step: int, rng: np.random.Generator) -> None:

@@ -79,7 +79,7 @@ def _succeeded(sim: FleetSim, fl: ClassFlow, part: np.ndarray, age0: np.ndarray,
         for rep, pol in enumerate(sim.policies):
             pol.answered_many(OK, float(done[rep]), sim.now)
     sess = st.move(part.sum(axis=(1, 3)), st.after_ok)
-    sim.sessions.end(sess, n, sim.rng)
+    sim.sessions.end(sess)
     if sim.proactive is not None:
         sim.proactive.succeeded(fl.name, done, n)
 
@@ -131,4 +131,4 @@ def command_failed(sim: FleetSim, fl: ClassFlow, reason: str, x: np.ndarray, n: 
         fl.book.failed(o, i)
     sim.rec.add(N.failed(fl.name, reason), i, x.sum(axis=1))  # type: ignore[arg-type]
     sim.cum["ended"] += x.sum(axis=1)
-    sim.sessions.end(x, n, sim.rng)
+    sim.sessions.end(x)

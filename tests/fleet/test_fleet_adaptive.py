@@ -81,3 +81,22 @@ def test_adaptive_step_agrees_with_the_fine_step(case: str) -> None:
         assert long_steps > sum(levels.values()) / 2  # mostly long steps when quiet
     else:
         assert levels.get(0, 0) > long_steps  # mostly fine steps in overload
+
+
+@pytest.mark.slow
+def test_regrids_lose_no_command() -> None:
+    """The full fleet at 07:00 with a 30 s LLM slowdown: long steps, back to fine steps around the
+    fault, long again. Every command that arrived and did not end is still held somewhere
+    (attempts in flight, retries waiting, re-logins), as the in-flight series counts them."""
+    from sim.results import names as N
+
+    sc = feb8_full(["run.start_hour=7", "run.duration_s=240", "run.warmup_s=0",
+                    "faults=[{at_s: 120, duration_s: 30, target: llm, kind: slowdown, magnitude: 4}]"])
+    sim = FleetSim(sc, [8, 9], 0.25, 1.0)
+    out = sim.run()
+    held = sum(fl.comp.sum(axis=(1, 2, 3)) + fl.retries.cal.sum(axis=(1, 2, 3)) + fl.ready.sum(axis=(1, 2))
+               for fl in sim.flows)
+    assert sim.logins is not None
+    held = held + sim.logins.purpose_n.sum(axis=1)
+    assert sim.steps_run < 0.8 * sim.n_steps  # it did take long steps
+    assert np.array_equal(held, [r.series[N.IN_FLIGHT][-1] for r in out])
