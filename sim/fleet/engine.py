@@ -94,8 +94,8 @@ class FleetSim:
         self.starts = session_starts(sc, seeds, self.dt, self.n_steps, self.rng)
         self._faults_on: list[set[int]] = []
         self.cum = {k: np.zeros(R) for k in ("arrived", "ended")}
-        # orders (their holds' epochs) and proactive starts are kept on the fine grid: no adaptive step
-        fine_only = self.orders is not None or self.proactive is not None
+        # hold epochs and proactive starts are kept on the fine grid: no adaptive step with them
+        fine_only = bool(self.orders is not None and self.orders.stocks) or self.proactive is not None
         self.rule = (StepRule(self, self.dt0, max_dt) if max_dt is not None and max_dt > self.dt0
                      and not fine_only else None)
 

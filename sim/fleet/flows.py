@@ -47,4 +47,6 @@ class ClassFlow:
         self.age0 = g.past(self.age0, 2, a_new)
         self.forward = g.rows(self.forward, 1, a_new)
         self.retries.regrid(g, dt)
+        if self.book is not None:
+            self.book.regrid(g, a_new, self.retries.cal)
 

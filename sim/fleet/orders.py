@@ -47,6 +47,7 @@ from sim.scenario import CommandClass, Scenario
 
 if TYPE_CHECKING:
     from sim.fleet.engine import FleetSim
+    from sim.fleet.timestep import Regrid
 
 NONE, SOLD, HELD0 = 0, 1, 2
 _HALVES = np.array([0.5, 0.5])
@@ -351,6 +352,13 @@ class OrderBook:
             return {}
         flat = expired.reshape(done.shape)
         return {CONFLICT: flat}
+
+    def regrid(self, g: Regrid, a_new: int, retries_cal: np.ndarray) -> None:
+        """The book on another step length (`sim.fleet.timestep`: orders without an inventory):
+        its positions by row, as the flow's rows; the class's new retry calendar."""
+        self.pos = [g.rows(p, 3, a_new) for p in self.pos]
+        self.out = {k: g.rows(v, 3, a_new) for k, v in self.out.items()}
+        self.retries_cal = retries_cal
 
     # -- lapses, retries, re-logins ---------------------------------------------------------------
     def lapse(self, slot: int) -> None:

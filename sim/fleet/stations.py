@@ -70,7 +70,8 @@ class Pool:
         self.kernel = self._kernel(self.effect.slowdown)
         a = self.rows.A
         for o in self.owners:
-            o.wait, o.done, o.shed, o.error = (g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error))
+            o.wait, o.done, o.shed, o.error, o.served_error = (
+                g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error, o.served_error))
             o.cal = g.future(g.rows(o.cal, 1, a), 2)
 
     def add_owner(self) -> Owner:
