@@ -1,0 +1,94 @@
+"""Reading server-sent events as they arrive: an OpenAI-style token stream (arrival time of
+every chunk that carries tokens, the usage, an error) and the reference stack's agent events.
+
+Runs in the load test's gevent process, once per streamed line: no per-line work that a check
+on the bytes can spare (the `[DONE]` sentinel and non-data lines are never parsed as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_decode = json.JSONDecoder().raw_decode
+
+
+def _json(data: bytes) -> Any:
+    """`json.loads` of one event's data, without its bytes-decoding detour."""
+    text = data.decode()
+    msg, end = _decode(text)
+    if end != len(text):
+        raise ValueError(f"extra data after the JSON of an event: {text[end:end + 40]!r}")
+    return msg
+
+
+def lines(r: Any) -> Iterator[bytes]:
+    """Lines of a streamed body as soon as each arrives (geventhttpclient's `readline` returns a
+    line once it is buffered; `iter_content` would wait for a whole block)."""
+    raw = getattr(r, "_response", None)
+    if raw is not None and hasattr(raw, "readline"):
+        readline = raw.readline
+        while line := readline(b"\n"):
+            yield line
+        return
+    buf = b""
+    for chunk in r.iter_content(chunk_size=4096, decode_content=False):
+        buf += chunk if isinstance(chunk, bytes) else chunk.encode()
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line + b"\n"
+
+
+def produced(choice: dict[str, Any]) -> bool:
+    """Whether a streamed choice carries generated tokens: content, reasoning, a tool call's
+    arguments (chat), or text (completions)."""
+    d = choice.get("delta") or {}
+    return bool(d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls")
+                or choice.get("text"))
+
+
+def read_stream(r: Any, now: Callable[[], float]) -> tuple[list[float], dict[str, int] | None, str | None]:
+    """Read server-sent events to `[DONE]`: arrival times of content chunks, usage, error code."""
+    stamps: list[float] = []
+    usage: dict[str, int] | None = None
+    for line in lines(r):
+        if not line.startswith(b"data:"):
+            continue
+        t = now()
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return stamps, usage, None
+        msg = _json(data)
+        if "error" in msg:
+            return stamps, usage, str(msg["error"].get("code") or "error")
+        if msg.get("usage"):
+            usage = msg["usage"]
+        for ch in msg.get("choices") or ():
+            if produced(ch):
+                stamps.append(t)
+    return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
+
+
+def read_agent_stream(r: Any, on_call: Callable[[dict[str, Any]], None]) -> tuple[dict[str, Any] | None,
+                                                                                 dict[str, Any] | None]:
+    """Read an agent command's events to `[DONE]`, calling `on_call(llm_call)` as each LLM call's
+    timing arrives. Returns (result, None), or (None, error) with the error's `status`."""
+    event, result, error = "", None, None
+    for line in lines(r):
+        if line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+            continue
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return (result, None) if result is not None else (None, error or {"status": 500})
+        msg = _json(data)
+        if event == "progress" and msg.get("llm_call"):
+            on_call(msg["llm_call"])
+        elif event == "result":
+            result = msg
+        elif event == "error":
+            error = msg
+    return None, {"status": 0, "error": {"code": "incomplete_stream"}}  # the connection ended before [DONE]
