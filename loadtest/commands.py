@@ -478,8 +478,8 @@ def _admitted(r: Any, code: str | None) -> bool:
     """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
     counts (its work was admitted in an earlier attempt whose answer the client never saw); a
     server that does not say is judged by the status (`policy.admitted`)."""
-    headers = r.headers or {}  # no headers: the connection failed before an answer
-    said = headers.get("X-Surge-Admitted")
-    if said is None:
+    headers = r.headers  # None: the connection failed before an answer
+    # `in` first: geventhttpclient's `get` of a missing header raises and catches a KeyError
+    if headers is None or "X-Surge-Admitted" not in headers:
         return P.admitted(r.status_code, code)
-    return said == "1" or headers.get("Idempotent-Replayed") == "true"
+    return headers.get("X-Surge-Admitted") == "1" or headers.get("Idempotent-Replayed") == "true"

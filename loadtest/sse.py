@@ -23,6 +23,35 @@ def _json(data: bytes) -> Any:
     return msg
 
 
+def chunks(r: Any) -> Iterator[bytes]:
+    """A streamed body in the pieces it arrives in: what geventhttpclient has buffered, then
+    each receive (its `readline`'s own steps, without cutting the buffer one line per call;
+    other clients: their `iter_content`)."""
+    raw = getattr(r, "_response", None)
+    if raw is None or not isinstance(getattr(raw, "_body_buffer", None), bytearray):
+        yield from lines(r)
+        return
+    while True:
+        buf = raw._body_buffer
+        if buf:
+            data = bytes(buf)
+            del buf[:]
+            yield data
+            continue
+        if raw.message_complete:
+            return
+        sock = raw._sock
+        if sock is None:
+            from geventhttpclient.response import HTTPConnectionClosed
+
+            raise HTTPConnectionClosed("connection closed.")
+        try:
+            raw.feed(sock.recv(raw.block_size))
+        except BaseException:
+            raw.release()
+            raise
+
+
 def lines(r: Any) -> Iterator[bytes]:
     """Lines of a streamed body as soon as each arrives (geventhttpclient's `readline` returns a
     line once it is buffered; `iter_content` would wait for a whole block)."""
@@ -52,21 +81,24 @@ def read_stream(r: Any, now: Callable[[], float]) -> tuple[list[float], dict[str
     """Read server-sent events to `[DONE]`: arrival times of content chunks, usage, error code."""
     stamps: list[float] = []
     usage: dict[str, int] | None = None
-    for line in lines(r):
-        if not line.startswith(b"data:"):
-            continue
-        t = now()
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            return stamps, usage, None
-        msg = _json(data)
-        if "error" in msg:
-            return stamps, usage, str(msg["error"].get("code") or "error")
-        if msg.get("usage"):
-            usage = msg["usage"]
-        for ch in msg.get("choices") or ():
-            if produced(ch):
-                stamps.append(t)
+    rest = b""
+    for chunk in chunks(r):
+        t = now()  # every event of a piece arrived with it
+        *complete, rest = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+        for line in complete:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return stamps, usage, None
+            msg = _json(data)
+            if "error" in msg:
+                return stamps, usage, str(msg["error"].get("code") or "error")
+            if msg.get("usage"):
+                usage = msg["usage"]
+            for ch in msg.get("choices") or ():
+                if produced(ch):
+                    stamps.append(t)
     return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
 
 
