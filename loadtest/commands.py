@@ -22,8 +22,8 @@ Runs in a gevent process (Locust); `client` is a Locust `FastHttpSession`.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
-import json
 import math
 import time
 import uuid
@@ -32,14 +32,16 @@ from typing import Any
 
 import gevent
 import numpy as np
+from gevent.pool import Group
 
 from loadtest import plugins
 from loadtest import policy as P
+from loadtest.answers import admitted_by, code_of, json_or_none, read_agent_stream, read_stream
 from loadtest.credentials import Credentials
 from loadtest.plan import Plan
 from loadtest.prompts import GenerationBody, WordStream
-from loadtest.sse import read_agent_stream, read_stream
 from loadtest.tally import Tally
+from sim.arrivals import FollowUps
 from sim.dists import Sampler, Uniform, sampler
 from sim.results import names as N
 from sim.rules.attempts import (
@@ -53,6 +55,7 @@ from sim.rules.attempts import (
     login_retry_wait,
 )
 from sim.rules.deadlines import Deadlines
+from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
 from sim.scenario import CommandClass, Scenario
 from sim.streams import Streams
 
@@ -140,11 +143,12 @@ def specs_of(sc: Scenario) -> list[Spec]:
     return out
 
 
-def _length_samplers(spec: Spec, rng: np.random.Generator) -> tuple[Any, Any]:
-    """Draws of (prompt, output) tokens of a chat class's LLM stage (`sim.dists.sampler`)."""
+def _length_samplers(spec: Spec, rng: np.random.Generator) -> tuple[Any, Any, Any]:
+    """Draws of (prompt, output, image or None) tokens of a chat class's LLM stage (`sim.dists.sampler`)."""
     st = spec.cls.stages[0].llm
     assert st is not None
-    return sampler(st.prompt_tokens, rng), sampler(st.output_tokens, rng)
+    image = sampler(st.image_tokens, rng) if st.image_tokens is not None else None
+    return sampler(st.prompt_tokens, rng), sampler(st.output_tokens, rng), image
 
 
 def deadline_header(sc: Scenario) -> dict[str, str]:
@@ -191,7 +195,13 @@ class HttpClient:
         self._timeout_hdr = deadline_header(sc)
         # the headers of a chat request without a token, per class (a request adds the token to a copy)
         self._chat_hdr = {s.name: {"Content-Type": "application/json", "Accept": "application/json",
-                                   **self._timeout_hdr, **plan.headers, CLASS_HEADER: s.name} for s in self.specs}
+                                   **self._timeout_hdr, **plan.headers, CLASS_HEADER: s.name} for s in specs_of(sc)}
+        self.by_name = {s.name: s for s in specs_of(sc)}
+        self.follow_ups = FollowUps(sc, streams(f"loadtest.{stream_key}.follow_ups"))
+        self.proactive = Group()  # follow-ups waiting or running (killed at the run's end)
+        if any(s.cls.places_order for s in self.specs):
+            for name in N.MONEY_COUNTERS:  # present, as in the simulator's results, even when all stay 0
+                tally.count(name, 0.0, 0)
 
     # -- time and bookkeeping ------------------------------------------------------------------
     def now(self) -> float:
@@ -209,9 +219,12 @@ class HttpClient:
         self.tally.count(spec.keys.arrived, t)
         self.in_flight += 1
 
-    def _fail(self, spec: Spec, reason: str, now: float | None = None) -> None:
-        self.tally.count(N.failed(spec.name, reason), self.now() if now is None else now)  # type: ignore[arg-type]
+    def _fail(self, spec: Spec, reason: str, cmd: HttpCommand | None = None, now: float | None = None) -> None:
+        now = self.now() if now is None else now
+        self.tally.count(N.failed(spec.name, reason), now)  # type: ignore[arg-type]
         self.in_flight -= 1
+        if cmd is not None and at_end(cmd.order, False) == FAILED_AFTER_PAYMENT:
+            self.tally.count(N.FAILED_AFTER_PAYMENT, now)
 
     def _request(self, method: str, path: str, name: str, **kw: Any) -> Any:
         if self.requests_left <= 0:
@@ -239,6 +252,26 @@ class HttpClient:
     def new_session(self, user: str) -> HttpSession:
         return HttpSession(user, SessionHealth(self.sc.clients.session_lost_after_timeouts))
 
+    def proactive_task(self, user: str, klass: str, late_s: float = 0.0) -> None:
+        """A scheduled task the agent starts: one command of `klass` on a session of its own."""
+        sess = self.new_session(user)
+        spec = self.by_name[klass]
+        if self.has_auth and not self.login(sess):
+            self._arrive(spec, self.now() - late_s)
+            self._fail(spec, P.AUTH)
+            return
+        self.command(sess, HttpCommand(spec, self.now() - late_s))
+
+    def _follow_up(self, sess: HttpSession, klass: str) -> None:
+        with contextlib.suppress(OutOfRequests):  # the request bound: the follow-up is not sent
+            self.command(sess, HttpCommand(self.by_name[klass], self.now()))
+
+    def stop_proactive(self) -> int:
+        """Kill the follow-ups still waiting or running (the run's end); how many there were."""
+        n = len(self.proactive)
+        self.proactive.kill(block=True, timeout=5)
+        return n
+
     def login(self, sess: HttpSession) -> bool:
         for attempt in itertools.count():
             outcome = self._timed(lambda: self._login_once(sess), self.now() + self.policy.timeout_s, P.TIMEOUT)
@@ -260,7 +293,7 @@ class HttpClient:
         if r.status_code in (404, 405):
             self.has_auth = False
             return P.OK
-        outcome = P.classify(r.status_code, _code(r))
+        outcome = P.classify(r.status_code, code_of(r))
         if outcome == P.OK:
             sess.token = r.json()["token"]
         return outcome
@@ -299,16 +332,16 @@ class HttpClient:
                 return
             tally.count(N.attempt_failed(outcome), now)  # type: ignore[arg-type]
             if step.kind == FAIL:
-                self._fail(spec, step.reason, now)
+                self._fail(spec, step.reason, cmd, now)
                 return
             if step.kind == RELOGIN:
                 if not self.has_auth or not self.login(sess):
-                    self._fail(spec, P.AUTH)
+                    self._fail(spec, P.AUTH, cmd)
                     return
                 continue
             gevent.sleep(step.wait_s)
             if step.kind == ABANDON:
-                self._fail(spec, P.ABANDONED)
+                self._fail(spec, P.ABANDONED, cmd)
                 return
 
     def _timed(self, work: Any, limit: float, late: str, now: float | None = None,
@@ -320,7 +353,7 @@ class HttpClient:
             return self._guarded(work)
         seconds = round(max(0.0, limit - (self.now() if now is None else now)), 6)
         timer = sess.timer if sess is not None else None
-        if timer is None or timer.seconds != seconds:
+        if timer is None or timer.seconds != seconds or timer.pending:  # pending: a follow-up's, running
             timer = gevent.Timeout(seconds)
             if sess is not None:
                 sess.timer = timer
@@ -354,7 +387,11 @@ class HttpClient:
             tally.observe(keys.e2e_send, now, now - cmd.first_send)
         if spec.cls.places_order:
             self.tally.count(N.ORDERS, now)
+            if at_end(cmd.order, True) == WRONG_ITEM:
+                self.tally.count(N.WRONG_ITEMS, now)
         self.in_flight -= 1
+        for klass, delay in self.follow_ups.after(spec.name) if self.follow_ups else ():
+            self.proactive.add(gevent.spawn_later(delay, self._follow_up, sess, klass))
         if spec.kind == "agent" and cmd.order_id:
             self._check_order(sess, cmd)
 
@@ -364,8 +401,10 @@ class HttpClient:
             return str(own(plugins.Attempt(self, sess, cmd)))
         if cmd.spec.kind == "agent":
             return self._agent(sess, cmd)
-        prompt_n, output_n = self._lengths[cmd.name]  # a chat class is one LLM stage (`kind_of`)
+        prompt_n, output_n, image_n = self._lengths[cmd.name]  # a chat class is one LLM stage (`kind_of`)
         prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(prompt_n())
+        if image_n is not None:  # the images' tokens, prefilled with the text (words stand in)
+            prompt += max(0, round(image_n()))
         out = cmd.output0 if cmd.output0 >= 0 else round(output_n())
         cmd.prompt0 = cmd.output0 = -1
         return self._chat(sess, cmd, max(1, prompt), max(1, out))
@@ -394,8 +433,8 @@ class HttpClient:
         body = gen.encode(words.text(prompt_tokens - gen.overhead_tokens), max_tokens, words.plain)
         sent = self.now()
         r = self._request("POST", gen.path, "chat", data=body, headers=self._chat_headers(sess, cmd.spec), stream=True)
-        code = _code(r)
-        cmd.admitted = _admitted(r, code)
+        code = code_of(r)
+        cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
             return P.classify(r.status_code, code)
         stamps, usage, err = read_stream(r, self.now)
@@ -433,21 +472,44 @@ class HttpClient:
         h = self._headers(sess) | {"Idempotency-Key": cmd.key, CLASS_HEADER: cmd.spec.name}
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
-        code = _code(r)
-        cmd.admitted = _admitted(r, code)
+        code = code_of(r)
+        cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
+            if r.status_code == 409:
+                self._money(cmd, json_or_none(r))
             return P.classify(r.status_code, code)
         if not str(r.headers.get("content-type") or "").startswith("text/event-stream"):
             result: dict[str, Any] | None = r.json()  # a replay: the stored answer, as JSON
         else:
             result, error = read_agent_stream(r, lambda call: self._record_call(cmd.spec.name, call))
             if error is not None:
+                self._money(cmd, error)
                 err_code = (error.get("error") or {}).get("code")
                 return P.classify(int(error.get("status") or 500), str(err_code) if err_code else None)
         if not result:
             return P.ERROR
-        cmd.order_id = str(result["order"]["id"])
+        self._money(cmd, result)
+        order = result.get("order")  # null for a class that places no order
+        cmd.order_id = str(order["id"]) if order else None
         return P.OK
+
+    def _money(self, cmd: HttpCommand, body: dict[str, Any] | None) -> None:
+        """What an answer says about the command's order and the money (`ledger`, `order`)."""
+        if not body or not cmd.spec.cls.places_order:
+            return
+        now = self.now()
+        led = body.get("ledger") or {}
+        for key, name in (("charged", N.PAYMENTS), ("duplicates_prevented", N.DUPLICATES_PREVENTED),
+                          ("refunds", N.REFUNDS)):
+            if led.get(key):
+                self.tally.count(name, now, int(led[key]))
+        order = body.get("order") or {}
+        if cmd.order is None:
+            cmd.order = OrderState()
+        status = order.get("status")
+        cmd.order.paid = cmd.order.paid or status in ("paid", "completed", "refunded") or bool(led.get("charged"))
+        cmd.order.refunded = cmd.order.refunded or status == "refunded"
+        cmd.order.wrong_item = cmd.order.wrong_item or bool(order.get("wrong_item"))
 
     def _record_call(self, name: str, call: dict[str, Any]) -> None:
         """An LLM call inside an agent command, timed by the stack (`timing.llm_calls`)."""
@@ -474,24 +536,3 @@ class HttpClient:
         if not ok:
             self.tally.totals["orders_check_failed"] += 1
             self.tally.totals[f"orders_check_failed:{status}"] += 1
-
-
-def _code(r: Any) -> str | None:
-    """The OpenAI-style error code of a failed answer, if its body has one."""
-    if 200 <= r.status_code < 300:
-        return None
-    try:
-        return str(json.loads(r.content or b"{}").get("error", {}).get("code") or "") or None
-    except (ValueError, AttributeError):
-        return None
-
-
-def _admitted(r: Any, code: str | None) -> bool:
-    """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
-    counts (its work was admitted in an earlier attempt whose answer the client never saw); a
-    server that does not say is judged by the status (`policy.admitted`)."""
-    headers = r.headers  # None: the connection failed before an answer
-    # `in` first: geventhttpclient's `get` of a missing header raises and catches a KeyError
-    if headers is None or "X-Surge-Admitted" not in headers:
-        return P.admitted(r.status_code, code)
-    return headers.get("X-Surge-Admitted") == "1" or headers.get("Idempotent-Replayed") == "true"

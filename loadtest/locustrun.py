@@ -186,7 +186,7 @@ def _finish(runner: Any) -> None:
     """In a load-generating process, at the end: kill running starts, freeze, send the last counts."""
     st = STATE
     gevent.sleep(max(0.0, _end_s() - time.time()))
-    running = sum(d.shutdown() for d in st.dispatchers)
+    running = sum(d.shutdown() for d in st.dispatchers) + sum(w.stop_proactive() for w in st.workloads)
     tot = st.tally.totals
     tot["in_flight_at_end"] += sum(w.in_flight for w in st.workloads)
     tot["killed_at_end"] += running
@@ -272,7 +272,11 @@ def _start(wl: HttpClient, sched: Any, k: int, late: float) -> None:
     p = int(sched.prompt_tokens[k]) if sched.prompt_tokens is not None else -1
     o = int(sched.output_tokens[k]) if sched.output_tokens is not None else -1
     try:
-        wl.session(f"u{STATE.index}-{k}", late, p, o)
+        task = sched.task(k)
+        if task:
+            wl.proactive_task(f"u{STATE.index}-{k}", task, late)
+        else:
+            wl.session(f"u{STATE.index}-{k}", late, p, o)
     except OutOfRequests:  # the request bound: no more starts from this process
         for d in STATE.dispatchers:
             d.stopped = True

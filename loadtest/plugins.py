@@ -99,9 +99,9 @@ class Attempt:
         token (or --api-key), the deadline and --header are sent unless `headers` overrides them."""
         h = self._client._headers(self.session) | (headers or {})
         r = self._client._request(method, path, name, headers=h, **kw)
-        from loadtest.commands import _admitted, _code
+        from loadtest.answers import admitted_by, code_of
 
-        self._cmd.admitted = self._cmd.admitted or _admitted(r, _code(r))
+        self._cmd.admitted = self._cmd.admitted or admitted_by(r, code_of(r))
         return r
 
     def get(self, path: str, name: str, **kw: Any) -> Any:
@@ -113,9 +113,9 @@ class Attempt:
     def outcome(self, response: Any) -> str:
         """The outcome surge assigns an HTTP answer (`loadtest.policy.classify`)."""
         from loadtest import policy
-        from loadtest.commands import _code
+        from loadtest.answers import code_of
 
-        return policy.classify(response.status_code, _code(response))
+        return policy.classify(response.status_code, code_of(response))
 
     def llm_call(self, ttft_s: float, tpot_s: float | None = None, output_tokens: int = 0) -> None:
         """Record one LLM call's timing, as the stack's agent reports its calls."""

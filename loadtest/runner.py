@@ -93,8 +93,12 @@ def run_loadtest(opt: Options) -> LoadRun:
     scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
     # a stack this run starts gets fresh secrets; one given by --host, the environment's
     creds = Credentials.for_new_stack() if opt.start_stack else Credentials.from_env()
+    if opt.start_stack:  # a started stack begins with no orders and full stock, whatever ran here before
+        for old in out.glob("orders.db*"):
+            old.unlink()
     stack = (procs.StackProcess(scen_file, out, creds, port=opt.stack_port, options=opt.stack_options)
              if opt.start_stack else None)
+    ledger: dict[str, Any] | None = None
     try:
         if stack is not None:
             host = stack.start().url
@@ -119,13 +123,18 @@ def run_loadtest(opt: Options) -> LoadRun:
                                     on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
                                     credentials=creds)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
+        ledger = fetch_ledger(host, creds.admin_token) if _places_orders(sc) and creds.admin_token else None
     finally:
         if stack is not None:
             stack.stop()
     measured_dir = out / "measured"
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
-    run = LoadRun(out, _with_server_side(Results.read(measured_dir), scraper, measured_dir), notes=notes)
+    measured = Results.read(measured_dir)
+    if ledger is not None:  # the stack's own account of the money and stock, at the end
+        measured.meta["ledger"] = ledger
+        measured.write(measured_dir)
+    run = LoadRun(out, _with_server_side(measured, scraper, measured_dir), notes=notes)
     finals = run.measured.meta.get("worker_finals", [])
     if len(finals) < max(1, opt.workers):
         notes.append(f"warning: only processes {finals} of {max(1, opt.workers)} sent their last counts; "
@@ -139,6 +148,26 @@ def run_loadtest(opt: Options) -> LoadRun:
     if opt.report:
         run.report = write_reports(run)
     return run
+
+
+def _places_orders(sc: Any) -> bool:
+    return any(c.places_order for c in sc.workload.classes.values())
+
+
+def fetch_ledger(host: str, token: str) -> dict[str, Any] | None:
+    """The reference stack's ledger (`GET /admin/ledger`: payments, duplicates prevented,
+    refunds, stock), or None from a server without one."""
+    import json
+    import urllib.request
+
+    from loadtest.safety import fetch
+
+    req = urllib.request.Request(host.rstrip("/") + "/admin/ledger", headers={"Authorization": f"Bearer {token}"})
+    try:
+        status, body, _ = fetch(req, 10.0)
+        return dict(json.loads(body)) if status == 200 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _with_server_side(measured: Results, scraper: Scraper, folder: Path) -> Results:

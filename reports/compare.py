@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reports import tables
+from reports import money, tables
 from reports.chart import COLOUR_NAMES
 from reports.derived import write_json
 from reports.document import Document
@@ -55,6 +55,14 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Se
     doc.table(kpi_diff_table(sets, data))
     doc.heading("SLOs")
     doc.table(slo_side_by_side(sets))
+    stock = money.side_by_side([rs.label for rs in sets], [rs.pooled.summary for rs in sets],
+                               [rs.pooled.meta.get("ledger") for rs in sets])
+    if stock is not None:
+        doc.heading("Inventory and money at risk")
+        doc.text("Counts over the window after warm-up. A measured run counts what the answers said (its units sold "
+                 "are the stack's database's, at the end); the stack's own ledger of payments, duplicates prevented "
+                 "and refunds is in its own report.")
+        doc.table(stock)
     doc.heading("Figures")
     doc.text("Colour = run (" + ", ".join(f"{COLOUR_NAMES[k % len(COLOUR_NAMES)]}: {rs.label}" for k, rs in enumerate(sets))
              + "); line style = quantity. Replications are shown as their interval-by-interval mean.")

@@ -235,6 +235,32 @@ def _business(runs: Sequence[Run]) -> Chart | None:
     ])
 
 
+def _stock(runs: Sequence[Run]) -> Chart | None:
+    """Inventory and money: units free, held and sold; inventory answers; money so far."""
+    services = sorted(set().union(*({N.split(k)[1] for k in r.series if N.split(k)[0] == "sold"} for _, r in runs)))
+    units: list[tuple[str, Getter]] = []
+    for s in services:
+        units += [(f"{s} free", _series(N.of_stock("stock_free", s))), (f"{s} held", _series(N.of_stock("stock_held", s))),
+                  (f"{s} sold", _cumulative(N.of_stock("sold", s)))]
+    answers = [(a.replace("_", " "), _series(N.attempt_failed(a), True)) for a in ("conflict", "sold_out")]
+    money = [(m.replace("_", " "), _nonzero(_cumulative(m))) for m in N.MONEY_COUNTERS]
+    return chart(runs, "stock", "Inventory and money at risk", [
+        Panel("Stock: units free and held (end of interval), sold (so far)", "units",
+              lines(runs, units if len(runs) == 1 else units[:3], gauge=True)),
+        Panel("Attempts answered by an inventory: conflict (held by others, or a lapsed hold), sold out",
+              "attempts / s", lines(runs, answers)),
+        Panel("Money so far: payments, duplicates, failed after payment, refunds, wrong items", "orders",
+              lines(runs, money, gauge=True)),
+    ], panel_height=2.5)
+
+
+def _cumulative(name: str) -> Getter:
+    def get(r: Results) -> np.ndarray | None:
+        v = r.series.get(name)
+        return None if v is None else np.cumsum(v)
+    return get
+
+
 def _floor_pct(runs: Sequence[Run]) -> float:
     """Lower y-limit for success rates: zoom in when every value is high, so 99% vs 95% shows."""
     lows = [np.nanmin(ts.success_rate(r, c)) for _, r in runs for c in ts.classes(r)
@@ -294,6 +320,10 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("failures", "Failures by reason and retries",
                "Commands that failed, by the reason of their last attempt; retries and failed attempts.",
                _failures),
+    FigureSpec("stock", "Inventory and money at risk",
+               "Units free, held and sold per inventory service; attempts answered conflict or sold out; "
+               "payments, duplicate payments (charged, or prevented), commands failed after payment, refunds and "
+               "wrong items, counted from the start.", _stock),
     FigureSpec("business", "Business KPIs",
                "Success rate per class against its SLO; orders, free-order cards redeemed and logins per "
                "second.", _business),

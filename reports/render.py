@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reports import interactive, plot, story, tables
+from reports import interactive, money, plot, story, tables
 from reports.chart import TimeAxis
 from reports.derived import write_json
 from reports.document import Document, Figure
@@ -46,6 +46,7 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
     add_kpis(doc, rs)
     if rs.pooled.meta.get("source") == "loadtest":
         add_loadtest(doc, rs.pooled)
+    money.add_sections(doc, rs.pooled.summary, rs.pooled.meta)
     doc.heading("Figures")
     for fig in render_figures(runs, prefix="fig", place="body"):
         doc.figure(fig)

@@ -13,19 +13,24 @@ daily cycle with its integral (phone-activity time; session times within a day) 
 `BroadcastCurve` the rate at which people reached from outside the app join, both used by
 `sim.des.users` (thinned like any rate curve with `poisson_times`).
 
+Proactive tasks (`scenario.proactive`) are a second source, of commands rather than sessions:
+`proactive_times` (scheduled starts) and `FollowUps` (starts after earlier successes), used
+alike by the simulator and the load test.
+
 Every function takes an explicit `numpy.random.Generator` and yields blocks of absolute times.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sim.datafiles import DataFileError
+from sim.dists import sampler
 from sim.errors import ScenarioError
 from sim.scenario.launch import Launch
 from sim.scenario.schema import Scenario, read_trace
@@ -313,3 +318,52 @@ class BroadcastCurve:
         taus = [tau0, tau1] + ([self.tau_peak] if tau0 < self.tau_peak < tau1 else [])
         a_max = float(self.aware(np.asarray(taus)).max())
         return self.pool * self.kappa * a_max * self.profile.curve.max_over(t0, t1)
+
+
+@dataclass(frozen=True)
+class ProactiveStarts:
+    """Scheduled proactive commands: start times (seconds, sorted) and each one's class."""
+
+    times_s: np.ndarray
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.times_s)
+
+
+def proactive_times(sc: Scenario, rng: np.random.Generator) -> ProactiveStarts:
+    """Every scheduled proactive start on [0, run.duration_s): at each firing a Poisson count of
+    mean `commands` x `arrivals.scale`, spread uniformly over `spread_s` after it."""
+    horizon = sc.run.duration_s
+    times: list[float] = []
+    names: list[str] = []
+    for sch in sc.proactive.schedules if sc.proactive else ():
+        for t in sch.firings(horizon):
+            n = int(rng.poisson(sch.commands * sc.arrivals.scale))
+            for x in (t + rng.uniform(0.0, sch.spread_s, n) if sch.spread_s else np.full(n, t)).tolist():
+                if x < horizon:
+                    times.append(x)
+                    names.append(sch.start)
+    order = np.argsort(np.asarray(times), kind="stable")
+    return ProactiveStarts(np.asarray(times)[order], tuple(names[i] for i in order.tolist()))
+
+
+class FollowUps:
+    """The follow-ups a success triggers (`proactive.follow_ups`): `after(cls)` gives the
+    (class, delay in seconds) of each follow-up to start, from the caller's own seeded stream."""
+
+    def __init__(self, sc: Scenario, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._by_class: dict[str, list[tuple[str, float, Callable[[], float]]]] = {}
+        for f in sc.proactive.follow_ups if sc.proactive else ():
+            self._by_class.setdefault(f.after, []).append((f.start, f.probability, sampler(f.delay_s, rng)))
+
+    def __bool__(self) -> bool:
+        return bool(self._by_class)
+
+    def after(self, cls: str) -> list[tuple[str, float]]:
+        out = []
+        for start, p, delay in self._by_class.get(cls, ()):
+            if p >= 1 or self._rng.random() < p:
+                out.append((start, max(0.0, float(delay()))))
+        return out

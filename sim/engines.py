@@ -6,6 +6,8 @@
 - `fleet` (numpy): counts in time steps; its cost grows with simulated time and the number of
   classes and stages, not with the number of users or replicas. For the full fleet (millions of
   users, thousands of replicas), whole campaign days and batches of replications.
+  `--engine fleet` refuses a scenario with something it does not model at all (`fleet_missing`:
+  inventories, proactive tasks, image tokens, wrong-item faults) rather than ignore it.
 - `auto`: `fleet` when the run would send more commands than the SimPy engine simulates in
   about a minute (`AUTO_COMMANDS`) and the fleet engine models the scenario; else `des`.
 """
@@ -35,8 +37,30 @@ def expected_commands(sc: Scenario) -> float:
     return expected_sessions(sc) * per_session
 
 
+def fleet_missing(sc: Scenario) -> str | None:
+    """What of this scenario the fleet engine does not model at all (None: nothing): its results
+    would be silently wrong, so `--engine fleet` refuses the scenario (`choose`)."""
+    for name, svc in sc.services.tools.items():
+        if svc.inventory is not None:
+            return (f"finite inventories (services.tools.{name}.inventory: holds, conflicts, sell-outs and the "
+                    "money at risk are per order)")
+    if sc.proactive is not None:
+        return "proactive tasks (proactive: schedules and follow-ups start commands outside sessions)"
+    for cname, cls in sc.workload.classes.items():
+        for i, st in enumerate(cls.stages):
+            if st.llm is not None and st.llm.image_tokens is not None:
+                return f"image tokens (workload.classes.{cname}.stages.{i}.llm.image_tokens)"
+    for i, f in enumerate(sc.faults):
+        if f.kind == "wrong_item":
+            return f"wrong-item faults (faults.{i}.kind: wrong_item)"
+    return None
+
+
 def fleet_unsupported(sc: Scenario) -> str | None:
     """Why the fleet engine cannot run this scenario as the SimPy engine would (None: it can)."""
+    missing = fleet_missing(sc)
+    if missing is not None:
+        return missing
     gw = sc.services.gateway
     if gw is not None and gw.rate_limit is not None and gw.rate_limit.per_user_per_s:
         return "per-user rate limits (services.gateway.rate_limit.per_user_per_s) need one bucket per user"
@@ -51,6 +75,9 @@ def choose(sc: Scenario, engine: str = "auto") -> str:
     """The engine `simulate` would use (see the module docstring)."""
     if engine not in ENGINES:
         raise SimulationError(f"'--engine' must be one of {list(ENGINES)} (got {engine!r})")
+    if engine == "fleet" and (missing := fleet_missing(sc)) is not None:
+        raise SimulationError(f"'--engine fleet': the fleet engine does not model {missing}; "
+                              f"run scenario {sc.name!r} with '--engine des'")
     if engine != "auto":
         return engine
     if fleet_unsupported(sc) is None and expected_commands(sc) > AUTO_COMMANDS:

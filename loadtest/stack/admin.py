@@ -48,7 +48,12 @@ def fault_request_model(targets: list[str]) -> Any:
         target: Literal["auth"] = "auth"
         magnitude: Float(ge=0, le=1) = Field(default=1.0, description="fraction of the current sessions lost")  # type: ignore[valid-type]
 
-    return Annotated[CapacityLoss | Slowdown | ErrorRate | Outage | SessionInvalidation, Field(discriminator="kind")]
+    class WrongItem(_Fault):
+        kind: Literal["wrong_item"]
+        magnitude: Float(ge=0, le=1) = Field(default=1.0, description="probability an order gets the wrong item")  # type: ignore[valid-type]
+
+    return Annotated[CapacityLoss | Slowdown | ErrorRate | Outage | SessionInvalidation | WrongItem,
+                     Field(discriminator="kind")]
 
 
 class FaultOut(BaseModel):
@@ -96,6 +101,13 @@ def make_router(stack: Stack) -> APIRouter:
         if not stack.faults.remove(fault_id):
             raise APIError(404, f"no active fault {fault_id}", "fault_not_found", "fault_id")
         return Response(status_code=204)
+
+    @router.get("/admin/ledger", tags=["admin"], responses=ERROR_RESPONSES, dependencies=[Depends(admin)],
+                 summary="Money and stock: payments, duplicates prevented, refunds, units held and sold")
+    async def ledger() -> dict[str, Any]:
+        out = await stack.store.ledger()
+        out["inventory"] = {name: await s.state() for name, s in stack.stocks.items()}
+        return out
 
     @router.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -20,7 +20,11 @@ rules:
   placed once and paid once, and the first to finish stores the answer;
 - a retry after a failed attempt resumes the same order where it stopped;
 - once paid, the command succeeds even if a later stage fails (money moved: the user must be
-  told), with a plain answer instead of a generated one.
+  told), with a plain answer instead of a generated one, unless an inventory stage is still to
+  come (`sim.rules.orders.paid_survives`: the stock is not sold until it is confirmed);
+- a hold or confirm on an inventory service (`orderwork.py`, `inventory.py`) answers 409 when it
+  cannot be done: `inventory_conflict` or `hold_expired` (retryable), `sold_out` (final; a paid
+  order is refunded).
 """
 
 from __future__ import annotations
@@ -35,26 +39,14 @@ from loadtest.stack.chat import llm_error
 from loadtest.stack.errors import APIError, retry_after
 from loadtest.stack.gateway import Slot
 from loadtest.stack.llm import LLMError, Message
+from loadtest.stack.orderwork import InventoryError, Ledger, OrderTools, with_item
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
+from sim.rules.orders import paid_survives
 from sim.scenario import CommandClass, Stage
 
-MENU = (  # sku, name, price (cents)
-    ("tea-milk", "classic milk tea", 1500), ("tea-boba", "brown sugar boba milk tea", 1800),
-    ("tea-jasmine", "jasmine green tea", 1200), ("tea-matcha", "matcha latte", 2000),
-    ("tea-mango", "mango fruit tea", 1600), ("coffee-latte", "iced latte", 1700),
-)
 PROMPT_OVERHEAD_TOKENS = 3  # BOS, "user", ":" around the one user message
-
-
-def pick_item(command: str) -> tuple[str, str, int]:
-    """The menu item a command asks for (first whose words all appear), else the first."""
-    words = set(command.lower().replace(",", " ").split())
-    for sku, name, price in MENU:
-        if set(name.split()) - {"classic", "iced"} <= words:
-            return sku, name, price
-    return MENU[0]
 
 
 def request_hash(command: str, klass: str | None = None) -> str:
@@ -66,7 +58,8 @@ def order_view(row: dict[str, Any]) -> dict[str, Any]:
     """The public shape of an order row."""
     return {k: row.get(k) for k in ("id", "status", "sku", "item", "price_cents", "payment_id", "created_at",
                                     "updated_at")} | {"idempotency_key": row.get("idempotency_key"),
-                                                      "attempts": row.get("attempts")}
+                                                      "attempts": row.get("attempts"),
+                                                      "wrong_item": bool(row.get("wrong_item"))}
 
 
 def default_class(classes: dict[str, CommandClass]) -> str:
@@ -108,6 +101,7 @@ class Agent:
         self.default = default_class(self.classes)
         self.vocab: Vocabulary = stack.llm.vocab
         self._cancel = stack.deadlines.servers_cancel()
+        self.tools = OrderTools(stack)
 
     def class_of(self, klass: str | None) -> str:
         """The class a command runs (None: the default); 400 for a name the scenario lacks."""
@@ -133,6 +127,10 @@ class Agent:
             if kind == "replay":
                 st.metrics.orders.inc(("replayed",))
                 return Started(name, row, None, {"order": order_view(row), "answer": row["answer"], "usage": None})
+            if kind == "refunded":  # it could not be fulfilled after payment: the answer stays sold out
+                err = InventoryError("order", "sold_out")
+                err.extra = {"order": order_view(row)}
+                raise err
             if kind == "concurrent":
                 st.metrics.orders.inc(("concurrent",))
         try:
@@ -157,13 +155,14 @@ class Agent:
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         t_start, llm_s = time.perf_counter(), [0.0]
         calls: list[dict[str, Any]] = []
-        answer, ctx = "", Context()
+        answer, ctx, ledger = "", Context(), Ledger()
+        i = 0
         try:
             for i, stage in enumerate(cls.stages):
                 if progress:
                     await progress(stage.tool.service if stage.tool else f"llm_{i}")
                 if stage.tool is not None:
-                    row = await self._tool(stage, row, command, deadline)
+                    row = await self.tools.run(stage, i, row, command, deadline, ledger)
                     self._grow(ctx, stage, i)
                     continue
                 t, call = time.perf_counter(), LLMCall(t_start)
@@ -176,14 +175,16 @@ class Agent:
                         if progress:
                             await progress(f"llm_{i}", calls[-1])
             if row is not None and row["status"] not in ("paid", "completed"):
-                row = await self._settle(row, command)
+                # no payment stage: placed and paid at the end (no service time: the scenario models none)
+                row = await self.tools.pay(with_item(row, command), None, ledger, via_service=False)
         except (ServiceError, LLMError, APIError) as e:
-            if row is None or row["status"] not in ("paid", "completed"):
+            paid = row is not None and row["status"] in ("paid", "completed")
+            if isinstance(e, InventoryError) or not (paid and paid_survives(cls.stages, i)):
                 if row is not None:
                     await self._release(row["id"], getattr(e, "code", "error"))
                     st.metrics.orders.inc(("failed",))
-                raise _as_api_error(e) from None
-            answer = f"your {row['item']} is ordered and paid ."  # paid: tell the user, whatever failed
+                raise await self._attempt_error(e, row, ledger) from None
+            answer = f"your {row['item']} is ordered and paid ."  # type: ignore[index]  # paid: tell the user
         except BaseException:
             if row is not None:
                 await self._release(row["id"], "cancelled")
@@ -191,10 +192,20 @@ class Agent:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start, "llm_calls": calls}
         if row is None:
-            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing}
+            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing, "ledger": None}
         final = await st.store.complete(row["id"], answer.strip())
         st.metrics.orders.inc(("completed",))
-        return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing}
+        return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing,
+                "ledger": ledger.view()}
+
+    async def _attempt_error(self, e: Exception, row: dict[str, Any] | None, ledger: Ledger) -> APIError:
+        """The attempt's error, carrying (for a stream's error event) the order as it now is and
+        what the attempt did to the money."""
+        err = _as_api_error(e)
+        if row is not None:
+            fresh = await self.stack.store.get(row["id"])
+            err.extra = {"order": order_view(fresh or row), "ledger": ledger.view()}
+        return err
 
     def _grow(self, ctx: Context, stage: Stage, i: int) -> None:
         """A tool's result joins the context (its `result_tokens`, drawn)."""
@@ -209,46 +220,13 @@ class Agent:
         # Shielded: a cancelled request must still end its attempt on the order.
         await asyncio.shield(self.stack.store.release(oid, code))
 
-    async def _settle(self, row: dict[str, Any], command: str) -> dict[str, Any]:
-        """An order-placing class whose stages name no `order`/`payment` tool: place and pay at
-        the end (no service time: the scenario does not model one)."""
-        row = await self._place(_with_item(row, command))
-        pid = await self.stack.store.pay(row["id"])
-        return {**row, "status": "paid", "payment_id": pid}
-
-    async def _place(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row["status"] == "pending":
-            await self.stack.store.place(row["id"], row["sku"], row["item"], row["price_cents"])
-        return {**row, "status": "placed"} if row["status"] == "pending" else row
-
-    async def _tool(self, stage: Stage, row: dict[str, Any] | None, command: str,
-                    deadline: float | None) -> dict[str, Any] | None:
-        assert stage.tool is not None
-        name = stage.tool.service
-        st, svc = self.stack, self.stack.tools[name]
-        if row is None or name not in ("catalog", "order", "payment") or row["status"] in ("paid", "completed"):
-            await svc.call(_value(None), deadline)  # the call's time and errors, no work to redo
-            return row
-        if name == "catalog":
-            chosen = await svc.call(_value(pick_item(command)), deadline)
-            if row.get("sku"):
-                return row  # resumed: the item was chosen before
-            return {**row, "sku": chosen[0], "item": chosen[1], "price_cents": chosen[2]}
-        row = _with_item(row, command)
-        if name == "order":
-            r = row
-            await svc.call(lambda: self._place(r), deadline)
-            return {**row, "status": "placed"}
-        row = await self._place(row)  # payment with no order stage before it: placed now
-        oid = row["id"]
-        pid = await svc.call(lambda: st.store.pay(oid), deadline)
-        return {**row, "status": "paid", "payment_id": pid}
-
     async def _llm(self, stage: Stage, carry: bool, ctx: Context, usage: dict[str, int], deadline: float | None,
                    call: LLMCall) -> str:
         assert stage.llm is not None
         rng, llm = self.stack.rng_agent, self.stack.llm
         new = max(1, round(stage.llm.prompt_tokens.sample(rng)))
+        if stage.llm.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
+            new += max(0, round(stage.llm.image_tokens.sample(rng)))
         out = max(1, min(self.stack.opts.max_tokens_cap, round(stage.llm.output_tokens.sample(rng))))
         prompt = ctx.tokens + new if carry else new
         pieces = [*ctx.pieces, self.vocab.filler(new, offset=ctx.tokens)] if carry else [self.vocab.filler(new)]
@@ -308,20 +286,6 @@ class LLMCall:
         tpot = (self.t_last - self.t_first) / (n - 1) if self.ok and n > 1 else None
         return {"ttft_s": self.t_first - self.t_submit, "tpot_s": tpot, "prompt_tokens": self.prompt_tokens,
                 "output_tokens": n, "end_s": self.t_last - self.t_start}
-
-
-def _with_item(row: dict[str, Any], command: str) -> dict[str, Any]:
-    """The order row with its item chosen (the command's, when no catalog stage chose one)."""
-    if row.get("sku"):
-        return row
-    sku, item, price = pick_item(command)
-    return {**row, "sku": sku, "item": item, "price_cents": price}
-
-
-def _value(v: Any) -> Any:
-    async def work() -> Any:
-        return v
-    return work
 
 
 def _as_api_error(e: Exception) -> APIError:

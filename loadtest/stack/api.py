@@ -23,6 +23,8 @@ from loadtest.stack.state import Stack
 
 session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
 _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
+                         409: ERROR_RESPONSES[400] | {"description": "an inventory answer: inventory_conflict or "
+                                                                     "hold_expired (retry later), sold_out"},
                          422: ERROR_RESPONSES[400] | {"description": "Idempotency-Key reused with another command"}}
 
 
@@ -65,6 +67,13 @@ class Order(BaseModel):
     updated_at: float
     idempotency_key: str | None
     attempts: int | None
+    wrong_item: bool = Field(default=False, description="the order got the wrong item (an operational mistake)")
+
+
+class AttemptLedger(BaseModel):
+    charged: int = Field(description="payments this attempt took (0 or 1)")
+    duplicates_prevented: int = Field(description="payment calls that found the order paid already")
+    refunds: int = Field(description="orders this attempt refunded (paid, then sold out)")
 
 
 class LLMCallTiming(BaseModel):
@@ -87,6 +96,8 @@ class AgentResult(BaseModel):
     answer: str | None
     usage: dict[str, int] | None = Field(description="LLM tokens this attempt used; null on replay")
     timing: Timing | None = Field(default=None, description="null on replay")
+    ledger: AttemptLedger | None = Field(default=None, description="what this attempt did to the money; null on "
+                                                                   "replay or for a class that places no order")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -113,7 +124,7 @@ class AgentStream:
             body = await agent.finish(started, command, deadline, self._progress)
             self.events.put_nowait(_sse("result", body))
         except APIError as e:
-            self.events.put_nowait(_sse("error", e.body() | {"status": e.status}))
+            self.events.put_nowait(_sse("error", e.body() | {"status": e.status} | e.extra))
         finally:
             self.events.put_nowait(None)
 
@@ -189,7 +200,8 @@ def make_router(stack: Stack) -> APIRouter:
                 summary="An order of the session's user")
     async def get_order(order_id: Annotated[str, Path(max_length=64)], request: Request,
                         _: Any = Depends(session_scheme)) -> dict[str, Any]:
-        user = require_session(request, stack.sessions)
+        user = (require_session(request, stack.sessions) if sessions_required  # as the command named its user
+                else chat_session(request, stack.sessions, False) or client_key(request))
         row = await stack.store.get(order_id)
         if row is None or row["user_id"] != user:  # another user's order is as good as missing
             raise APIError(404, f"no order '{order_id[:64]}'", "order_not_found", "order_id")

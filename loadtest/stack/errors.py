@@ -33,7 +33,7 @@ _TYPES = {
 # Parts of a pydantic error location that name no field: where the value came from, and the
 # tags of discriminated unions (the fault kinds), which would read as bogus field names.
 _NOT_FIELDS = {"body", "query", "path", "header", "capacity_loss", "slowdown", "error_rate", "outage",
-               "session_invalidation"}
+               "session_invalidation", "wrong_item"}
 
 
 class ErrorDetail(BaseModel):
@@ -67,6 +67,7 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
         self.headers = headers or {}
+        self.extra: dict[str, Any] = {}  # more for a stream's error event (an agent command's order and ledger)
 
     def body(self) -> dict[str, Any]:
         kind = _TYPES.get(self.status, "invalid_request_error" if self.status < 500 else "server_error")

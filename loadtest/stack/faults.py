@@ -59,6 +59,8 @@ class FaultBoard:
             return str(e.errors()[0]["msg"]).removeprefix("Value error, ")
         if kind == "session_invalidation" and target != "auth":
             return f"'target' must be 'auth' for session_invalidation (got {target!r})"
+        if kind == "wrong_item" and target in ("gateway", "auth", "llm"):
+            return f"'target' must be a tool for wrong_item (got {target!r})"
         return None
 
     def on_change(self, target: str, listener: Callable[[FaultEffect], None]) -> None:

@@ -3,6 +3,10 @@
 - `(user_id, idempotency_key)` is UNIQUE: one order per key, however often it is retried.
 - `payments.order_id` is UNIQUE: an order is charged at most once, even when the payment
   call is repeated after a lost answer or a crash.
+- A payment call for an order already paid charges nothing and is counted
+  (`duplicate_payments`): the retry or concurrent attempt that would have paid twice.
+- An order that cannot be fulfilled after payment (its stock sold out, `loadtest/stack/inventory.py`)
+  is `refunded`, once (`refunds.order_id` is UNIQUE); a retry of it answers sold out again.
 - An attempt holds a lease on its order (`owner`, `lease_until`). A retry while the lease is
   held by this process is "concurrent": a second attempt on the same order, as a client retry
   is in the simulator (the order is still placed once, paid once, completed once); a lease held
@@ -20,6 +24,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -29,12 +34,14 @@ CREATE TABLE IF NOT EXISTS orders (
   user_id TEXT NOT NULL,
   idempotency_key TEXT NOT NULL,
   request_hash TEXT NOT NULL,
-  status TEXT NOT NULL,            -- progress: pending, placed, paid, completed
+  status TEXT NOT NULL,            -- progress: pending, placed, paid, completed; or refunded
   owner TEXT NOT NULL,
   lease_until REAL NOT NULL,
   attempts INTEGER NOT NULL,
   sku TEXT, item TEXT, price_cents INTEGER,
   payment_id TEXT, answer TEXT, last_error TEXT,
+  wrong_item INTEGER NOT NULL DEFAULT 0,          -- the wrong_item fault struck this order
+  duplicate_payments INTEGER NOT NULL DEFAULT 0,  -- payment calls that found it paid already
   created_at REAL NOT NULL, updated_at REAL NOT NULL,
   UNIQUE (user_id, idempotency_key)
 );
@@ -44,9 +51,15 @@ CREATE TABLE IF NOT EXISTS payments (
   amount_cents INTEGER NOT NULL,
   created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS refunds (
+  order_id TEXT PRIMARY KEY REFERENCES payments(order_id),
+  amount_cents INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  created_at REAL NOT NULL
+);
 """
 
-Claim = Literal["new", "resumed", "replay", "concurrent", "mismatch"]
+Claim = Literal["new", "resumed", "replay", "concurrent", "mismatch", "refunded"]
 
 
 class OrderStore:
@@ -57,9 +70,14 @@ class OrderStore:
         self.instance = uuid.uuid4().hex[:12]
         self._ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders-db")
         self._db: sqlite3.Connection | None = None
+        self._schemas: list[Callable[[sqlite3.Connection], None]] = []  # more tables (inventory), set up on open
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._ex, fn, *args)
+
+    def add_schema(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        """Run `setup(db)` when the store opens (before any request): tables sharing this file."""
+        self._schemas.append(setup)
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -71,7 +89,14 @@ class OrderStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        for setup in self._schemas:
+            setup(db)
         self._db = db
+
+    async def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(db, *args)` in one write transaction on the store's thread (for the tables
+        that share this file, e.g. inventory holds recorded with their order)."""
+        return await self._run(self._tx, fn, *args)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -110,6 +135,8 @@ class OrderStore:
             return "mismatch", row
         if row["status"] == "completed":
             return "replay", row
+        if row["status"] == "refunded":
+            return "refunded", row
         if row["lease_until"] > now and row["owner"] == self.instance:
             db.execute("UPDATE orders SET attempts=attempts+1, updated_at=? WHERE id=?", (now, row["id"]))
             row.update(attempts=row["attempts"] + 1)
@@ -125,22 +152,30 @@ class OrderStore:
             "UPDATE orders SET status='placed', sku=?, item=?, price_cents=?, updated_at=?"
             " WHERE id=? AND status='pending'", (sku, item, price_cents, time.time(), order_id)))
 
-    async def pay(self, order_id: str) -> str:
-        """Charge the order once; a repeated call returns the first payment's id."""
-        return await self._run(self._tx, self._pay, order_id)
+    async def pay(self, order_id: str) -> tuple[str, bool]:
+        """Charge the order once: (payment id, whether this call charged). A repeated call
+        returns the first payment's id, charges nothing and is counted as a duplicate prevented."""
+        return await self._run(self._tx, self._pay, order_id)  # type: ignore[no-any-return]
 
-    def _pay(self, db: sqlite3.Connection, order_id: str) -> str:
+    def _pay(self, db: sqlite3.Connection, order_id: str) -> tuple[str, bool]:
         row = db.execute("SELECT price_cents FROM orders WHERE id=?", (order_id,)).fetchone()
         if row is None or row["price_cents"] is None:
             raise LookupError(f"order {order_id} has no item to pay for")
         now = time.time()
-        db.execute("INSERT INTO payments (id, order_id, amount_cents, created_at) VALUES (?,?,?,?)"
-                   " ON CONFLICT (order_id) DO NOTHING",
-                   ("pay_" + uuid.uuid4().hex[:20], order_id, row["price_cents"], now))
+        cur = db.execute("INSERT INTO payments (id, order_id, amount_cents, created_at) VALUES (?,?,?,?)"
+                         " ON CONFLICT (order_id) DO NOTHING",
+                         ("pay_" + uuid.uuid4().hex[:20], order_id, row["price_cents"], now))
+        charged = cur.rowcount == 1
+        if not charged:
+            db.execute("UPDATE orders SET duplicate_payments=duplicate_payments+1 WHERE id=?", (order_id,))
         pid = db.execute("SELECT id FROM payments WHERE order_id=?", (order_id,)).fetchone()["id"]
         db.execute("UPDATE orders SET status='paid', payment_id=?, updated_at=? WHERE id=? AND status IN"
                    " ('pending','placed')", (pid, now, order_id))
-        return str(pid)
+        return str(pid), charged
+
+    async def mark_wrong_item(self, order_id: str) -> None:
+        """The wrong_item fault struck this order (the user finds out afterwards)."""
+        await self._run(self._tx, lambda db: db.execute("UPDATE orders SET wrong_item=1 WHERE id=?", (order_id,)))
 
     async def complete(self, order_id: str, answer: str) -> dict[str, Any]:
         """Mark the order done and release its lease; returns the final row. The first attempt
@@ -172,3 +207,20 @@ class OrderStore:
             out["payments"] = self._db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
             return out
         return await self._run(fn)
+
+    async def ledger(self) -> dict[str, Any]:
+        """Money in the ledger: orders by status, payments, duplicates prevented, refunds, wrong
+        items, and paid orders never completed nor refunded (money at risk)."""
+        def fn() -> dict[str, Any]:
+            db = self._db
+            assert db is not None
+            one = lambda q: db.execute(q).fetchone()[0] or 0  # noqa: E731
+            return {"orders": {r[0]: r[1] for r in db.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")},
+                    "payments": one("SELECT COUNT(*) FROM payments"),
+                    "paid_cents": one("SELECT SUM(amount_cents) FROM payments"),
+                    "duplicates_prevented": one("SELECT SUM(duplicate_payments) FROM orders"),
+                    "refunds": one("SELECT COUNT(*) FROM refunds"),
+                    "refunded_cents": one("SELECT SUM(amount_cents) FROM refunds"),
+                    "wrong_items": one("SELECT COUNT(*) FROM orders WHERE wrong_item=1 AND status='completed'"),
+                    "paid_not_completed": one("SELECT COUNT(*) FROM orders WHERE status='paid'")}
+        return await self._run(fn)  # type: ignore[no-any-return]

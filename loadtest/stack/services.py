@@ -8,9 +8,9 @@ slowdown in force) -> the call's own work -> error (the service's rate combined 
 `sim.rules.faults`). The caller's deadline stops the call only when the scenario's servers
 learn of client timeouts (`sim.rules.deadlines`).
 
-Where the stack differs from the model on purpose: half of the errors strike *after* the work
-was done (the effect happened, the answer was lost), as real timeouts do, so that exactly-once
-ordering is tested for real; the simulator only counts the error.
+Half of the errors strike *after* the work was done (the effect happened, the answer was lost),
+as real timeouts do (`sim.rules.faults.error_timing`, which the simulator's tools follow too),
+so that exactly-once ordering is tested for real.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from loadtest.stack.overload import Admission, Rejected
 from sim.dists import sampler
 from sim.rules.breaker import CircuitBreaker
 from sim.rules.deadlines import Deadlines
-from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.faults import AFTER, BEFORE, NO_ERROR, NO_FAULT, FaultEffect, error_timing
 from sim.scenario.services import Service
 
 T = TypeVar("T")
@@ -101,11 +101,11 @@ class Downstream:
         if delay > 0:
             await asyncio.sleep(delay)
         p_err = effect.error_with(self.spec.error_rate)
-        roll = self._rng.random() if p_err > 0 else 1.0
-        if roll < p_err / 2:
+        timing = error_timing(p_err, float(self._rng.random())) if p_err > 0 else NO_ERROR
+        if timing == BEFORE:
             return self._fail("error", 1.0)
         result = await work()
-        if roll < p_err:
+        if timing == AFTER:
             return self._fail("error", 1.0)  # the effect happened; the caller never hears of it
         self.metrics.tool_calls.inc((self.name, "ok"))
         if self.breaker:

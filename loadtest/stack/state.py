@@ -10,10 +10,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import numpy as np
 
 from loadtest.stack.auth import Sessions
 from loadtest.stack.faults import ActiveFault, FaultBoard
 from loadtest.stack.gateway import HttpGateway
+from loadtest.stack.inventory import StockStore
 from loadtest.stack.llm import LLM, LocalLLM
 from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.options import StackOptions
@@ -57,6 +59,8 @@ class Stack:
             self.llm = LocalLLM(fleet, backend.model if backend.type == "local" else LocalModel(), opts,
                                 self.faults, self.metrics, streams("service.llm"), self.seed)
         self.store = OrderStore(opts.db_path)
+        self.stocks = {name: StockStore(self.store, name, t.inventory) for name, t in sv.tools.items() if t.inventory}
+        self._inventory_rng = {name: streams(f"inventory.{name}") for name in sv.tools}
         self.ready = False
         self.draining = False
         self.metrics.registry.gauge("surge_ready", "1 when serving, 0 while starting or draining",
@@ -66,6 +70,10 @@ class Stack:
                                     lambda: [((n, ), s.slots.waiting) for n, s in services], ("service",))
         self.metrics.registry.gauge("surge_service_capacity", "slots up, per service",
                                     lambda: [((n, ), s.slots.capacity) for n, s in services], ("service",))
+
+    def inventory_rng(self, service: str) -> np.random.Generator:
+        """The draws of a tool's item picks and wrong-item mistakes (the simulator's stream name)."""
+        return self._inventory_rng[service]
 
     async def start(self) -> None:
         await self.store.open()

@@ -77,8 +77,8 @@ def run(
     from sim.scenario import load_scenario
 
     sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
+    which = choose(sc, engine)  # an engine that cannot run the scenario says so before any folder is made
     folder = writable_folder(out or Path("runs") / sc.name)
-    which = choose(sc, engine)
     with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
             results = run_single(sc, folder, tick, engine=which)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 from simpy.events import PENDING
 
+from sim.arrivals import FollowUps
 from sim.des.stack import StackModel
 from sim.dists import sampler
 from sim.funnel import GOES_AHEAD, OUTCOMES, STATES, Funnel, Plan
@@ -33,6 +34,14 @@ from sim.rules.attempts import (
     CommandAttempts,
     SessionHealth,
     login_retry_wait,
+)
+from sim.rules.orders import (
+    CHARGED_AGAIN,
+    DUPLICATE_PREVENTED,
+    FAILED_AFTER_PAYMENT,
+    WRONG_ITEM,
+    at_end,
+    charge,
 )
 from sim.rules.outcomes import ABANDONED, AUTH, OK, THROTTLED, TIMEOUT
 from sim.rules.ratelimit import TokenBucket
@@ -103,6 +112,7 @@ class Client:
         self._register_s = sampler(auth.register_latency, streams("service.auth.register")) if (
             auth is not None and auth.register_latency is not None) else None
         stack.on_payment = self.paid
+        self.follow_ups = FollowUps(sc, streams("proactive.follow_ups"))
 
     def _funnel_series(self, rec: Recorder) -> None:
         names = [n for n in self.funnel.names if self.funnel.has_funnel(n)]
@@ -112,6 +122,9 @@ class Client:
         self._attempted, self._redeemed = rec.series(N.ORDERS_ATTEMPTED), rec.series(N.CARDS_REDEEMED)
         self._payments, self._dup = rec.series(N.PAYMENTS), rec.series(N.PAYMENTS_DUPLICATED)
         self._failed_paid = rec.series(N.FAILED_AFTER_PAYMENT)
+        orders = any(c.places_order for c in self.funnel.classes.values())
+        self._prevented = rec.series(N.DUPLICATES_PREVENTED) if orders else None
+        self._wrong = rec.series(N.WRONG_ITEMS) if orders else None
 
     def pick_class(self) -> tuple[str, object]:
         u = self._cls_u()
@@ -219,8 +232,25 @@ class Client:
         self.in_flight -= 1
         if cmd is not None:
             cmd.ended = True
-            if cmd.payments:
-                self._failed_paid[idx] += 1  # charged, but the user was told it failed
+            if at_end(cmd.order, False) == FAILED_AFTER_PAYMENT:
+                self._failed_paid[idx] += 1  # charged (not refunded), but the user was told it failed
+
+    # -- proactive tasks -------------------------------------------------------------------------
+    def proactive(self, name: str):  # type: ignore[no-untyped-def]
+        """A scheduled task the agent starts: one command of class `name` on a session of its own
+        (logged in first when the stack has auth)."""
+        stack = self.stack
+        sess = SessionState(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None,
+                            SessionHealth(self.spec.session_lost_after_timeouts))
+        if stack.auth is not None and not (yield from self.login(sess)):
+            self._arrive(name)
+            self._fail(name, AUTH)
+            return
+        yield from self.command(sess, SimCommand(name, self.funnel.classes[name], self.env.now))
+
+    def _follow_up(self, sess: SessionState, name: str, delay_s: float):  # type: ignore[no-untyped-def]
+        yield self.env.timeout(delay_s)
+        yield from self.command(sess, SimCommand(name, self.funnel.classes[name], self.env.now))
 
     def _plan(self, cmd: SimCommand) -> None:
         """A funnel command's outcome and stages, drawn from the user's state when it starts."""
@@ -235,14 +265,20 @@ class Client:
             self._attempted[idx] += 1
 
     def paid(self, cmd: SimCommand) -> None:
-        """The stack's call when an attempt's payment stage charged (also an attempt the client has
-        given up on). With exactly-once payments a second charge of the same command is refused."""
-        if cmd.payments and cmd.plan is not None and cmd.plan.exactly_once:
-            return
+        """The stack's call when an attempt's payment stage did its work (also an attempt the
+        client has given up on): `sim.rules.orders.charge` says whether it charged. With
+        exactly-once payments (the default) a second charge of the same order is prevented."""
         idx = self.rec.index(self.env.now)
+        what = charge(cmd.payments, cmd.plan.exactly_once if cmd.plan is not None else True)
+        if what == DUPLICATE_PREVENTED:
+            if self._prevented is not None:
+                self._prevented[idx] += 1
+            return
         cmd.payments += 1
+        if cmd.order is not None:
+            cmd.order.paid = True
         self._payments[idx] += 1
-        if cmd.payments > 1:
+        if what == CHARGED_AGAIN:
             self._dup[idx] += 1
         elif cmd.ended:
             self._failed_paid[idx] += 1  # charged after the user was told it failed
@@ -276,7 +312,7 @@ class Client:
             step = loop.after(outcome, env.now)
             kind = step.kind
             if kind == DONE:
-                self._succeed(cmd)
+                self._succeed(cmd, sess)
                 return
             self._attempt_failed[outcome][rec.index(env.now)] += 1
             if kind == FAIL:
@@ -293,7 +329,7 @@ class Client:
                 self._fail(name, ABANDONED, cmd)
                 return
 
-    def _succeed(self, cmd: SimCommand) -> None:
+    def _succeed(self, cmd: SimCommand, sess: SessionState) -> None:
         now = self.env.now
         idx = self.rec.index(now)
         name = cmd.name
@@ -310,7 +346,12 @@ class Client:
             self._redeemed[idx] += card
         elif cmd.cls.places_order:  # type: ignore[attr-defined]
             self._orders[idx] += 1
+        if self._wrong is not None and at_end(cmd.order, True) == WRONG_ITEM:
+            self._wrong[idx] += 1
         self.in_flight -= 1
+        if self.follow_ups:
+            for start, delay in self.follow_ups.after(name):
+                self.env.process(self._follow_up(sess, start, delay))
 
     def _timed(self, work, limit: float, late: str):  # type: ignore[no-untyped-def]
         """Run an attempt until `limit` (the per-attempt timeout or the user's patience); its

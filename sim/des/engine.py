@@ -11,13 +11,14 @@ from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim import __version__
-from sim.arrivals import arrival_blocks, load_trace
+from sim.arrivals import arrival_blocks, load_trace, proactive_times
 from sim.des.client import Client
 from sim.des.stack import StackModel
 from sim.des.users import launch_users
 from sim.errors import SimulationError
 from sim.results import Recorder, Results
 from sim.results import names as N
+from sim.rules.inventory import Stock
 from sim.scenario import Scenario
 from sim.streams import Streams
 
@@ -34,10 +35,11 @@ def simulate(sc: Scenario, seed: int | None = None, progress: Progress | None = 
     env = simpy.Environment()
     streams = Streams(seed)
     rec = Recorder(sc.run.duration_s, sc.run.interval_s, list(sc.workload.classes))
-    stack = StackModel(env, sc, streams)
+    stack = StackModel(env, sc, streams, rec)
     client = Client(env, stack, rec, streams)
     if launch_users(env, sc, client, streams, rec, seed) is None:
         _arrivals(env, sc, client, streams)
+    _proactive(env, sc, client, streams)
     _schedule_faults(env, sc, stack, rec)
     if stack.fleet is not None and sc.services.llm and sc.services.llm.autoscaling:
         env.process(stack.fleet.autoscale(rec))
@@ -128,6 +130,17 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
     _at(env, 0.0, fire)
 
 
+def _proactive(env: simpy.Environment, sc: Scenario, client: Client, streams: Streams) -> None:
+    """Start each scheduled proactive task at its time (`sim.arrivals.proactive_times`)."""
+    starts = proactive_times(sc, streams("proactive.schedule"))
+
+    def start(name: str, _: simpy.Event) -> None:
+        env.process(client.proactive(name))
+
+    for t, name in zip(starts.times_s.tolist(), starts.classes, strict=True):
+        _at(env, t, partial(start, name), NORMAL)
+
+
 def _schedule_faults(env: simpy.Environment, sc: Scenario, stack: StackModel, rec: Recorder) -> None:
     def run(f):  # type: ignore[no-untyped-def]
         yield env.timeout(f.at_s)
@@ -160,6 +173,9 @@ def _gauges(stack: StackModel, client: Client, rec: Recorder) -> list[tuple[str,
     for name, svc in services:
         out.append((N.of_service("served", name), _rate(partial(getattr, svc, "served"))))
         out.append((N.of_service("time_s", name), _rate(partial(getattr, svc, "time_s"))))
+    for name, svc in stack.tools.items():
+        if svc.stock is not None:
+            out += _stock_gauges(name, svc.stock, stack.env)
     fl = stack.fleet
     if fl is not None:
         st = fl.stats
@@ -191,6 +207,26 @@ def _gauges(stack: StackModel, client: Client, rec: Recorder) -> list[tuple[str,
         ]
         out += gauges
     return out
+
+
+def _stock_gauges(name: str, stock: Stock, env: simpy.Environment) -> list[tuple[str, Callable[[], float]]]:
+    """An inventory's hold decisions and sales per interval, and its units at the interval's end
+    (holds due to lapse by then are lapsed first: expiry is a function of time)."""
+    def at_end(attr: str) -> Callable[[], float]:
+        def read() -> float:
+            stock.expire(env.now)
+            return float(getattr(stock, attr))
+        return read
+
+    units_sold = lambda: stock.sold_units  # noqa: E731
+    hot = [(N.of_stock("hot_free", name), at_end("hot_free_units"))] if stock.spec.hot else []
+    return [(N.of_stock("stock_free", name), at_end("free_units")),  # first: it applies expiry
+            (N.of_stock("stock_held", name), at_end("held_units")), *hot,
+            (N.of_stock("holds", name), _rate(partial(getattr, stock, "granted"))),
+            (N.of_stock("conflicts", name), _rate(partial(getattr, stock, "conflicts"))),
+            (N.of_stock("sold_out_answers", name), _rate(partial(getattr, stock, "sold_out"))),
+            (N.of_stock("lapsed", name), _rate(partial(getattr, stock, "lapsed"))),
+            (N.of_stock("sold", name), _rate(units_sold))]
 
 
 def _rate(total: Callable[[], float], scale: float = 1.0) -> Callable[[], float]:

@@ -12,7 +12,8 @@ from sim.des.pool import DOWN, EVICTED, EXPIRED, GRANTED, Pool
 from sim.des.pool import SHED as POOL_FULL
 from sim.dists import sampler
 from sim.rules.breaker import CircuitBreaker
-from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.faults import AFTER, BEFORE, NO_ERROR, NO_FAULT, FaultEffect, error_timing
+from sim.rules.inventory import Stock
 from sim.rules.outcomes import ERROR, OK, REJECTED, SHED, TIMEOUT
 from sim.rules.ratelimit import RateLimiter, TokenBucket
 from sim.scenario.services import Gateway, Service
@@ -112,9 +113,11 @@ class FluidQueue:
 
 class ToolService(Faulted):
     """A tool (or auth): `concurrency` servers, a queue, sampled latency and errors; or, with
-    `servers`, a fluid pool (`FluidQueue`)."""
+    `servers`, a fluid pool (`FluidQueue`). An inventory service also keeps its stock
+    (`sim.rules.inventory.Stock`)."""
 
-    def __init__(self, env: simpy.Environment, name: str, spec: Service, rng: np.random.Generator) -> None:
+    def __init__(self, env: simpy.Environment, name: str, spec: Service, rng: np.random.Generator,
+                 inventory_rng: np.random.Generator | None = None) -> None:
         super().__init__()
         self.env, self.name, self.spec = env, name, spec
         self.fluid = FluidQueue(env, spec.servers) if spec.servers is not None else None
@@ -126,11 +129,17 @@ class ToolService(Faulted):
         self.error_rate = spec.error_rate
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
+        self.stock = Stock(spec.inventory) if spec.inventory else None
+        # item picks and wrong-item mistakes: own stream, so they shift no latency or error draw
+        self.draws = Uniforms(inventory_rng if inventory_rng is not None else np.random.default_rng(0))
 
-    def call(self, prio: int, deadline: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
-        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED. `service_s`
-        replaces the sampled latency (a registration at auth). An interrupt (the client
-        cancelled) leaves the queue or frees the server."""
+    def call(self, prio: int, deadline: float, service_s: float | None = None, work=None):  # type: ignore[no-untyped-def]
+        """Serve one call (a generator to `yield from`); returns OK, ERROR or SHED, or what
+        `work()` returns: the call's effect (an order's hold, a payment), run at the end of its
+        service time unless an error strikes first (`sim.rules.faults.error_timing`: half strike
+        after the work, whose answer is then lost). `service_s` replaces the sampled latency (a
+        registration at auth). An interrupt (the client cancelled) leaves the queue or frees the
+        server, and no work is done."""
         env, pool = self.env, self.pool
         t_in = env.now
         effect = self.effect
@@ -139,7 +148,7 @@ class ToolService(Faulted):
         if self.breaker is not None and self.breaker.allow(t_in) > 0:
             return SHED
         if self.fluid is not None:
-            return (yield from self._fluid_call(deadline, service_s))
+            return (yield from self._fluid_call(deadline, service_s, work))
         if not pool.try_acquire():
             got = yield from pool.queue(prio, deadline)
             if got != GRANTED:
@@ -148,27 +157,31 @@ class ToolService(Faulted):
             yield env.timeout((self.latency() if service_s is None else service_s) * effect.slowdown)
         finally:
             pool.release()
-        return self._finish(t_in)
+        return self._finish(t_in, work)
 
-    def _finish(self, t_in: float) -> str:
-        """A call has finished service: count it, draw its error, feed the breaker."""
+    def _finish(self, t_in: float, work=None) -> str:  # type: ignore[no-untyped-def]
+        """A call has finished service: count it, draw its error, feed the breaker, do its work
+        unless the error struck first."""
         env = self.env
         self.served += 1
         self.time_s += env.now - t_in
         err = self.effect.error_with(self.error_rate)
-        ok = not (err and self.uniform() < err)
+        timing = error_timing(err, self.uniform()) if err else NO_ERROR
         if self.breaker is not None:
-            self.breaker.record(ok, env.now)
-        return OK if ok else ERROR
+            self.breaker.record(timing == NO_ERROR, env.now)
+        if timing == BEFORE:
+            return ERROR
+        out = work() if work is not None else OK
+        return ERROR if timing == AFTER else out
 
-    def _fluid_call(self, deadline: float, service_s: float | None):  # type: ignore[no-untyped-def]
+    def _fluid_call(self, deadline: float, service_s: float | None, work=None):  # type: ignore[no-untyped-def]
         """A call on a fluid pool: wait behind the queued work, then the latency (see FluidQueue).
         With `deadline_drop`, a call whose turn would come after its deadline waits until the
         deadline and is shed, and its work is never done."""
         env, q = self.env, self.fluid
         assert q is not None
         t_in = env.now
-        work = (self.latency() if service_s is None else service_s) * self.effect.slowdown
+        service = (self.latency() if service_s is None else service_s) * self.effect.slowdown
         if self.spec.deadline_drop and q.start_at() > deadline:
             q.waiting += 1
             try:
@@ -176,16 +189,16 @@ class ToolService(Faulted):
             finally:
                 q.waiting -= 1
             return SHED
-        wait = q.reserve(work)
+        wait = q.reserve(service)
         if wait > 0:
             q.waiting += 1
             try:
                 yield env.timeout(wait)
             finally:
                 q.waiting -= 1
-        yield env.timeout(work)
+        yield env.timeout(service)
         q._occ += env.now - t_in
-        return self._finish(t_in)
+        return self._finish(t_in, work)
 
     def set_effect(self, effect: FaultEffect) -> None:
         if self.fluid is None:

@@ -8,10 +8,13 @@ import simpy
 from sim.des.llm import DOWN
 from sim.des.llm import ERROR as LLM_ERROR
 from sim.des.llm import OK as LLM_OK
+from sim.des.orders import OrderWork
 from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
+from sim.results import Recorder
 from sim.rules.faults import combine, session_kept
+from sim.rules.orders import OrderState
 from sim.rules.outcomes import AUTH
 from sim.scenario import Fault, Scenario
 from sim.streams import Streams
@@ -20,17 +23,20 @@ from sim.streams import Streams
 class StackModel:
     """The simulator's model of the agent stack (gateway, auth, tools, LLM fleet) as one attempt sees it."""
 
-    def __init__(self, env: simpy.Environment, sc: Scenario, streams: Streams) -> None:
+    def __init__(self, env: simpy.Environment, sc: Scenario, streams: Streams, rec: Recorder | None = None) -> None:
         self.env, self.scenario, self.streams = env, sc, streams
         sv = sc.services
         self.gateway = GatewayService(env, sv.gateway, streams("service.gateway")) if sv.gateway else None
         self.auth = ToolService(env, "auth", sv.auth, streams("service.auth")) if sv.auth else None
-        self.tools = {n: ToolService(env, n, s, streams(f"service.{n}")) for n, s in sv.tools.items()}
+        self.tools = {n: ToolService(env, n, s, streams(f"service.{n}"), streams(f"inventory.{n}"))
+                      for n, s in sv.tools.items()}
+        self.orders = OrderWork(env, rec, sc.workload.classes, lambda cmd: self.on_payment(cmd))
         self.fleet = Fleet(env, sv.llm, streams("service.llm")) if sv.llm else None
         self.auth_epoch = 0
         self._invalidations: list[float] = [0.0]  # fraction of sessions lost at each epoch
         self._u = self.uniforms("stack")
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
+        self._settles = {n: OrderWork.settles(c) for n, c in sc.workload.classes.items()}
         self._active: dict[str, list[Fault]] = {}
         self.on_payment = lambda cmd: None  # the client's hook: an attempt's payment stage charged
 
@@ -38,18 +44,21 @@ class StackModel:
         return Uniforms(self.streams(name))
 
     def _plan(self, cname: str) -> list[tuple]:  # type: ignore[type-arg]
-        """Per stage: ('llm', prompt draw, output draw) or ('tool', service, result-token draw)."""
+        """Per stage: ('llm', prompt draw, output draw, image draw or None) or ('tool', service,
+        result-token draw, the order work or None)."""
         cls = self.scenario.workload.classes[cname]
         plan: list[tuple] = []  # type: ignore[type-arg]
         for i, st in enumerate(cls.stages):
             key = f"class.{cname}.stage{i}"
             if st.llm is not None:
+                image = sampler(st.llm.image_tokens, self.streams(key + ".image")) if st.llm.image_tokens else None
                 plan.append(("llm", sampler(st.llm.prompt_tokens, self.streams(key + ".prompt")),
-                             sampler(st.llm.output_tokens, self.streams(key + ".output"))))
+                             sampler(st.llm.output_tokens, self.streams(key + ".output")), image))
             else:
                 assert st.tool is not None
                 plan.append(("tool", self.tools[st.tool.service],
-                             sampler(st.tool.result_tokens, self.streams(key + ".result"))))
+                             sampler(st.tool.result_tokens, self.streams(key + ".result")),
+                             self.orders.plan(cls, st.tool.service, i, self.streams, key)))
         return plan
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -105,21 +114,29 @@ class StackModel:
         carry = cmd.cls.carry_context
         prio = cmd.cls.priority
         first_llm = True
+        order = cmd.order
+        if order is None and cmd.cls.places_order:
+            order = cmd.order = OrderState()
         plan = self._plans[cmd.name]
         # a funnel command the user stopped runs only its first n_stages (sim.funnel.Plan)
-        for i, (kind, a, b) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
+        for i, (kind, a, b, c) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
             if kind == "tool":
-                got = yield from a.call(prio, deadline)
+                if c is not None and c[0] == "pay" and cmd.plan is not None and i != cmd.pay_stage:
+                    c = None  # the funnel's outcome: this command's payment charges nothing
+                got = yield from (a.call(prio, deadline) if c is None else
+                                  a.call(prio, deadline, work=self.orders.work(c, a, cmd)))
                 if got != OK:
                     return got
-                if i == cmd.pay_stage:
-                    self.on_payment(cmd)
+                if i == cmd.pay_stage and (c is None or c[0] != "pay"):
+                    self.on_payment(cmd)  # a funnel's payment tool not named `payment`
                 context += int(b())
                 continue
             if first_llm and cmd.prompt0 >= 0:  # trace replay gives the first call's lengths
                 new, out = cmd.prompt0, max(1, cmd.output0)
             else:
                 new, out = max(1, round(a())), max(1, round(b()))
+            if c is not None:
+                new += max(0, round(c()))  # image tokens: prefilled with the prompt
             first_llm = False
             prompt = context + new if carry else new
             t_submit = env.now
@@ -137,6 +154,8 @@ class StackModel:
             if got != LLM_OK:
                 return ERROR if got in (LLM_ERROR, DOWN) else SHED
             context = prompt + out
+        if order is not None and self._settles[cmd.name] and cmd.plan is None:
+            self.on_payment(cmd)  # no payment stage: the order is paid as the command finishes
         return OK
 
     # -- faults --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from sim.cli.options import Jobs, Sets
 
 Vary = Annotated[list[str], typer.Option("--vary", help="path=v1,v2,... or path=lo..hi[..step]")]
 Overlay = Annotated[Path | None, typer.Option(help="an overlay file applied on the scenario (merge/set)")]
-Engine = Annotated[str, typer.Option(help="simulation engine")]
+Engine = Annotated[str, typer.Option(help="simulation engine: des (SimPy), fleet (vectorised) or auto (see `surge run --help`)")]
 BackendOpt = Annotated[str, typer.Option(help="local (process pool) or ray")]
 RayAddress = Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one)")]
 Cache = Annotated[Path, typer.Option(help="folder of cached runs (shared by sweep, plan and margin)")]

@@ -17,8 +17,8 @@ distributions) enter by path, not content: after editing one, clear the cache (`
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import importlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -28,6 +28,8 @@ from typing import Any
 from sim import __version__
 from sim.campaign.metastability import analyse
 from sim.cost import hourly_cost, run_cost
+from sim.engines import ENGINES as ENGINE_NAMES
+from sim.engines import simulate
 from sim.planning.backends import Backend, LocalBackend
 from sim.planning.bottleneck import service_stats
 from sim.planning.space import PlanningError, Point, Source
@@ -35,9 +37,9 @@ from sim.results import Results, json_safe
 from sim.scenario import Scenario
 from sim.stats import kpis
 
-#: engine name -> "module:function" with the contract `fn(sc, seed=, replication=) -> Results`.
-#: The fleet engine plugs in with one line here ("fleet": "sim.fleet:simulate").
-ENGINES: dict[str, str] = {"des": "sim.des:simulate"}
+#: the engines a sweep or plan can run on (`sim.engines`: des, fleet, auto); every one has the
+#: contract `fn(sc, seed=, replication=) -> Results`
+ENGINES: tuple[str, ...] = ENGINE_NAMES
 DEFAULT_ENGINE = "des"
 
 Observation = dict[str, Any]
@@ -49,8 +51,7 @@ _META_KEYS = ("metastable", "stuck_at_end", "onset_s", "time_to_recover_s", "goo
 def engine_function(name: str) -> Callable[..., Results]:
     if name not in ENGINES:
         raise PlanningError(f"--engine: must be one of {sorted(ENGINES)} (got {name!r})")
-    module, _, fn = ENGINES[name].partition(":")
-    return getattr(importlib.import_module(module), fn)  # type: ignore[no-any-return]
+    return functools.partial(simulate, engine=name)
 
 
 def observation(sc: Scenario, results: Results) -> Observation:

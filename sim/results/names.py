@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal, TypedDict, get_args
 
 # -- outcomes ---------------------------------------------------------------------------------
-Reason = Literal["timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled"]
+Reason = Literal["timeout", "rejected", "shed", "error", "abandoned", "auth", "throttled", "conflict", "sold_out"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 # -- per command class ------------------------------------------------------------------------
@@ -64,6 +64,31 @@ def users_new(source: UserSource) -> str:
 
 LAUNCH_COUNTERS = (users_new("broadcast"), users_new("invited"), USERS_RETURNING, REGISTRATIONS, USERS_LOST,
                    INVITATIONS, CARDS_EARNED)
+
+
+# -- money at risk (order-placing classes; sim/rules/orders.py) --------------------------------
+# payments: charges; payments_duplicated: charges beyond an order's first (payments that are not
+# exactly-once); duplicates_prevented: payment calls for an order already paid that charged
+# nothing (a retry or a concurrent attempt that would have paid twice); failed_after_payment:
+# commands the user was told failed although their order was charged (not refunded: a refund is
+# owed); refunds: paid orders the service refunded because their stock sold out; wrong_items:
+# orders completed with the wrong item
+DUPLICATES_PREVENTED, REFUNDS, WRONG_ITEMS = "duplicates_prevented", "refunds", "wrong_items"
+MONEY_COUNTERS = (PAYMENTS, PAYMENTS_DUPLICATED, DUPLICATES_PREVENTED, FAILED_AFTER_PAYMENT, REFUNDS, WRONG_ITEMS)
+
+# -- per inventory service -----------------------------------------------------------------------
+# holds, conflicts, sold_out_answers: hold decisions per interval; lapsed: holds that lapsed;
+# sold: units sold (confirmed); stock_free, stock_held: units at the end of the interval;
+# hot_free: of the free units, those of the hot items (an inventory with hot items)
+StockMetric = Literal["holds", "conflicts", "sold_out_answers", "lapsed", "sold", "stock_free", "stock_held",
+                      "hot_free"]
+STOCK_METRICS: tuple[StockMetric, ...] = get_args(StockMetric)
+
+
+def of_stock(metric: StockMetric, service: str) -> str:
+    """A per-inventory series, e.g. `of_stock("sold", "seats")` = `sold:seats`."""
+    return f"{metric}:{service}"
+
 
 # -- per service ------------------------------------------------------------------------------
 ServiceGauge = Literal["queue", "capacity", "utilisation", "occupancy", "granted", "waited", "wait_s",
@@ -133,3 +158,4 @@ class RunMeta(TypedDict, total=False):
     workers: int
     totals: dict[str, float]
     recovery: list[dict[str, object]]
+    ledger: dict[str, object]  # the reference stack's money and stock at the end (`GET /admin/ledger`)

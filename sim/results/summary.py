@@ -62,7 +62,7 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
     arrived = sum(k["arrived"] for k in classes.values())
     completed = sum(k["completed"] for k in classes.values())
     failed = sum(sum(k["failed"].values()) for k in classes.values())
-    return {
+    out = {
         "window_s": window_s,
         "arrived": arrived,
         "completed": completed,
@@ -77,6 +77,47 @@ def summarize(meta: dict[str, Any], series: dict[str, np.ndarray], hists: dict[s
         "classes": classes,
         "slos": slo_verdicts(meta.get("slos", {}), classes),
     }
+    if N.PAYMENTS in series:
+        out["money"] = {name: total(name) for name in N.MONEY_COUNTERS}
+    stock = inventory_summary(meta, series, start)
+    if stock:
+        out["inventory"] = stock
+    return out
+
+
+def inventory_summary(meta: dict[str, Any], series: dict[str, np.ndarray], start: int) -> dict[str, Any]:
+    """Per inventory service (a `sold:SVC` series): hold answers and units sold after warm-up,
+    units left at the end, and when it happened, in seconds from the start: the first sold-out
+    answer; the end of the first interval with no unit free (of the hot items; of all), and with
+    no unit free nor held (everything sold)."""
+    dt = float(meta["interval_s"])
+    out: dict[str, Any] = {}
+    for name in sorted(series):
+        parts = N.split(name)
+        if parts[0] != "sold" or len(parts) != 2:
+            continue
+        svc = parts[1]
+        got = {m: series.get(N.of_stock(m, svc)) for m in N.STOCK_METRICS}
+        row: dict[str, Any] = {m: float(v[start:].sum()) for m, v in got.items()
+                               if v is not None and m not in ("stock_free", "stock_held", "hot_free")}
+        free, held = got["stock_free"], got["stock_held"]
+        if free is not None and held is not None and len(free):
+            row["free_at_end"], row["held_at_end"] = float(free[-1]), float(held[-1])
+            row["none_free_at_s"] = _first_end(free <= 0, dt)
+            row["all_sold_at_s"] = _first_end((free + held) <= 0, dt)
+        if got["hot_free"] is not None:
+            row["hot_none_free_at_s"] = _first_end(got["hot_free"] <= 0, dt)
+        answers = got["sold_out_answers"]
+        first = np.flatnonzero(answers > 0) if answers is not None else np.zeros(0, int)
+        row["first_sold_out_answer_s"] = float(first[0] * dt) if len(first) else None
+        out[svc] = row
+    return out
+
+
+def _first_end(flags: np.ndarray, dt: float) -> float | None:
+    """The end (seconds) of the first interval where `flags` holds, or None."""
+    hit = np.flatnonzero(flags)
+    return float((hit[0] + 1) * dt) if len(hit) else None
 
 
 def _funnel(series: dict[str, np.ndarray], total) -> dict[str, Any]:  # type: ignore[no-untyped-def]

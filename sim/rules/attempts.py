@@ -46,13 +46,15 @@ _RELOGIN = Step(RELOGIN)
 
 
 class Command:
-    """One command a client runs: its class's name and spec, when it started (seconds), and
-    the first LLM call's lengths when a trace gives them (-1: drawn from the class)."""
+    """One command a client runs: its class's name and spec, when it started (seconds), the
+    first LLM call's lengths when a trace gives them (-1: drawn from the class), and its order
+    across attempts (`sim.rules.orders.OrderState`, for an order-placing class; None until then)."""
 
-    __slots__ = ("name", "cls", "t0", "prompt0", "output0")
+    __slots__ = ("name", "cls", "t0", "prompt0", "output0", "order")
 
     def __init__(self, name: str, cls: Any, t0: float, prompt0: int = -1, output0: int = -1) -> None:
         self.name, self.cls, self.t0, self.prompt0, self.output0 = name, cls, t0, prompt0, output0
+        self.order: Any = None
 
 
 class SessionHealth:

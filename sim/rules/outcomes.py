@@ -8,7 +8,12 @@
 - `error`: the service failed it (error rate, outage, replica down; HTTP 5xx, broken connection);
 - `auth`: the session is gone (HTTP 401), log in again;
 - `abandoned`: the user gave up on the command (`clients.abandon_after_s`);
-- `throttled`: the client itself did not send it (retry budget, adaptive throttling).
+- `throttled`: the client itself did not send it (retry budget, adaptive throttling);
+- `conflict`: an inventory had no free units for the hold, but units held by others may come
+  back when their holds lapse, or the command's own hold lapsed before it was confirmed (HTTP
+  409 `inventory_conflict` / `hold_expired`; retryable when `clients.retry_on` says so);
+- `sold_out`: an inventory has nothing left to sell for the hold (HTTP 409 `sold_out`; never
+  retried: a business answer, not a failure of the system).
 """
 
 from __future__ import annotations
@@ -23,3 +28,5 @@ ERROR: Final = "error"
 AUTH: Final = "auth"
 ABANDONED: Final = "abandoned"
 THROTTLED: Final = "throttled"
+CONFLICT: Final = "conflict"
+SOLD_OUT: Final = "sold_out"

@@ -2,10 +2,14 @@
 
 What scales: the arrival rate (`arrivals.scale`; a trace is compressed in time), and every
 capacity that grows with a fleet — LLM replicas and autoscaling bounds, gateway concurrency,
-queue and global rate limit (rate and burst), auth and tool concurrency and queues. Each count
-is rounded up and kept at least 1 (a bound of 0 stays 0); rates are multiplied. What does not
-scale: per-replica engine limits (max_num_seqs, batch tokens, KV cache, replica queue), per-user
-rate limits (a user is a user at any scale), latencies, error rates, timeouts, SLOs.
+queue and global rate limit (rate and burst), auth and tool concurrency and queues, and how many
+items an inventory has, hot ones included (a cell of the population gets its share of the seat
+blocks, so what sells out, and when, stays about the same; a cell of one item has no hot items).
+Each count is rounded up and kept at least 1 (a bound of 0 stays 0); rates are multiplied;
+scheduled proactive tasks scale with `arrivals.scale`. What does not scale: per-replica engine
+limits (max_num_seqs, batch tokens, KV cache, replica queue), per-user rate limits (a user is a
+user at any scale), an item's stock and the units one hold takes (a block of seats is a block of
+seats), latencies, error rates, timeouts, SLOs.
 
 Used by the load test (`--scale`), the stack (`surge stack serve --scale`), benchmarks and the
 cell-size studies, on the raw mapping before validation, so the result is validated like any
@@ -74,7 +78,22 @@ def scale_data(data: dict[str, Any], factor: float) -> dict[str, Any]:
     pools = [svc.get("auth"), *(tools.values() if isinstance(tools, dict) else ())]
     for p in pools:
         _scale_keys(p, ("concurrency", "queue_limit"), factor, Service)
+        if isinstance(p, dict) and isinstance(p.get("inventory"), dict):
+            _scale_inventory(p["inventory"], factor)
     return d
+
+
+def _scale_inventory(inv: dict[str, Any], factor: float) -> None:
+    _scale_keys(inv, ("items",), factor)
+    hot = inv.get("hot")
+    if not isinstance(hot, dict) or not isinstance(inv.get("items"), int):
+        return
+    _scale_keys(hot, ("items",), factor)
+    if isinstance(hot.get("items"), int) and hot["items"] >= inv["items"] and hot.get("share", 0) < 1:
+        if inv["items"] > 1:
+            hot["items"] = inv["items"] - 1  # the hot items stay a part of the whole
+        else:
+            del inv["hot"]
 
 
 def scale_scenario(sc: Scenario, factor: float) -> Scenario:

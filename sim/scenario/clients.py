@@ -8,7 +8,7 @@ from pydantic import Field
 
 from sim.scenario.services import Frozen
 
-RetryReason = Literal["timeout", "rejected", "shed", "error", "auth"]
+RetryReason = Literal["timeout", "rejected", "shed", "error", "auth", "conflict"]
 
 
 class Backoff(Frozen):
@@ -33,7 +33,8 @@ class Clients(Frozen):
     retry_on: tuple[RetryReason, ...] = Field(
         default=("timeout", "rejected", "shed", "error"),
         description="failures that are retried: timeout, rejected (rate limit, 429), shed (queue full, "
-                    "deadline, circuit open, 503), error (5xx), auth (session lost)")
+                    "deadline, circuit open, 503), error (5xx), auth (session lost), conflict (an inventory's "
+                    "units held by others, or the command's own hold lapsed; 409)")
     retry_budget_ratio: float | None = Field(
         default=None, ge=0, le=100, description="retries <= ratio x first tries over about the last minute, across "
                                                 "all clients (0.1: retries at most 10% of first tries); none = no budget")

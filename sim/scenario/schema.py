@@ -17,6 +17,7 @@ from sim.datafiles import read_column, read_datetime_column, resolve_data_path
 from sim.dists import Constant, Distribution
 from sim.scenario.clients import Backoff, Clients
 from sim.scenario.launch import Launch
+from sim.scenario.proactive import Proactive
 from sim.scenario.services import Frozen, Services
 from sim.scenario.workload import CommandClass, LLMStage, Stage, ToolStage, Workload
 
@@ -183,12 +184,14 @@ class Arrivals(Frozen):
         return self
 
 
-FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation"]
+FaultKind = Literal["capacity_loss", "slowdown", "error_rate", "outage", "session_invalidation", "wrong_item"]
 
 
 class Fault(Frozen):
     """At `at_s`, for `duration_s`: capacity_loss (magnitude = fraction lost), slowdown (latency
-    multiplier), error_rate (probability), outage, session_invalidation (fraction of sessions).
+    multiplier), error_rate (probability), outage, session_invalidation (fraction of sessions),
+    wrong_item (on a tool that chooses an order's item: the probability it chooses the wrong one,
+    an operational mistake the user finds out about afterwards).
 
     On the LLM fleet, capacity_loss takes down ceil(fraction x replicas) replicas (their work
     fails); replicas that autoscaling adds later start healthy, as replacements for lost machines."""
@@ -198,15 +201,17 @@ class Fault(Frozen):
     target: str = Field(description="the service hit: gateway, auth, llm or a key of services.tools")
     kind: FaultKind = Field(description="capacity_loss (servers or replicas lost), slowdown (latency multiplied), "
                                         "error_rate (calls fail), outage (all calls fail), session_invalidation "
-                                        "(sessions logged out: a login storm; target auth)")
+                                        "(sessions logged out: a login storm; target auth), wrong_item (orders "
+                                        "get the wrong item; target a tool)")
     magnitude: float = Field(default=1.0, ge=0, le=1e6, description="fraction lost (capacity_loss), latency "
                                                                     "multiplier >= 1 (slowdown), probability of "
-                                                                    "failure (error_rate) or fraction of sessions "
-                                                                    "lost (session_invalidation)")
+                                                                    "failure (error_rate), fraction of sessions "
+                                                                    "lost (session_invalidation) or probability of "
+                                                                    "the wrong item (wrong_item)")
 
     @model_validator(mode="after")
     def _magnitude(self) -> Fault:
-        if self.kind in ("capacity_loss", "error_rate", "session_invalidation") and self.magnitude > 1:
+        if self.kind in ("capacity_loss", "error_rate", "session_invalidation", "wrong_item") and self.magnitude > 1:
             raise ValueError(f"magnitude of {self.kind} is a fraction in [0, 1] (got {self.magnitude})")
         if self.kind == "slowdown" and self.magnitude < 1:
             raise ValueError(f"magnitude of slowdown is a latency multiplier >= 1 (got {self.magnitude})")
@@ -270,6 +275,8 @@ class Scenario(Frozen):
                                                                    "names)")
     cost: Cost | None = Field(default=None, description="prices of GPUs, replicas and service slots, for cost "
                                                         "and efficiency in plans and reports; none = not priced")
+    proactive: Proactive | None = Field(default=None, description="commands the agent starts by itself: "
+                                                                  "follow-ups after successes, schedules")
     _base_dir: str = PrivateAttr(default=".")
     _data_dir: str | None = PrivateAttr(default=None)
 
@@ -313,24 +320,10 @@ def _check_references(sc: Scenario) -> None:
     """Stages, faults and SLOs may only name things that exist (errors carry the field path)."""
     known = sc.services.names()
     for cname, cls in sc.workload.classes.items():
-        for i, st in enumerate(cls.stages):
-            if st.tool is not None and st.tool.service not in sc.services.tools:
-                raise ValueError(
-                    f"workload.classes.{cname}.stages.{i}.tool: unknown service {st.tool.service!r} "
-                    f"(services.tools has {sorted(sc.services.tools)})"
-                )
-            if st.llm is not None and sc.services.llm is None:
-                raise ValueError(f"workload.classes.{cname}.stages.{i}.llm: needs 'services.llm'")
+        _check_stages(sc, cname, cls)
     for i, f in enumerate(sc.faults):
-        if f.target not in known:
-            raise ValueError(f"faults.{i}.target: unknown service {f.target!r} (known: {known})")
-        if f.kind == "slowdown" and f.target == "gateway":
-            raise ValueError(f"faults.{i}.kind: the gateway has no latency to slow down (use capacity_loss, "
-                             "error_rate or outage)")
-        if f.kind == "session_invalidation" and f.target != "auth":
-            raise ValueError(f"faults.{i}.target: session_invalidation targets 'auth' (got {f.target!r})")
-        if f.at_s >= sc.run.duration_s:
-            raise ValueError(f"faults.{i}.at_s: must be < run.duration_s (got {f.at_s})")
+        _check_fault(sc, i, f, known)
+    _check_proactive(sc)
     for name in (sc.cost.slot_hour if sc.cost else {}):
         if name not in known or name == "llm":
             raise ValueError(f"cost.slot_hour.{name}: unknown service (price slots of {[k for k in known if k != 'llm']}; "
@@ -351,6 +344,63 @@ def _check_references(sc: Scenario) -> None:
         if first is not None and first.try_class not in sc.workload.classes:
             raise ValueError(f"population.launch.first_session.try_class: unknown command class {first.try_class!r} "
                              f"(classes: {sorted(sc.workload.classes)})")
+
+
+def _check_stages(sc: Scenario, cname: str, cls: CommandClass) -> None:
+    held: set[str] = set()
+    for i, st in enumerate(cls.stages):
+        where = f"workload.classes.{cname}.stages.{i}"
+        if st.llm is not None and sc.services.llm is None:
+            raise ValueError(f"{where}.llm: needs 'services.llm'")
+        t = st.tool
+        if t is None:
+            continue
+        if t.service not in sc.services.tools:
+            raise ValueError(f"{where}.tool: unknown service {t.service!r} (services.tools has {sorted(sc.services.tools)})")
+        if t.quantity is not None and t.inventory != "hold":
+            raise ValueError(f"{where}.tool.quantity: only a 'hold' stage takes a quantity")
+        if t.inventory is None:
+            continue
+        if sc.services.tools[t.service].inventory is None:
+            raise ValueError(f"{where}.tool.inventory: services.tools.{t.service} has no 'inventory'")
+        if not cls.places_order:
+            raise ValueError(f"{where}.tool.inventory: a class that holds stock must place orders "
+                             "('places_order: true': the hold belongs to the order)")
+        if t.inventory == "confirm" and t.service not in held:
+            raise ValueError(f"{where}.tool.inventory: 'confirm' needs an earlier 'hold' on {t.service!r}")
+        held.add(t.service)
+
+
+def _check_fault(sc: Scenario, i: int, f: Fault, known: list[str]) -> None:
+    if f.target not in known:
+        raise ValueError(f"faults.{i}.target: unknown service {f.target!r} (known: {known})")
+    if f.kind == "slowdown" and f.target == "gateway":
+        raise ValueError(f"faults.{i}.kind: the gateway has no latency to slow down (use capacity_loss, "
+                         "error_rate or outage)")
+    if f.kind == "session_invalidation" and f.target != "auth":
+        raise ValueError(f"faults.{i}.target: session_invalidation targets 'auth' (got {f.target!r})")
+    if f.kind == "wrong_item" and f.target not in sc.services.tools:
+        raise ValueError(f"faults.{i}.target: wrong_item targets a tool (got {f.target!r})")
+    if f.at_s >= sc.run.duration_s:
+        raise ValueError(f"faults.{i}.at_s: must be < run.duration_s (got {f.at_s})")
+
+
+def _check_proactive(sc: Scenario) -> None:
+    classes = sc.workload.classes
+    pro = sc.proactive
+    for i, fu in enumerate(pro.follow_ups if pro else ()):
+        for key in ("after", "start"):
+            if getattr(fu, key) not in classes:
+                raise ValueError(f"proactive.follow_ups.{i}.{key}: unknown command class {getattr(fu, key)!r} "
+                                 f"(classes: {sorted(classes)})")
+    for i, sch in enumerate(pro.schedules if pro else ()):
+        if sch.start not in classes:
+            raise ValueError(f"proactive.schedules.{i}.start: unknown command class {sch.start!r} "
+                             f"(classes: {sorted(classes)})")
+    started = pro.classes() if pro else set()
+    for name, c in classes.items():
+        if c.probability == 0 and name not in started:
+            raise ValueError(f"workload.classes.{name}.probability: 0 needs a proactive task that starts the class")
 
 
 __all__ = [

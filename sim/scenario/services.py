@@ -70,8 +70,38 @@ class CircuitBreaker(Frozen):
                                                                   "seconds, before letting one through")
 
 
+class HotItems(Frozen):
+    """Items most holds ask for: the premiere's 8 pm back rows, the festival's sold-out snack."""
+
+    items: int = Field(ge=1, le=10**6, description="how many items are hot: the first ones, in order of preference")
+    share: float = Field(gt=0, le=1, description="fraction of holds that ask for a hot item (the rest ask for another)")
+
+
+class Inventory(Frozen):
+    """A finite stock a tool sells (`sim.rules.inventory`): `items` distinct items (seat blocks,
+    flights, rooms, SKUs) in order of preference, `stock` units each. A hold takes units for
+    `hold_s` seconds; confirmed, they are sold; unconfirmed, they lapse back."""
+
+    items: int = Field(ge=1, le=100_000, description="distinct items, most preferred first")
+    stock: int = Field(ge=0, le=10**9, description="units of each item at the start (seats per block, rooms, packs)")
+    hold_s: float = Field(gt=0, le=1e7, description="seconds a hold keeps its units before they lapse back")
+    hot: HotItems | None = Field(default=None, description="items most holds ask for (none: every item alike)")
+    fallback: bool = Field(default=True, description="when the wanted item has no free units, take the most "
+                                                     "preferred item that has (the agent offers the next best)")
+    unit_price: float = Field(default=1.0, ge=0, le=1e7,
+                              description="price of one unit in cost.currency; an order pays quantity x unit_price")
+
+    @model_validator(mode="after")
+    def _hot_fits(self) -> Inventory:
+        h = self.hot
+        if h is not None and (h.items > self.items or (h.items == self.items and h.share < 1)):
+            raise ValueError(f"'hot.items' must be < 'items', or equal with share 1 (got {h.items} of {self.items})")
+        return self
+
+
 class Service(Frozen):
-    """A pool of `concurrency` servers with a queue: auth and every tool."""
+    """A pool of `concurrency` servers with a queue: auth and every tool. A tool with an
+    `inventory` is an inventory service: its stages hold and confirm units of its stock."""
 
     concurrency: int = Field(default=100, ge=1, le=10**9, description="calls served at once (servers, "
                                                                       "connections or worker slots)")
@@ -84,6 +114,8 @@ class Service(Frozen):
                                 "dropped (shed) instead of served (a server-side request timeout)")
     circuit_breaker: CircuitBreaker | None = Field(default=None, description="callers stop calling after repeated "
                                                                              "failures; none = no breaker")
+    inventory: Inventory | None = Field(default=None, description="a finite stock this tool sells: its stages hold "
+                                                                  "and confirm units (sim.rules.inventory)")
     servers: float | None = Field(
         default=None, gt=0, le=1e9,
         description="a fluid pool instead of `concurrency` servers: this many servers, which may be fractional (a "
@@ -95,6 +127,8 @@ class Service(Frozen):
     def _fluid(self) -> Service:
         if self.servers is not None and self.queue_limit is not None:
             raise ValueError("queue_limit: a fluid pool ('servers') has no queue limit")
+        if self.servers is not None and self.inventory is not None:
+            raise ValueError("inventory: a fluid pool ('servers') cannot hold stock (give 'concurrency')")
         return self
 
 

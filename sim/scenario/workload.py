@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,12 +15,16 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class LLMStage(Frozen):
-    """An LLM call. Its prompt is the command's context so far plus `prompt_tokens` new tokens."""
+    """An LLM call. Its prompt is the command's context so far plus `prompt_tokens` new tokens
+    plus `image_tokens` (images are prefilled like text: the cost model charges them as prefill)."""
 
     prompt_tokens: Distribution = Field(
         description="new prompt tokens this call adds (system prompt, user text, tool results not "
                     "counted elsewhere), tokens per call")
     output_tokens: Distribution = Field(description="tokens the model generates in this call, tokens per call")
+    image_tokens: Distribution | None = Field(
+        default=None, description="tokens of the images attached to this call (a vision encoder's output, prefilled "
+                                  "with the prompt and kept in the context), tokens per call; none = text only")
 
 
 class ToolStage(Frozen):
@@ -30,6 +34,11 @@ class ToolStage(Frozen):
     result_tokens: Distribution | None = Field(
         default=None, description="tokens the tool's result adds to the context of later LLM calls, tokens per "
                                   "call; none = the result adds nothing")
+    inventory: Literal["hold", "confirm"] | None = Field(
+        default=None, description="on an inventory service: hold units for the command's order, or confirm "
+                                  "(sell) the order's holds on that service; none = a plain call")
+    quantity: Distribution | None = Field(default=None, description="units one hold takes (hold only), units per "
+                                                                    "hold; none = 1")
 
 
 def _tool_or_name(schema: dict[str, Any]) -> None:
@@ -62,8 +71,8 @@ class Stage(Frozen):
 class CommandClass(Frozen):
     """A kind of command a user issues (e.g. `chat`, `help_me_buy`) and what it costs the stack."""
 
-    probability: float = Field(gt=0, le=1, description="share of commands that are of this class (all classes "
-                                                        "sum to 1)")
+    probability: float = Field(ge=0, le=1, description="share of users' commands that are of this class (all "
+                                                        "classes sum to 1); 0 = only proactive tasks start it")
     priority: int = Field(default=1, ge=0, le=100, description="lower is more important: served first by a "
                                                                "gateway with `priority: true`")
     carry_context: bool = Field(default=True, description="each LLM call sees the earlier calls' tokens")

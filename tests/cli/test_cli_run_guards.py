@@ -69,3 +69,31 @@ def test_a_stalled_simulation_stops_with_one_line(tmp_path: Path) -> None:
                      "SimulationError: simulated time stalled at t=")
     assert "events per simulated second" in line
     assert time.monotonic() - t0 < 45
+
+
+def test_the_fleet_engine_refuses_what_it_does_not_model(tmp_path: Path) -> None:
+    """`--engine fleet` on a scenario with an inventory: one line naming what is not modelled,
+    exit 2, and no run folder (the fleet engine has no holds, sell-outs or money at risk)."""
+    out = tmp_path / "run"
+    line = _one_line(surge("run", "scenarios/premiere_onsale.yaml", "--engine", "fleet", "--out", str(out)),
+                     "SimulationError: '--engine fleet': ")
+    assert "services.tools.seats.inventory" in line and "--engine des" in line, line
+    assert not out.exists()
+
+
+def test_each_inventory_proactive_or_image_scenario_is_refused_by_fleet_and_auto_picks_des() -> None:
+    import pytest
+
+    from sim.engines import choose, fleet_missing
+    from sim.errors import SimulationError
+    from sim.scenario import load_scenario
+
+    expected = {"premiere_onsale": "inventor", "travel": "inventor", "groceries": "inventor",
+                "multimodal": "image tokens", "proactive": "proactive tasks"}
+    for name, what in expected.items():
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        assert what in (fleet_missing(sc) or ""), name
+        with pytest.raises(SimulationError, match="does not model"):
+            choose(sc, "fleet")
+        assert choose(sc, "auto") == "des" and choose(sc, "des") == "des"
+    assert fleet_missing(load_scenario(ROOT / "scenarios" / "smoke.yaml")) is None

@@ -17,7 +17,7 @@ from loadtest.recovery import recovery
 from loadtest.safety import LoadTestError, check_host
 from loadtest.schedule import schedule_of
 from loadtest.tally import Collector, Tally
-from sim.arrivals import arrival_blocks
+from sim.arrivals import arrival_blocks, proactive_times
 from sim.results import LogHistogram, Recorder, Results
 from sim.results.recovery import time_to_recover_s
 from sim.rules.scaling import scale_scenario
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
     (200, None, P.OK), (429, "rate_limit_exceeded", P.REJECTED), (503, "overloaded", P.SHED),
     (503, "catalog_error", P.ERROR), (504, "deadline_exceeded", P.SHED), (409, "idempotency_key_in_use", P.SHED),
     (401, "invalid_token", P.AUTH), (500, "internal_error", P.ERROR), (400, "invalid_value", P.ERROR),
+    (409, "inventory_conflict", P.CONFLICT), (409, "hold_expired", P.CONFLICT), (409, "sold_out", P.SOLD_OUT),
 ])
 def test_answers_map_to_the_simulators_outcomes(status: int, code: str | None, want: str) -> None:
     assert P.classify(status, code) == want
@@ -39,6 +40,7 @@ def test_answers_map_to_the_simulators_outcomes(status: int, code: str | None, w
 @pytest.mark.parametrize(("status", "code", "want"), [
     (200, None, True), (500, "internal_error", True), (503, "catalog_outage", True), (503, "overloaded", False),
     (504, "deadline_exceeded", False), (429, "rate_limit_exceeded", False), (401, None, False), (409, None, False),
+    (409, "sold_out", True), (409, "inventory_conflict", True),
 ])
 def test_admission_is_read_from_the_answer(status: int, code: str | None, want: bool) -> None:
     assert P.admitted(status, code) is want
@@ -94,6 +96,18 @@ def test_the_schedule_is_the_simulators_arrivals_split_exactly_across_workers() 
     parts = [sched.share(k, 3).times_s for k in range(3)]
     assert sum(len(p) for p in parts) == len(sched)
     assert np.array_equal(np.sort(np.concatenate(parts)), sched.times_s)
+
+
+def test_scheduled_proactive_tasks_join_the_schedule_at_the_simulators_instants() -> None:
+    sc = load_scenario(ROOT / "scenarios" / "premiere_onsale.yaml")
+    sched = schedule_of(sc)
+    tasks = proactive_times(sc, Streams(sc.run.seed)("proactive.schedule"))
+    picked = np.array([sched.task(k) == "buy_tickets" for k in range(len(sched))])
+    assert np.array_equal(sched.times_s[picked], tasks.times_s) and (np.diff(sched.times_s) >= 0).all()
+    sessions = np.concatenate(list(arrival_blocks(sc, Streams(sc.run.seed)("arrivals"), Path(sc.base_dir))))
+    assert np.array_equal(sched.times_s[~picked], sessions)
+    parts = [sched.share(k, 2) for k in range(2)]
+    assert sum(sum(p.task(i) != "" for i in range(len(p))) for p in parts) == len(tasks)
 
 
 def test_worker_deltas_merge_exactly() -> None:
@@ -246,6 +260,59 @@ def test_scraped_server_metrics_become_the_simulators_series() -> None:
     assert out["queue:gateway"].tolist() == [3, 5, 5]  # last sample per interval, carried forward
     assert out["queue:llm"].tolist() == [5, 2, 2]  # summed over replicas
     assert out["llm_prefill_tokens"].tolist() == [60, 40, 0]  # from the 100 counted before t0
+
+
+class _Answer:
+    """A streamed agent answer as the load test's HTTP client sees it (SSE lines)."""
+
+    def __init__(self, events: list[tuple[str, dict]]) -> None:
+        import json
+
+        self.status_code, self.headers, self.content = 200, {"content-type": "text/event-stream",
+                                                              "X-Surge-Admitted": "1"}, b""
+        self._body = b"".join(f"event: {e}\ndata: {json.dumps(d)}\n\n".encode() for e, d in events) + b"data: [DONE]\n\n"
+
+    def iter_content(self, chunk_size: int, decode_content: bool) -> list[bytes]:
+        return [self._body]
+
+
+def _client(answers: list[_Answer]):  # type: ignore[no-untyped-def]
+    from loadtest.commands import HttpClient
+    from loadtest.plan import Plan
+
+    class Scripted:
+        def request(self, method: str, path: str, **kw: object) -> _Answer:
+            return answers.pop(0)
+
+    sc = load_scenario(ROOT / "scenarios" / "proactive.yaml")
+    tally = Tally(60, 10)
+    return HttpClient(sc, Plan("-", "http://127.0.0.1:1", "-"), tally, Scripted(), "t"), tally
+
+
+def test_an_agent_class_that_places_no_order_succeeds() -> None:
+    """Regression: a tool-using class without orders answers `order: null`; that is a success."""
+    from loadtest.commands import HttpCommand
+
+    wl, _ = _client([_Answer([("result", {"order": None, "answer": "on its way", "ledger": None})])])
+    sess = wl.new_session("u")
+    assert wl._attempt(sess, HttpCommand(wl.by_name["track_order"], 0.0)) == P.OK
+
+
+def test_the_money_an_answer_reports_is_counted_and_owed_when_the_command_fails() -> None:
+    from loadtest.commands import HttpCommand
+
+    paid = {"order": {"id": "o1", "status": "paid", "wrong_item": False},
+            "ledger": {"charged": 1, "duplicates_prevented": 0, "refunds": 0}}
+    again = {"order": {"id": "o1", "status": "paid"}, "ledger": {"charged": 0, "duplicates_prevented": 1, "refunds": 0}}
+    wl, tally = _client([_Answer([("error", {"status": 504, "error": {"code": "deadline_exceeded"}, **paid})]),
+                         _Answer([("error", {"status": 504, "error": {"code": "deadline_exceeded"}, **again})])])
+    sess, cmd = wl.new_session("u"), HttpCommand(wl.by_name["errand"], 0.0)
+    assert wl._attempt(sess, cmd) == P.SHED and wl._attempt(sess, cmd) == P.SHED
+    wl._fail(cmd.spec, P.SHED, cmd)  # the user gave up on an order that was paid
+    series = tally.drain()["series"]
+    got = {name: sum(v for name2, _, v in series if name2 == name)
+           for name in ("payments", "duplicates_prevented", "failed_after_payment")}
+    assert got == {"payments": 1, "duplicates_prevented": 1, "failed_after_payment": 1}
 
 
 def test_a_target_whose_metrics_page_is_not_prometheus_text_adds_nothing() -> None:

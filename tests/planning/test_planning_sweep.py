@@ -110,3 +110,22 @@ def test_a_priced_sweep_marks_the_pareto_front(tmp_path: Path) -> None:
     from reports.planning import sweep_report
 
     assert "sweep_cost.png" in {f.name for f in sweep_report(sw.write(tmp_path))}
+
+
+def test_a_sweep_runs_on_the_fleet_engine_and_agrees_with_the_simpy_engine_in_direction() -> None:
+    """The same grid on both engines: the fleet engine's runs are its own (engine in the cache key)
+    and show the same ordering of waits; an unknown engine fails before any work."""
+    from sim.planning import Evaluator, LocalBackend, PointCache
+
+    axes = [parse_axis(f"{SERVERS}=5,8")]
+    src = mmc_source(6.0, duration_s=1500)
+    p99 = {}
+    for engine in ("des", "fleet"):
+        ev = Evaluator(src, engine, LocalBackend(1), PointCache(None))
+        sw = sweep(ev, axes, replications=2)
+        assert ev.computed == 4
+        p99[engine] = [p["slos"]["job.e2e_p99_s"]["mean"] for p in sw.points]
+    for engine in ("des", "fleet"):
+        assert p99[engine][0] > p99[engine][1] > 0  # 5 servers wait longer than 8
+    with pytest.raises(PlanningError, match="--engine"):
+        Evaluator(src, "warp", LocalBackend(1), PointCache(None))

@@ -55,10 +55,31 @@ def _fill_class(rec: Recorder, rng: np.random.Generator, i: int, t: float, cls: 
     if cls == "help_me_buy":
         rec.series("orders")[i] = int(0.8 * (arrived - failed))
         rec.series("cards_redeemed")[i] = int(0.5 * (arrived - failed))
+        _fill_money(rec, rng, i, arrived - failed, hit)
     for x in e2e:
         rec.hist("e2e", cls).record(t + 1.0, float(x))
         rec.hist("ttft", cls).record(t + 1.0, float(x) * 0.15)
         rec.hist("tpot", cls).record(t + 1.0, float(x) * 0.004)
+
+
+def _fill_money(rec: Recorder, rng: np.random.Generator, i: int, done: int, hit: bool) -> None:
+    """Payments, money at risk and a seat inventory that sells out at about 800 s."""
+    rec.series("payments")[i] = done
+    rec.series("duplicates_prevented")[i] = rng.poisson(3 if hit else 0.1)
+    rec.series("failed_after_payment")[i] = rng.poisson(1 if hit else 0.02)
+    rec.series("refunds")[i] = rng.poisson(0.5 if hit else 0.0)
+    rec.series("wrong_items")[i] = rng.poisson(0.05)
+    sold_before = float(np.sum(rec.series("sold:seats")[:i]))
+    sold = min(2 * done, max(0.0, 1600 - sold_before))
+    rec.series("sold:seats")[i] = sold
+    rec.series("stock_held:seats")[i] = min(40.0, 1600 - sold_before - sold)
+    rec.series("stock_free:seats")[i] = max(0.0, 1600 - sold_before - sold - rec.series("stock_held:seats")[i])
+    rec.series("hot_free:seats")[i] = max(0.0, 160 - 4 * i)
+    rec.series("holds:seats")[i] = done
+    rec.series("conflicts:seats")[i] = rng.poisson(5 if hit else 1)
+    rec.series("attempt_failed:conflict")[i] += rec.series("conflicts:seats")[i]
+    rec.series("sold_out_answers:seats")[i] = 0 if sold else done
+    rec.series("attempt_failed:sold_out")[i] += rec.series("sold_out_answers:seats")[i]
 
 
 def _fill_services(rec: Recorder, rng: np.random.Generator, i: int, hit: bool) -> None:

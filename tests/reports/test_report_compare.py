@@ -36,3 +36,18 @@ def test_single_runs_compare_without_cis(slo_fail_run: Path, fast_run: Path, tmp
 def test_compare_needs_two_folders(slo_fail_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="at least two"):
         compare_runs([slo_fail_run], tmp_path)
+
+
+def test_a_measured_runs_units_sold_come_from_its_stacks_ledger() -> None:
+    """The load test records no stock series; the comparison shows the stack's database count."""
+    from reports import money
+
+    sim = {"money": {"payments": 36.0}, "inventory": {"seats": {"sold": 72.0, "holds": 36.0}}}
+    measured = {"money": {"payments": 28.0}}
+    ledger = {"inventory": {"seats": {"stock": 72, "sold": 68, "held": 4, "free": 0}}}
+    table = money.side_by_side(["simulation", "measurement"], [sim, measured], [None, ledger])
+    assert table is not None
+    rows = {r[0]: r[1:] for r in table[1]}
+    assert rows["seats: sold"] == ["72", "68 (stack ledger, end of run)"]
+    assert rows["seats: holds"] == ["36", "–"]
+    assert rows["payments charged (a second charge of one order counts again)"] == ["36", "28"]

@@ -93,3 +93,20 @@ def test_missing_folder_is_a_one_line_results_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ResultsError, match="not a results folder"):
         render_report(tmp_path / "empty")
+
+
+def test_money_at_risk_and_inventory_sections_state_the_runs_counts(fixture_run: Path, tmp_path: Path) -> None:
+    """The report's Money at risk rows are the summary's counts after warm-up (the fixture draws
+    payments, duplicates prevented, failures after payment, refunds and wrong items), and the
+    Inventory table names the seat service that sold out."""
+    render_report(fixture_run, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    money = json.loads((tmp_path / "summary.json").read_text())["money"]
+    assert money["payments"] > 0 and money["duplicates_prevented"] > 0 and money["failed_after_payment"] > 0
+    section = md.split("Money at risk", 1)[1]
+    for key, words in (("payments", "payments charged"), ("duplicates_prevented", "payments prevented"),
+                       ("failed_after_payment", "failed after their order was paid"), ("refunds", "orders refunded")):
+        row = next(line for line in section.splitlines() if line.startswith("|") and words in line)
+        assert f"{money[key]:,.0f}" in row, (key, row)
+    inventory = md.split("Inventory", 1)[1].split("Money at risk", 1)[0]
+    assert "seats" in inventory

@@ -31,6 +31,12 @@ EXPECTED = {
     "fault_magnitude_fraction": "faults.0: magnitude of capacity_loss is a fraction in [0, 1] (got 3.0)",
     "fault_unknown_target": "faults.0.target: unknown service 'database'",
     "gateway_slowdown": "faults.0.kind: the gateway has no latency to slow down",
+    "inventory_confirm_without_hold": "workload.classes.buy.stages.0.tool.inventory: 'confirm' needs an earlier 'hold'",
+    "inventory_hold_not_an_order": "workload.classes.buy.stages.0.tool.inventory: a class that holds stock must "
+                                   "place orders",
+    "inventory_hot_too_many": "services.tools.seats.inventory: 'hot.items' must be < 'items', or equal with share 1 "
+                              "(got 12 of 10)",
+    "inventory_on_plain_tool": "workload.classes.buy.stages.0.tool.inventory: services.tools.seats has no 'inventory'",
     "huge_number": "run.duration_s: must be <= 100000000",
     "huge_overflow": "arrivals.rate_per_s: must be a finite number",
     "list_not_map": "services: must be a mapping",
@@ -44,8 +50,11 @@ EXPECTED = {
     "negative_rate": "arrivals.rate_per_s: must be > 0 (got -5)",
     "no_rate": "arrivals.rate_per_s: required unless a 'population' gives the rate",
     "not_utf8": "not UTF-8 text",
+    "probability_zero_never_started": "workload.classes.track.probability: 0 needs a proactive task",
+    "proactive_unknown_class": "proactive.follow_ups.0.start: unknown command class 'track'",
     "probabilities_not_one": "workload.classes: class probabilities must sum to 1 (got 0.7)",
     "probabilities_two_classes": "workload.classes: class probabilities must sum to 1 (got 1.2)",
+    "schedule_at_and_every": "proactive.schedules.0: give exactly one of 'at_s' or 'every_s'",
     "session_invalidation_not_auth": "faults.0.target: session_invalidation targets 'auth' (got 'server')",
     "slo_unknown_class": "slos.chat: unknown command class",
     "stage_both_kinds": "workload.classes.job.stages.0: a stage is exactly one of 'llm' or 'tool'",
@@ -57,6 +66,7 @@ EXPECTED = {
     "unknown_top_key": "colour: unknown key",
     "warmup_too_long": "run: 'warmup_s' must be < 'duration_s'",
     "wrong_type_duration": "run.duration_s: must be a valid number",
+    "wrong_item_not_tool": "faults.0.target: wrong_item targets a tool (got 'auth')",
     "yaml_syntax": "YAML syntax error at line 3, column 9",
     "zero_concurrency": "services.tools.server.concurrency: must be >= 1 (got 0)",
     # YAML hardening (issue 15): each once hung, grew without bound, gave a traceback or was accepted

@@ -4,7 +4,9 @@ interval, cumulative arrived = cumulative completed + cumulative failed + in fli
 The scenarios mix everything that can lose or delay a command: timeouts (with and without
 cancellation), retries with budgets and throttling, abandonment, gateway limits and queues,
 LIFO and priorities, deadline drops, tool errors and circuit breakers, LLM stages with a small
-KV cache (preemption) and queue limits, autoscaling, logins and faults of every kind.
+KV cache (preemption) and queue limits, autoscaling, logins and faults of every kind, a small
+inventory (holds that lapse, conflicts, sold out) and proactive tasks (follow-ups, schedules).
+Where there is an inventory, its units are conserved too: free + held + sold = stock, always.
 """
 
 from __future__ import annotations
@@ -106,7 +108,32 @@ def scenarios(draw) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         data["population"] = {"daily_active_users": 1000,
                               "commands_per_session": {"type": "uniform", "low": 1, "high": 4},
                               "think_time_s": {"type": "exponential", "mean": draw(fl(0.1, 5))}}
+    if draw(st.booleans()):
+        _with_inventory(draw, data)
     return data
+
+
+def _with_inventory(draw, data: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    """The buy class holds units of the tool's stock, pays, confirms; some tasks are proactive."""
+    fl = st.floats
+    data["services"]["tools"]["tool"]["inventory"] = {
+        "items": draw(st.integers(1, 5)), "stock": draw(st.integers(0, 6)), "hold_s": draw(fl(0.5, 20)),
+        "fallback": draw(st.booleans())}
+    data["services"]["tools"]["payment"] = {"concurrency": 2, "latency": {"type": "exponential", "mean": 0.2},
+                                            "error_rate": draw(st.sampled_from([0.0, 0.3]))}
+    data["workload"]["classes"]["buy"]["stages"] = [
+        {"tool": {"service": "tool", "inventory": "hold", "quantity": {"type": "uniform", "low": 0.5, "high": 2.4}}},
+        {"tool": "payment"}, {"llm": data["workload"]["classes"]["chat"]["stages"][0]["llm"]},
+        {"tool": {"service": "tool", "inventory": "confirm"}}]
+    data["clients"]["retry_on"] = ["timeout", "shed", "error", "conflict"]
+    dur = data["run"]["duration_s"]
+    data["proactive"] = {
+        "follow_ups": [{"after": "buy", "start": "chat", "probability": 0.5,
+                        "delay_s": {"type": "exponential", "mean": draw(fl(0.1, 10))}}],
+        "schedules": [{"start": "buy", "at_s": [draw(fl(0, dur - 1))], "commands": draw(fl(1, 20)),
+                       "spread_s": draw(fl(0, 5))}]}
+    if draw(st.booleans()):
+        data["faults"].append({"at_s": 0, "duration_s": dur, "target": "tool", "kind": "wrong_item", "magnitude": 0.3})
 
 
 # derandomized: CI runs the same examples every time (hunt with more examples and a random seed locally)
@@ -128,6 +155,13 @@ def test_arrived_equals_completed_plus_failed_plus_in_flight(data: dict[str, Any
     failed = cumulative(r, "failed:")[-1]
     assert failed <= cumulative(r, "attempt_failed:")[-1] + _failed_login_first(r)
     assert cumulative(r, "attempts:")[-1] >= cumulative(r, "completed:")[-1]
+    if "sold:tool" in r.series:  # units are conserved, never oversold, never below zero
+        inv = data["services"]["tools"]["tool"]["inventory"]
+        total = inv["items"] * inv["stock"]
+        free, held, sold = r.series["stock_free:tool"], r.series["stock_held:tool"], np.cumsum(r.series["sold:tool"])
+        assert np.array_equal(free + held + sold, np.full_like(free, total)), (free, held, sold)
+        assert (free >= 0).all() and (held >= 0).all() and sold[-1] <= total
+        assert r.series["payments"].sum() <= cumulative(r, "arrived:buy")[-1]  # one payment per order at most
 
 
 def _failed_login_first(r) -> float:  # type: ignore[no-untyped-def]

@@ -1,15 +1,46 @@
-"""Reading server-sent events as they arrive: an OpenAI-style token stream (arrival time of
-every chunk that carries tokens, the usage, an error) and the reference stack's agent events.
-
-Runs in the load test's gevent process, once per streamed line: no per-line work that a check
-on the bytes can spare (the `[DONE]` sentinel and non-data lines are never parsed as JSON).
-"""
+"""What an HTTP answer of the stack says, for the load test's client: the error code, whether the
+gateway admitted the attempt, and the streamed events (chat chunks, an agent command's
+progress, result or error), read as they arrive. Runs in a gevent process, once per streamed piece:
+no per-line work that a check on the bytes can spare (the `[DONE]` sentinel and non-data lines are
+never parsed as JSON), one arrival time per received piece."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from loadtest import policy as P
+
+
+def code_of(r: Any) -> str | None:
+    """The OpenAI-style error code of a failed answer, if its body has one."""
+    if 200 <= r.status_code < 300:
+        return None
+    try:
+        return str(json.loads(r.content or b"{}").get("error", {}).get("code") or "") or None
+    except (ValueError, AttributeError):
+        return None
+
+
+def admitted_by(r: Any, code: str | None) -> bool:
+    """Whether the gateway admitted the attempt: the stack says so (`X-Surge-Admitted`); a replay
+    counts (its work was admitted in an earlier attempt whose answer the client never saw); a
+    server that does not say is judged by the status (`policy.admitted`)."""
+    headers = r.headers  # None: the connection failed before an answer
+    # `in` first: geventhttpclient's `get` of a missing header raises and catches a KeyError
+    if headers is None or "X-Surge-Admitted" not in headers:
+        return P.admitted(r.status_code, code)
+    return headers.get("X-Surge-Admitted") == "1" or headers.get("Idempotent-Replayed") == "true"
+
+
+def json_or_none(r: Any) -> dict[str, Any] | None:
+    try:
+        body = json.loads(r.content or b"{}")
+    except (ValueError, AttributeError):
+        return None
+    return body if isinstance(body, dict) else None
+
 
 _decode = json.JSONDecoder().raw_decode
 
@@ -29,7 +60,7 @@ def chunks(r: Any) -> Iterator[bytes]:
     other clients: their `iter_content`)."""
     raw = getattr(r, "_response", None)
     if raw is None or not isinstance(getattr(raw, "_body_buffer", None), bytearray):
-        yield from lines(r)
+        yield from _lines(r)
         return
     while True:
         buf = raw._body_buffer
@@ -52,7 +83,7 @@ def chunks(r: Any) -> Iterator[bytes]:
             raise
 
 
-def lines(r: Any) -> Iterator[bytes]:
+def _lines(r: Any) -> Iterator[bytes]:
     """Lines of a streamed body as soon as each arrives (geventhttpclient's `readline` returns a
     line once it is buffered; `iter_content` would wait for a whole block)."""
     raw = getattr(r, "_response", None)
@@ -69,7 +100,7 @@ def lines(r: Any) -> Iterator[bytes]:
             yield line + b"\n"
 
 
-def produced(choice: dict[str, Any]) -> bool:
+def _produced(choice: dict[str, Any]) -> bool:
     """Whether a streamed choice carries generated tokens: content, reasoning, a tool call's
     arguments (chat), or text (completions)."""
     d = choice.get("delta") or {}
@@ -97,7 +128,7 @@ def read_stream(r: Any, now: Callable[[], float]) -> tuple[list[float], dict[str
             if msg.get("usage"):
                 usage = msg["usage"]
             for ch in msg.get("choices") or ():
-                if produced(ch):
+                if _produced(ch):
                     stamps.append(t)
     return stamps, usage, "incomplete_stream"  # the connection ended before [DONE]
 
@@ -107,7 +138,7 @@ def read_agent_stream(r: Any, on_call: Callable[[dict[str, Any]], None]) -> tupl
     """Read an agent command's events to `[DONE]`, calling `on_call(llm_call)` as each LLM call's
     timing arrives. Returns (result, None), or (None, error) with the error's `status`."""
     event, result, error = "", None, None
-    for line in lines(r):
+    for line in _lines(r):
         if line.startswith(b"event:"):
             event = line[6:].strip().decode()
             continue

@@ -1,0 +1,92 @@
+"""Orders and money: what a command's order goes through across its attempts, and what is at
+risk when something fails. The simulator keeps these facts per command (`OrderState`); the
+reference stack keeps them in SQLite (`loadtest/stack/orders.py`, `inventory.py`), where the
+unique keys make them hold under concurrency and crashes. Both decide with the rules here.
+
+- The tools of an order-placing class that do an order's work are named by convention:
+  `catalog` chooses the item, `order` places the order, `payment` pays it (the stack does that
+  work for real); an inventory stage (`tool.inventory: hold | confirm`) holds and sells stock.
+- One order per command, however many attempts: a retry resumes it. A retry that reaches the
+  payment stage of an order already paid pays nothing (`charge` -> DUPLICATE_PREVENTED): the
+  retry, or a concurrent attempt, would otherwise have paid twice. Payments that are not
+  exactly-once (a funnel's `exactly_once: false`, a what-if) charge again (CHARGED_AGAIN).
+- A hold the order already has is reused by a retry while it is live; a lapsed one is replaced
+  by a new hold. A paid order whose new hold finds the stock sold out cannot be fulfilled:
+  it is refunded (`refund_due`), and the command fails `sold_out`.
+- Once paid, a command succeeds even if a later stage fails (money moved: the user must be told),
+  unless an inventory stage is still to come (`paid_survives`): the stock is not sold until it is
+  confirmed, so a failure before that fails the attempt and a retry confirms.
+- When a command ends: failed after its order was paid and not refunded -> FAILED_AFTER_PAYMENT
+  (a refund is owed: money at risk); succeeded with the wrong item (the `wrong_item` fault) ->
+  WRONG_ITEM. (A charge that lands after the command ended is failed-after-payment too: the
+  simulator's client counts it as it happens.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from sim.rules.outcomes import SOLD_OUT
+from sim.scenario import Stage
+
+CATALOG_TOOL: Final = "catalog"
+ORDER_TOOL: Final = "order"
+PAYMENT_TOOL: Final = "payment"
+ORDER_TOOLS: Final = (CATALOG_TOOL, ORDER_TOOL, PAYMENT_TOOL)
+
+CHARGED: Final = "charged"  # what a payment stage did
+CHARGED_AGAIN: Final = "charged_again"
+DUPLICATE_PREVENTED: Final = "duplicate_prevented"
+FAILED_AFTER_PAYMENT: Final = "failed_after_payment"  # what an ended command leaves behind
+WRONG_ITEM: Final = "wrong_item"
+
+
+class OrderState:
+    """One command's order as a client keeps it across attempts: its holds (by inventory service
+    and stage; the simulator's), whether it was paid (charged at least once), refunded, or got
+    the wrong item."""
+
+    __slots__ = ("holds", "paid", "refunded", "wrong_item")
+
+    def __init__(self) -> None:
+        self.holds: dict[tuple[str, int], Any] = {}  # (service, stage index) -> sim.rules.inventory.Hold
+        self.paid = False
+        self.refunded = False
+        self.wrong_item = False
+
+    def refund_due(self, hold_outcome: str) -> bool:
+        """`refund_due` for this order; when due, the order is now refunded."""
+        if not refund_due(hold_outcome, self.paid, self.refunded):
+            return False
+        self.refunded = True
+        return True
+
+
+def charge(charges_so_far: int, exactly_once: bool = True) -> str:
+    """What a payment stage does for an order charged `charges_so_far` times: CHARGED the first
+    time; after that DUPLICATE_PREVENTED, or CHARGED_AGAIN when payments are not exactly-once."""
+    if not charges_so_far:
+        return CHARGED
+    return DUPLICATE_PREVENTED if exactly_once else CHARGED_AGAIN
+
+
+def refund_due(hold_outcome: str, paid: bool, refunded: bool) -> bool:
+    """Whether a hold answer leaves an order unfulfillable after it was paid: a new hold found
+    the stock sold out, so the order is refunded (once)."""
+    return hold_outcome == SOLD_OUT and paid and not refunded
+
+
+def paid_survives(stages: Sequence[Stage], failed_at: int) -> bool:
+    """Whether a paid order's command succeeds although stage `failed_at` failed: no inventory
+    stage is at or after it."""
+    return not any(st.tool is not None and st.tool.inventory is not None for st in stages[failed_at:])
+
+
+def at_end(order: OrderState | None, succeeded: bool) -> str | None:
+    """What a command's end leaves at risk: FAILED_AFTER_PAYMENT, WRONG_ITEM, or None."""
+    if order is None:
+        return None
+    if not succeeded:
+        return FAILED_AFTER_PAYMENT if order.paid and not order.refunded else None
+    return WRONG_ITEM if order.wrong_item else None
