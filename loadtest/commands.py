@@ -94,13 +94,11 @@ class SpecKeys:
 
 @dataclass
 class HttpSession:
-    """A user's session over HTTP: the stack's session token (None: logged out), and the timer
-    its attempts reuse (a session runs in one greenlet: one attempt at a time)."""
+    """A user's session over HTTP: the stack's session token (None: logged out)."""
 
     user: str
     health: SessionHealth
     token: str | None = None
-    timer: gevent.Timeout | None = None
 
 
 class HttpCommand(Command):
@@ -318,7 +316,7 @@ class HttpClient:
                     outcome = P.AUTH
                 else:
                     limit = loop.time_limit(now)
-                    outcome = self._timed(lambda: self._attempt(sess, cmd), limit, loop.expired(limit), now, sess)
+                    outcome = self._timed(lambda: self._attempt(sess, cmd), limit, loop.expired(limit), now)
                 if cmd.admitted:
                     tally.count(keys.admitted, now)
             else:
@@ -344,26 +342,16 @@ class HttpClient:
                 self._fail(spec, P.ABANDONED, cmd)
                 return
 
-    def _timed(self, work: Any, limit: float, late: str, now: float | None = None,
-               sess: HttpSession | None = None) -> str:
+    def _timed(self, work: Any, limit: float, late: str, now: float | None = None) -> str:
         """Run one attempt until `limit` (run clock; `now`: the time it starts, if the caller has
-        it); its outcome, or `late` when no answer came. With `sess`, the session's timer is
-        reused while the time allowed stays the same (to the microsecond)."""
+        it); its outcome, or `late` when no answer came."""
         if limit == math.inf:
             return self._guarded(work)
-        seconds = round(max(0.0, limit - (self.now() if now is None else now)), 6)
-        timer = sess.timer if sess is not None else None
-        if timer is None or timer.seconds != seconds or timer.pending:  # pending: a follow-up's, running
-            timer = gevent.Timeout(seconds)
-            if sess is not None:
-                sess.timer = timer
-        timer.start()
         try:
-            return self._guarded(work)
+            with gevent.Timeout(max(0.0, limit - (self.now() if now is None else now))):
+                return self._guarded(work)
         except gevent.Timeout:
             return late
-        finally:
-            timer.cancel()
 
     @staticmethod
     def _guarded(work: Any) -> str:
