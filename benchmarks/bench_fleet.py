@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_fleet.py peak [--reps 100] [--dt 0.5]      # Feb 8 14:00-16:00, full scale
     .venv/bin/python benchmarks/bench_fleet.py campaign [--dt 2] [--days 6]       # the campaign at full scale
-    .venv/bin/python benchmarks/bench_fleet.py speedup [--scale 16]              # both engines, same scenario
+    .venv/bin/python benchmarks/bench_fleet.py speedup [--scale 16] [--hours 2]  # both engines, same scenario
     .venv/bin/python benchmarks/bench_fleet.py scales [--scales 1,4,16,64,full]  # outcome against cell scale
 
 Every figure is CPU seconds of this process (`time.process_time()`), with the load average and
@@ -97,7 +97,7 @@ def campaign(args: argparse.Namespace) -> None:
 def speedup(args: argparse.Namespace) -> None:
     from sim.des import simulate
 
-    sc = load_scenario(FEB8, ["run.start_hour=14", "run.duration_s=7200", "faults=[]"])
+    sc = load_scenario(FEB8, ["run.start_hour=14", f"run.duration_s={round(args.hours * 3600)}", "faults=[]"])
     if args.scale != 1:
         sc = scale_scenario(sc, args.scale)
     t = time.process_time()
@@ -110,7 +110,7 @@ def speedup(args: argparse.Namespace) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---|")
     for name, r, cpu in (("des", d, t_des), ("fleet", f, t_fleet)):
         s = r.summary
-        print(f"| {name} | feb8 x{args.scale:g} 14:00-16:00 | {s['arrived']:,.0f} | {cpu:.1f} | "
+        print(f"| {name} | feb8 x{args.scale:g} 14:00 + {args.hours:g} h | {s['arrived']:,.0f} | {cpu:.1f} | "
               f"{s['arrived'] / cpu:,.0f} | {s['success_rate']:.3f} | {s['classes']['chat']['e2e']['p50']:.2f} | {_load()} |")
     print(f"speed-up (CPU): {t_des / t_fleet:.1f}x")
 
@@ -156,6 +156,7 @@ def main() -> None:
     s = sub.add_parser("speedup")
     s.add_argument("--scale", type=float, default=16)
     s.add_argument("--dt", type=float, default=None)
+    s.add_argument("--hours", type=float, default=2.0)
     k = sub.add_parser("scales")
     k.add_argument("--scales", default="1,4,16,64,full")
     k.add_argument("--engines", default="des,fleet")

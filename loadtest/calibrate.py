@@ -184,10 +184,14 @@ class _Driver:
         raise CalibrationError(f"could not start {n} decoding sequences of {context} tokens")
 
 
-def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int, idle_s: float = 0.0) -> list[StepSample]:
+def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int, idle_s: float = 0.0,
+                  clock: str = "wall") -> list[StepSample]:
     """Run every design point `repeats` times on the driver's engine; medians per point.
     `idle_s`: sleep before each timed step, as a replica that waits for work (or sleeps out a
-    slowdown fault) does: such a step starts with cold caches and is slower than back-to-back."""
+    slowdown fault) does: such a step starts with cold caches and is slower than back-to-back.
+    `clock`: "wall" times a step by the wall clock (`StepStats.duration_s`), "cpu" by its
+    thread's CPU clock (`StepStats.cpu_s`: what the step itself costs, without the time other
+    threads or processes held the core — the figure a model of a shared CPU needs)."""
     out = []
     for p in points:
         times: list[float] = []
@@ -204,7 +208,7 @@ def measure_steps(points: list[DesignPoint], driver: _Driver, repeats: int, idle
             ndec = stats.batch_seqs - len(new)
             if stats.prefill_tokens != p.prefill_chunk * p.prefill_seqs or ndec != p.decode_seqs:
                 raise CalibrationError(f"step ran {stats} instead of {p.label}")
-            times.append(stats.duration_s)
+            times.append(stats.duration_s if clock == "wall" else stats.cpu_s)
             feats.append((stats.prefill_tokens, ndec, kv))
             for s in new:  # leave only the decoding sequences (reaped in the next step)
                 driver.engine.abort(s)
@@ -227,7 +231,8 @@ def make_engine(spec: EngineSpec, seed: int = 0) -> Any:
 
 
 def run_design(spec: EngineSpec, points: list[DesignPoint], repeats: int = 7,
-               threads: int | None = None, seed: int = 0, idle_s: float = 0.0, replicas: int = 1) -> list[StepSample]:
+               threads: int | None = None, seed: int = 0, idle_s: float = 0.0, replicas: int = 1,
+               clock: str = "wall") -> list[StepSample]:
     """Measure `points` on fresh engines with `threads` torch intra-op threads (None: leave
     torch's setting, as the stack does unless `StackOptions.torch_threads` is set; restored after).
     `replicas` > 1 runs that many engines at once, each in its own thread of this process as
@@ -244,7 +249,7 @@ def run_design(spec: EngineSpec, points: list[DesignPoint], repeats: int = 7,
             driver = _Driver(make_engine(spec, seed + i), spec.model.vocab, seed + i)
             with torch.inference_mode():
                 measure_steps(points[:3], driver, 3)  # warm-up: allocator, kernels, caches
-                results[i] = measure_steps(points, driver, repeats, idle_s)
+                results[i] = measure_steps(points, driver, repeats, idle_s, clock)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             results[i] = e
 
@@ -337,10 +342,12 @@ def engine_spec(sc: Any, opts: Any = None) -> EngineSpec:
 
 
 def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int = 0, stat: str = "median",
-              idle_s: float = 0.0, replicas: int = 1) -> Fit:
+              idle_s: float = 0.0, replicas: int = 1, clock: str = "wall") -> Fit:
     """Measure the scenario's local model on `replicas` engines at once (see `run_design`) and
     fit the cost model (`threads`: torch intra-op threads; None = the stack's
-    `llm.torch_threads`, else torch's default)."""
+    `llm.torch_threads`, else torch's default; `clock`: see `measure_steps`)."""
+    if clock not in ("wall", "cpu"):
+        raise CalibrationError(f"'clock' must be 'wall' or 'cpu' (got {clock!r})")
     spec = engine_spec(sc)
     t0 = time.monotonic()
     pts = design(spec.fleet.max_batched_tokens, spec.fleet.max_num_seqs, spec.model.max_context,
@@ -348,7 +355,7 @@ def calibrate(sc: Any, repeats: int = 9, threads: int | None = None, seed: int =
     if not any(p.kind == "decode" for p in pts):
         raise CalibrationError(f"the model's context ({spec.model.max_context} tokens) or KV cache "
                                f"({spec.kv_cache_tokens}) leaves no room for {repeats} repeats of a decode step")
-    samples = run_design(spec, pts, repeats, threads if threads else spec.torch_threads, seed, idle_s, replicas)
+    samples = run_design(spec, pts, repeats, threads if threads else spec.torch_threads, seed, idle_s, replicas, clock)
     return dataclasses.replace(fit_cost(samples, stat=stat), wall_s=time.monotonic() - t0)
 
 

@@ -32,6 +32,8 @@ def calibrate(
                                            "for work or sleeps out a slowdown fault (cold caches)")] = 0.0,
     replicas: Annotated[int, typer.Option(min=1, max=64, help="engines measured at once in threads of one "
                                           "process, as the stack runs its replicas")] = 1,
+    clock: Annotated[str, typer.Option(help="time each step by the 'wall' clock or by its thread's 'cpu' clock "
+                                             "(what the step costs without other load; for services.host)")] = "wall",
     write: Annotated[bool, typer.Option(help="write a calibrated copy of the scenario")] = False,
     out: Annotated[Path | None, typer.Option(help="where --write writes (default SCENARIO.calibrated.yaml "
                                                   "next to it); implies --write")] = None,
@@ -49,9 +51,9 @@ def calibrate(
     spec = engine_spec(sc)
     model_cfg, llm_cfg = spec.model, spec.fleet
     n_threads = threads or spec.torch_threads or 1
-    fit = run(sc, repeats=repeats, threads=n_threads, stat=stat, idle_s=idle_ms / 1e3, replicas=replicas)
+    fit = run(sc, repeats=repeats, threads=n_threads, stat=stat, idle_s=idle_ms / 1e3, replicas=replicas, clock=clock)
     how = (f"{n_threads} torch thread(s), {replicas} engine(s) at once, {idle_ms:g} ms idle before each step, "
-           f"{repeats} repeats, {stat}s")
+           f"{repeats} repeats, {stat}s of the {clock} clock")
     cost = fit.cost_model()
     flow = _flow(cost)
     errs = sorted(abs(e) for e in fit.rel_errors)

@@ -9,7 +9,9 @@ another with think times. A command is a series of attempts under the client pol
   `Idempotency-Key` kept across retries and the class's name (`class`, for an order-placing
   class), streamed: the stack reports every inner LLM call's TTFT and TPOT as it ends, recorded
   into the class's `ttft`/`tpot`; after a success the order is checked with
-  `GET /v1/orders/{id}` (outside the command's latency).
+  `GET /v1/orders/{id}` (outside the command's latency). A class with a funnel tells the stack
+  the outcome its user drew (`outcome`) and is settled on the outcome the stack answers
+  (`loadtest.funnel`, the simulator's `sim.funnel` rules and series).
 
 An attempt is `admitted` when the stack says its gateway admitted it (`X-Surge-Admitted: 1`);
 for a server that does not say, it is inferred from the status.
@@ -38,11 +40,14 @@ from loadtest import plugins
 from loadtest import policy as P
 from loadtest.answers import admitted_by, code_of, json_or_none, read_agent_stream, read_stream
 from loadtest.credentials import Credentials
+from loadtest.funnel import LoadFunnel, Shopper
 from loadtest.plan import Plan
 from loadtest.prompts import GenerationBody, WordStream
 from loadtest.tally import Tally
 from sim.arrivals import FollowUps
 from sim.dists import Sampler, Uniform, sampler
+from sim.funnel import ORDERED
+from sim.funnel import Plan as BuyPlan
 from sim.results import names as N
 from sim.rules.attempts import (
     ABANDON,
@@ -54,6 +59,7 @@ from sim.rules.attempts import (
     SessionHealth,
     login_retry_wait,
 )
+from sim.rules.calls import kind_of
 from sim.rules.deadlines import Deadlines
 from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
 from sim.scenario import CommandClass, Scenario
@@ -94,20 +100,22 @@ class SpecKeys:
 
 @dataclass
 class HttpSession:
-    """A user's session over HTTP: the stack's session token (None: logged out)."""
+    """A user's session over HTTP: the stack's session token (None: logged out), and the user's
+    funnel state (`loadtest.funnel.Shopper`, made when a funnel needs it)."""
 
     user: str
     health: SessionHealth
     token: str | None = None
+    shopper: Shopper | None = None
 
 
 class HttpCommand(Command):
     """A command (`sim.rules.attempts.Command`; `t0`: its intended start, seconds since the
     run's t0) with what HTTP adds: its class as the load test runs it, its Idempotency-Key
     (kept across retries), its first send, the order it placed, whether the current attempt
-    got past the gateway."""
+    got past the gateway, its funnel plan and the outcome the stack answered."""
 
-    __slots__ = ("spec", "_key", "first_send", "order_id", "admitted")
+    __slots__ = ("spec", "_key", "first_send", "order_id", "admitted", "plan", "outcome")
 
     def __init__(self, spec: Spec, t0: float, prompt0: int = -1, output0: int = -1) -> None:
         super().__init__(spec.name, spec.cls, t0, prompt0, output0)
@@ -116,6 +124,8 @@ class HttpCommand(Command):
         self.first_send: float | None = None
         self.order_id: str | None = None
         self.admitted = False
+        self.plan: BuyPlan | None = None
+        self.outcome: str | None = None
 
     @property
     def key(self) -> str:
@@ -123,14 +133,6 @@ class HttpCommand(Command):
         if self._key is None:
             self._key = uuid.uuid4().hex
         return self._key
-
-
-def kind_of(cls: CommandClass) -> str:
-    """How a class goes over HTTP: "chat" (one streamed chat completion: a class of exactly one
-    LLM stage, so one gateway admission per attempt, as in the simulator), else "agent" (one
-    agent command whose stages the stack runs behind one admission)."""
-    one_llm = len(cls.stages) == 1 and cls.stages[0].llm is not None
-    return "chat" if one_llm and not cls.places_order else "agent"
 
 
 def specs_of(sc: Scenario) -> list[Spec]:
@@ -194,6 +196,7 @@ class HttpClient:
         # the headers of a chat request without a token, per class (a request adds the token to a copy)
         self._chat_hdr = {s.name: {"Content-Type": "application/json", "Accept": "application/json",
                                    **self._timeout_hdr, **plan.headers, CLASS_HEADER: s.name} for s in specs_of(sc)}
+        self.buying = LoadFunnel(sc, tally)
         self.by_name = {s.name: s for s in specs_of(sc)}
         self.follow_ups = FollowUps(sc, streams(f"loadtest.{stream_key}.follow_ups"))
         self.proactive = Group()  # follow-ups waiting or running (killed at the run's end)
@@ -205,9 +208,12 @@ class HttpClient:
     def now(self) -> float:
         return time.time() - self.t0
 
-    def pick(self) -> Spec:
-        """A class drawn by the mix's probabilities (the only one, without a draw)."""
+    def pick(self, sess: HttpSession | None = None) -> Spec:
+        """A command's class: by the user's card state and draws in a launch (every class), else
+        by the mix's probabilities from this process's class stream (the only one, without a draw)."""
         specs = self.specs
+        if sess is not None and self.buying.picks_classes and len(specs) == len(self.by_name):
+            return self.by_name[self.buying.pick_class(sess)]
         if len(specs) == 1:
             return specs[0]
         i = bisect.bisect_right(self._cum, self._uniform() * self._cum[-1])
@@ -235,13 +241,14 @@ class HttpClient:
         """One session: login, then its commands. `late_s`: how late its start was dispatched."""
         sess = self.new_session(user)
         if self.has_auth and not self.login(sess):
-            spec = self.pick()
+            spec = self.pick(sess)
             self._arrive(spec, self.now() - late_s)
             self._fail(spec, P.AUTH)
             return
+        self.buying.opened(sess, self.now())
         n = 1 if self.one_command else max(1, round(self.n_commands()))
         for k in range(n):
-            cmd = HttpCommand(self.pick(), self.now() - (late_s if k == 0 else 0.0), prompt0=prompt0, output0=output0)
+            cmd = HttpCommand(self.pick(sess), self.now() - (late_s if k == 0 else 0.0), prompt0=prompt0, output0=output0)
             prompt0 = output0 = -1
             self.command(sess, cmd)
             if k + 1 < n:
@@ -302,6 +309,7 @@ class HttpClient:
         (`sim.rules.attempts`), as the simulator's client runs it."""
         spec, keys, tally = cmd.spec, cmd.spec.keys, self.tally
         self._arrive(spec, cmd.t0)
+        cmd.plan = self.buying.plan(sess, spec.name, cmd.t0)
         loop = CommandAttempts(self.policy, cmd.t0)
         while True:
             if loop.start():
@@ -373,14 +381,16 @@ class HttpClient:
         tally.observe(keys.e2e, now, e2e)
         if cmd.first_send is not None:
             tally.observe(keys.e2e_send, now, now - cmd.first_send)
-        if spec.cls.places_order:
+        if cmd.plan is not None:
+            self.buying.settle(sess, spec.name, cmd.plan, cmd.outcome, now)
+        elif spec.cls.places_order:
             self.tally.count(N.ORDERS, now)
-            if at_end(cmd.order, True) == WRONG_ITEM:
-                self.tally.count(N.WRONG_ITEMS, now)
+        if spec.cls.places_order and at_end(cmd.order, True) == WRONG_ITEM:
+            self.tally.count(N.WRONG_ITEMS, now)
         self.in_flight -= 1
         for klass, delay in self.follow_ups.after(spec.name) if self.follow_ups else ():
             self.proactive.add(gevent.spawn_later(delay, self._follow_up, sess, klass))
-        if spec.kind == "agent" and cmd.order_id:
+        if spec.kind == "agent" and cmd.order_id and cmd.outcome in (None, ORDERED):
             self._check_order(sess, cmd)
 
     def _attempt(self, sess: HttpSession, cmd: HttpCommand) -> str:
@@ -459,6 +469,8 @@ class HttpClient:
         # the class in a header too: the stack can then shed the attempt before reading its body
         h = self._headers(sess) | {"Idempotency-Key": cmd.key, CLASS_HEADER: cmd.spec.name}
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
+        if cmd.plan is not None:  # the stack runs that outcome's stages and answers it
+            body["outcome"] = cmd.plan.outcome
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
         code = code_of(r)
         cmd.admitted = admitted_by(r, code)
@@ -479,6 +491,7 @@ class HttpClient:
         self._money(cmd, result)
         order = result.get("order")  # null for a class that places no order
         cmd.order_id = str(order["id"]) if order else None
+        cmd.outcome = result.get("outcome")
         return P.OK
 
     def _money(self, cmd: HttpCommand, body: dict[str, Any] | None) -> None:

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +39,37 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), **extra}
 
 
+@contextmanager
+def on_cores(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """Run this process (the in-process calibration) on `cpus`, then restore its affinity."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def core_share(cpus: tuple[int, ...] | None, seconds: float = 1.0) -> float:
+    """The share of a core that CPU-bound work of this process gets on `cpus` now: a thread spins
+    there for `seconds` and its CPU clock is divided by the wall clock (1: the core is free;
+    other processes' work, at this process's nice level, takes the rest)."""
+    with on_cores(cpus[:1] if cpus else None):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        while time.perf_counter() - t0 < seconds:
+            pass
+        return min(1.0, (time.thread_time() - c0) / (time.perf_counter() - t0))
+
+
+def pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that pins the child (and every thread it starts) to `cpus`, or None."""
+    if not cpus:
+        return None
+    mask = set(cpus)
+    return lambda: os.sched_setaffinity(0, mask)
+
+
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -54,12 +86,13 @@ class StackProcess:
 command line, which any local user can read)."""
 
     def __init__(self, scenario_file: Path, folder: Path, credentials: Credentials, port: int | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, cpus: tuple[int, ...] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.scenario_file, self.folder, self.credentials = scenario_file, folder, credentials
         secret_fields = {"admin_token", "session_secret", "user_secret"}
         self.options = {k: v for k, v in (options or {}).items() if k not in secret_fields}
+        self.cpus = cpus  # pin the stack to these cores (None: where the OS puts it)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -68,7 +101,7 @@ command line, which any local user can read)."""
                "--db", str(self.folder / "orders.db"), "--options-json", json.dumps(self.options)]
         self._log = open(self.folder / "stack.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(**self.credentials.env()),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=pinned(self.cpus))
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -95,7 +128,8 @@ command line, which any local user can read)."""
 
 def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: float,
                on_tick: Callable[[], None] | None = None, extra_args: list[str] | None = None,
-               master_port: int | None = None, credentials: Credentials | None = None) -> int:
+               master_port: int | None = None, credentials: Credentials | None = None,
+               cpus: tuple[int, ...] | None = None) -> int:
     """Run Locust headless with the plan: local runner (workers=0) or master + workers on
     loopback (`master_port`, default a free one), with `credentials` in their environment.
     Returns the master's exit code; kills everything after `limit_s` seconds. `on_tick()` is
@@ -110,7 +144,8 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
     def spawn(args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = open(folder / f"locust-{name}.log", "ab")  # noqa: SIM115 - closed below
         logs.append(log)
-        p = subprocess.Popen(base + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(base + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             preexec_fn=pinned(cpus))
         procs.append(p)
         return p
 

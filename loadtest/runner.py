@@ -74,6 +74,9 @@ class Options:
     api_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
+    credentials: Credentials | None = None  # the target's (None: new ones for --start-stack, else the environment's)
+    stack_cpus: tuple[int, ...] | None = None  # --start-stack: pin the stack to these cores
+    locust_cpus: tuple[int, ...] | None = None  # pin every Locust process to these cores
 
 
 def run_loadtest(opt: Options) -> LoadRun:
@@ -92,12 +95,12 @@ def run_loadtest(opt: Options) -> LoadRun:
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
     # a stack this run starts gets fresh secrets; one given by --host, the environment's
-    creds = Credentials.for_new_stack() if opt.start_stack else Credentials.from_env()
+    creds = opt.credentials or (Credentials.for_new_stack() if opt.start_stack else Credentials.from_env())
     if opt.start_stack:  # a started stack begins with no orders and full stock, whatever ran here before
         for old in out.glob("orders.db*"):
             old.unlink()
-    stack = (procs.StackProcess(scen_file, out, creds, port=opt.stack_port, options=opt.stack_options)
-             if opt.start_stack else None)
+    stack = (procs.StackProcess(scen_file, out, creds, port=opt.stack_port, options=opt.stack_options,
+                                cpus=opt.stack_cpus) if opt.start_stack else None)
     ledger: dict[str, Any] | None = None
     try:
         if stack is not None:
@@ -121,7 +124,7 @@ def run_loadtest(opt: Options) -> LoadRun:
         with LiveView(out, opt.live) as view:
             code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
                                     on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
-                                    credentials=creds)
+                                    credentials=creds, cpus=opt.locust_cpus)
         notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
         ledger = fetch_ledger(host, creds.admin_token) if _places_orders(sc) and creds.admin_token else None
     finally:

@@ -68,6 +68,8 @@ def fleet_unsupported(sc: Scenario) -> str | None:
         return "circuit breakers (services.tools.*.circuit_breaker) need the order of outcomes"
     if sc.arrivals.process == "trace" and sc.arrivals.trace and sc.arrivals.trace.prompt_column:
         return "token lengths from a trace (arrivals.trace.prompt_column) are per request"
+    if sc.services.host is not None:
+        return "a shared host CPU (services.host) is processor sharing of each piece of work"
     return None
 
 
@@ -85,8 +87,10 @@ def choose(sc: Scenario, engine: str = "auto") -> str:
     return "des"
 
 
-def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replication: int = 0) -> Results:
-    """One replication with the chosen engine."""
+def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replication: int = 0,
+             fleet_dt: float | None = None) -> Results:
+    """One replication with the chosen engine (`fleet_dt`: the fleet engine's time step, s;
+    None = `sim.fleet.kernels.choose_dt`)."""
     which = choose(sc, engine)
     if which == "des":
         from sim.des import simulate as des
@@ -94,6 +98,6 @@ def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replic
         return des(sc, seed=seed, replication=replication)
     from sim.fleet import simulate as fleet
 
-    res = fleet(sc, seed=seed)
+    res = fleet(sc, seed=seed, dt=fleet_dt)
     res.meta["replication"] = replication
     return res

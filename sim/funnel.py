@@ -1,10 +1,11 @@
 """From "help me buy" to an order, and the free-order cards a user holds.
 
 Rules with no clock of their own (any time is passed in), so that every consumer (the SimPy
-engine now; the reference stack and the load test later) decides the same way from the same
-draws. The engine calls them at three points: a user's first login after the launch
-(`CardRules.join`), a command's start (`Funnel.pick_class`, `Funnel.plan`) and a command's
-success (`Funnel.settle`); an invited friend's registration calls `CardRules.invited`.
+engine, the load test, and the reference stack for the stages an outcome runs) decides the same
+way from the same draws. The clients call them at three points: a user's first login after the
+launch (`CardRules.join`), a command's start (`Funnel.pick_class`, `Funnel.plan`) and a
+command's success (`Funnel.settle`); an invited friend's registration calls `CardRules.invited`.
+The reference stack, told a command's outcome, runs that outcome's stages (`Funnel.stages_for`).
 
 - `Wallet`: the cards one user holds, has earned (at most `max_per_user`) and has redeemed.
 - `CardRules`: cards for joining and for invitations, how likely a user is to open the app on a
@@ -29,6 +30,7 @@ OUTCOMES = (ORDERED, CHANGED_MIND, NO_CARD, OUT_OF_STOCK, PAYMENT_ERROR)
 WITH_CARD, WITHOUT_CARD = "card", "no_card"  # a user's state when a command starts
 STATES = (WITH_CARD, WITHOUT_CARD)
 GOES_AHEAD = (ORDERED, OUT_OF_STOCK, PAYMENT_ERROR)  # the user went on to order
+NOT_ORDERED = (CHANGED_MIND, NO_CARD, OUT_OF_STOCK, PAYMENT_ERROR)  # the command ended without an order
 
 
 class Wallet:
@@ -118,6 +120,13 @@ class Funnel:
     def has_funnel(self, name: str) -> bool:
         return name in self._plans
 
+    def stages_for(self, name: str, outcome: str) -> tuple[int, int]:
+        """(stages that run, index of the charging payment stage or -1) of a command of funnel
+        class `name` with `outcome`. For out_of_stock and payment_error the last stage that runs
+        is the one that fails: the order tool finds no stock, the payment tool declines (the order
+        tool, in a class without a payment stage)."""
+        return self._plans[name][outcome]
+
     def plan(self, name: str, has_card: bool, uniform: Callable[[], float]) -> Plan:
         """The outcome of a command of funnel class `name` (three U(0,1) draws from `uniform`)."""
         f = self.classes[name].funnel
@@ -197,4 +206,4 @@ def poisson_from(uniform: Callable[[], float], mean: float) -> int:
     return k
 
 
-__all__ = ["GOES_AHEAD", "OUTCOMES", "STATES", "CardRules", "Funnel", "Plan", "Wallet", "poisson_from"]
+__all__ = ["GOES_AHEAD", "NOT_ORDERED", "OUTCOMES", "STATES", "CardRules", "Funnel", "Plan", "Wallet", "poisson_from"]

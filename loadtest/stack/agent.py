@@ -25,6 +25,13 @@ rules:
 - a hold or confirm on an inventory service (`orderwork.py`, `inventory.py`) answers 409 when it
   cannot be done: `inventory_conflict` or `hold_expired` (retryable), `sold_out` (final; a paid
   order is refunded).
+
+A command of a class with a funnel may say its `outcome` (`sim.funnel`: the client drew it from
+its user's state and draws): it then runs that outcome's stages only (`Funnel.stages_for`, the
+simulator's rule). Out of stock, the order tool places nothing; declined, the payment tool
+charges nothing; either way, and when the user stopped before the order, the command succeeds
+with its order row ended unpaid under that outcome (`OrderStore.complete`), and the answer says
+the outcome.
 """
 
 from __future__ import annotations
@@ -43,15 +50,27 @@ from loadtest.stack.orderwork import InventoryError, Ledger, OrderTools, with_it
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
+from sim.funnel import NOT_ORDERED, ORDERED, OUT_OF_STOCK, PAYMENT_ERROR, Funnel
 from sim.rules.orders import paid_survives
 from sim.scenario import CommandClass, Stage
 
 PROMPT_OVERHEAD_TOKENS = 3  # BOS, "user", ":" around the one user message
 
 
-def request_hash(command: str, klass: str | None = None) -> str:
+def request_hash(command: str, klass: str | None = None, outcome: str | None = None) -> str:
     text = command if klass is None else f"{klass}\n{command}"
+    if outcome is not None:  # another outcome under the same key is another command
+        text += f"\n{outcome}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def outcome_of(row: dict[str, Any]) -> str | None:
+    """The funnel outcome an order row ended with: ordered (paid), a NOT_ORDERED outcome, or None
+    while it runs (or refunded)."""
+    status = row.get("status")
+    if status in ("paid", "completed"):
+        return ORDERED
+    return str(status) if status in NOT_ORDERED else None
 
 
 def order_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +99,7 @@ class Started:
     row: dict[str, Any] | None
     ticket: Slot | None
     replay: dict[str, Any] | None = None
+    outcome: str | None = None  # the funnel outcome the client asked for (None: every stage, as ordered)
 
 
 @dataclass
@@ -102,6 +122,7 @@ class Agent:
         self.vocab: Vocabulary = stack.llm.vocab
         self._cancel = stack.deadlines.servers_cancel()
         self.tools = OrderTools(stack)
+        self.funnel = Funnel(stack.scenario.workload)
 
     def class_of(self, klass: str | None) -> str:
         """The class a command runs (None: the default); 400 for a name the scenario lacks."""
@@ -113,20 +134,25 @@ class Agent:
         return klass
 
     async def start(self, user: str, key: str, command: str, deadline: float | None,
-                    klass: str | None = None) -> Started:
+                    klass: str | None = None, outcome: str | None = None) -> Started:
         """Claim the order (order-placing classes) and a gateway slot. Raises `APIError` for an
-        unknown class (400), a key reused with another command (422) or overload (503/504)."""
+        unknown class or an outcome for a class without a funnel (400), a key reused with another
+        command (422) or overload (503/504)."""
         st = self.stack
         name = self.class_of(klass)
+        if outcome is not None and not self.funnel.has_funnel(name):
+            raise APIError(400, f"'outcome': class '{name}' has no funnel (workload.classes.{name}.funnel); "
+                           f"got {outcome!r}", "outcome_without_funnel", "outcome")
         row = None
         if self.classes[name].places_order:
-            kind, row = await st.store.claim(user, key, request_hash(command, klass), st.opts.order_lease_s)
+            kind, row = await st.store.claim(user, key, request_hash(command, klass, outcome), st.opts.order_lease_s)
             if kind == "mismatch":
                 raise APIError(422, "this Idempotency-Key was used with a different command",
                                "idempotency_key_reused", "Idempotency-Key")
             if kind == "replay":
                 st.metrics.orders.inc(("replayed",))
-                return Started(name, row, None, {"order": order_view(row), "answer": row["answer"], "usage": None})
+                return Started(name, row, None, {"order": order_view(row), "answer": row["answer"], "usage": None,
+                                                 "outcome": outcome_of(row)}, outcome)
             if kind == "refunded":  # it could not be fulfilled after payment: the answer stays sold out
                 err = InventoryError("order", "sold_out")
                 err.extra = {"order": order_view(row)}
@@ -139,7 +165,7 @@ class Agent:
             if row is not None:
                 await self._release(row["id"], getattr(e, "code", None) or "cancelled")
             raise
-        return Started(name, row, ticket)
+        return Started(name, row, ticket, None, outcome)
 
     async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
         """Run the stages of a started command; the response body. Raises `APIError`."""
@@ -156,13 +182,18 @@ class Agent:
         t_start, llm_s = time.perf_counter(), [0.0]
         calls: list[dict[str, Any]] = []
         answer, ctx, ledger = "", Context(), Ledger()
+        stages, fails_at = self._funnel_stages(started)
+        ordered = started.outcome in (None, ORDERED)
         i = 0
         try:
-            for i, stage in enumerate(cls.stages):
+            for i, stage in enumerate(stages):
                 if progress:
                     await progress(stage.tool.service if stage.tool else f"llm_{i}")
                 if stage.tool is not None:
-                    row = await self.tools.run(stage, i, row, command, deadline, ledger)
+                    if i == fails_at:  # the funnel's outcome: no stock, or declined: the call, no work done
+                        await self.tools.run(stage, i, None, command, deadline, ledger)
+                    else:
+                        row = await self.tools.run(stage, i, row, command, deadline, ledger)
                     self._grow(ctx, stage, i)
                     continue
                 t, call = time.perf_counter(), LLMCall(t_start)
@@ -174,7 +205,7 @@ class Agent:
                         calls.append(call.view())
                         if progress:
                             await progress(f"llm_{i}", calls[-1])
-            if row is not None and row["status"] not in ("paid", "completed"):
+            if row is not None and ordered and row["status"] not in ("paid", "completed"):
                 # no payment stage: placed and paid at the end (no service time: the scenario models none)
                 row = await self.tools.pay(with_item(row, command), None, ledger, via_service=False)
         except (ServiceError, LLMError, APIError) as e:
@@ -192,11 +223,22 @@ class Agent:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         timing = {"llm_s": llm_s[0], "total_s": time.perf_counter() - t_start, "llm_calls": calls}
         if row is None:
-            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing, "ledger": None}
-        final = await st.store.complete(row["id"], answer.strip())
-        st.metrics.orders.inc(("completed",))
+            return {"order": None, "answer": answer.strip(), "usage": usage, "timing": timing, "ledger": None,
+                    "outcome": None}
+        ended = "completed" if ordered else str(started.outcome)
+        final = await st.store.complete(row["id"], answer.strip(), ended)
+        st.metrics.orders.inc((ended,))
         return {"order": order_view(final), "answer": final["answer"], "usage": usage, "timing": timing,
-                "ledger": ledger.view()}
+                "ledger": ledger.view(), "outcome": outcome_of(final)}
+
+    def _funnel_stages(self, started: Started) -> tuple[list[Stage], int]:
+        """The stages a command runs and the index of the one that fails by the funnel's outcome
+        (-1: none): every stage without an outcome, else the outcome's (`Funnel.stages_for`)."""
+        stages = list(self.classes[started.klass].stages)
+        if started.outcome is None:
+            return stages, -1
+        n, _ = self.funnel.stages_for(started.klass, started.outcome)
+        return stages[:n], n - 1 if started.outcome in (OUT_OF_STOCK, PAYMENT_ERROR) else -1
 
     async def _attempt_error(self, e: Exception, row: dict[str, Any] | None, ledger: Ledger) -> APIError:
         """The attempt's error, carrying (for a stream's error event) the order as it now is and

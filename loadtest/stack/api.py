@@ -20,6 +20,7 @@ from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, 
 from loadtest.stack.jsontypes import Bool, Text
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
+from sim.funnel import OUTCOMES
 
 session_scheme = HTTPBearer(auto_error=False, description="session token from /v1/auth/login")
 _ERRORS_WITH_CONFLICT = {**ERROR_RESPONSES,
@@ -48,17 +49,25 @@ class AgentCommandBase(BaseModel):
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
 
 
-def agent_command_model(classes: list[str]) -> type[AgentCommandBase]:
-    """The request schema naming this stack's command classes (so OpenAPI tells them)."""
+def agent_command_model(classes: list[str], funnel_classes: list[str]) -> type[AgentCommandBase]:
+    """The request schema naming this stack's command classes (so OpenAPI tells them), with
+    `outcome` only when a class has a funnel (elsewhere it is an unknown field: 400)."""
     klass: Any = Literal[tuple(classes)] | None if classes else None  # type: ignore[valid-type]
     field = Field(default=None, alias="class", description="the scenario's command class whose stages run "
                   "(default: the most likely order-placing class)")
-    return create_model("AgentCommand", __base__=AgentCommandBase, klass=(klass, field))  # type: ignore[call-overload]
+    fields: dict[str, Any] = {"klass": (klass, field)}
+    if funnel_classes:
+        fields["outcome"] = (Literal[OUTCOMES] | None, Field(  # type: ignore[valid-type]
+            default=None, description=f"for a class with a funnel ({', '.join(funnel_classes)}; another class: 400): "
+            "the outcome the client's user drew (sim.funnel); only that outcome's stages run, out_of_stock places "
+            "nothing, payment_error charges nothing (default: every stage, the order placed and paid)"))
+    return create_model("AgentCommand", __base__=AgentCommandBase, **fields)  # type: ignore[call-overload]
 
 
 class Order(BaseModel):
     id: str
-    status: str = Field(description="pending, placed, paid or completed")
+    status: str = Field(description="pending, placed, paid or completed; or how a command ended without an "
+                        "order: changed_mind, no_card, out_of_stock, payment_error (unpaid)")
     sku: str | None
     item: str | None
     price_cents: int | None
@@ -98,6 +107,9 @@ class AgentResult(BaseModel):
     timing: Timing | None = Field(default=None, description="null on replay")
     ledger: AttemptLedger | None = Field(default=None, description="what this attempt did to the money; null on "
                                                                    "replay or for a class that places no order")
+    outcome: str | None = Field(default=None, description="the funnel's outcome: ordered (placed and paid), "
+                                "changed_mind, no_card, out_of_stock or payment_error; null for a class that "
+                                "places no order")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -143,12 +155,13 @@ class AgentStream:
 def make_router(stack: Stack) -> APIRouter:
     router = APIRouter()
     agent = Agent(stack)
-    command_model = agent_command_model(sorted(agent.classes))
+    command_model = agent_command_model(sorted(agent.classes), sorted(n for n in agent.classes
+                                                                      if agent.funnel.has_funnel(n)))
     sessions_required = stack.auth is not None  # a scenario without auth has no sessions to check
 
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
                  summary="Log in and get a session token")
-    async def login(body: LoginRequest, request: Request) -> dict[str, Any]:
+    async def login(body: LoginRequest, request: Request) -> JSONResponse:
         deadline = parse_deadline(request)
         stack.gateway.rate_limit("user:" + body.username)
 
@@ -166,7 +179,10 @@ def make_router(stack: Stack) -> APIRouter:
                 raise APIError(504, "the auth service did not answer in time", "auth_timeout") from None
             raise retry_after(503, f"the auth service is unavailable ({e.code})", f"auth_{e.code}",
                               e.retry_after_s) from None
-        return {"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s, "user": body.username}
+        # a JSONResponse, not a dict: FastAPI would validate it against LoginResponse (which stays
+        # for the docs) on every login, and a login storm is when logins must be cheapest
+        return JSONResponse({"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s,
+                             "user": body.username})
 
     @router.post("/v1/agent/commands", response_model=AgentResult, tags=["agent"], summary="Run an agent command",
                  responses={**_ERRORS_WITH_CONFLICT, 200: {"content": {"text/event-stream": {}}}},
@@ -180,7 +196,8 @@ def make_router(stack: Stack) -> APIRouter:
         stack.gateway.rate_limit("user:" + user)
         req: Any = body
         # a client gone while its command waits for admission leaves the queue
-        started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass))
+        started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass,
+                                                             getattr(req, "outcome", None)))
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
         assert started.ticket is not None

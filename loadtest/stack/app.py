@@ -34,7 +34,10 @@ def create_app(scenario: Scenario | None = None, options: StackOptions | None = 
         finally:
             await stack.stop()
 
+    # FastAPI's own OpenTelemetry is off: the stack has its Prometheus metrics, and the check
+    # whether a provider is configured runs on every request (rejections included)
     app = FastAPI(title="surge reference stack", version="0.1.0", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="A small, honest agent stack: OpenAI-compatible chat, an ordering agent, "
                               "overload protection and fault injection. See README, 'Reference stack'.")
     app.state.stack = stack

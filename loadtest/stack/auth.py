@@ -41,7 +41,7 @@ def unit_hash(seed: int, epoch: int, session_id: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-class Sessions:
+class TokenSessions:
     """Issues and verifies session tokens valid for `ttl_s` seconds; `seed` decides which
     sessions a partial `session_invalidation` takes."""
 
@@ -104,7 +104,7 @@ def _invalid() -> APIError:
                     headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_session(request: Request, sessions: Sessions) -> str:
+def require_session(request: Request, sessions: TokenSessions) -> str:
     """The session's user; 401 when the token is missing, wrong, expired or invalidated."""
     token = bearer(request)
     if token is None:
@@ -115,7 +115,7 @@ def require_session(request: Request, sessions: Sessions) -> str:
     return user
 
 
-def chat_session(request: Request, sessions: Sessions, required: bool) -> str | None:
+def chat_session(request: Request, sessions: TokenSessions, required: bool) -> str | None:
     """The session user of a chat request, or None for a caller without one of this stack's
     sessions. A token this stack signed is always checked (401 when expired or invalidated, so
     a session invalidation reaches chat as it reaches agent commands); any other bearer token is

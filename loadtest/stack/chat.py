@@ -116,22 +116,33 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _stream(g: Generation, ticket: Slot, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+async def sse_stream(g: Generation, slot: Slot, head: dict[str, Any], include_usage: bool,
+                     chunk: Callable[[str, str | None], bytes], opening: bytes | None = None) -> AsyncIterator[bytes]:
+    """A streamed answer (chat or text completion, `chunk` shapes one piece): the pieces, the
+    finish, the usage if asked, an error in-band (the headers are gone, as OpenAI does), then
+    `[DONE]`; the gateway slot is released however the stream ends."""
+    try:
+        if opening is not None:
+            yield opening
+        async for piece in g:
+            yield chunk(piece, None)
+        yield chunk("", g.finish_reason)
+        if include_usage:
+            yield sse({**head, "choices": [], "usage": usage_of(g)})
+    except LLMError as e:
+        yield sse(llm_error(e).body())
+    finally:
+        slot.release()
+    yield sse("[DONE]")
+
+
+def _stream(g: Generation, ticket: Slot, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
         return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
-    try:
-        yield chunk({"role": "assistant", "content": ""}, None)
-        async for piece in g:
-            yield chunk({"content": piece}, None)
-        yield chunk({}, g.finish_reason)
-        if include_usage:
-            yield sse({**head, "choices": [], "usage": usage_of(g)})
-    except LLMError as e:  # headers are gone: report in-band, as OpenAI does
-        yield sse(llm_error(e).body())
-    finally:
-        ticket.release()
-    yield sse("[DONE]")
+    return sse_stream(g, ticket, head, include_usage,
+                      lambda piece, finish: chunk({"content": piece} if finish is None else {}, finish),
+                      opening=chunk({"role": "assistant", "content": ""}, None))
 
 
 def make_router(stack: Stack) -> APIRouter:

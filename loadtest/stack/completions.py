@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from starlette.background import BackgroundTask
 
 from loadtest.stack.auth import chat_session
-from loadtest.stack.chat import CLASS_HEADER, llm_error, sse, stop_stream, usage_of
+from loadtest.stack.chat import CLASS_HEADER, llm_error, sse, sse_stream, stop_stream, usage_of
 from loadtest.stack.disconnect import while_connected
 from loadtest.stack.errors import ERROR_RESPONSES, APIError
 from loadtest.stack.gateway import Slot, behind_admission, client_key, mark_admitted, parse_deadline
@@ -44,21 +44,11 @@ def completion_request_model(max_tokens_cap: int) -> type[CompletionRequestBase]
     return create_model("CompletionRequest", __base__=CompletionRequestBase, max_tokens=limit)  # type: ignore[call-overload]
 
 
-async def _stream(g: Generation, slot: Slot, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+def _stream(g: Generation, slot: Slot, head: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
     def chunk(text: str, finish: str | None) -> bytes:
         return sse({**head, "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]})
 
-    try:
-        async for piece in g:
-            yield chunk(piece, None)
-        yield chunk("", g.finish_reason)
-        if include_usage:
-            yield sse({**head, "choices": [], "usage": usage_of(g)})
-    except LLMError as e:  # headers are gone: report in-band, as OpenAI does
-        yield sse(llm_error(e).body())
-    finally:
-        slot.release()
-    yield sse("[DONE]")
+    return sse_stream(g, slot, head, include_usage, chunk)
 
 
 def make_router(stack: Stack) -> APIRouter:

@@ -13,12 +13,16 @@ In order, for each HTTP request:
 4. every request is counted and timed by route template and status, and the answers of
    requests the gateway admitted carry `X-Surge-Admitted: 1` (`gateway.mark_admitted`).
 Answers given here close the connection when part of the body may still be unread.
+
+`GET /healthz` (liveness) is answered here, before everything else, from bytes made once: it
+must stay cheap and fast when the app is overloaded (the route in `admin.py` documents it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from typing import Any
@@ -36,6 +40,12 @@ _TOO_SLOW = APIError(408, "the request body did not arrive in time", "request_ti
 
 
 DRAIN_FACTOR = 4  # a refused body up to this many times the limit is read (and dropped) first
+
+HEALTHZ_PATH = "/healthz"
+HEALTHZ_BODY = {"status": "ok"}
+_HEALTHZ_BYTES = json.dumps(HEALTHZ_BODY).encode()
+_HEALTHZ_START = {"type": "http.response.start", "status": 200, "headers": [
+    (b"content-type", b"application/json"), (b"content-length", str(len(_HEALTHZ_BYTES)).encode())]}
 
 
 class _Refused(Exception):
@@ -57,6 +67,8 @@ class Edge:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
+        if scope["path"] == HEALTHZ_PATH and scope["method"] in ("GET", "HEAD"):
+            return await self._healthz(scope, send, t0)
         status = [0]
 
         async def observed_send(msg: dict[str, Any]) -> None:
@@ -85,6 +97,14 @@ class Edge:
             labels = (scope.get("method", ""), path, str(status[0] or 500))
             self.stack.metrics.requests.inc(labels)
             self.stack.metrics.latency.observe(labels, time.perf_counter() - t0)
+
+    async def _healthz(self, scope: dict[str, Any], send: Any, t0: float) -> None:
+        """Liveness from bytes made once; counted and timed like any request."""
+        await send(_HEALTHZ_START)
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else _HEALTHZ_BYTES})
+        labels = (scope["method"], HEALTHZ_PATH, "200")
+        self.stack.metrics.requests.inc(labels)
+        self.stack.metrics.latency.observe(labels, time.perf_counter() - t0)
 
     def _check_head(self, scope: dict[str, Any]) -> None:
         """Refuse from the request head alone: a declared body too large, an arrival to shed."""
@@ -164,10 +184,21 @@ def _admission_headers(wait_s: float | None) -> list[tuple[bytes, bytes]]:
 
 
 async def _send_error(send: Any, error: APIError, close: bool) -> None:
-    data = json.dumps(error.body()).encode()
+    head, data = _error_bytes(error.status, error.message, error.code, error.param,
+                              tuple(error.headers.items()), close)
+    await send({"type": "http.response.start", "status": error.status, "headers": list(head)})
+    await send({"type": "http.response.body", "body": data})
+
+
+@functools.lru_cache(maxsize=256)
+def _error_bytes(status: int, message: str, code: str | None, param: str | None,
+                 extra: tuple[tuple[str, str], ...], close: bool) -> tuple[tuple[tuple[bytes, bytes], ...], bytes]:
+    """The headers and body of an answer given here. Made once per distinct answer: the ones
+    that come often under overload (a shed 503 differs only in its Retry-After, whole seconds)
+    then cost no JSON and no header building."""
+    data = json.dumps(APIError(status, message, code, param).body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
     if close:
         headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    return tuple(headers), data

@@ -11,8 +11,11 @@ decode steps, and finished ones leave without stalling the rest.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -61,12 +64,15 @@ class Sequence:
 
 @dataclass
 class StepStats:
-    """What one scheduler step did: sequences in the batch, tokens in, tokens out, seconds."""
+    """What one scheduler step did: sequences in the batch, tokens in, tokens out, seconds (wall
+    time, and the CPU time of the engine's thread: less than the wall time when other threads or
+    processes took the core meanwhile)."""
 
     batch_seqs: int
     prefill_tokens: int
     new_tokens: int
     duration_s: float
+    cpu_s: float = 0.0
 
 
 class Engine:
@@ -95,6 +101,7 @@ class Engine:
         self.submitted = 0  # sequences handed to this replica (router reads `load`)
         self.done = 0
         self.preemptions = 0
+        self.cpu_s = 0.0  # CPU seconds of this replica's steps so far (its thread's CPU clock)
 
     # ---- thread-safe API -------------------------------------------------------------
     @property
@@ -125,8 +132,11 @@ class Engine:
         self._inbox.put(None)
         self._wake.set()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"llm-replica-{self.index}", daemon=True)
+    def start(self, nice: int = 0) -> None:
+        """Run the loop in a thread; `nice` > 0 lowers that thread's CPU priority (Linux: per
+        thread), so that the event loop sharing the core gets the CPU first whenever it has work."""
+        self._thread = threading.Thread(target=self._loop, args=(nice,), name=f"llm-replica-{self.index}",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -138,7 +148,9 @@ class Engine:
             self._thread.join(timeout_s)
 
     # ---- engine thread -------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, nice: int = 0) -> None:
+        if nice > 0:
+            lower_thread_priority(nice)
         with torch.inference_mode():
             while not self._stop.is_set():
                 if not self.waiting and not self.running:
@@ -243,7 +255,7 @@ class Engine:
 
     def step(self) -> StepStats:
         """One scheduler iteration; returns what it did (zeros when idle)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._drain_inbox()
         self._reap()
         decodes = self._schedule_decodes()
@@ -253,8 +265,9 @@ class Engine:
             new += self._run([(s, 1) for s in sorted(decodes, key=lambda s: s.slot)])  # type: ignore[arg-type, return-value]
         if prefills:
             new += self._run(prefills)
-        dt = time.perf_counter() - t0
-        stats = StepStats(len(decodes) + len(prefills), sum(c for _, c in prefills), new, dt)
+        dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        self.cpu_s += cpu
+        stats = StepStats(len(decodes) + len(prefills), sum(c for _, c in prefills), new, dt, cpu)
         if decodes or prefills:
             factor = self.slowdown()
             if factor > 1.0:  # a slowdown fault stretches every step, like a throttled GPU
@@ -319,3 +332,15 @@ class Engine:
             if s.generated >= s.max_tokens:
                 self._finish(s, "done", "length")
         return len(ready)
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Add `nice` to the calling thread's nice value (Linux applies it to that thread alone;
+    lowering one's priority needs no privilege). False where not supported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        return True
+    return False

@@ -7,7 +7,7 @@ targets) applied now. What the faults in force on a target do together is
 outage failing the queue). Expiry needs no polling: the board ends a fault at its time.
 
 session_invalidation (target auth): that fraction of the sessions issued so far stops being
-valid at once (which ones: a seeded hash of the session, see `auth.Sessions`).
+valid at once (which ones: a seeded hash of the session, see `auth.TokenSessions`).
 """
 
 from __future__ import annotations

@@ -126,6 +126,7 @@ class LocalLLM:
                  metrics: StackMetrics, rng: np.random.Generator, seed: int) -> None:
         self.fleet, self.model, self.faults, self.metrics, self._rng = fleet, model, faults, metrics, rng
         self.model_name = opts.model_name
+        self._engine_nice = opts.engine_nice
         self.max_context = model.max_context
         self.vocab = Vocabulary(model.vocab)
         if opts.torch_threads:
@@ -154,6 +155,8 @@ class LocalLLM:
         reg.gauge("vllm:kv_cache_usage_perc", "fraction of the KV cache in use (0..1)",
                   lambda: [(k, e.kv_used_tokens / e.kv_capacity_tokens) for k, e in zip(each, self.engines, strict=True)],
                   ("replica", "model_name"))
+        reg.counter_from("surge_llm_step_cpu_seconds", "CPU seconds the replica's engine thread spent in steps",
+                         lambda: [((str(e.index),), e.cpu_s) for e in self.engines], ("replica",))
         reg.counter_from("vllm:num_preemptions", "sequences preempted so far (recompute)",
                          lambda: [(k, e.preemptions) for k, e in zip(each, self.engines, strict=True)],
                          ("replica", "model_name"))
@@ -195,7 +198,7 @@ class LocalLLM:
 
     def start(self) -> None:
         for e in self.engines:
-            e.start()
+            e.start(self._engine_nice)
 
     def stop(self) -> None:
         for e in self.engines:

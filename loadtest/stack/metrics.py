@@ -12,6 +12,8 @@ vLLM work here; the rest are `surge_*`.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import prometheus_client as prom
@@ -105,6 +107,21 @@ class StackMetrics:
                                 LATENCY_BUCKETS_S)
         self.tool_calls = r.counter("surge_tool_calls_total", "tool calls by outcome", ("tool", "outcome"))
         self.orders = r.counter("surge_orders_total", "agent order outcomes", ("outcome",))
+        self.loop_lag = r.histogram("surge_event_loop_lag_seconds", "how late a timer of the event loop "
+                                    f"fires (seconds; one every {LOOP_LAG_EVERY_S:g} s)", LATENCY_BUCKETS_S)
 
     def render(self) -> str:
         return self.registry.render()
+
+
+LOOP_LAG_EVERY_S = 0.05
+
+
+async def watch_loop_lag(metrics: StackMetrics, every_s: float = LOOP_LAG_EVERY_S) -> None:
+    """Observe, every `every_s`, how much later than asked the event loop woke this task: the
+    wait any request's next step has behind the loop's other work (and the GIL) at that moment.
+    Runs until cancelled."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(every_s)
+        metrics.loop_lag.observe((), max(0.0, time.perf_counter() - t - every_s))

@@ -63,6 +63,12 @@ class StackOptions:
     # 5 ms the event loop waits up to that long for each of its turns (a convoy: every I/O
     # wait hands the GIL to an engine thread), which is what made rejections and /healthz slow.
     gil_switch_interval_s: float = 0.0005
+    # Nice value added to each local engine thread. The engines and the event loop share the
+    # process's CPU; when both want it, the loop, whose turns are short (admission, rejection,
+    # /healthz, streaming a token), goes first, so an engine step cannot hold up a 503 or a
+    # health check for a whole scheduler slice. The engines still get every cycle the loop does
+    # not use. 0: no change.
+    engine_nice: int = 5
 
     def __post_init__(self) -> None:
         for name in ("admin_token", "session_secret", "user_secret"):
@@ -74,6 +80,8 @@ class StackOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise OptionsError(f"'{name}' must be a positive number of seconds (got {v!r})")
+        if isinstance(self.engine_nice, bool) or not isinstance(self.engine_nice, int) or not 0 <= self.engine_nice <= 19:
+            raise OptionsError(f"'engine_nice' must be an integer from 0 to 19 (got {self.engine_nice!r})")
         if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
             raise OptionsError(f"'max_body_bytes' must be a positive integer (got {self.max_body_bytes!r})")
 

@@ -7,6 +7,9 @@
   (`duplicate_payments`): the retry or concurrent attempt that would have paid twice.
 - An order that cannot be fulfilled after payment (its stock sold out, `loadtest/stack/inventory.py`)
   is `refunded`, once (`refunds.order_id` is UNIQUE); a retry of it answers sold out again.
+- A command that ends without an order (the funnel's outcome, `sim.funnel`: the user changed
+  their mind or has no card, the item is out of stock, the payment was declined) ends its row
+  with that outcome as its status, unpaid; a retry replays it as it replays a completed order.
 - An attempt holds a lease on its order (`owner`, `lease_until`). A retry while the lease is
   held by this process is "concurrent": a second attempt on the same order, as a client retry
   is in the simulator (the order is still placed once, paid once, completed once); a lease held
@@ -28,13 +31,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from sim.funnel import NOT_ORDERED
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
   id TEXT PRIMARY KEY,
   user_id TEXT NOT NULL,
   idempotency_key TEXT NOT NULL,
   request_hash TEXT NOT NULL,
-  status TEXT NOT NULL,            -- progress: pending, placed, paid, completed; or refunded
+  status TEXT NOT NULL,            -- progress: pending, placed, paid, completed; or refunded; or a NOT_ORDERED outcome
   owner TEXT NOT NULL,
   lease_until REAL NOT NULL,
   attempts INTEGER NOT NULL,
@@ -60,6 +65,8 @@ CREATE TABLE IF NOT EXISTS refunds (
 """
 
 Claim = Literal["new", "resumed", "replay", "concurrent", "mismatch", "refunded"]
+ENDED = ("completed", *NOT_ORDERED)  # the statuses of a command that finished: a retry replays it
+_ENDED_SQL = ", ".join(f"'{s}'" for s in ENDED)
 
 
 class OrderStore:
@@ -133,7 +140,7 @@ class OrderStore:
             return "new", row
         if row["request_hash"] != rhash:
             return "mismatch", row
-        if row["status"] == "completed":
+        if row["status"] in ENDED:
             return "replay", row
         if row["status"] == "refunded":
             return "refunded", row
@@ -177,12 +184,15 @@ class OrderStore:
         """The wrong_item fault struck this order (the user finds out afterwards)."""
         await self._run(self._tx, lambda db: db.execute("UPDATE orders SET wrong_item=1 WHERE id=?", (order_id,)))
 
-    async def complete(self, order_id: str, answer: str) -> dict[str, Any]:
-        """Mark the order done and release its lease; returns the final row. The first attempt
-        to finish stores its answer; a concurrent one finishing later gets the same row."""
+    async def complete(self, order_id: str, answer: str, status: str = "completed") -> dict[str, Any]:
+        """Mark the order done (`status`: completed, or the NOT_ORDERED outcome it ended with) and
+        release its lease; returns the final row. The first attempt to finish stores its answer;
+        a concurrent one finishing later gets the same row."""
+        assert status in ENDED, status
         def fn(db: sqlite3.Connection) -> dict[str, Any]:
-            db.execute("UPDATE orders SET status='completed', answer=?, lease_until=0, last_error=NULL,"
-                       " updated_at=? WHERE id=? AND status != 'completed'", (answer, time.time(), order_id))
+            db.execute(f"UPDATE orders SET status=?, answer=?, lease_until=0, last_error=NULL,"  # noqa: S608 - constants
+                       f" updated_at=? WHERE id=? AND status NOT IN ({_ENDED_SQL})",
+                       (status, answer, time.time(), order_id))
             return dict(db.execute("SELECT * FROM orders WHERE id=?", (order_id,)).fetchone())
         return await self._run(self._tx, fn)
 

@@ -134,7 +134,10 @@ def serve(scenario: Scenario | None = None, options: StackOptions | None = None,
     opts = options or StackOptions()
     sys.setswitchinterval(opts.gil_switch_interval_s)  # a whole process setting: set where the process serves
     app = create_app(scenario, opts)
+    # No proxy-header rewriting: nothing sits in front of the stack, and uvicorn would trust
+    # X-Forwarded-For from any loopback client (the rate limiter keys on the address), at a
+    # cost on every request. No Server header: every answer, 503s above all, stays minimal.
     uv = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
                         timeout_graceful_shutdown=int(opts.drain_timeout_s), http=timed_protocol(opts),
-                        backlog=4096)
+                        backlog=4096, proxy_headers=False, server_header=False)
     DrainingServer(uv, app.state.stack).run()

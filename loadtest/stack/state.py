@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import numpy as np
 
-from loadtest.stack.auth import Sessions
+from loadtest.stack.auth import TokenSessions
 from loadtest.stack.faults import ActiveFault, FaultBoard
 from loadtest.stack.gateway import HttpGateway
 from loadtest.stack.inventory import StockStore
 from loadtest.stack.llm import LLM, LocalLLM
-from loadtest.stack.metrics import StackMetrics
+from loadtest.stack.metrics import StackMetrics, watch_loop_lag
 from loadtest.stack.options import StackOptions
 from loadtest.stack.orders import OrderStore
 from loadtest.stack.services import Downstream
@@ -44,7 +44,7 @@ class Stack:
         self.gateway = HttpGateway(sc, self.faults, self.metrics, streams("service.gateway"))
         self.auth = (Downstream("auth", sv.auth, self.faults, self.metrics, streams("service.auth"), d)
                      if sv.auth else None)
-        self.sessions = Sessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
+        self.sessions = TokenSessions(opts.session_secret, sv.auth.session_ttl_s if sv.auth else 86_400.0,
                                  self.faults, self.seed)
         self.tools = {name: Downstream(name, t, self.faults, self.metrics, streams(f"service.{name}"), d)
                       for name, t in sv.tools.items()}
@@ -63,6 +63,7 @@ class Stack:
         self._inventory_rng = {name: streams(f"inventory.{name}") for name in sv.tools}
         self.ready = False
         self.draining = False
+        self._lag_watch: asyncio.Task[None] | None = None
         self.metrics.registry.gauge("surge_ready", "1 when serving, 0 while starting or draining",
                                     lambda: [((), float(self.ready and not self.draining))])
         services = ([("auth", self.auth)] if self.auth else []) + list(self.tools.items())
@@ -78,10 +79,13 @@ class Stack:
     async def start(self) -> None:
         await self.store.open()
         self.llm.start()
+        self._lag_watch = asyncio.get_running_loop().create_task(watch_loop_lag(self.metrics))
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
         self.llm.stop()
         await self.store.close()
 

@@ -20,7 +20,8 @@ from sim.cli.options import USER_ERROR
 from sim.errors import SurgeError
 
 # modules with a `register(app)`; each imports its heavy parts inside its commands
-COMMANDS = ("sim.cli.core", "sim.campaign.cli", "sim.planning.cli", "loadtest.cli", "loadtest.calibrate_cli")
+COMMANDS = ("sim.cli.core", "sim.campaign.cli", "sim.planning.cli", "loadtest.cli", "loadtest.calibrate_cli",
+            "loadtest.validate_cli")
 _app: typer.Typer | None = None
 
 

@@ -69,6 +69,10 @@ def run(
     fail_on_slo: Annotated[bool, typer.Option(help=f"exit {SLO_BREACH} when an SLO is missed")] = False,
     data_dir: DataDir = None,
     engine: Annotated[str, typer.Option(help="des (SimPy), fleet (vectorised) or auto (sim.engines.choose)")] = "des",
+    scale: Annotated[str | None, typer.Option(help="scale population and capacities by a factor, or 'full' "
+                                                   "(the real fleet: 1 / population.scale)")] = None,
+    fleet_dt: Annotated[float | None, typer.Option(min=0.001, max=60.0, help="the fleet engine's time step, s "
+                                                    "(default: fine enough for the scenario's latencies)")] = None,
 ) -> None:
     """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
     from sim.engines import choose
@@ -77,15 +81,19 @@ def run(
     from sim.scenario import load_scenario
 
     sc = load_scenario(scenario, set_ or [], seed=seed, data_dir=data_dir)
+    if scale is not None:
+        from sim.rules.scaling import scale_factor, scale_scenario
+
+        sc = scale_scenario(sc, scale_factor(sc, scale))
     which = choose(sc, engine)  # an engine that cannot run the scenario says so before any folder is made
     folder = writable_folder(out or Path("runs") / sc.name)
     with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
-            results = run_single(sc, folder, tick, engine=which)
+            results = run_single(sc, folder, tick, engine=which, fleet_dt=fleet_dt)
             _print_summary(results)
             _metastability(results, sc, folder)
         else:
-            results = run_replications(sc, folder, replications, jobs, tick, engine=which)
+            results = run_replications(sc, folder, replications, jobs, tick, engine=which, fleet_dt=fleet_dt)
             _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)

@@ -25,6 +25,7 @@ from sim.dists import sampler
 from sim.funnel import GOES_AHEAD, OUTCOMES, STATES, Funnel, Plan
 from sim.results import Recorder
 from sim.results import names as N
+from sim.results.recorder import IntervalHistogram
 from sim.rules.attempts import (
     ABANDON,
     DONE,
@@ -57,12 +58,32 @@ class SimCommand(Command):
     __slots__ = ("plan", "user", "n_stages", "pay_stage", "payments", "ended")
 
     def __init__(self, name: str, cls: Any, t0: float, prompt0: int = -1, output0: int = -1) -> None:
-        super().__init__(name, cls, t0, prompt0, output0)
+        # Command's fields set here rather than by super().__init__: one call less per command
+        self.name, self.cls, self.t0, self.prompt0, self.output0 = name, cls, t0, prompt0, output0
+        self.order: Any = None  # the order this command places (sim.rules.orders), once it has one
         self.plan: Plan | None = None  # the funnel's plan, if the class has a funnel
         self.user: Any = None  # the sim.des.users.User, for a launch
         self.n_stages = self.pay_stage = -1  # stages to run (-1: all); index of the charging payment stage
         self.payments = 0  # charges so far, over all attempts (also attempts the client gave up on)
         self.ended = False
+
+
+class ClassTally:
+    """One command class's series and histograms, fetched from the recorder once: the hot path
+    increments them by interval index, with no lookup by name."""
+
+    __slots__ = ("arrived", "attempts", "retries", "admitted", "completed", "good", "e2e", "llm",
+                 "good_within_s", "funnel", "places_order")
+
+    def __init__(self, rec: Recorder, name: str, cls: Any, hists: tuple[IntervalHistogram, ...],
+                 good_within_s: float, funnel: bool) -> None:
+        self.arrived, self.attempts, self.retries, self.admitted, self.completed, self.good = (
+            rec.series(N.of_class(m, name)) for m in ("arrived", "attempts", "retries", "admitted", "completed", "good"))
+        self.e2e = hists[0]
+        self.llm = hists[1:]  # (ttft, tpot), per LLM call (sim.des.stack)
+        self.good_within_s = good_within_s  # a success this fast counts as good (the class e2e SLO)
+        self.funnel = funnel
+        self.places_order = bool(cls.places_order)
 
 
 class SessionState:
@@ -87,6 +108,7 @@ class Client:
         self._classes = list(sc.workload.classes.items())
         self._cum = [sum(c.probability for _, c in self._classes[: i + 1]) for i in range(len(self._classes))]
         self._cls_u = stack.uniforms("client.class")
+        self._picks = list(zip(self._cum, self._classes, strict=True))
         pop = sc.population
         self.n_commands = sampler(pop.commands_per_session if pop else None, streams("session.commands"))
         self.think = sampler(pop.think_time_s if pop else None, streams("session.think"))
@@ -96,16 +118,17 @@ class Client:
         self.in_flight = 0
         self._untimed = self.spec.timeout_s is None
         e2e_slo = {n: s.e2e_p99_s for n, s in sc.slos.items()}
-        self._good_within = {n: e2e_slo.get(n) or math.inf for n, _ in self._classes}
-        self._s = {m: {n: rec.series(N.of_class(m, n)) for n, _ in self._classes} for m in N.CLASS_COUNTERS}
+        self.funnel = Funnel(sc.workload)
+        # histograms created in this order (all e2e, then ttft and tpot per class): it is the files' order
+        e2e = {n: rec.hist("e2e", n) for n, _ in self._classes}
+        llm = {n: (rec.hist("ttft", n), rec.hist("tpot", n)) for n, _ in self._classes}
+        self.tallies = {n: ClassTally(rec, n, c, (e2e[n], *llm[n]), e2e_slo.get(n) or math.inf,
+                                      self.funnel.has_funnel(n)) for n, c in self._classes}
         self._failed: dict[tuple[str, str], list[float]] = {
             (n, r): rec.series(N.failed(n, r)) for n, _ in self._classes for r in N.REASONS}
         self._attempt_failed: dict[str, list[float]] = {r: rec.series(N.attempt_failed(r)) for r in N.REASONS}
-        self._e2e = {n: rec.hist("e2e", n) for n, _ in self._classes}
-        self.llm_hists = {n: (rec.hist("ttft", n), rec.hist("tpot", n)) for n, _ in self._classes}
         self._orders = rec.series(N.ORDERS)
         self._logins, self._login_failed = rec.series(N.LOGINS), rec.series(N.LOGIN_FAILED)
-        self.funnel = Funnel(sc.workload)
         self.users: Users | None = None  # the launch population (set by it)
         self._funnel_series(rec)
         auth = sc.services.auth
@@ -113,6 +136,8 @@ class Client:
             auth is not None and auth.register_latency is not None) else None
         stack.on_payment = self.paid
         self.follow_ups = FollowUps(sc, streams("proactive.follow_ups"))
+        # a one-command session without login is its command itself (see `session`)
+        self._session_is_command = self.one_command and stack.auth is None
 
     def _funnel_series(self, rec: Recorder) -> None:
         names = [n for n in self.funnel.names if self.funnel.has_funnel(n)]
@@ -127,10 +152,12 @@ class Client:
         self._wrong = rec.series(N.WRONG_ITEMS) if orders else None
 
     def pick_class(self) -> tuple[str, object]:
+        if len(self._picks) == 1:  # nothing to draw (the stream serves only this choice)
+            return self._classes[0]
         u = self._cls_u()
-        for i, c in enumerate(self._cum):
+        for c, name_cls in self._picks:
             if u < c:
-                return self._classes[i]
+                return name_cls
         return self._classes[-1]
 
     # -- sessions ------------------------------------------------------------------------------
@@ -139,12 +166,10 @@ class Client:
         command itself: one generator level less on the hot path."""
         stack = self.stack
         sess = SessionState(stack.auth_epoch, stack.gateway.user_bucket() if stack.gateway else None,
-                       SessionHealth(self.spec.session_lost_after_timeouts))
-        if self.one_command and stack.auth is None:
+                            SessionHealth(self.spec.session_lost_after_timeouts))
+        if self._session_is_command:
             name, cls = self.pick_class()
-            cmd = SimCommand(name, cls, self.env.now)
-            cmd.prompt0, cmd.output0 = prompt0, output0
-            return self.command(sess, cmd)
+            return self.command(sess, SimCommand(name, cls, self.env.now, prompt0, output0))
         return self._session(sess, prompt0, output0)
 
     def _session(self, sess: SessionState, prompt0: int, output0: int):  # type: ignore[no-untyped-def]
@@ -209,7 +234,7 @@ class Client:
             idx = self.rec.index(env.now)
             limit = env.now + self.policy.timeout_s
             service_s = self._register_s() if register and self._register_s is not None else None
-            outcome = yield from self._timed(auth.call(0, limit, service_s), limit, TIMEOUT)
+            outcome = yield from self._timed(self.stack.login(limit, service_s), limit, TIMEOUT)
             if outcome == OK:
                 self._logins[idx] += 1
                 sess.logged_in, sess.epoch, sess.login_at = True, self.stack.auth_epoch, env.now
@@ -223,7 +248,7 @@ class Client:
 
     # -- commands ------------------------------------------------------------------------------
     def _arrive(self, name: str) -> None:
-        self._s["arrived"][name][self.rec.index(self.env.now)] += 1
+        self.tallies[name].arrived[self.rec.index(self.env.now)] += 1
         self.in_flight += 1
 
     def _fail(self, name: str, reason: str, cmd: SimCommand | None = None) -> None:
@@ -287,34 +312,40 @@ class Client:
         """A command's attempts, driven by the shared attempt loop (`sim.rules.attempts`)."""
         env, rec = self.env, self.rec
         name = cmd.name
-        self._arrive(name)
-        if self.funnel.has_funnel(name):
+        tally = self.tallies[name]
+        now = env.now
+        idx = rec.index(now)
+        tally.arrived[idx] += 1  # as `_arrive` (the index is the first attempt's too)
+        self.in_flight += 1
+        if tally.funnel:
             self._plan(cmd)
         loop = CommandAttempts(self.policy, cmd.t0)
-        attempts, retries = self._s["attempts"][name], self._s["retries"][name]
         direct = self._untimed and loop.give_up == math.inf
+        health = sess.health
         while True:
             if loop.start():
-                idx = rec.index(env.now)
-                attempts[idx] += 1
-                if loop.attempt:
-                    retries[idx] += 1
+                if loop.attempt:  # a retry (the first attempt goes at the arrival's instant)
+                    now = env.now
+                    idx = rec.index(now)
+                    tally.retries[idx] += 1
+                tally.attempts[idx] += 1
                 work = self.stack.attempt(sess, cmd, self)
                 if direct:
                     outcome = yield from work
                 else:
-                    limit = loop.time_limit(env.now)
+                    limit = loop.time_limit(now)
                     outcome = yield from self._timed(work, limit, loop.expired(limit))
             else:
                 outcome = THROTTLED
-            if sess.health.after(outcome):
+            if health.after(outcome):
                 sess.logged_in = False  # the next attempt fails auth and logs in again
-            step = loop.after(outcome, env.now)
+            now = env.now
+            step = loop.after(outcome, now)
             kind = step.kind
             if kind == DONE:
-                self._succeed(cmd, sess)
+                self._succeed(cmd, sess, tally, now)
                 return
-            self._attempt_failed[outcome][rec.index(env.now)] += 1
+            self._attempt_failed[outcome][rec.index(now)] += 1
             if kind == FAIL:
                 self._fail(name, step.reason, cmd)
                 return
@@ -329,28 +360,26 @@ class Client:
                 self._fail(name, ABANDONED, cmd)
                 return
 
-    def _succeed(self, cmd: SimCommand, sess: SessionState) -> None:
-        now = self.env.now
+    def _succeed(self, cmd: SimCommand, sess: SessionState, tally: ClassTally, now: float) -> None:
         idx = self.rec.index(now)
-        name = cmd.name
         e2e = now - cmd.t0
-        self._s["completed"][name][idx] += 1
-        if e2e <= self._good_within[name]:
-            self._s["good"][name][idx] += 1
-        self._e2e[name].record(now, e2e)
+        tally.completed[idx] += 1
+        if e2e <= tally.good_within_s:
+            tally.good[idx] += 1
+        tally.e2e.record(now, e2e)
         cmd.ended = True
         if cmd.plan is not None:
             ordered, card = self.funnel.settle(cmd.plan, cmd.user.wallet if cmd.user is not None else None)
-            self._buy_out[(name, cmd.plan.state, cmd.plan.outcome)][idx] += 1
+            self._buy_out[(cmd.name, cmd.plan.state, cmd.plan.outcome)][idx] += 1
             self._orders[idx] += ordered
             self._redeemed[idx] += card
-        elif cmd.cls.places_order:  # type: ignore[attr-defined]
+        elif tally.places_order:
             self._orders[idx] += 1
         if self._wrong is not None and at_end(cmd.order, True) == WRONG_ITEM:
             self._wrong[idx] += 1
         self.in_flight -= 1
         if self.follow_ups:
-            for start, delay in self.follow_ups.after(name):
+            for start, delay in self.follow_ups.after(cmd.name):
                 self.env.process(self._follow_up(sess, start, delay))
 
     def _timed(self, work, limit: float, late: str):  # type: ignore[no-untyped-def]

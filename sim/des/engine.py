@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 import simpy
@@ -104,26 +105,32 @@ def _arrivals(env: simpy.Environment, sc: Scenario, client: Client, streams: Str
     if sc.arrivals.trace is not None and sc.arrivals.trace.prompt_column:
         tr = load_trace(sc, base)
         tokens = (tr.prompt_tokens, tr.output_tokens)
-    times = (t for block in arrival_blocks(sc, streams("arrivals"), base) for t in block.tolist())
-    state = {"k": 0, "due": False}
+    # one flat iterator over the blocks (chain's next is C code: no Python frame per arrival)
+    times = chain.from_iterable(block.tolist() for block in arrival_blocks(sc, streams("arrivals"), base))
+    session, process, timeout = client.session, env.process, env.timeout
+    k = 0
+    due = False
 
     def start() -> None:
-        if tokens is not None:
-            k = state["k"]
-            p = int(tokens[0][k])  # type: ignore[index]
-            o = int(tokens[1][k]) if tokens[1] is not None else -1
-            env.process(client.session(p, o))
-        else:
-            env.process(client.session())
-        state["k"] += 1
+        nonlocal k
+        if tokens is None:
+            process(session())
+            return
+        p = int(tokens[0][k])  # type: ignore[index]
+        o = int(tokens[1][k]) if tokens[1] is not None else -1
+        process(session(p, o))
+        k += 1
 
     def fire(_: simpy.Event) -> None:
-        if state["due"]:
+        # the next arrival is a Timeout (NORMAL priority, like `_at(..., NORMAL)`, one call less)
+        nonlocal due
+        if due:
             start()
+        now = env.now
         for t in times:
-            if t > env.now:
-                state["due"] = True
-                _at(env, t - env.now, fire, NORMAL)
+            if t > now:
+                due = True
+                timeout(t - now).callbacks.append(fire)  # type: ignore[union-attr]
                 return
             start()
 

@@ -21,6 +21,7 @@ from simpy.events import NORMAL, URGENT
 
 from sim.costmodel import StepCost
 from sim.des.calls import call_at
+from sim.des.host import HostCpu
 from sim.des.stretch import DecodeStretches, FleetStats, Plan, _Stretch
 from sim.scenario.services import LLMFleet
 
@@ -54,12 +55,19 @@ class Seq:
 class Replica(DecodeStretches):
     """One LLM replica: a continuous-batching loop over its waiting, prefilling and decoding
     sequences. `decode_stretches = False` runs one event per step (the reference the
-    equivalence test compares the stretches with)."""
+    equivalence test compares the stretches with). On a shared host CPU (`services.host`) a
+    step's cost is CPU time and its duration what processor sharing makes of it, so every step
+    is its own event there."""
 
     decode_stretches = True
 
-    def __init__(self, env: simpy.Environment, idx: int, spec: LLMFleet, cost: StepCost, stats: FleetStats) -> None:
+    def __init__(self, env: simpy.Environment, idx: int, spec: LLMFleet, cost: StepCost, stats: FleetStats,
+                 host: HostCpu | None = None, token_cpu_s: float = 0.0) -> None:
         self.env, self.idx, self.spec, self.cost, self.stats = env, idx, spec, cost, stats
+        # on a shared host CPU (`services.host`) a step's cost is CPU time, its duration what
+        # processor sharing makes of it; each token then costs `token_cpu_s` more CPU outside the step
+        self.host, self.token_cpu_s = host, token_cpu_s
+        self._t_step = 0.0
         self.kv_cap = spec.kv_tokens
         self._kv = 0  # KV tokens held (inside a stretch: as of the last settle)
         self.waiting: deque[Seq] = deque()
@@ -161,19 +169,38 @@ class Replica(DecodeStretches):
             if not n_dec:  # nothing fits (KV full of waiting prompts): wait
                 self._idle = True
                 return
-            if self.decode_stretches and not self.prefilling and self._start_stretch(None):
+            if self.host is None and self.decode_stretches and not self.prefilling and self._start_stretch(None):
                 return
         tokens = 0
         for _, c in prefill:
             tokens += c
-        dt = self._slowdown * self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
+        cost = self.cost.step_s(tokens, n_dec, kv_read + self.dec_ctx, attended + self.dec_ctx)
         stats = self.stats
         stats._steps += 1
         stats._batch_seqs += n_dec + len(prefill)
-        stats._busy_s += dt
         self._step = (prefill, tokens, n_dec)
+        if self.host is not None:
+            self._t_step = self.env.now
+            self.host.run(cost, self._after_cpu)
+            return
+        dt = self._slowdown * cost
+        stats._busy_s += dt
         if not (prefill and self.decode_stretches and self._start_stretch(dt)):
             call_at(self.env, dt, self._on_step, NORMAL)
+
+    def _after_cpu(self) -> None:
+        """The step's CPU work is done; a slowdown fault then stretches it by (factor - 1) x its
+        duration, as the stack's engine sleeps after each step."""
+        host, wall = self.host, self.env.now - self._t_step
+        prefill, _, n_dec = self._step
+        assert host is not None
+        if self.token_cpu_s:
+            host.run(self.token_cpu_s * (n_dec + len(prefill)), _nothing)
+        self.stats._busy_s += self._slowdown * wall
+        if self._slowdown > 1.0:
+            call_at(self.env, (self._slowdown - 1.0) * wall, self._on_step, NORMAL)
+        else:
+            self._on_step(None)  # type: ignore[arg-type]
 
     def _on_step(self, _: simpy.Event) -> None:
         if self._up:
@@ -342,6 +369,10 @@ class Replica(DecodeStretches):
         elif self._idle and not self._waking:
             self._waking = True
             call_at(self.env, 0.0, self._on_wake, NORMAL)
+
+
+def _nothing() -> None:
+    return None
 
 
 __all__ = ["CANCELLED", "DOWN", "ERROR", "OK", "SHED", "FleetStats", "Replica", "Seq"]

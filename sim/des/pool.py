@@ -26,10 +26,6 @@ class Ticket:
         self.waiter: Waiter[simpy.Event] | None = None
 
 
-def _grant(ev: simpy.Event, waited_s: float) -> None:
-    ev.succeed(GRANTED)
-
-
 def _drop(ev: simpy.Event, why: str) -> None:
     ev.succeed(why)
 
@@ -62,7 +58,7 @@ class Pool:
         self.granted += 1
         self.queued += 1
         self.wait_s += waited_s
-        _grant(ev, waited_s)
+        ev.succeed(GRANTED)
 
     @property
     def capacity(self) -> int:
@@ -107,49 +103,82 @@ class Pool:
         """Take a server now if one is free and nobody is queued (no event: the fast path)."""
         q = self.q
         if q.in_use < q.capacity and not q.waiting:
-            self._tick()
+            # `_tick`, inlined: this and `release` run once per call at every service
+            now = self.env.now
+            dt = now - self._last
+            if dt:
+                self._area += q.in_use * dt
+                self._cap_area += q.capacity * dt
+                self._occ_area += (q.in_use + q.waiting) * dt
+                self._last = now
             q.try_enter()
             self.granted += 1
             return True
         return False
 
+    def join(self, prio: int, deadline: float) -> tuple[simpy.Event, Waiter[simpy.Event] | None]:
+        """Join the queue with a new event (it fires with GRANTED, EXPIRED, EVICTED or DOWN):
+        (the event, its place; None when the queue is full). `queue` without its generator, for
+        a caller that waits on the event itself; it must `withdraw` when interrupted."""
+        self._tick()
+        ev = self.env.event()
+        return ev, self.q.offer(ev, prio, deadline, self.env.now)
+
     def enqueue(self, prio: int = 0, deadline: float = float("inf")) -> Ticket | None:
         """Join the queue; None when it is full (the caller sheds the request)."""
-        self._tick()
-        t = Ticket(self.env.event())
-        t.waiter = self.q.offer(t.event, prio, deadline, self.env.now)
-        return t if t.waiter is not None else None
+        ev, waiter = self.join(prio, deadline)
+        if waiter is None:
+            return None
+        t = Ticket(ev)
+        t.waiter = waiter
+        return t
 
     def queue(self, prio: int = 0, deadline: float = float("inf")):  # type: ignore[no-untyped-def]
         """Wait for a server (a generator to `yield from`); returns GRANTED, EXPIRED, EVICTED,
         DOWN, or SHED when the queue is full. An interrupt (the client cancelled) leaves the
-        queue, or gives the server back if it had just been granted."""
-        ticket = self.enqueue(prio, deadline)
-        if ticket is None:
+        queue, or gives the server back if it had just been granted. (No Ticket: this path
+        keeps the event and its place itself.)"""
+        ev, waiter = self.join(prio, deadline)
+        if waiter is None:
             return SHED
         try:
-            return (yield ticket.event)
+            return (yield ev)
         except simpy.Interrupt:
-            self.leave(ticket)
+            self.withdraw(ev, waiter)
             raise
 
     def cancel(self, t: Ticket) -> None:
         """The client went away before being served: forget its ticket."""
-        if t.waiter is not None and not t.event.triggered:
-            self._tick()
-            self.q.leave(t.waiter)
+        self._cancel(t.event, t.waiter)
 
     def leave(self, t: Ticket) -> None:
         """An interrupted waiter: give back the server if it was already granted, else leave."""
-        if t.event.triggered:
-            if t.event.value == GRANTED:
+        self.withdraw(t.event, t.waiter)
+
+    def _cancel(self, ev: simpy.Event, waiter: Waiter[simpy.Event] | None) -> None:
+        if waiter is not None and not ev.triggered:
+            self._tick()
+            self.q.leave(waiter)
+
+    def withdraw(self, ev: simpy.Event, waiter: Waiter[simpy.Event] | None) -> None:
+        """An interrupted waiter of `join`: give back the server if it was granted, else leave."""
+        if ev.triggered:
+            if ev.value == GRANTED:
                 self.release()
         else:
-            self.cancel(t)
+            self._cancel(ev, waiter)
 
     def release(self) -> None:
-        self._tick()
-        self.q.release(self.env.now)
+        """A holder gives its server back (the next waiter, if any, gets it)."""
+        q = self.q
+        now = self.env.now
+        dt = now - self._last
+        if dt:  # `_tick`, inlined (see `try_acquire`)
+            self._area += q.in_use * dt
+            self._cap_area += q.capacity * dt
+            self._occ_area += (q.in_use + q.waiting) * dt
+            self._last = now
+        q.release(now)
 
     # -- capacity changes (faults, autoscaling) -----------------------------------------------
     def set_capacity(self, capacity: int) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import simpy
 
 from sim.costmodel import StepCost
+from sim.des.host import HostCpu
 from sim.des.llm import DOWN, ERROR, SHED, FleetStats, Replica, Seq
 from sim.results import Recorder
 from sim.rules.faults import NO_FAULT, FaultEffect
@@ -18,8 +19,10 @@ from sim.scenario.services import LLMFleet
 class Fleet:
     """Routes each LLM call to a replica taking work, by the scenario's policy (`sim.rules.routing`)."""
 
-    def __init__(self, env: simpy.Environment, spec: LLMFleet, rng: np.random.Generator) -> None:
+    def __init__(self, env: simpy.Environment, spec: LLMFleet, rng: np.random.Generator,
+                 host: HostCpu | None = None, token_cpu_s: float = 0.0) -> None:
         self.env, self.spec, self.rng = env, spec, rng
+        self.host, self.token_cpu_s = host, token_cpu_s  # the shared CPU the steps run on (None: their own)
         self.cost = StepCost(spec.cost_model)
         self.stats = FleetStats()
         self.replicas: list[Replica] = []
@@ -72,7 +75,7 @@ class Fleet:
 
     # -- capacity ------------------------------------------------------------------------------
     def _add_replica(self) -> Replica:
-        r = Replica(self.env, len(self.replicas), self.spec, self.cost, self.stats)
+        r = Replica(self.env, len(self.replicas), self.spec, self.cost, self.stats, self.host, self.token_cpu_s)
         r.slowdown = self.effect.slowdown
         self.replicas.append(r)
         self._changed()

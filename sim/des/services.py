@@ -127,6 +127,8 @@ class ToolService(Faulted):
         self.uniform = Uniforms(rng)
         self.breaker = CircuitBreaker(spec.circuit_breaker) if spec.circuit_breaker else None
         self.error_rate = spec.error_rate
+        self._error_p = self.error_rate  # a call's chance of error with the faults in force (set_effect)
+        self._plain = self.breaker is None and self.fluid is None  # no breaker to ask, no fluid pool
         self.served = 0  # calls that finished service (ok or error)
         self.time_s = 0.0  # their total time at the service (queue + service), seconds
         self.stock = Stock(spec.inventory) if spec.inventory else None
@@ -145,12 +147,21 @@ class ToolService(Faulted):
         effect = self.effect
         if effect.outage:
             return ERROR
-        if self.breaker is not None and self.breaker.allow(t_in) > 0:
-            return SHED
-        if self.fluid is not None:
-            return (yield from self._fluid_call(deadline, service_s, work))
+        if not self._plain:
+            if self.breaker is not None and self.breaker.allow(t_in) > 0:
+                return SHED
+            if self.fluid is not None:
+                return (yield from self._fluid_call(deadline, service_s, work))
         if not pool.try_acquire():
-            got = yield from pool.queue(prio, deadline)
+            # `pool.queue`, without its generator level (this runs for every queued call)
+            ev, waiter = pool.join(prio, deadline)
+            if waiter is None:
+                return SHED
+            try:
+                got = yield ev
+            except simpy.Interrupt:
+                pool.withdraw(ev, waiter)
+                raise
             if got != GRANTED:
                 return _REFUSED[got]
         try:
@@ -162,13 +173,13 @@ class ToolService(Faulted):
     def _finish(self, t_in: float, work=None) -> str:  # type: ignore[no-untyped-def]
         """A call has finished service: count it, draw its error, feed the breaker, do its work
         unless the error struck first."""
-        env = self.env
+        now = self.env.now
         self.served += 1
-        self.time_s += env.now - t_in
-        err = self.effect.error_with(self.error_rate)
+        self.time_s += now - t_in
+        err = self._error_p
         timing = error_timing(err, self.uniform()) if err else NO_ERROR
         if self.breaker is not None:
-            self.breaker.record(timing == NO_ERROR, env.now)
+            self.breaker.record(timing == NO_ERROR, now)
         if timing == BEFORE:
             return ERROR
         out = work() if work is not None else OK
@@ -201,6 +212,7 @@ class ToolService(Faulted):
         return self._finish(t_in, work)
 
     def set_effect(self, effect: FaultEffect) -> None:
+        self._error_p = effect.error_with(self.error_rate)
         if self.fluid is None:
             super().set_effect(effect)
             return

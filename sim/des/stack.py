@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import simpy
 
+from sim.des.host import HostCpu
 from sim.des.llm import DOWN
 from sim.des.llm import ERROR as LLM_ERROR
 from sim.des.llm import OK as LLM_OK
@@ -13,6 +14,7 @@ from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
 from sim.results import Recorder
+from sim.rules.calls import ttft_from_attempt
 from sim.rules.faults import combine, session_kept
 from sim.rules.orders import OrderState
 from sim.rules.outcomes import AUTH
@@ -31,12 +33,28 @@ class StackModel:
         self.tools = {n: ToolService(env, n, s, streams(f"service.{n}"), streams(f"inventory.{n}"))
                       for n, s in sv.tools.items()}
         self.orders = OrderWork(env, rec, sc.workload.classes, lambda cmd: self.on_payment(cmd))
-        self.fleet = Fleet(env, sv.llm, streams("service.llm")) if sv.llm else None
+        hs = sv.host
+        self.host = HostCpu(env, hs.cores) if hs is not None else None
+        self.request_cpu_s = hs.request_cpu_s if hs else 0.0
+        self.llm_call_cpu_s = hs.llm_call_cpu_s if hs else 0.0
+        self.tool_call_cpu_s = hs.tool_call_cpu_s if hs else 0.0
+        steps_on_host = hs is not None and hs.llm_steps
+        self.fleet = Fleet(env, sv.llm, streams("service.llm"), self.host if steps_on_host else None,
+                           hs.token_cpu_s if hs else 0.0) if sv.llm else None
         self.auth_epoch = 0
         self._invalidations: list[float] = [0.0]  # fraction of sessions lost at each epoch
         self._u = self.uniforms("stack")
         self._plans = {n: self._plan(n) for n in sc.workload.classes}
+        # chat classes' TTFT runs from the attempt's start, as their client times it (`sim.rules.calls`)
+        self._ttft_from_attempt = {n: ttft_from_attempt(c) for n, c in sc.workload.classes.items()}
         self._settles = {n: OrderWork.settles(c) for n, c in sc.workload.classes.items()}
+        # a class whose attempt is one plain tool call (one tool stage with no order work, no
+        # funnel to cut it short, no order to settle): that call is the attempt's work, with no
+        # stage walk around it
+        self._one_call = {n: (p[0][1], sc.workload.classes[n].priority) for n, p in self._plans.items()
+                          if len(p) == 1 and p[0][0] == "tool" and p[0][3] is None
+                          and sc.workload.classes[n].funnel is None and not sc.workload.classes[n].places_order}
+        self._bare = self.gateway is None and self.auth is None and self.host is None
         self._active: dict[str, list[Fault]] = {}
         self.on_payment = lambda cmd: None  # the client's hook: an attempt's payment stage charged
 
@@ -64,32 +82,51 @@ class StackModel:
     # -- one attempt ---------------------------------------------------------------------------
     def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         """The work of one attempt, a generator that returns OK or a failure reason. With no
-        auth and no gateway it is the stages themselves (one generator level less per event)."""
-        if self.gateway is None and self.auth is None:
-            env = self.env
-            client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
-            return self._stages(cmd, env.now + (client.spec.timeout_s or float("inf")), client.llm_hists[cmd.name])
+        auth and no gateway it is the stages themselves (one generator level less per event),
+        and for a class of one tool stage that tool's call (tests/sim/test_sim_hot_path.py)."""
+        if self._bare:
+            now = self.env.now
+            tally = client.tallies[cmd.name]
+            tally.admitted[client.rec.index(now)] += 1
+            deadline = now + (client.spec.timeout_s or float("inf"))
+            one = self._one_call.get(cmd.name)
+            if one is not None:  # what `_stages` would do for it, one generator level less
+                return one[0].call(one[1], deadline)
+            return self._stages(cmd, deadline, tally.llm, now)
         return self._attempt(sess, cmd, client)
 
     def _attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
         env = self.env
+        t_attempt = env.now
         deadline = env.now + (client.spec.timeout_s or float("inf"))
+        if self.host is not None:  # the HTTP request itself, on the shared CPU
+            yield self.host.work(self.request_cpu_s)
         if self.auth is not None and not self._session_valid(sess):
             return AUTH
         gw = self.gateway
         if gw is None:
-            client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
-            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
+            tally = client.tallies[cmd.name]
+            tally.admitted[client.rec.index(env.now)] += 1
+            return (yield from self._stages(cmd, deadline, tally.llm, t_attempt))
         if not gw.admit_rate(sess.bucket):
             return REJECTED
         got = yield from gw.enter(cmd.cls.priority, deadline)
         if got != OK:
             return got
-        client._s["admitted"][cmd.name][client.rec.index(env.now)] += 1
+        tally = client.tallies[cmd.name]
+        tally.admitted[client.rec.index(env.now)] += 1
         try:
-            return (yield from self._stages(cmd, deadline, client.llm_hists[cmd.name]))
+            return (yield from self._stages(cmd, deadline, tally.llm, t_attempt))
         finally:
             gw.pool.release()
+
+    def login(self, limit: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
+        """One login call (a generator): the HTTP request on the shared CPU, then auth
+        (`service_s`: a registration's latency instead of a login's)."""
+        if self.host is not None:
+            yield self.host.work(self.request_cpu_s)
+        assert self.auth is not None
+        return (yield from self.auth.call(0, limit, service_s))
 
     def _session_valid(self, sess) -> bool:  # type: ignore[no-untyped-def]
         if not sess.logged_in:
@@ -106,10 +143,12 @@ class StackModel:
             return False
         return True
 
-    def _stages(self, cmd, deadline: float, hists):  # type: ignore[no-untyped-def]
-        """Walk the command's stages. TTFT and TPOT are serving metrics: recorded for every LLM
-        call that produced tokens (submit to first token; decode time per later token)."""
+    def _stages(self, cmd, deadline: float, hists, t_attempt: float):  # type: ignore[no-untyped-def]
+        """Walk the command's stages. TTFT and TPOT are recorded for every LLM call that produced
+        tokens (to the first token from the call's submission, or for a chat class from the
+        attempt's start: `sim.rules.calls`; decode time per later token)."""
         env = self.env
+        from_attempt = self._ttft_from_attempt[cmd.name]
         context = 0
         carry = cmd.cls.carry_context
         prio = cmd.cls.priority
@@ -121,6 +160,8 @@ class StackModel:
         # a funnel command the user stopped runs only its first n_stages (sim.funnel.Plan)
         for i, (kind, a, b, c) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
             if kind == "tool":
+                if self.host is not None:
+                    yield self.host.work(self.tool_call_cpu_s)
                 if c is not None and c[0] == "pay" and cmd.plan is not None and i != cmd.pay_stage:
                     c = None  # the funnel's outcome: this command's payment charges nothing
                 got = yield from (a.call(prio, deadline) if c is None else
@@ -140,6 +181,8 @@ class StackModel:
             first_llm = False
             prompt = context + new if carry else new
             t_submit = env.now
+            if self.host is not None:  # tokenising and starting the call, outside the batch steps
+                yield self.host.work(self.llm_call_cpu_s)
             seq = self.fleet.submit(prompt, out)  # type: ignore[union-attr]
             try:
                 got = yield seq.done
@@ -148,7 +191,10 @@ class StackModel:
                     seq.replica.cancel(seq)
                 raise
             if seq.t_first is not None:
-                hists[0].record(env.now, seq.t_first - t_submit)
+                if not from_attempt:
+                    hists[0].record(env.now, seq.t_first - t_submit)
+                elif seq.t_first <= deadline:  # a client's TTFT: only while it was still waiting
+                    hists[0].record(env.now, seq.t_first - t_attempt)
                 if got == LLM_OK and out > 1:
                     hists[1].record(env.now, (seq.t_done - seq.t_first) / (out - 1))
             if got != LLM_OK:

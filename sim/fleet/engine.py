@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sim import __version__
+from sim.errors import SimulationError
 from sim.fleet.client import Retries, Sessions, SessionStates, retry_target, split_comp
 from sim.fleet.gateway import FleetGateway
 from sim.fleet.kernels import LLMStage, choose_dt, class_plans
@@ -24,7 +25,7 @@ from sim.fleet.llm import LLMGroup, LLMOwner, llm_kv_frac
 from sim.fleet.record import BatchRecorder
 from sim.fleet.rows import Rows
 from sim.fleet.sessions_in import session_starts
-from sim.fleet.split import binomial, systematic
+from sim.fleet.split import binomial, systematic, take_oldest
 from sim.fleet.stations import Owner, Pool
 from sim.results import Results
 from sim.results import names as N
@@ -36,6 +37,7 @@ from sim.scenario import Scenario
 from sim.streams import Streams
 
 _TRI = np.array([-0.5, -0.134, 0.134, 0.5])  # quartile midpoints of U - U' (triangular on [-1, 1])
+_QUARTERS = np.full(4, 0.25)
 
 
 @dataclass
@@ -68,6 +70,10 @@ class FleetSim:
         R = self.R
         self.rng = Streams(seeds[0])(f"fleet.batch{R}")
         self.dt = dt or choose_dt(sc)
+        per = sc.run.interval_s / self.dt
+        if per < 1 - 1e-9 or abs(per - round(per)) > 1e-6:
+            raise SimulationError(f"the fleet time step must divide run.interval_s ({sc.run.interval_s:g} s) "
+                                  f"(got {self.dt:g} s)")
         self.n_steps = max(1, math.ceil(sc.run.duration_s / self.dt - 1e-9))
         self.spi = max(1, round(sc.run.interval_s / self.dt))  # steps per results interval
         cl = sc.clients
@@ -79,6 +85,9 @@ class FleetSim:
         # the retry budget and adaptive throttling see one replication's traffic each
         self.policies = [RetryPolicy(cl, lambda: float(self.rng.random()), lambda: self.now) for _ in seeds]
         self.policy = self.policies[0]  # for what does not depend on traffic: backoff, retry_on
+        # the policies' traffic counts feed only adaptive throttling and the retry budget
+        self.tracks_answers = bool(cl.adaptive_throttle_k)
+        self.tracks_sends = cl.retry_budget_ratio is not None
         self.pending_new = np.zeros((R, SessionStates(sc).n))
         self.states = SessionStates(sc)
         self.K = cl.max_attempts
@@ -132,6 +141,8 @@ class FleetSim:
         if self.llm is not None:
             self.llm.advance(n, self.rng)
         self._pass(n, i)
+        for p in self._all_pools():
+            p.release_late(n, self.rng)
         self._admit(n, i)
         self._settle(n, i)
         self._end_step(n, i)
@@ -194,10 +205,7 @@ class FleetSim:
         unknown here; take them from the oldest rows of the class."""
         order = self.rows.order(n)[1:]
         comp_rows = fl.comp.sum(axis=(1, 2))
-        from sim.fleet.split import take_oldest
-
-        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)),
-                           np.broadcast_to(order, comp_rows.shape))
+        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order)
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[ERROR] = fl.out.get(ERROR, 0) + rows
@@ -341,9 +349,7 @@ class FleetSim:
         """A more important arrival took the place of x[r] queued attempts (the newest)."""
         comp_rows = fl.comp.sum(axis=(1, 2))
         order = self.rows.order(n)[1:][::-1]
-        from sim.fleet.split import take_oldest
-
-        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), np.broadcast_to(order, comp_rows.shape))
+        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order)
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[SHED] = fl.out.get(SHED, 0) + rows
@@ -374,8 +380,9 @@ class FleetSim:
         per_k = x.sum(axis=2)
         self.rec.add(N.of_class("attempts", fl.name), i, per_k.sum(axis=1))
         self.rec.add(N.of_class("retries", fl.name), i, per_k[:, 1:].sum(axis=1))
-        for r, pol in enumerate(self.policies):
-            pol.sent_many(float(per_k[r, 0]), float(per_k[r, 1:].sum()), self.now)
+        if self.tracks_sends:
+            for r, pol in enumerate(self.policies):
+                pol.sent_many(float(per_k[r, 0]), float(per_k[r, 1:].sum()), self.now)
 
     # -- the pass over the stages --------------------------------------------------------------
     def _pass(self, n: int, i: int) -> None:
@@ -458,18 +465,22 @@ class FleetSim:
     def _ok(self, fl: ClassFlow, part: np.ndarray, age0: np.ndarray, ages: np.ndarray, n: int, i: int) -> None:
         st, rec = self.states, self.rec
         cnt = part.sum(axis=2)  # (R, K, A)
-        e2e = ages[None, None, :] + _mean(age0, cnt)  # (R, K, A)
-        quarters = systematic(cnt, np.full(4, 0.25), self.rng)  # (R, K, A, 4)
-        vals = np.maximum(e2e[..., None] + _TRI * self.dt, 0.05 * self.dt)
-        rec.record("e2e", fl.name, vals.reshape(self.R, -1), quarters.reshape(self.R, -1))
+        r, k, a = np.nonzero(cnt)  # the cohorts that finished (most rows are empty in a cell)
+        c = cnt[r, k, a]
+        e2e = ages[a] + age0[r, k, a] / c
+        quarters = systematic(c, _QUARTERS, self.rng)  # (m, 4): spread over the step's start and end
+        vals = np.maximum(e2e[:, None] + _TRI * self.dt, 0.05 * self.dt)
+        rec.record_at("e2e", fl.name, np.repeat(r, 4), vals.ravel(), quarters.ravel())
         done = cnt.sum(axis=(1, 2))
         rec.add(N.of_class("completed", fl.name), i, done)
-        rec.add(N.of_class("good", fl.name), i, (quarters * (vals <= fl.good_within_s)).sum(axis=(1, 2, 3)))
+        good = (quarters * (vals <= fl.good_within_s)).sum(axis=1)
+        rec.add(N.of_class("good", fl.name), i, np.bincount(r, weights=good, minlength=self.R))
         if fl.places_order:
             rec.add(N.ORDERS, i, done)
         self.cum["ended"] += done
-        for r in range(self.R):
-            self.policies[r].answered_many(OK, float(done[r]), self.now)
+        if self.tracks_answers:
+            for rep, pol in enumerate(self.policies):
+                pol.answered_many(OK, float(done[rep]), self.now)
         sess = st.move(part.sum(axis=(1, 3)), st.after_ok)
         self.sessions.end(sess, n, self.rng)
 
@@ -481,8 +492,9 @@ class FleetSim:
         tot = x.sum(axis=(1, 2))
         if sent:
             rec.add(N.attempt_failed(reason), i, tot)  # type: ignore[arg-type]
-            for r in range(self.R):
-                self.policies[r].answered_many(reason, float(tot[r]), self.now)
+            if self.tracks_answers:
+                for r in range(self.R):
+                    self.policies[r].answered_many(reason, float(tot[r]), self.now)
         if reason == TIMEOUT:
             x = st.move(x, st.after_timeout)
         give_up = self.sc.clients.abandon_after_s or math.inf

@@ -66,7 +66,7 @@ class Fifo:
         if not k.any():
             return np.zeros_like(sub), ages
         idx = np.arange(len(win)) if not lifo else np.arange(len(win) - 1, -1, -1)
-        took = take_oldest(tot, k, np.broadcast_to(idx, tot.shape))
+        took = take_oldest(tot, k, idx)
         out = self.split_lanes(took, tot, sub, rng)
         self.q[:, :, win] = sub - out
         return out, ages

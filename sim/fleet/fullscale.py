@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.rules.scaling import scale_scenario
+from sim.rules.scaling import scale_factor, scale_scenario
 from sim.scenario import Scenario, load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,14 +22,12 @@ SCENARIOS = ROOT / "scenarios"
 
 def feb8_full(extra: list[str] | None = None) -> Scenario:
     cell = load_scenario(SCENARIOS / "feb8_outage.yaml", extra or [])
-    assert cell.population is not None
-    return scale_scenario(cell, 1.0 / cell.population.scale)
+    return scale_scenario(cell, fleet_scale(cell))
 
 
 def fleet_scale(cell: Scenario) -> float:
-    """The factor from a cell to the full population."""
-    assert cell.population is not None
-    return 1.0 / cell.population.scale
+    """The factor from a cell to the full population (`surge run --scale full`)."""
+    return scale_factor(cell, "full")
 
 
 def campaign_full(extra: list[str] | None = None) -> Scenario:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -58,11 +58,11 @@ class LLMStage:
     prompt_tokens: np.ndarray  # a sample of this call's prompt length (context included)
     decode_steps: np.ndarray  # output tokens - 1 (the first token comes with the prefill)
 
-    @property
+    @cached_property
     def mean_prompt(self) -> float:
         return float(self.prompt_tokens.mean())
 
-    @property
+    @cached_property
     def mean_output(self) -> float:
         return float(self.decode_steps.mean() + 1)
 

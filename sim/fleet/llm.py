@@ -68,12 +68,17 @@ class LLMGroup:
         self.prefill_prev = np.zeros(R)
         self.prefill = np.zeros(R)
         self.free = np.zeros(R)
+        self._free_now = np.zeros(R)  # slots free now (not only later in this step)
         self.owners: list[LLMOwner] = []
+        self._means = (1.0, 1.0)
         self.acc = {k: np.zeros(R) for k in ("batch_dt", "busy_dt", "prefill_tokens", "decode_tokens")}
 
     def add_owner(self, stage: LLMStage) -> LLMOwner:
         o = LLMOwner(self.R, self.rows, stage, self.B)
         self.owners.append(o)
+        # the mean prompt and KV of a joining sequence, over the stages (for the room left)
+        self._means = (float(np.mean([w.stage.mean_prompt for w in self.owners])),
+                       float(np.mean([w.kv_each for w in self.owners])))
         return o
 
     @property
@@ -111,7 +116,7 @@ class LLMGroup:
         waiting = self.waiting
         busy = (self.n_dec > 0) | (waiting > 0)
         n_bar = self.n_dec / m
-        per_step_prefill = self.prefill_prev / np.maximum(self.K, 1.0)
+        per_step_prefill = self.prefill_prev / np.maximum(self.K * m, 1.0)  # one replica's engine step
         st = self.cost.step_s_array(per_step_prefill, n_bar, self.kv / m, self.kv / m) * self.effect.slowdown
         self.step_s = np.maximum(st, 1e-6)
         self.K = np.where(busy & (self.up > 0), self.dt / self.step_s, 0.0)
@@ -122,18 +127,12 @@ class LLMGroup:
         self.acc["batch_dt"] += n_bar * self.dt
         self.acc["busy_dt"] += np.where(self.K > 0, self.dt, 0.0)
         self.kv += self.n_dec * self.K
-        for o in self.owners:
-            if not o.n_in.any():
-                continue
-            for j in range(int(nb.max()) if len(nb) else 0):
-                live = j < nb
-                idx = (b0 + j) % o.H
-                fin = o.cal[np.arange(self.R), :, idx] * live[:, None]
-                o.cal[np.arange(self.R), :, idx] -= fin
-                self._finish(o, fin)
+        slots = self.up * self.spec.max_num_seqs
+        self._free_now = np.maximum(0.0, slots - self.n_dec)  # free at the step's start
+        self._finish_bins(b0, nb)
         self.E = e1
         self._b0, self._b1 = b0, b1
-        self.free = np.maximum(0.0, self.up * self.spec.max_num_seqs - self.n_dec)
+        self.free = np.maximum(0.0, slots - self.n_dec)
         kv_room = np.maximum(0.0, self.up * self.kv_cap - self.kv)
         prefill_room = self.K * self.up * max(1.0, self.spec.max_batched_tokens - float(n_bar.mean()))
         self.prefill = np.zeros(self.R)
@@ -143,7 +142,7 @@ class LLMGroup:
         w = np.stack([o.wait.sum(axis=1) for o in self.owners], axis=1)
         g = np.minimum(self._room(), waiting)
         per = proportional(np.floor(g), w, rng)
-        order = np.broadcast_to(self.rows.order(step), (self.R, self.rows.NR))
+        order = self.rows.order(step)
         for i, o in enumerate(self.owners):
             took = take_oldest(o.wait, per[:, i], order)
             if not took.any():
@@ -154,10 +153,25 @@ class LLMGroup:
             wait_s = (got * ages).sum(axis=1) * self.dt / np.maximum(got.sum(axis=1), 1e-12)
             self._admit(o, took, wait_s, step, rng)
 
+    def _finish_bins(self, b0: np.ndarray, nb: np.ndarray) -> None:
+        """Sequences in the finishing bins b0[r] .. b0[r] + nb[r] - 1 are done (all bins at once)."""
+        J = int(nb.max()) if len(nb) else 0
+        if J <= 0:
+            return
+        j = np.arange(J)
+        live = (j[None, :] < nb[:, None])[:, :, None]  # (R, J, 1)
+        rr = np.arange(self.R)[:, None]
+        for o in self.owners:
+            if not o.n_in.any():
+                continue
+            idx = (b0[:, None] + j[None, :]) % o.H  # (R, J): distinct bins (J << H)
+            sel = o.cal[rr, :, idx]  # (R, J, NR)
+            o.cal[rr, :, idx] = np.where(live, 0.0, sel)
+            self._finish(o, (sel * live).sum(axis=1))
+
     def _room(self) -> np.ndarray:
         """Sequences that can still join in this step (slots, prefill budget, KV cache)."""
-        mean_prompt = np.mean([o.stage.mean_prompt for o in self.owners]) if self.owners else 1.0
-        mean_kv = np.mean([o.kv_each for o in self.owners]) if self.owners else 1.0
+        mean_prompt, mean_kv = self._means
         return np.maximum(0.0, np.minimum(np.minimum(self.free, (self._prefill_room - self.prefill) / mean_prompt),
                                           self._kv_room / mean_kv))
 
@@ -191,10 +205,19 @@ class LLMGroup:
         self.n_dec -= n
         self.kv = np.maximum(0.0, self.kv - n * o.kv_each)
 
-    def _admit(self, o: LLMOwner, x: np.ndarray, wait_s: np.ndarray, step: int, rng: np.random.Generator) -> None:
+    def _admit(self, o: LLMOwner, x: np.ndarray, wait_s: np.ndarray, step: int, rng: np.random.Generator,
+               arriving: bool = False) -> None:
         """Sequences x (R, NR) join the batch at a uniform point of this step: their prompt is
-        prefilled in the next engine step, then they decode in the calendar."""
+        prefilled in the next engine step, then they decode in the calendar.
+
+        TTFT = wait + the rest of the engine step in progress + the step that prefills the prompt
+        together with the others that joined during the step in progress (Poisson). A call
+        arriving in this step (`arriving`) that takes a slot freed during the step (not free at
+        its start) waits for it if the slot frees after the call arrives (both at uniform moments
+        of the step), as a pool's arrivals wait for slots freed after them (`Pool.advance`)."""
         n = x.sum(axis=1)
+        late = np.clip(n - self._free_now, 0.0, n)
+        self._free_now = np.maximum(0.0, self._free_now - n)
         self.free -= n
         self.prefill += n * o.stage.mean_prompt
         self._kv_room -= n * o.kv_each
@@ -202,11 +225,19 @@ class LLMGroup:
         self.acc["prefill_tokens"] += n * o.stage.mean_prompt
         m = np.maximum(self.up, 1e-12)
         prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
-        pre = self.cost.step_s_array(prompts[None, :], (self.n_dec / m)[:, None], (self.kv / m)[:, None],
-                                     (self.kv / m)[:, None] + prompts[None, :] ** 2 / 2) * self.effect.slowdown
-        resid = rng.random(Q)[None, :] * self._step_in_progress(o, rng)
+        in_progress = self._step_in_progress(o, rng)  # (R, Q)
+        mean_prompt = self._means[0]
+        joins_per_step = self.prefill_prev / np.maximum(self.K * m, 1e-12) / mean_prompt
+        others = rng.poisson(joins_per_step[:, None] * in_progress / self.step_s[:, None]) * mean_prompt
+        tokens = prompts[None, :] + others
+        pre = self.cost.step_s_array(tokens, (self.n_dec / m)[:, None], (self.kv / m)[:, None],
+                                     (self.kv / m)[:, None] + tokens ** 2 / 2) * self.effect.slowdown
+        wait = np.broadcast_to(wait_s[:, None], (self.R, Q))
+        if arriving and late.any():  # the slot frees, and the call arrives, at uniform moments of the step
+            slot_wait = np.maximum(0.0, rng.random((self.R, Q)) - rng.random((self.R, Q))) * self.dt
+            wait = wait + (rng.random((self.R, Q)) < (late / np.maximum(n, 1e-12))[:, None]) * slot_wait
         counts = systematic(n, np.full(Q, 1.0 / Q), rng)
-        o.ttft.append((wait_s[:, None] + resid + pre, counts))
+        o.ttft.append((wait + rng.random(Q)[None, :] * in_progress + pre, counts))
         r, row = np.nonzero(x)
         u = rng.random(len(r))
         e_in = self.E[r] - self.K[r] * (1 - u) + 1.0  # the engine step after the one in progress
@@ -217,7 +248,7 @@ class LLMGroup:
         o.n_in += n
         if now.any():
             fin = np.zeros_like(x)
-            np.add.at(fin, (r, row), (parts * now).sum(axis=1))
+            fin[r, row] = (parts * now).sum(axis=1)
             self._finish(o, fin)
         keep = parts * ~now
         o.cal[r[:, None], row[:, None], target % o.H] += keep
@@ -242,12 +273,12 @@ class LLMGroup:
             self._b1 = np.floor(self.E / self.B).astype(np.int64)
             mbt = max(1.0, float(self.spec.max_batched_tokens))
             self._prefill_room = np.where(idle, self.K * self.up * mbt, self._prefill_room)
-        order = np.broadcast_to(self.rows.order(step), x.shape)
+        order = self.rows.order(step)
         nobody = self.waiting <= 0
         g = np.where(nobody, np.minimum(np.floor(self._room()), x.sum(axis=1)), 0.0)
         take = take_oldest(x, g, order)
         if take.any():
-            self._admit(o, take, np.zeros(self.R), step, rng)
+            self._admit(o, take, np.zeros(self.R), step, rng, arriving=True)
         rest = x - take
         if not rest.any():
             return

@@ -78,8 +78,16 @@ class BatchRecorder:
             return
         h = self._hist(N.hist(metric, cls))
         b = bucket_index(np.broadcast_to(values_s, counts.shape))
-        rows = np.broadcast_to(np.arange(self.R)[:, None], counts.shape)
-        np.add.at(h, (rows.ravel(), b.ravel()), counts.ravel())
+        flat = (np.arange(self.R)[:, None] * h.shape[1] + b).ravel()
+        np.add.at(h.reshape(-1), flat, counts.ravel())  # 1-D: numpy's fast path
+
+    def record_at(self, metric: N.HistMetric, cls: str, r_idx: np.ndarray, values_s: np.ndarray,
+                  counts: np.ndarray) -> None:
+        """Add counts[j] samples of values_s[j] seconds to replication r_idx[j]'s class histogram."""
+        if not len(counts) or not counts.any():
+            return
+        h = self._hist(N.hist(metric, cls))
+        np.add.at(h.reshape(-1), r_idx * h.shape[1] + bucket_index(values_s), counts)
 
     def close_interval(self, i: int) -> None:
         """Flush the histograms of interval i."""

@@ -24,6 +24,8 @@ class Rows:
         self.A = max(2, math.ceil(span / dt + 0.5 - 1e-9))
         self.GHOST = self.A
         self.NR = self.A + 1
+        self._order_step = -1
+        self._order = np.zeros(0, dtype=np.int64)
 
     def row(self, step: int) -> int:
         return step % self.A
@@ -34,5 +36,9 @@ class Rows:
 
     def order(self, step: int) -> np.ndarray:
         """Rows from the oldest (the ghost row, then age A-1) to the newest (age 0)."""
-        ring = (step - np.arange(self.A - 1, -1, -1)) % self.A
-        return np.concatenate([[self.GHOST], ring])
+        if step != self._order_step:  # asked for many times per step: computed once
+            ring = (step - np.arange(self.A - 1, -1, -1)) % self.A
+            self._order = np.concatenate([[self.GHOST], ring])
+            self._order.setflags(write=False)
+            self._order_step = step
+        return self._order

@@ -21,7 +21,9 @@ def systematic(n: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.nda
     cum = cum / cum[..., -1:]  # exact 1 at the end, so the last cut is n itself
     u = rng.random(n.shape)[..., None]
     cuts = np.floor(n[..., None] * cum + u)
-    out = np.diff(cuts, axis=-1, prepend=np.floor(u))
+    out = np.empty_like(cuts)
+    out[..., 0] = cuts[..., 0]  # the first cut starts from floor(u) = 0
+    np.subtract(cuts[..., 1:], cuts[..., :-1], out=out[..., 1:])
     return out
 
 
@@ -35,13 +37,17 @@ def binomial(n: np.ndarray, p: np.ndarray | float, rng: np.random.Generator) -> 
 
 
 def take_oldest(counts: np.ndarray, k: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Take `k[r]` items from each row r of `counts` (R, B), visiting bins in `order` (R, B)
-    (e.g. oldest first); returns the amounts taken per bin (R, B)."""
+    """Take `k[r]` items from each row r of `counts` (R, B), visiting bins in `order` (B,), the
+    same for every row, or (R, B) (e.g. oldest first); returns the amounts taken per bin (R, B)."""
+    out = np.zeros_like(counts)
+    if order.ndim == 1:  # one order for all rows: plain indexing (the common case, cheaper)
+        c = counts[:, order]
+        before = np.cumsum(c, axis=1) - c
+        out[:, order] = np.clip(k[:, None] - before, 0.0, c)
+        return out
     c = np.take_along_axis(counts, order, axis=1)
     before = np.cumsum(c, axis=1) - c
-    took = np.clip(k[:, None] - before, 0.0, c)
-    out = np.zeros_like(counts)
-    np.put_along_axis(out, order, took, axis=1)
+    np.put_along_axis(out, order, np.clip(k[:, None] - before, 0.0, c), axis=1)
     return out
 
 

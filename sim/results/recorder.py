@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from math import floor, log
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ class IntervalHistogram:
         if i != self._cur_idx:
             self._flush()
             self._cur_idx = i
-        b = math.floor(math.log(x) * _INV_LOG_GAMMA) if x > MIN_VALUE else _MIN_BUCKET
+        b = floor(log(x) * _INV_LOG_GAMMA) if x > MIN_VALUE else _MIN_BUCKET
         c = self._cur
         c[b] = c.get(b, 0) + 1
 

@@ -99,7 +99,8 @@ class CommandAttempts:
         if p.may_refuse and p.refuse(self.attempt):
             self.sent = False
             return False
-        p.sent(self.attempt)
+        if p.counts_sent:
+            p.sent(self.attempt)
         self.sent = True
         return True
 
@@ -114,7 +115,7 @@ class CommandAttempts:
     def after(self, outcome: str, now: float) -> Step:
         """What comes after an attempt that ended with `outcome` at `now`."""
         p = self.policy
-        if self.sent:
+        if self.sent and p.counts_answers:
             p.answered(outcome)
         if outcome == OK:
             return _DONE

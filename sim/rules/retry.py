@@ -47,6 +47,9 @@ class RetryPolicy:
         self.firsts, self.retries = Decaying(WINDOW_S), Decaying(WINDOW_S)
         self.requests, self.accepts = Decaying(2 * WINDOW_S), Decaying(2 * WINDOW_S)
         self.may_refuse = spec.retry_budget_ratio is not None or bool(spec.adaptive_throttle_k)
+        # whether `sent` and `answered` count anything (callers on a hot path may skip them)
+        self.counts_sent = spec.retry_budget_ratio is not None
+        self.counts_answers = bool(spec.adaptive_throttle_k)
 
     def backoff_s(self, attempt: int) -> float:
         """Capped exponential backoff with the scenario's jitter, seconds (attempt 0 = first retry)."""

@@ -102,3 +102,20 @@ def scale_scenario(sc: Scenario, factor: float) -> Scenario:
 
     data = sc.model_dump(mode="json", exclude_unset=True)
     return parse_scenario(scale_data(data, factor), file=f"{sc.name} x{factor:g}", base_dir=Path(sc.base_dir))
+
+
+def scale_factor(sc: Scenario, text: str) -> float:
+    """The factor a `--scale` value asks for: a number, or `full` (the cell made whole: the real
+    population and fleet, 1 / population.scale)."""
+    if text.strip().lower() == "full":
+        if sc.population is None or sc.population.scale >= 1.0:
+            raise ScenarioError(f"'--scale full' needs a cell (population.scale < 1); {sc.name} has "
+                                f"{'no population' if sc.population is None else 'population.scale 1'}")
+        return 1.0 / sc.population.scale
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = math.nan
+    if not (math.isfinite(factor) and factor > 0):
+        raise ScenarioError(f"'--scale' must be a number > 0 or 'full' (got {text!r})")
+    return factor

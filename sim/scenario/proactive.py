@@ -29,7 +29,7 @@ class FollowUp(Frozen):
     delay_s: Distribution = Field(description="seconds from the success to the follow-up's start")
 
 
-class Schedule(Frozen):
+class TaskSchedule(Frozen):
     """Commands the agent starts at fixed times."""
 
     start: str = Field(description="class of the commands started")
@@ -41,7 +41,7 @@ class Schedule(Frozen):
     spread_s: float = Field(default=0.0, ge=0, le=1e7, description="starts spread uniformly over this many seconds after each firing")
 
     @model_validator(mode="after")
-    def _when(self) -> Schedule:
+    def _when(self) -> TaskSchedule:
         if bool(self.at_s) == (self.every_s is not None):
             raise ValueError("give exactly one of 'at_s' or 'every_s'")
         bad = [t for t in self.at_s if not 0 <= t <= 1e8]
@@ -62,7 +62,7 @@ class Proactive(Frozen):
 
     follow_ups: tuple[FollowUp, ...] = Field(default=(), description="commands the agent starts after a success "
                                                                    "(order tracking, reminders)")
-    schedules: tuple[Schedule, ...] = Field(default=(), description="commands the agent starts at fixed times "
+    schedules: tuple[TaskSchedule, ...] = Field(default=(), description="commands the agent starts at fixed times "
                                                                    "(standing orders, tasks set up in advance)")
 
     def classes(self) -> set[str]:

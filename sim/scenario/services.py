@@ -300,6 +300,33 @@ class LLMFleet(Frozen):
         return int(free / cm.model.kv_bytes_per_token)
 
 
+class Host(Frozen):
+    """The CPU the stack's own work runs on, when its parts share it: the reference stack on a CPU
+    runs its LLM replicas' batch steps, its HTTP server's event loop (parsing, JSON, streaming
+    each token) and its tool wrappers in one process on the cores it is pinned to, and they take
+    turns there (the OS and the interpreter's lock interleave them finely). So n busy pieces of
+    work each progress at min(1, cores / n) CPU-seconds per second: processor sharing. The
+    figures are CPU time, measured apart from the load they are used to predict
+    (`loadtest.calibrate_host`). Only the SimPy engine models it."""
+
+    cores: float = Field(default=1.0, gt=0, le=1024, description="cores the stack's process runs on (pinned), "
+                                                                 "shared by processor sharing")
+    llm_steps: bool = Field(default=True, description="the LLM replicas' batch steps run on these cores (a model "
+                                                      "on the CPU); false: on their own accelerators")
+    request_cpu_s: float = Field(default=0.0, ge=0, le=10, description="CPU seconds of one HTTP request (parse, "
+                                                                       "JSON, session check, gateway): every "
+                                                                       "attempt and every login")
+    llm_call_cpu_s: float = Field(default=0.0, ge=0, le=10, description="CPU seconds of one LLM call outside the "
+                                                                        "batch steps (tokenising the prompt, "
+                                                                        "starting and ending the generation)")
+    token_cpu_s: float = Field(default=0.0, ge=0, le=10, description="CPU seconds per output token outside the "
+                                                                     "batch step (handing it to the request, "
+                                                                     "streaming it)")
+    tool_call_cpu_s: float = Field(default=0.0, ge=0, le=10, description="CPU seconds of the stack's own work "
+                                                                         "per tool call (wrapper, order ledger), on "
+                                                                         "top of the tool's latency")
+
+
 class Services(Frozen):
     """The stack a command passes through: gateway, then auth (login), then its stages."""
 
@@ -309,6 +336,8 @@ class Services(Frozen):
     llm: LLMFleet | None = Field(default=None, description="the LLM fleet that serves `llm` stages")
     tools: dict[str, Service] = Field(default_factory=dict, description="downstream services by name (catalog, "
                                                                         "order, payment, ...)")
+    host: Host | None = Field(default=None, description="the CPU the stack's own work shares (processor "
+                                                        "sharing); none = every part has its own hardware")
 
     def names(self) -> list[str]:
         """Every service a fault or stage can name."""

@@ -66,6 +66,9 @@ def test_user_mistakes_anywhere_are_one_line_exit_2(tmp_path: Path) -> None:
         ("loadtest", "scenarios/demo_fault.yaml", "--host", "http://127.0.0.1:9", "--duration", "5x"),
         ("mitigations", "scenarios/feb8_outage.yaml", "--dir", str(tmp_path)),  # no overlays: not a silent 0
         ("explore", "vulnerability", "scenarios/metastable_retry.yaml", "--loads", "a,b"),
+        ("run", "scenarios/feb8_outage.yaml", "--scale", "nope", "--out", str(tmp_path / "s")),
+        ("run", "scenarios/validation/mm1.yaml", "--scale", "full", "--out", str(tmp_path / "s")),  # not a cell
+        ("run", "scenarios/feb8_outage.yaml", "--engine", "fleet", "--fleet-dt", "0.7", "--out", str(tmp_path / "s")),
     ]
     for args in cases:
         p = surge(*args)
@@ -122,3 +125,14 @@ def test_the_readme_ci_example_passes_against_the_shipped_baseline(tmp_path: Pat
     p = surge("check", str(run), "--baseline", "baselines/smoke.yaml")
     assert p.returncode == 0, p.stdout
     assert "FAIL" not in p.stdout and "success_rate" in p.stdout
+
+
+def test_run_scale_scales_population_and_capacities(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    p = surge("run", "scenarios/validation/mm1.yaml", "--scale", "3", "--set", "run.duration_s=300", "--out",
+              str(out), "--no-report")
+    assert p.returncode == 0, p.stderr
+    import yaml
+
+    sc = yaml.safe_load((out / "scenario.yaml").read_text())
+    assert sc["arrivals"]["scale"] == 3.0 and sc["services"]["tools"]["server"]["concurrency"] == 3

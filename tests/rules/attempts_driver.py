@@ -57,6 +57,9 @@ def run_des(script: list[str]) -> dict[str, Any]:
         def uniforms(self, name: str) -> Uniforms:
             return Uniforms(Streams(1)(name))
 
+        def login(self, limit: float, service_s: float | None = None):  # type: ignore[no-untyped-def]
+            return (yield from self.auth.call(0, limit, service_s))
+
         def attempt(self, sess, cmd, client):  # type: ignore[no-untyped-def]
             if not sess.logged_in:
                 return "auth"  # the app dropped its session: nothing is sent

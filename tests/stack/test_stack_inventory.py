@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from stack_helpers import ADMIN, Server, running, tiny_config
+from stack_helpers import ADMIN, Server, credentials, running, tiny_config
 
 SEATS = "{concurrency: 8, latency: {type: exponential, mean: 0.004}, inventory: {items: 4, stock: 6, hold_s: 0.3, " \
         "hot: {items: 1, share: 0.7}, unit_price: 45}}"
@@ -36,7 +36,7 @@ async def buy_tickets(client: httpx.AsyncClient, user: str, key: str, deadline_s
     while time.monotonic() < end:
         try:
             if token is None:
-                r = await client.post("/v1/auth/login", json={"username": user})
+                r = await client.post("/v1/auth/login", json=credentials(user))
                 if r.status_code != 200:
                     await asyncio.sleep(0.05)
                     continue
@@ -138,7 +138,8 @@ def test_sigkill_mid_sale_then_restart_sells_each_seat_once(tmp_path: Path) -> N
     answered_at_kill: list[int] = []
 
     async def kill_and_restart() -> None:
-        await asyncio.sleep(0.8)
+        while answered[0] < 3:  # mid-sale: some agents answered, most still buying
+            await asyncio.sleep(0.005)
         first = servers[0]
         answered_at_kill.append(answered[0])
         first.signal(signal.SIGKILL)
@@ -189,7 +190,7 @@ async def test_a_wrong_item_fault_is_delivered_marked_and_counted(tmp_path: Path
 
 
 async def buy(client: httpx.AsyncClient, text: str) -> dict[str, Any]:
-    r = await client.post("/v1/auth/login", json={"username": "ann"})
+    r = await client.post("/v1/auth/login", json=credentials("ann"))
     h = {"Authorization": f"Bearer {r.json()['token']}", "Idempotency-Key": "one"}
     r = await client.post("/v1/agent/commands", json={"command": text, "class": "help_me_buy"}, headers=h)
     assert r.status_code == 200, r.text

@@ -9,23 +9,23 @@ import json
 import pytest
 from stack_helpers import ADMIN, chat_body, login, running, tiny_config
 
-from loadtest.stack.auth import EXPIRED, FOREIGN, INVALIDATED, VALID, Sessions
+from loadtest.stack.auth import EXPIRED, FOREIGN, INVALIDATED, VALID, TokenSessions
 from loadtest.stack.faults import FaultBoard
 
 pytestmark = pytest.mark.anyio
 BUY = {"command": "help me buy a milk tea"}
 
 
-def _sessions(seed: int, n: int = 400) -> tuple[FaultBoard, Sessions, list[str]]:
+def _sessions(seed: int, n: int = 400) -> tuple[FaultBoard, TokenSessions, list[str]]:
     clock = [1000.0]
     board = FaultBoard(["auth"], clock=lambda: clock[0])
-    s = Sessions("secret", 1e9, board, seed)
+    s = TokenSessions("secret", 1e9, board, seed)
     tokens = [s.issue(f"u{i}") for i in range(n)]
     clock[0] = 2e12  # after every token's issue time (tokens carry time.time())
     return board, s, tokens
 
 
-def _lost(s: Sessions, tokens: list[str]) -> set[int]:
+def _lost(s: TokenSessions, tokens: list[str]) -> set[int]:
     return {i for i, t in enumerate(tokens) if s.inspect(t)[1] == INVALIDATED}
 
 
@@ -36,10 +36,10 @@ def test_session_invalidation_takes_a_seeded_fraction(fraction: float) -> None:
     lost = _lost(s, tokens)
     assert abs(len(lost) / len(tokens) - fraction) < 0.08
     # deterministic: the same seed decides alike, whoever asks and however often
-    again = Sessions("secret", 1e9, board, 7)
+    again = TokenSessions("secret", 1e9, board, 7)
     assert _lost(again, tokens) == lost == _lost(s, tokens)
     if 0 < fraction < 1:
-        assert _lost(Sessions("secret", 1e9, board, 8), tokens) != lost  # another seed, other sessions
+        assert _lost(TokenSessions("secret", 1e9, board, 8), tokens) != lost  # another seed, other sessions
 
 
 def test_invalidations_compound_and_spare_later_sessions() -> None:
@@ -52,9 +52,9 @@ def test_invalidations_compound_and_spare_later_sessions() -> None:
     assert s.inspect("sk-not-ours")[1] == FOREIGN
     past = FaultBoard(["auth"], clock=lambda: 1000.0)  # an invalidation long before any token
     past.add("session_invalidation", "auth", 1.0, 1.0)
-    later = Sessions("secret", 1e9, past, 1)
+    later = TokenSessions("secret", 1e9, past, 1)
     assert later.inspect(later.issue("late"))[1] == VALID
-    short = Sessions("secret", -1.0, board, 1)
+    short = TokenSessions("secret", -1.0, board, 1)
     assert short.inspect(short.issue("x"))[1] == EXPIRED
 
 
