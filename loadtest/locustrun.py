@@ -25,10 +25,11 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import live, plugins
-from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
+from loadtest.commands import HttpClient, OutOfRequests
 from loadtest.credentials import Credentials
 from loadtest.dispatch import LATENESS, Dispatcher
 from loadtest.faults import FaultDriver
+from loadtest.http_commands import HttpCommand, specs_of
 from loadtest.plan import Plan
 from loadtest.policy import RetryPolicy
 from loadtest.recovery import recovery

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loadtest import plugins  # noqa: E402
 from loadtest.answers import _produced as produced  # noqa: E402
-from loadtest.commands import HttpClient, HttpCommand  # noqa: E402
+from loadtest.commands import HttpClient  # noqa: E402
+from loadtest.http_commands import HttpCommand  # noqa: E402
 from loadtest.plan import Plan  # noqa: E402
 from loadtest.tally import Tally  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
