@@ -359,8 +359,7 @@ class HttpClient:
         prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(st.prompt_tokens.sample(self._tok))
         if st.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
             prompt += max(0, round(st.image_tokens.sample(self._tok)))
-        out = cmd.output0 if cmd.output0 >= 0 else round(st.output_tokens.sample(self._tok))
-        cmd.prompt0 = cmd.output0 = -1
+        out = cmd.output0 if cmd.output0 >= 0 else round(st.output_tokens.sample(self._tok))  # a retry resends them
         return self._chat(sess, cmd, max(1, prompt), max(1, out))
 
     # -- HTTP ----------------------------------------------------------------------------------

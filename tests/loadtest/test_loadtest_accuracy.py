@@ -87,6 +87,19 @@ def test_latency_beyond_the_judged_loads_is_reported_not_judged_and_overload_jud
     assert table["misses"] == ["110%: outcome simulated queues_grow, measured load_shed"]
 
 
+def test_a_trace_replay_is_judged_like_a_load_at_its_fraction_of_the_capacity() -> None:
+    meas = [_run(_chat(0.10, 1.0)), _run(_chat(0.10, 1.0))]
+    sim = [_run(_chat(0.12, 1.0)), _run(_chat(0.12, 1.0))]
+    table = A.error_table([_level("trace", "trace", 0.6, meas, sim), _level("trace hot", "trace", 1.0, meas, sim)])
+    # 0.12 / 0.10 - 1 = +20%: over the 5% p50 target at 60% of the capacity; beyond 90% reported only
+    ttft = _cell(table, "trace", "ttft.p50")
+    assert ttft["error"] == pytest.approx(0.2) and ttft["target"] == 0.05 and ttft["pass"] is False
+    assert _cell(table, "trace", "e2e.p99")["pass"] is True
+    assert _cell(table, "trace hot", "ttft.p50")["target"] is None
+    assert table["misses"] == ["trace chat ttft.p50: error +20.0% (target ±5%)"]
+    assert table["mape_judged"] == pytest.approx((0.2 + 0 + 0 + 0) / 4)
+
+
 def test_recovery_within_twenty_percent_passes_and_a_side_that_never_recovers_fails() -> None:
     meas = [_run(_chat(0.1, 1.0), recovery_s=x) for x in (10.0, 12.0)]
     near = [_run(_chat(0.1, 1.0), recovery_s=x) for x in (12.0, 13.0)]

@@ -80,14 +80,29 @@ def test_the_table_is_computed_from_the_runs_it_names(validation: Path) -> None:
 
 
 def test_a_mis_calibrated_model_fails_the_same_measurements(validation: Path, tmp_path: Path) -> None:
-    """Every step three times as dear as calibrated: the same runs predicted again must miss."""
-    cost = yaml.safe_load((validation / "scenario.yaml").read_text())["services"]["llm"]["cost_model"]
-    sets = [f"services.llm.cost_model.{k}={3 * float(v)!r}" for k, v in cost.items() if k.endswith("_s")]
-    args = [x for s in sets for x in ("--set", s)]
+    """Every calibrated CPU cost ten times as dear (the LLM's steps and the stack's host work):
+    the same runs predicted again must miss by a margin no noise on this machine reaches. The
+    calibrated model's errors were within -80% .. +200% in every miniature measured (load average
+    2 to 17, docs/validation.md), so 10x the cost moves every prediction far above the truth:
+    the simulated capacity falls below half the measured one, and latency errors grow by more
+    than 100 points on average (at 30% of the measured capacity the 10x model is already
+    overloaded). A table that compared the wrong numbers (the simulator with itself, a --set
+    not applied, NaN cells dropped) would not."""
+    scen = yaml.safe_load((validation / "scenario.yaml").read_text())
+    dear = {**{f"services.llm.cost_model.{k}": v for k, v in scen["services"]["llm"]["cost_model"].items()},
+            **{f"services.host.{k}": v for k, v in scen["services"]["host"].items()}}
+    args = [x for k, v in dear.items() if k.endswith("_s") for x in ("--set", f"{k}={10 * float(v)!r}")]
     p = surge("validate-stack", "scenarios/validate_stack.yaml", "--resimulate", str(validation),
               "--out", str(tmp_path / "wrong"), *args)
     assert p.returncode == SLO_BREACH, p.stdout[-2000:] + p.stderr[-3000:]
     good = json.loads((validation / "validation.json").read_text())["table"]
-    wrong = json.loads((tmp_path / "wrong" / "validation.json").read_text())["table"]
-    assert wrong["mape_judged"] > good["mape_judged"] + 0.3, (good["mape_judged"], wrong["mape_judged"])
-    assert len(wrong["misses"]) > len(good["misses"])
+    wrong = json.loads((tmp_path / "wrong" / "validation.json").read_text())
+    assert wrong["resimulated_with"] == [a for a in args if a != "--set"]
+    bad = wrong["table"]
+    assert bad["capacity"]["error"] < -0.5 and not bad["capacity"]["pass"], (good["capacity"], bad["capacity"])
+    assert bad["mape_judged"] > good["mape_judged"] + 1.0, (good["mape_judged"], bad["mape_judged"])
+    # the same measurements on both tables; every finite judged cell predicted slower than before
+    pairs = [(g, b) for g, b in zip(good["cells"], bad["cells"], strict=True) if g["target"] is not None]
+    assert all(g["meas"] == b["meas"] and (g["level"], g["metric"]) == (b["level"], b["metric"]) for g, b in pairs)
+    moved = [b["error"] > g["error"] for g, b in pairs if math.isfinite(g["error"]) and math.isfinite(b["error"])]
+    assert len(moved) >= len(pairs) // 2 and sum(moved) >= 0.8 * len(moved), [(g["error"], b["error"]) for g, b in pairs]
