@@ -255,19 +255,35 @@ class Bench:
                 simulate: bool) -> Any:
         from loadtest.runner import Options, run_loadtest
 
-        self.stack.wait_idle()
-        load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
-        t = time.monotonic()
-        o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=folder,
-                    host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s, faults),
-                    simulate=simulate, report=False, live=False, faults=faults, credentials=self.stack.credentials,
-                    locust_cpus=self.locust_cpus, workers=self.opt.workers)
-        run = run_loadtest(o)
-        self.log.append({"folder": str(folder), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
-                         "core_share": share, "wall_s": time.monotonic() - t})
-        print(f"  {folder.relative_to(self.opt.out.resolve())}: x{multiplier:.3g}, seed {seed}, load average "
-              f"{load_avg:.1f}, stack's core {100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}", flush=True)
-        return run
+        """One load run (measured, and simulated with its seed when `simulate`). A run the machine
+        stalled (Locust wrote nothing, or nothing arrived or ended after the warm-up: `stalled`)
+        is measured once more, in FOLDER-again; a run that only came out slow or failing is kept."""
+        for attempt in (folder, folder.with_name(folder.name + "-again")):
+            self.stack.wait_idle()
+            load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
+            t = time.monotonic()
+            o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=attempt,
+                        host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s,
+                                                            faults),
+                        simulate=simulate, report=False, live=False, faults=faults, credentials=self.stack.credentials,
+                        locust_cpus=self.locust_cpus, workers=self.opt.workers)
+            try:
+                run = run_loadtest(o)
+                why = stalled(run.measured)
+            except LoadTestError as e:
+                if attempt != folder:
+                    raise
+                why = str(e)
+            self.log.append({"folder": str(attempt), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
+                             "core_share": share, "wall_s": time.monotonic() - t, "stalled": why})
+            name = attempt.relative_to(self.opt.out.resolve())
+            if why is None:
+                print(f"  {name}: x{multiplier:.3g}, seed {seed}, load average {load_avg:.1f}, stack's core "
+                      f"{100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}",
+                      flush=True)
+                return run
+            print(f"  {name}: stalled ({why}), load average {load_avg:.1f}", flush=True)
+        return run  # stalled twice: kept as measured (its empty cells are NaN in the table)
 
     def level(self, lv: A.Level, seeds: list[int], duration_s: float | None, faults: bool) -> A.Level:
         for s in seeds:
@@ -277,6 +293,17 @@ class Bench:
             lv.simulated.append(run.simulated)
             lv.runs.append(str(run.out.relative_to(self.opt.out.resolve())))
         return lv
+
+
+def stalled(r: Results) -> str | None:
+    """Why a measured run says nothing about the stack (the machine stalled Locust or the stack):
+    no command arrived after the warm-up, or none ended (completed or failed); else None."""
+    s = r.summary
+    if not s.get("arrived"):
+        return "no command arrived after the warm-up"
+    if not (s.get("completed") or 0) + (s.get("failed") or 0):
+        return "no command ended after the warm-up"
+    return None
 
 
 def _duration(scenario_file: Path) -> float:
@@ -343,6 +370,8 @@ def validate_stack(opt: ValidateOptions) -> Validation:
     capacity["measured_search"] = meas_cap is not None
     trace = None
     if opt.trace is not None:
+        from loadtest.validate_trace import trace_level
+
         lv, trace = trace_level(opt, scen_file, opt.trace_load * capacity["meas_per_s"], seeds, stack_cpus,
                                 locust_cpus, bench.log)
         levels.append(lv)
@@ -371,20 +400,3 @@ def _manifest(lv: A.Level) -> dict[str, Any]:
 
 def _options_json(opt: ValidateOptions) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opt).items()}
-
-
-def trace_level(opt: ValidateOptions, scen_file: Path, rate_per_s: float, seeds: list[int],
-                stack_cpus: tuple[int, ...] | None, locust_cpus: tuple[int, ...] | None,
-                log: list[dict[str, Any]]) -> tuple[A.Level, dict[str, Any]]:
-    """The trace scenario's demand on the calibrated system (`loadtest.validate_trace`), replayed
-    at `rate_per_s` commands per second by its own stack and simulated with the same seeds."""
-    from loadtest.validate_trace import trace_facts, trace_multiplier, trace_scenario
-
-    assert opt.trace is not None
-    folder = opt.out.resolve() / "trace"
-    trace_file = trace_scenario(opt.trace, scen_file, folder)
-    multiplier = trace_multiplier(trace_file, rate_per_s, opt.duration_s)
-    lv = A.Level("trace", "trace", opt.trace_load, multiplier)
-    with Stack(trace_file, folder / "stack", opt.stack_options, stack_cpus) as stack:
-        Bench(opt, trace_file, stack, locust_cpus, log).level(lv, seeds, opt.duration_s, faults=False)
-    return lv, trace_facts(opt.trace, multiplier, rate_per_s)

@@ -14,16 +14,20 @@ row's instant with the k-th row's lengths, and the seed of each run is the same 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from loadtest import accuracy as A
 from loadtest.plan import write_scenario
 from loadtest.safety import LoadTestError
 from sim.errors import ScenarioError
 from sim.scenario import parse_scenario
 from sim.scenario.load import read_yaml
 from sim.shipped import resolve
+
+if TYPE_CHECKING:
+    from loadtest.validate import ValidateOptions
 
 # what the trace scenario decides; everything else comes from the calibrated scenario
 DEMAND = ("name", "description", "arrivals", "population", "workload", "proactive", "slos")
@@ -78,3 +82,20 @@ def trace_multiplier(trace_file: Path, rate_per_s: float, duration_s: float) -> 
 def trace_facts(trace: Path, multiplier: float, rate_per_s: float) -> dict[str, Any]:
     """What `validation.json` records of the trace level."""
     return {"scenario": str(trace), "multiplier": multiplier, "offered_per_s": rate_per_s}
+
+
+def trace_level(opt: ValidateOptions, scen_file: Path, rate_per_s: float, seeds: list[int],
+                stack_cpus: tuple[int, ...] | None, locust_cpus: tuple[int, ...] | None,
+                log: list[dict[str, Any]]) -> tuple[A.Level, dict[str, Any]]:
+    """The trace scenario's demand on the calibrated system (`loadtest.validate_trace`), replayed
+    at `rate_per_s` commands per second by its own stack and simulated with the same seeds."""
+    from loadtest.validate import Bench, Stack
+
+    assert opt.trace is not None
+    folder = opt.out.resolve() / "trace"
+    trace_file = trace_scenario(opt.trace, scen_file, folder)
+    multiplier = trace_multiplier(trace_file, rate_per_s, opt.duration_s)
+    lv = A.Level("trace", "trace", opt.trace_load, multiplier)
+    with Stack(trace_file, folder / "stack", opt.stack_options, stack_cpus) as stack:
+        Bench(opt, trace_file, stack, locust_cpus, log).level(lv, seeds, opt.duration_s, faults=False)
+    return lv, trace_facts(opt.trace, multiplier, rate_per_s)

@@ -115,3 +115,17 @@ def test_capacity_error_is_relative_to_the_measured_capacity() -> None:
     assert (cell["sim_per_s"], cell["meas_per_s"]) == pytest.approx((10.45, 10.0))
     assert cell["error"] == pytest.approx(0.045) and cell["pass"] is True
     assert A.capacity_cell(2.2, 2.0, 5.0, A.Targets())["pass"] is False
+
+
+def test_a_run_is_stalled_only_when_nothing_arrived_or_nothing_ended() -> None:
+    """What `surge validate-stack` measures once more: a run the machine stalled, not a slow one."""
+    from loadtest.validate import stalled
+
+    def run(arrived: float, completed: float, failed: float) -> Results:
+        return Results(meta={"classes": []}, series={}, histograms={},
+                       summary={"arrived": arrived, "completed": completed, "failed": failed})
+
+    assert stalled(run(0, 0, 0)) == "no command arrived after the warm-up"
+    assert stalled(run(50, 0, 0)) == "no command ended after the warm-up"
+    assert stalled(run(50, 0, 50)) is None  # every command failed: a result, kept
+    assert stalled(run(50, 3, 0)) is None
