@@ -29,7 +29,7 @@ from sim.streams import Streams
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "scenarios" / "validate_trace.yaml"
 SYSTEM = ROOT / "scenarios" / "validate_stack.yaml"
-CSV = ROOT / "scenarios" / "data" / "azure_llm_2023_conv_10min.csv"
+CSV = ROOT / "scenarios" / "data" / "azure_llm_2023_conv_18min.csv"
 TOKEN_SCALE = 16
 
 
@@ -70,7 +70,7 @@ def test_the_shipped_trace_is_the_csv_scaled_and_fits_the_stacks_model() -> None
     times, prompts, outputs = _rows()
     sched = schedule_of(sc)  # the load test's starts
     sim_times = np.concatenate(list(arrival_blocks(sc, Streams(sc.run.seed)("arrivals"), Path(sc.base_dir))))
-    assert len(sched) == len(times) == 2867 and np.array_equal(sched.times_s, sim_times)
+    assert len(sched) == len(times) == 5291 and np.array_equal(sched.times_s, sim_times)
     assert np.allclose(sched.times_s, times / 2, atol=1e-6)  # scale 2: the same shape in half the time
     assert sched.prompt_tokens is not None and sched.output_tokens is not None
     assert np.array_equal(sched.prompt_tokens, prompts) and np.array_equal(sched.output_tokens, outputs)
@@ -107,7 +107,7 @@ def test_the_trace_scenario_puts_its_demand_on_the_calibrated_system(tmp_path: P
     assert sc.services.llm is not None and sc.services.llm.cost_model.base_s == 0.000777
     assert sc.services.host is not None and sc.services.host.request_cpu_s == 0.0013
     assert sc.faults == load_scenario(SYSTEM).faults and sc.services.tools  # the system's, as calibrated
-    # 0.6 x 20 commands/s from a trace of 4.78 a second; the 10 minutes cover a 60-s run at 2.5x
+    # 12 commands/s from a trace of 4.9 a second: x2.45; its 18 minutes cover a 60-s run, not a 600-s one
     per_s = offered_per_unit(TRACE)
     x = trace_multiplier(tmp_path / "trace" / "scenario.yaml", 12.0, 60.0)
     assert x == pytest.approx(12.0 / per_s)
