@@ -316,8 +316,7 @@ class HttpClient:
         prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(prompt_n())
         if image_n is not None:  # the images' tokens, prefilled with the text (words stand in)
             prompt += max(0, round(image_n()))
-        out = cmd.output0 if cmd.output0 >= 0 else round(output_n())
-        cmd.prompt0 = cmd.output0 = -1
+        out = cmd.output0 if cmd.output0 >= 0 else round(output_n())  # a retry resends a trace row's lengths
         return self._chat(sess, cmd, max(1, prompt), max(1, out))
 
     # -- HTTP ----------------------------------------------------------------------------------
