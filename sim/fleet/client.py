@@ -14,6 +14,7 @@ Session states: index v * L + t, with v = 1 logged in (0 not) and t = timeouts i
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from sim.rules.attempts import FAIL, RELOGIN, RETRY, next_kind
 from sim.rules.outcomes import TIMEOUT
 from sim.rules.retry import RetryPolicy
 from sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 
 def split_comp(comp: np.ndarray, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -82,14 +86,35 @@ class Sessions:
             # scenario's mean number of commands per session
             self.q = 1.0 - 1.0 / float(n.mean())
         think = pop.think_time_s if pop is not None else None
-        self.kernel = delay_kernel(latency_samples(dist_key(think)), dt) if think is not None and think.mean > 0 \
-            else np.array([1.0])
+        self._think = latency_samples(dist_key(think)) if think is not None and think.mean > 0 else None
+        self._kernels: dict[float, np.ndarray] = {}
+        self.kernel = self._kernel(dt)
         self.H = len(self.kernel) + 2
         self.cal = np.zeros((R, states.n, self.H))
+        self.ended = np.zeros((R, states.n))
         self.thinking = np.zeros(R)
 
-    def end(self, x: np.ndarray, step: int, rng: np.random.Generator) -> None:
-        """Commands ended for sessions x (R, S): some sessions go on, after a think time."""
+    def _kernel(self, dt: float) -> np.ndarray:
+        k = self._kernels.get(dt)
+        if k is None:
+            k = self._kernels[dt] = delay_kernel(self._think, dt) if self._think is not None else np.array([1.0])
+        return k
+
+    def regrid(self, g: Regrid, dt: float) -> None:
+        """Thinking sessions to the same moments on another step grid."""
+        self.cal = g.future(self.cal, 2)
+        self.kernel = self._kernel(dt)
+        self.dt = dt
+
+    def end(self, x: np.ndarray) -> None:
+        """Commands ended for sessions x (R, S) in this step (their think times start in `flush`)."""
+        if self.q > 0:
+            self.ended += x
+
+    def flush(self, step: int, rng: np.random.Generator) -> None:
+        """The step's ended commands: some sessions go on, after a think time (one split per step:
+        the think time starts at the next step whichever moment of this step the command ended)."""
+        x, self.ended = self.ended, np.zeros_like(self.ended)
         if self.q <= 0 or not x.any():
             return
         go = binomial(x, self.q, rng)
@@ -97,8 +122,13 @@ class Sessions:
         if not len(r):
             return
         parts = systematic(go[r, s], self.kernel, rng)
-        bins = (step + np.maximum(1, np.arange(parts.shape[1]))) % self.H
-        np.add.at(self.cal, (r[:, None], s[:, None], bins[None, :]), parts)
+        if parts.shape[1] > 1:  # a think time shorter than a step: the next step (bins distinct from here)
+            parts[:, 1] += parts[:, 0]
+            parts = parts[:, 1:]
+            bins = (step + 1 + np.arange(parts.shape[1])) % self.H
+        else:
+            bins = np.array([(step + 1) % self.H])
+        self.cal[r[:, None], s[:, None], bins[None, :]] += parts  # (r, s) pairs and bins distinct
 
     def due(self, step: int) -> np.ndarray:
         b = step % self.H
@@ -120,10 +150,21 @@ class Retries:
     the commands' ages (for e2e and abandonment)."""
 
     def __init__(self, policy: RetryPolicy, K: int, S: int, R: int, dt: float) -> None:
-        self.kernels = [_from_next_step(np.asarray(policy.backoff_kernel(k, dt))) for k in range(max(1, K - 1))]
+        self.policy, self.K = policy, K
+        self.kernels = self._kernels(dt)
         self.H = max(len(k) for k in self.kernels) + 2
         self.cal = np.zeros((R, K, S, self.H))
         self.age = np.zeros((R, K, self.H))  # sum of command ages at the retry's start, s
+        self.dt = dt
+
+    def _kernels(self, dt: float) -> list[np.ndarray]:
+        return _backoff_kernels(self.policy, self.K, dt)
+
+    def regrid(self, g: Regrid, dt: float) -> None:
+        """Retries waiting out their backoff to the same moments on another step grid."""
+        self.cal = g.future(self.cal, 3)
+        self.age = g.future(self.age, 2)
+        self.kernels = self._kernels(dt)
         self.dt = dt
 
     def add(self, k: int, x: np.ndarray, age_s: np.ndarray, step: int, rng: np.random.Generator,
@@ -147,6 +188,18 @@ class Retries:
         self.cal[:, :, :, b] = 0.0
         self.age[:, :, b] = 0.0
         return x, a
+
+
+_BACKOFF: dict[tuple[str, int, float], list[np.ndarray]] = {}
+
+
+def _backoff_kernels(policy: RetryPolicy, K: int, dt: float) -> list[np.ndarray]:
+    """The backoff kernels of attempts 1 .. K-1 on steps of dt (computed once per client spec and
+    step: they depend on nothing else)."""
+    key = (policy.spec.model_dump_json(), K, dt)
+    if key not in _BACKOFF:
+        _BACKOFF[key] = [_from_next_step(np.asarray(policy.backoff_kernel(k, dt))) for k in range(max(1, K - 1))]
+    return _BACKOFF[key]
 
 
 def _from_next_step(kern: np.ndarray) -> np.ndarray:

@@ -8,9 +8,14 @@ client's timeouts come out of the same ring.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sim.fleet.split import systematic, take_oldest
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 
 class Fifo:
@@ -19,14 +24,26 @@ class Fifo:
         self.q = np.zeros((R, lanes, ring))
         self._stamp = np.full(ring, -1)  # the step whose arrivals each bin holds
         self.oldest = 0  # no request is older than this step (a bound; lets operations skip the empty ring)
+        self.n = np.zeros((R, lanes))  # requests waiting per lane (kept as the ring changes: summing it is slow)
+
+    def regrid(self, g: Regrid) -> None:
+        """The queue on another step grid: cohorts to the bins of their arrival step there."""
+        self.q = g.past(self.q, 2)
+        s = np.arange(g.n_new - self.W, g.n_new)
+        self._stamp[s % self.W] = s
+        self.oldest = max(g.n_new - self.W, int(g.step_of(np.array([self.oldest]))[0]) - 1)
 
     @property
     def waiting(self) -> np.ndarray:
         """Requests waiting, per replication (R,)."""
-        return self.q.sum(axis=(1, 2))
+        return self.n.sum(axis=1)
 
     def lane_waiting(self) -> np.ndarray:
-        return self.q.sum(axis=2)
+        return self.n.copy()
+
+    def clear(self) -> None:
+        self.q[:] = 0.0
+        self.n[:] = 0.0
 
     def push(self, step: int, x: np.ndarray) -> None:
         """Add arrivals x (R, lanes) at `step`. A cohort as old as the ring moves up one bin."""
@@ -38,6 +55,7 @@ class Fifo:
                 old[:] = 0.0
             self._stamp[w] = step
         self.q[:, :, w] += x
+        self.n += x
         if self.oldest < step - self.W + 1:
             self.oldest = step - self.W + 1
 
@@ -69,6 +87,7 @@ class Fifo:
         took = take_oldest(tot, k, idx)
         out = self.split_lanes(took, tot, sub, rng)
         self.q[:, :, win] = sub - out
+        self.n -= out.sum(axis=2)
         return out, ages
 
     @staticmethod
@@ -99,6 +118,7 @@ class Fifo:
             return np.zeros(self.q.shape[:2])
         out = self.q[:, :, old].sum(axis=2)
         self.q[:, :, old] = 0.0
+        self.n -= out
         return out
 
     def take_newest(self, step: int, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -112,4 +132,6 @@ class Fifo:
         sub = self.q[:, :, win]
         kept = rng.binomial(sub.astype(np.int64), np.clip(keep, 0, 1)[:, None, None]).astype(np.float64)
         self.q[:, :, win] = kept
-        return sub - kept
+        gone = sub - kept
+        self.n -= gone.sum(axis=2)
+        return gone

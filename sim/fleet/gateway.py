@@ -8,6 +8,8 @@ client has given up) unless the gateway drops them (`Deadlines.gateway_drops`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sim.fleet.fifo import Fifo
@@ -16,6 +18,9 @@ from sim.rules.deadlines import Deadlines
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.rules.ratelimit import RateLimiter
 from sim.scenario.services import Gateway as GatewaySpec
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 RING = 1 << 14  # steps of queue history kept (older waiters share the oldest bin)
 
@@ -48,8 +53,12 @@ class FleetGateway:
                 for c in self.classes:
                     if self.lane[c] == i:
                         failed[:, self.classes.index(c)] += q.q[:, self.lane_idx[c], :].sum(axis=1)
-                q.q[:] = 0.0
+                q.clear()
         return failed
+
+    def regrid(self, g: Regrid) -> None:
+        for q in self.queues:
+            q.regrid(g)
 
     @property
     def waiting(self) -> np.ndarray:

@@ -7,7 +7,9 @@ progress is kept in a calendar of finishing engine steps (bins of `B` tokens) by
 decode time follows its own output length and the batch it ran in. Waiting sequences join
 between steps while `max_num_seqs`, the prefill budget (`max_batched_tokens`) and the KV cache
 allow. TTFT = queue wait + the rest of the engine step in progress + the step that prefills
-the prompt; TPOT = the engine step time over the sequence's decode.
+the prompt, the queue wait from the call's submission, or for a chat class from the attempt's
+start (`sim.rules.calls`: the gateway's queue counts, the row says since when); TPOT = the
+engine step time over the sequence's decode.
 
 The group is the fleet as jsq (or least_kv, power-of-two) routing keeps it: balanced. A fault
 takes replicas out (`FaultEffect.units_up`): their sequences fail.
@@ -16,16 +18,21 @@ takes replicas out (`FaultEffect.units_up`): their sequences fail.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim.costmodel import StepCost
 from sim.fleet.fifo import Fifo
-from sim.fleet.kernels import LLMStage, quantiles, token_kernel
+from sim.fleet.kernels import LLMStage, token_kernel
 from sim.fleet.rows import Rows
 from sim.fleet.split import binomial, proportional, systematic, take_oldest
+from sim.rules.calls import client_still_waiting
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import LLMFleet
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 Q = 16  # random representatives of a cohort's prompt lengths (TTFT), drawn afresh each time
 
@@ -43,10 +50,10 @@ class LLMOwner:
         self.done = np.zeros((R, rows.NR))
         self.error = np.zeros((R, rows.NR))
         self.shed = np.zeros((R, rows.NR))
-        self.prompt_q = quantiles(stage.prompt_tokens, Q)
         self.kv_each = stage.mean_prompt + stage.mean_output
         self.n_in = np.zeros(R)  # sequences in this owner's calendar (decoding)
-        self.ttft: list[tuple[np.ndarray, np.ndarray]] = []  # (values (R, Q), counts (R, Q)) this step
+        # TTFT samples of this step: (replication index, values s, counts), flat
+        self.ttft: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.tpot_n = np.zeros(R)
 
 
@@ -70,6 +77,8 @@ class LLMGroup:
         self.free = np.zeros(R)
         self._free_now = np.zeros(R)  # slots free now (not only later in this step)
         self.owners: list[LLMOwner] = []
+        self.Q = Q  # TTFT representatives per admission: Q per fine step's worth (see regrid)
+        self._dt0 = dt
         self._means = (1.0, 1.0)
         self.acc = {k: np.zeros(R) for k in ("batch_dt", "busy_dt", "prefill_tokens", "decode_tokens")}
 
@@ -84,6 +93,17 @@ class LLMGroup:
     @property
     def waiting(self) -> np.ndarray:
         return sum((o.wait.sum(axis=1) for o in self.owners), np.zeros(self.R))
+
+    def regrid(self, g: Regrid, dt: float) -> None:
+        """The group on another step length: its counts by row and its queues' submit steps move;
+        the decode calendars count engine steps, not time steps, and stay."""
+        self.dt = dt
+        self.Q = Q * max(1, round(dt / self._dt0))  # as many TTFT representatives per second as at dt0
+        a = self.rows.A
+        for o in self.owners:
+            o.wait, o.done, o.shed, o.error = (g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error))
+            o.cal = g.rows(o.cal, 1, a)
+            o.sub.regrid(g)
 
     def set_effect(self, effect: FaultEffect, rng: np.random.Generator) -> None:
         """Apply the faults in force: replicas that go down fail every sequence they hold."""
@@ -191,8 +211,8 @@ class LLMGroup:
         extra = a * mean_p
         decode = np.maximum(self.step_s - f * extra, 1e-6)
         w = f * (decode + extra) / np.maximum(decode + f * extra, 1e-12)  # time share of prefill steps
-        other = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
-        in_prefill = rng.random((self.R, Q)) < w[:, None]
+        other = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), self.Q)]
+        in_prefill = rng.random((self.R, self.Q)) < w[:, None]
         return decode[:, None] + in_prefill * (a * other[None, :])
 
     def _finish(self, o: LLMOwner, fin: np.ndarray) -> None:
@@ -224,7 +244,7 @@ class LLMGroup:
         self.kv += n * o.stage.mean_prompt
         self.acc["prefill_tokens"] += n * o.stage.mean_prompt
         m = np.maximum(self.up, 1e-12)
-        prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), Q)]
+        prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), self.Q)]
         in_progress = self._step_in_progress(o, rng)  # (R, Q)
         mean_prompt = self._means[0]
         joins_per_step = self.prefill_prev / np.maximum(self.K * m, 1e-12) / mean_prompt
@@ -232,12 +252,16 @@ class LLMGroup:
         tokens = prompts[None, :] + others
         pre = self.cost.step_s_array(tokens, (self.n_dec / m)[:, None], (self.kv / m)[:, None],
                                      (self.kv / m)[:, None] + tokens ** 2 / 2) * self.effect.slowdown
-        wait = np.broadcast_to(wait_s[:, None], (self.R, Q))
+        slot = np.zeros((self.R, self.Q))
         if arriving and late.any():  # the slot frees, and the call arrives, at uniform moments of the step
-            slot_wait = np.maximum(0.0, rng.random((self.R, Q)) - rng.random((self.R, Q))) * self.dt
-            wait = wait + (rng.random((self.R, Q)) < (late / np.maximum(n, 1e-12))[:, None]) * slot_wait
-        counts = systematic(n, np.full(Q, 1.0 / Q), rng)
-        o.ttft.append((wait + rng.random(Q)[None, :] * in_progress + pre, counts))
+            slot_wait = np.maximum(0.0, rng.random((self.R, self.Q)) - rng.random((self.R, self.Q))) * self.dt
+            slot = (rng.random((self.R, self.Q)) < (late / np.maximum(n, 1e-12))[:, None]) * slot_wait
+        if o.stage.ttft_from_attempt:
+            self._ttft_from_attempt(o, x, slot + rng.random(self.Q)[None, :] * in_progress + pre, step, rng)
+        else:
+            counts = systematic(n, np.full(self.Q, 1.0 / self.Q), rng)
+            vals = wait_s[:, None] + slot + rng.random(self.Q)[None, :] * in_progress + pre
+            o.ttft.append((np.repeat(np.arange(self.R), self.Q), vals.ravel(), counts.ravel()))
         r, row = np.nonzero(x)
         u = rng.random(len(r))
         e_in = self.E[r] - self.K[r] * (1 - u) + 1.0  # the engine step after the one in progress
@@ -252,6 +276,23 @@ class LLMGroup:
             self._finish(o, fin)
         keep = parts * ~now
         o.cal[r[:, None], row[:, None], target % o.H] += keep
+
+    def _ttft_from_attempt(self, o: LLMOwner, x: np.ndarray, after_join: np.ndarray, step: int,
+                           rng: np.random.Generator) -> None:
+        """A chat class's TTFT (`sim.rules.calls`): from the attempt's start, so the gateway's and
+        the engine's queues count. The row of a cohort x[r, row] says how long ago its attempt
+        started (row age, the attempt and the join at uniform moments of their steps); to that
+        the time from joining the batch to the first token (after_join (R, Q)) is added. Recorded
+        only while the client still waited; ghost rows (clients gone) are nobody's TTFT."""
+        r, row = np.nonzero(x[:, : self.rows.A])
+        if not len(r):
+            return
+        age = self.rows.ages(step)[row].astype(np.float64)
+        since_s = (age + np.where(age > 0, rng.random(len(r)) - rng.random(len(r)), 0.0)) * self.dt
+        vals = since_s[:, None] + after_join[r]  # (m, Q)
+        counts = systematic(x[r, row], np.full(self.Q, 1.0 / self.Q), rng)
+        counts = counts * client_still_waiting(vals, self.rows.timeout_s)
+        o.ttft.append((np.repeat(r, self.Q), vals.ravel(), counts.ravel()))
 
     # -- phase B -------------------------------------------------------------------------------
     def arrive(self, o: LLMOwner, x: np.ndarray, step: int, rng: np.random.Generator) -> None:

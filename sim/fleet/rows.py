@@ -18,7 +18,7 @@ class Rows:
     def __init__(self, timeout_s: float | None, horizon_s: float, dt: float) -> None:
         self.dt = dt
         self.timeout_s = timeout_s
-        span = timeout_s if timeout_s is not None else horizon_s
+        self.span_s = span = timeout_s if timeout_s is not None else horizon_s
         # attempts time out at the start of the step A steps after they started: on average
         # A - 1/2 steps after their (uniform) start, so A = ceil(T/dt + 1/2) keeps the mean at T
         self.A = max(2, math.ceil(span / dt + 0.5 - 1e-9))
@@ -26,6 +26,14 @@ class Rows:
         self.NR = self.A + 1
         self._order_step = -1
         self._order = np.zeros(0, dtype=np.int64)
+
+    def regrid(self, dt: float) -> None:
+        """The rows of another step length (the arrays by row are moved by `Regrid.rows`)."""
+        self.dt = dt
+        self.A = max(2, math.ceil(self.span_s / dt + 0.5 - 1e-9))
+        self.GHOST = self.A
+        self.NR = self.A + 1
+        self._order_step = -1
 
     def row(self, step: int) -> int:
         return step % self.A

@@ -59,3 +59,23 @@ def proportional(total: np.ndarray, weights: np.ndarray, rng: np.random.Generato
     p[:, -1] += np.where(s[:, 0] > 0, 0.0, 1.0)  # an empty row: everything to the last column
     out = systematic(np.where(s[:, 0] > 0, total, 0.0), p, rng)
     return np.minimum(out, weights)
+
+
+def fraction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b where b > 0, else 0 (the share of a cohort that some part of it is)."""
+    return np.where(b > 0, a / np.maximum(b, 1e-300), 0.0)
+
+
+def mean_of(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count where count > 0, else 0 (a mean over a cohort, e.g. of command ages)."""
+    return np.where(count > 0, total / np.maximum(count, 1e-300), 0.0)
+
+
+def take_share(x: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Take k[r] of the attempts x (R, ...) in proportion to how they are spread."""
+    flat = x.reshape(x.shape[0], -1)
+    tot = flat.sum(axis=1, keepdims=True)
+    p = np.where(tot > 0, flat / np.maximum(tot, 1e-300), 0.0)
+    p[:, -1] += np.where(tot[:, 0] > 0, 0.0, 1.0)
+    out = np.minimum(systematic(np.minimum(k, tot[:, 0]), p, rng), flat)
+    return out.reshape(x.shape)

@@ -9,6 +9,8 @@ arrival order of different classes within a step is random).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sim.fleet.kernels import delay_kernel, dist_key, latency_samples
@@ -16,6 +18,9 @@ from sim.fleet.rows import Rows
 from sim.fleet.split import binomial, proportional, systematic, take_oldest
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import Service
+
+if TYPE_CHECKING:
+    from sim.fleet.timestep import Regrid
 
 _HALVES = np.array([0.5, 0.5])
 
@@ -29,6 +34,9 @@ class Owner:
         self.done = np.zeros((R, rows.NR))
         self.shed = np.zeros((R, rows.NR))
         self.error = np.zeros((R, rows.NR))
+        # of `error`, the calls that failed after their service (not by an outage): half of them
+        # after their work was done (`sim.rules.faults.error_timing`; read by sim/fleet/orders.py)
+        self.served_error = np.zeros((R, rows.NR))
 
 
 class Pool:
@@ -37,7 +45,7 @@ class Pool:
         self.samples = latency_samples(dist_key(spec.latency))
         self.mean_s = float(self.samples.mean())
         self.effect: FaultEffect = NO_FAULT
-        self._kernels: dict[float, np.ndarray] = {}
+        self._kernels: dict[tuple[float, float], np.ndarray] = {}
         self.kernel = self._kernel(1.0)
         self.H = len(self.kernel) + 8
         self.owners: list[Owner] = []
@@ -51,10 +59,20 @@ class Pool:
                                              "cap_dt", "occ_dt")}
 
     def _kernel(self, slowdown: float) -> np.ndarray:
-        k = self._kernels.get(slowdown)
+        k = self._kernels.get((self.dt, slowdown))
         if k is None:
-            k = self._kernels[slowdown] = delay_kernel(self.samples, self.dt, slowdown)
+            k = self._kernels[(self.dt, slowdown)] = delay_kernel(self.samples, self.dt, slowdown)
         return k
+
+    def regrid(self, g: Regrid, dt: float) -> None:
+        """The pool on another step length: waiters and calls in service to the same moments."""
+        self.dt = dt
+        self.kernel = self._kernel(self.effect.slowdown)
+        a = self.rows.A
+        for o in self.owners:
+            o.wait, o.done, o.shed, o.error, o.served_error = (
+                g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error, o.served_error))
+            o.cal = g.future(g.rows(o.cal, 1, a), 2)
 
     def add_owner(self) -> Owner:
         o = Owner(self.R, self.rows, self.H + 64)
@@ -137,6 +155,7 @@ class Pool:
         p = self.effect.error_with(self.spec.error_rate)
         err = binomial(fin, p, rng) if p > 0 else 0.0
         o.error += err
+        o.served_error += err
         o.done += fin - err
 
     def _enter(self, o: Owner, x: np.ndarray, step: int, rng: np.random.Generator, queued: bool) -> None:
