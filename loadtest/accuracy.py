@@ -96,10 +96,12 @@ def cell(lv: Level, cls: str, metric: str, t: Targets) -> dict[str, Any]:
 
 
 def classes_of(levels: Sequence[Level]) -> list[str]:
-    for lv in levels:
-        for r in lv.measured:
-            return list(r.meta["classes"])
-    return []
+    """The command classes of the levels' measured runs, in order (a trace replay may run fewer)."""
+    return list(dict.fromkeys(c for lv in levels for c in _level_classes(lv)))
+
+
+def _level_classes(lv: Level) -> list[str]:
+    return list(lv.measured[0].meta["classes"]) if lv.measured else []
 
 
 def overload_outcomes(lv: Level) -> dict[str, Any]:
@@ -150,7 +152,7 @@ def error_table(levels: Sequence[Level], t: Targets | None = None, capacity: dic
     """Every cell, the overload outcomes, recovery, capacity, the MAPEs and the misses."""
     t = t or Targets()
     classes = classes_of(levels)
-    cells = [cell(lv, c, m, t) for lv in levels for c in classes for m in METRICS if lv.measured]
+    cells = [cell(lv, c, m, t) for lv in levels for c in _level_classes(lv) for m in METRICS]
     over = [overload_outcomes(lv) for lv in levels if lv.kind == "overload" and lv.measured]
     rec = [recovery_cell(lv, t) for lv in levels if lv.kind == "fault" and lv.measured]
     judged = [c for c in cells if c["target"] is not None and c["metric"] in LATENCY]

@@ -98,6 +98,12 @@ def test_a_trace_replay_is_judged_like_a_load_at_its_fraction_of_the_capacity() 
     assert _cell(table, "trace hot", "ttft.p50")["target"] is None
     assert table["misses"] == ["trace chat ttft.p50: error +20.0% (target ±5%)"]
     assert table["mape_judged"] == pytest.approx((0.2 + 0 + 0 + 0) / 4)
+    # a trace of chats next to loads of chat and help_me_buy: the trace has cells of chat only
+    both = {**_chat(0.1, 1.0), "buy": _chat(0.1, 1.0)["chat"]}
+    mixed = A.error_table([_level("60%", "load", 0.6, [_run(both)] * 2, [_run(both)] * 2),
+                           _level("trace", "trace", 0.6, meas, sim)])
+    assert mixed["classes"] == ["chat", "buy"] and mixed["misses"] == table["misses"][:1]
+    assert {c["class"] for c in mixed["cells"] if c["level"] == "trace"} == {"chat"}
 
 
 def test_recovery_within_twenty_percent_passes_and_a_side_that_never_recovers_fails() -> None:

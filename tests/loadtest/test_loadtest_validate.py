@@ -4,7 +4,7 @@ seeds each against the real stack, the error table and the report; then the same
 predicted again by a deliberately mis-calibrated scenario, which must miss by a margin no noise
 on a shared machine reaches.
 
-Sized for the suite (under 3 minutes at load average ~4 on two cores): 6-s runs with 1 s of
+Sized for the suite (153-159 s at load average 2-4 on two cores, docs/validation.md): 6-s runs with 1 s of
 warm-up, 6-s capacity probes, a 30% capacity bracket (two probes when the simulated capacity is
 close). What it asserts does not depend on the machine's speed: the structure of the table, one
 cell recomputed from the runs, and the mis-calibrated model's miss; a run the machine stalled is
