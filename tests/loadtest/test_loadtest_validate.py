@@ -106,11 +106,12 @@ def test_a_mis_calibrated_model_fails_the_same_measurements(validation: Path, tm
     bad = wrong["table"]
     assert bad["capacity"]["error"] < -0.5 and not bad["capacity"]["pass"], (good["capacity"], bad["capacity"])
     assert bad["mape_judged"] > good["mape_judged"] + 1.0, (good["mape_judged"], bad["mape_judged"])
-    # the same measurements on both tables; (nearly) every judged cell predicted slower than before
-    # (NaN where the overloaded 10x model let no chat through)
+    # the same measurements on both tables; (nearly) every judged cell predicted slower than before;
+    # a cell the overloaded 10x model has no value for (it let no chat through: NaN) is a prediction
+    # slower than any, so it counts as moved
     pairs = [(g, b) for g, b in zip(good["cells"], bad["cells"], strict=True) if g["target"] is not None]
     assert all(g["meas"] == b["meas"] and (g["level"], g["metric"]) == (b["level"], b["metric"]) for g, b in pairs)
-    moved = [b["error"] > g["error"] for g, b in pairs if _finite(g["error"]) and _finite(b["error"])]
+    moved = [not _finite(b["error"]) or b["error"] > g["error"] for g, b in pairs if _finite(g["error"])]
     assert len(moved) >= 4 and sum(moved) >= 0.8 * len(moved), [(g["error"], b["error"]) for g, b in pairs]
 
 
