@@ -89,12 +89,12 @@ users, seconds = int(sys.argv[2]), float(sys.argv[3])
 runner.start(users, spawn_rate=users * 10)
 gevent.sleep(2)  # ramp up and warm connections
 env.stats.reset_all()
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 gevent.sleep(seconds)
 total = env.stats.total
-n, fails, el = total.num_requests, total.num_failures, time.perf_counter() - t
+n, fails, el, cpu = total.num_requests, total.num_failures, time.perf_counter() - t, time.process_time() - cpu
 runner.quit()
-print(json.dumps({"requests": n, "failures": fails, "seconds": el, "rps": n / el,
+print(json.dumps({"requests": n, "failures": fails, "seconds": el, "rps": n / el, "cpu_us_per_request": 1e6 * cpu / n,
                   "p50_ms": total.get_response_time_percentile(0.5),
                   "p99_ms": total.get_response_time_percentile(0.99)}))
 """
@@ -169,7 +169,9 @@ def run_surge(url: str, seconds: float, users: int, workers: int, folder: Path) 
         raise RuntimeError(p.stderr[-2000:])
     summary = json.loads((out / "measured" / "summary.json").read_text())
     per_s = _steady(out / "measured", "attempts:chat")  # 1 s intervals: the first two are the ramp-up
-    return {"rps": per_s, "completed": summary["completed"], "failed": summary["failed"]}
+    tot = json.loads((out / "measured" / "run.json").read_text()).get("totals", {})
+    cpu_us = tot.get("loadgen_cpu_us", float("nan")) / max(1.0, tot.get("requests_sent", 0.0))
+    return {"rps": per_s, "completed": summary["completed"], "failed": summary["failed"], "cpu_us_per_request": cpu_us}
 
 
 def _steady(folder: Path, series: str) -> float:
@@ -207,15 +209,18 @@ def main() -> None:
     load = os.getloadavg()
     print(f"trivial endpoint, {a.users} connections/users, {a.seconds:g} s each, {os.cpu_count()} CPU cores shared, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'tool':<34}{'requests/s':>12}")
+    print(f"{'tool':<34}{'requests/s':>12}{'CPU us/request':>16}")
     print(f"{'wrk (1 thread, GET)':<34}{wrk['rps']:>12,.0f}")
-    print(f"{'Locust FastHttpUser (1 proc)':<34}{loc['rps']:>12,.0f}")
-    print(f"{'surge loadtest (1 proc)':<34}{one['rps']:>12,.0f}")
-    print(f"{'surge loadtest (--workers 2)':<34}{two['rps']:>12,.0f}")
+    for name, r in (("Locust FastHttpUser (1 proc)", loc), ("surge loadtest (1 proc)", one),
+                    ("surge loadtest (--workers 2)", two)):
+        print(f"{name:<34}{r['rps']:>12,.0f}{r['cpu_us_per_request']:>16,.0f}")
     r1, r2 = one["rps"] / loc["rps"], two["rps"] / one["rps"]
     print(f"surge / plain Locust: {r1:.0%} ({'PASS' if r1 >= 0.8 else 'FAIL'}: need >= 80%); "
           f"2 workers / 1: {r2:.2f}x ({'PASS' if r2 >= 1.7 else 'FAIL'}: need >= 1.7x); "
           f"failures: Locust {loc['failures']}, surge {one['failed']:.0f} / {two['failed']:.0f}")
+    # on a loaded machine requests/s follow the CPU share each run got; CPU per request does not
+    print(f"CPU per request, surge / plain Locust: {one['cpu_us_per_request'] / loc['cpu_us_per_request']:.2f}x "
+          f"(rate ratio on an idle core ~ the inverse: {loc['cpu_us_per_request'] / one['cpu_us_per_request']:.0%})")
     if a.json:
         a.json.write_text(json.dumps({"wrk": wrk, "locust": loc, "surge": one, "surge_workers2": two,
                                       "users": a.users, "seconds": a.seconds, "load": load}, indent=2))

@@ -10,7 +10,7 @@ seeds. Output (`error_table`): plain data for reports and JSON.
   per-seed paired errors (seeds match, so the arrival instants match).
 - Metrics per class: TTFT, TPOT and e2e at p50 and p99, goodput and success rate.
 - Targets (`Targets`): p50 error <= 5% and p99 <= 10% for TTFT and e2e per class at every load
-  up to 90%; maximum sustainable throughput within 5%; at overload goodput within 10% and the
+  up to 90% (a trace replay too, at its fraction of the capacity); maximum sustainable throughput within 5%; at overload goodput within 10% and the
   same outcome on both sides (`loadtest.capacity.outcome`); recovery time within 20%.
 - MAPE: mean |error| over the judged latency cells, and over every latency cell.
 """
@@ -74,7 +74,7 @@ def rel_error(sim: float, meas: float) -> float:
 
 def _target(t: Targets, lv: Level, metric: str) -> float | None:
     """The target a cell is judged on, or None when it is reported only."""
-    if lv.kind == "load" and lv.fraction <= t.judged_up_to + 1e-9 and metric.split(".")[0] in ("ttft", "e2e"):
+    if lv.kind in ("load", "trace") and lv.fraction <= t.judged_up_to + 1e-9 and metric.split(".")[0] in ("ttft", "e2e"):
         return t.p50 if metric.endswith("p50") else t.p99
     if lv.kind == "overload" and metric == "goodput_per_s":
         return t.overload_goodput

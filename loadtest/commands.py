@@ -23,12 +23,11 @@ Runs in a gevent process (Locust); `client` is a Locust `FastHttpSession`.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import math
 import time
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -39,91 +38,37 @@ from loadtest import plugins
 from loadtest import policy as P
 from loadtest.answers import admitted_by, code_of, json_or_none, read_agent_stream, read_stream
 from loadtest.credentials import Credentials
-from loadtest.funnel import LoadFunnel, Shopper
+from loadtest.funnel import LoadFunnel
+from loadtest.http_commands import (
+    AGENT_TEXT,
+    CLASS_HEADER,
+    HttpCommand,
+    HttpSession,
+    Spec,
+    SpecKeys,
+    deadline_header,
+    length_samplers,
+    specs_of,
+)
 from loadtest.plan import Plan
-from loadtest.stack.vocab import Vocabulary
+from loadtest.prompts import GenerationBody, WordStream
 from loadtest.tally import Tally
 from sim.arrivals import FollowUps
-from sim.dists import sampler
+from sim.dists import Sampler, Uniform, sampler
 from sim.funnel import ORDERED
-from sim.funnel import Plan as BuyPlan
 from sim.results import names as N
 from sim.rules.attempts import (
     ABANDON,
     DONE,
     FAIL,
     RELOGIN,
-    Command,
     CommandAttempts,
     SessionHealth,
     login_retry_wait,
 )
-from sim.rules.calls import kind_of
-from sim.rules.deadlines import Deadlines
 from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
-from sim.scenario import CommandClass, Scenario
+from sim.scenario import Scenario
 from sim.streams import Streams
-
-# prompt words: every request's text is its own draw from these (no two prompts share a prefix
-# a server could cache); the reference stack counts one token per word
-_WORDS = Vocabulary(4096).words
-AGENT_TEXT = "help me buy a milk tea"
-CLASS_HEADER = "X-Surge-Class"  # the command class of a chat request (its priority at the stack's gateway)
-
-
-@dataclass
-class Spec:
-    """A command class as the load test runs it."""
-
-    name: str
-    cls: CommandClass
-    kind: str  # "chat" or "agent"
-    good_within_s: float  # the class's e2e SLO (goodput), inf when none
-
-
-@dataclass
-class HttpSession:
-    """A user's session over HTTP: the stack's session token (None: logged out), and the user's
-    funnel state (`loadtest.funnel.Shopper`, made when a funnel needs it)."""
-
-    user: str
-    health: SessionHealth
-    token: str | None = None
-    shopper: Shopper | None = None
-
-
-class HttpCommand(Command):
-    """A command (`sim.rules.attempts.Command`; `t0`: its intended start, seconds since the
-    run's t0) with what HTTP adds: its class as the load test runs it, its Idempotency-Key
-    (kept across retries), its first send, the order it placed, whether the current attempt
-    got past the gateway, its funnel plan and the outcome the stack answered."""
-
-    __slots__ = ("spec", "key", "first_send", "order_id", "admitted", "plan", "outcome")
-
-    def __init__(self, spec: Spec, t0: float, prompt0: int = -1, output0: int = -1) -> None:
-        super().__init__(spec.name, spec.cls, t0, prompt0, output0)
-        self.spec = spec
-        self.key = uuid.uuid4().hex
-        self.first_send: float | None = None
-        self.order_id: str | None = None
-        self.admitted = False
-        self.plan: BuyPlan | None = None
-        self.outcome: str | None = None
-
-
-def specs_of(sc: Scenario) -> list[Spec]:
-    out = []
-    for name, cls in sc.workload.classes.items():
-        slo = sc.slos.get(name)
-        out.append(Spec(name, cls, kind_of(cls), (slo.e2e_p99_s if slo else None) or math.inf))
-    return out
-
-
-def deadline_header(sc: Scenario) -> dict[str, str]:
-    """`X-Request-Timeout` exactly when the scenario's servers act on the client's deadline
-    (`sim.rules.deadlines`); otherwise servers finish work nobody waits for, as in the simulator."""
-    d = Deadlines.of(sc)
-    return {"X-Request-Timeout": f"{d.timeout_s:g}"} if d.sent and d.timeout_s else {}
 
 
 class OutOfRequests(Exception):
@@ -142,9 +87,13 @@ class HttpClient:
         self.sc, self.plan, self.tally, self.client, self.t0 = sc, plan, tally, client, t0
         streams = Streams(sc.run.seed)
         self.specs = [s for s in specs_of(sc) if kind is None or s.kind == kind] or specs_of(sc)
-        self._cum = np.cumsum([s.cls.probability for s in self.specs])
-        self._rng = streams(f"loadtest.{stream_key}.class")
+        self._cum = np.cumsum([s.cls.probability for s in self.specs]).tolist()
+        self._uniform = Sampler(Uniform(low=0.0, high=1.0), streams(f"loadtest.{stream_key}.class"))
         self._tok = streams(f"loadtest.{stream_key}.tokens")
+        self._lengths = {s.name: length_samplers(s, streams(f"loadtest.{stream_key}.tokens.{s.name}"))
+                         for s in self.specs if s.kind == "chat"}
+        self._words = WordStream(streams(f"loadtest.{stream_key}.words"))
+        self._gen = GenerationBody(plan.endpoint, plan.model, plan.ignore_eos)
         jit = streams(f"loadtest.{stream_key}.jitter")
         self.policy = policy or P.RetryPolicy(sc.clients, lambda: float(jit.random()), time.time)
         pop = sc.population
@@ -157,6 +106,9 @@ class HttpClient:
         self.requests_left = plan.max_requests
         self.in_flight = 0
         self._timeout_hdr = deadline_header(sc)
+        # the headers of a chat request without a token, per class (a request adds the token to a copy)
+        self._chat_hdr = {s.name: {"Content-Type": "application/json", "Accept": "application/json",
+                                   **self._timeout_hdr, **plan.headers, CLASS_HEADER: s.name} for s in specs_of(sc)}
         self.buying = LoadFunnel(sc, tally)
         self.by_name = {s.name: s for s in specs_of(sc)}
         self.follow_ups = FollowUps(sc, streams(f"loadtest.{stream_key}.follow_ups"))
@@ -171,18 +123,21 @@ class HttpClient:
 
     def pick(self, sess: HttpSession | None = None) -> Spec:
         """A command's class: by the user's card state and draws in a launch (every class), else
-        from this process's class stream."""
-        if sess is not None and self.buying.picks_classes and len(self.specs) == len(self.by_name):
+        by the mix's probabilities from this process's class stream (the only one, without a draw)."""
+        specs = self.specs
+        if sess is not None and self.buying.picks_classes and len(specs) == len(self.by_name):
             return self.by_name[self.buying.pick_class(sess)]
-        i = int(np.searchsorted(self._cum, self._rng.random() * self._cum[-1], side="right"))
-        return self.specs[min(i, len(self.specs) - 1)]
+        if len(specs) == 1:
+            return specs[0]
+        i = bisect.bisect_right(self._cum, self._uniform() * self._cum[-1])
+        return specs[min(i, len(specs) - 1)]
 
     def _arrive(self, spec: Spec, t: float) -> None:
-        self.tally.count(N.of_class("arrived", spec.name), t)
+        self.tally.count(spec.keys.arrived, t)
         self.in_flight += 1
 
-    def _fail(self, spec: Spec, reason: str, cmd: HttpCommand | None = None) -> None:
-        now = self.now()
+    def _fail(self, spec: Spec, reason: str, cmd: HttpCommand | None = None, now: float | None = None) -> None:
+        now = self.now() if now is None else now
         self.tally.count(N.failed(spec.name, reason), now)  # type: ignore[arg-type]
         self.in_flight -= 1
         if cmd is not None and at_end(cmd.order, False) == FAILED_AFTER_PAYMENT:
@@ -265,16 +220,16 @@ class HttpClient:
     def command(self, sess: HttpSession, cmd: HttpCommand) -> None:
         """Attempts until success, a final failure or the user gives up: the shared attempt loop
         (`sim.rules.attempts`), as the simulator's client runs it."""
-        spec = cmd.spec
+        spec, keys, tally = cmd.spec, cmd.spec.keys, self.tally
         self._arrive(spec, cmd.t0)
         cmd.plan = self.buying.plan(sess, spec.name, cmd.t0)
         loop = CommandAttempts(self.policy, cmd.t0)
         while True:
             if loop.start():
                 now = self.now()
-                self.tally.count(N.of_class("attempts", spec.name), now)
+                tally.count(keys.attempts, now)
                 if loop.attempt:
-                    self.tally.count(N.of_class("retries", spec.name), now)
+                    tally.count(keys.retries, now)
                 if cmd.first_send is None:
                     cmd.first_send = now
                 cmd.admitted = False
@@ -282,20 +237,21 @@ class HttpClient:
                     outcome = P.AUTH
                 else:
                     limit = loop.time_limit(now)
-                    outcome = self._timed(lambda: self._attempt(sess, cmd), limit, loop.expired(limit))
+                    outcome = self._timed(lambda: self._attempt(sess, cmd), limit, loop.expired(limit), now)
                 if cmd.admitted:
-                    self.tally.count(N.of_class("admitted", spec.name), now)
+                    tally.count(keys.admitted, now)
             else:
                 outcome = P.THROTTLED
             if sess.health.after(outcome):
                 sess.token = None  # the next attempt fails auth and logs in again
-            step = loop.after(outcome, self.now())
+            now = self.now()
+            step = loop.after(outcome, now)
             if step.kind == DONE:
-                self._succeed(sess, cmd)
+                self._succeed(sess, cmd, now)
                 return
-            self.tally.count(N.attempt_failed(outcome), self.now())  # type: ignore[arg-type]
+            tally.count(N.attempt_failed(outcome), now)  # type: ignore[arg-type]
             if step.kind == FAIL:
-                self._fail(spec, step.reason, cmd)
+                self._fail(spec, step.reason, cmd, now)
                 return
             if step.kind == RELOGIN:
                 if not self.has_auth or not self.login(sess):
@@ -307,12 +263,13 @@ class HttpClient:
                 self._fail(spec, P.ABANDONED, cmd)
                 return
 
-    def _timed(self, work: Any, limit: float, late: str) -> str:
-        """Run one attempt until `limit` (run clock); its outcome, or `late` when no answer came."""
+    def _timed(self, work: Any, limit: float, late: str, now: float | None = None) -> str:
+        """Run one attempt until `limit` (run clock; `now`: the time it starts, if the caller has
+        it); its outcome, or `late` when no answer came."""
         if limit == math.inf:
             return self._guarded(work)
         try:
-            with gevent.Timeout(max(0.0, limit - self.now())):
+            with gevent.Timeout(max(0.0, limit - (self.now() if now is None else now))):
                 return self._guarded(work)
         except gevent.Timeout:
             return late
@@ -326,16 +283,17 @@ class HttpClient:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):  # broken connection or body
             return P.ERROR
 
-    def _succeed(self, sess: HttpSession, cmd: HttpCommand) -> None:
-        now = self.now()
-        spec = cmd.spec
+    def _succeed(self, sess: HttpSession, cmd: HttpCommand, now: float) -> None:
+        """The command succeeded at `now` (run clock)."""
+        spec, tally = cmd.spec, self.tally
+        keys = spec.keys
         e2e = now - cmd.t0
-        self.tally.count(N.of_class("completed", spec.name), now)
+        tally.count(keys.completed, now)
         if e2e <= spec.good_within_s:
-            self.tally.count(N.of_class("good", spec.name), now)
-        self.tally.observe(N.hist("e2e", spec.name), now, e2e)
+            tally.count(keys.good, now)
+        tally.observe(keys.e2e, now, e2e)
         if cmd.first_send is not None:
-            self.tally.observe(N.hist("e2e_send", spec.name), now, now - cmd.first_send)
+            tally.observe(keys.e2e_send, now, now - cmd.first_send)
         if cmd.plan is not None:
             self.buying.settle(sess, spec.name, cmd.plan, cmd.outcome, now)
         elif spec.cls.places_order:
@@ -354,13 +312,11 @@ class HttpClient:
             return str(own(plugins.Attempt(self, sess, cmd)))
         if cmd.spec.kind == "agent":
             return self._agent(sess, cmd)
-        st = cmd.spec.cls.stages[0].llm  # a chat class is one LLM stage (`kind_of`)
-        assert st is not None
-        prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(st.prompt_tokens.sample(self._tok))
-        if st.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
-            prompt += max(0, round(st.image_tokens.sample(self._tok)))
-        out = cmd.output0 if cmd.output0 >= 0 else round(st.output_tokens.sample(self._tok))
-        cmd.prompt0 = cmd.output0 = -1
+        prompt_n, output_n, image_n = self._lengths[cmd.name]  # a chat class is one LLM stage (`kind_of`)
+        prompt = cmd.prompt0 if cmd.prompt0 >= 0 else round(prompt_n())
+        if image_n is not None:  # the images' tokens, prefilled with the text (words stand in)
+            prompt += max(0, round(image_n()))
+        out = cmd.output0 if cmd.output0 >= 0 else round(output_n())  # a retry resends a trace row's lengths
         return self._chat(sess, cmd, max(1, prompt), max(1, out))
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -371,35 +327,22 @@ class HttpClient:
             h["Authorization"] = f"Bearer {token}"
         return h
 
-    def _prompt(self, n_words: int) -> str:
-        """A prompt of `n_words` words drawn afresh (a distinct prefix every time)."""
-        idx = self._tok.integers(0, len(_WORDS), n_words)
-        return " ".join(_WORDS[i] for i in idx.tolist())
-
-    def _body(self, prompt_tokens: int, max_tokens: int) -> tuple[str, dict[str, Any]]:
-        """(path, body) of one streamed generation: chat (one user message) or a text completion.
-        The reference stack counts BOS (and "user", ":" for chat) as prompt tokens too."""
-        chat = self.plan.endpoint == "chat"
-        text = self._prompt(max(1, prompt_tokens - (3 if chat else 1)))
-        body: dict[str, Any] = {"model": self.plan.model, "max_tokens": max_tokens, "stream": True,
-                                "stream_options": {"include_usage": True}}
-        if chat:
-            body["messages"] = [{"role": "user", "content": text}]
-        else:
-            body["prompt"] = text
-        if self.plan.ignore_eos:
-            body |= {"ignore_eos": True, "min_tokens": max_tokens}
-        return ("/v1/chat/completions" if chat else "/v1/completions"), body
+    def _chat_headers(self, sess: HttpSession, spec: Spec) -> dict[str, str]:
+        """A chat request's headers: JSON, the deadline, --header, the class, the token if any."""
+        h = self._chat_hdr[spec.name]
+        token = sess.token or self.plan.api_key
+        return h | {"Authorization": f"Bearer {token}"} if token else h
 
     def _chat(self, sess: HttpSession, cmd: HttpCommand, prompt_tokens: int, max_tokens: int) -> str:
         """One streamed chat completion (or text completion) of the command's class; records
-        ttft, itl and tpot, and the tokens asked for against those the server says it used."""
+        ttft, itl and tpot, and the tokens asked for against those the server says it used.
+        The reference stack counts BOS (and "user", ":" for chat) as prompt tokens too."""
         max_tokens = min(max_tokens, self.plan.max_tokens_cap)
         prompt_tokens = max(1, min(prompt_tokens, self.plan.max_context - max_tokens))
-        path, body = self._body(prompt_tokens, max_tokens)
+        gen, words = self._gen, self._words
+        body = gen.encode(words.text(prompt_tokens - gen.overhead_tokens), max_tokens, words.plain)
         sent = self.now()
-        headers = self._headers(sess) | {CLASS_HEADER: cmd.spec.name}
-        r = self._request("POST", path, "chat", json=body, headers=headers, stream=True)
+        r = self._request("POST", gen.path, "chat", data=body, headers=self._chat_headers(sess, cmd.spec), stream=True)
         code = code_of(r)
         cmd.admitted = admitted_by(r, code)
         if r.status_code != 200:
@@ -409,14 +352,7 @@ class HttpClient:
             return P.classify_stream_error(err)
         if not stamps:
             return P.ERROR
-        name = cmd.spec.name
-        self.tally.observe(N.hist("ttft", name), stamps[0], stamps[0] - sent)
-        for a, b in zip(stamps, stamps[1:], strict=False):
-            self.tally.observe(N.hist("itl", name), b, b - a)
-        n_out = (usage or {}).get("completion_tokens") or len(stamps)
-        if n_out > 1:
-            self.tally.observe(N.hist("tpot", name), stamps[-1], (stamps[-1] - stamps[0]) / (n_out - 1))
-        self.tally.count(N.tokens_out(name), stamps[-1], n_out)
+        self._record_stream(cmd.spec.keys, sent, stamps, usage)
         if usage:  # what the server counted, against what the scenario asked for
             tot = self.tally.totals
             tot["prompt_tokens_asked"] += prompt_tokens
@@ -424,6 +360,19 @@ class HttpClient:
             tot["output_tokens_asked"] += max_tokens
             tot["output_tokens_reported"] += int(usage.get("completion_tokens") or 0)
         return P.OK
+
+    def _record_stream(self, keys: SpecKeys, sent: float, stamps: list[float], usage: dict[str, int] | None) -> None:
+        """A stream's TTFT (from `sent`), gaps between token chunks, TPOT and tokens (the server's
+        count when it reports usage, else one per chunk)."""
+        tally, first, last = self.tally, stamps[0], stamps[-1]
+        tally.observe(keys.ttft, first, first - sent)
+        itl = keys.itl
+        for a, b in zip(stamps, stamps[1:], strict=False):
+            tally.observe(itl, b, b - a)
+        n_out = (usage or {}).get("completion_tokens") or len(stamps)
+        if n_out > 1:
+            tally.observe(keys.tpot, last, (last - first) / (n_out - 1))
+        tally.count(keys.tokens_out, last, n_out)
 
     def _agent(self, sess: HttpSession, cmd: HttpCommand) -> str:
         """One agent command, streamed: each LLM call's timing arrives in a progress event as the

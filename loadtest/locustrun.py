@@ -25,10 +25,11 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import live, plugins
-from loadtest.commands import HttpClient, HttpCommand, OutOfRequests, specs_of
+from loadtest.commands import HttpClient, OutOfRequests
 from loadtest.credentials import Credentials
 from loadtest.dispatch import LATENESS, Dispatcher
 from loadtest.faults import FaultDriver
+from loadtest.http_commands import HttpCommand, specs_of
 from loadtest.plan import Plan
 from loadtest.policy import RetryPolicy
 from loadtest.recovery import recovery
@@ -66,10 +67,12 @@ class RunState:
         self.policy: RetryPolicy | None = None
         self.done = False
         self.wall0 = time.time()
+        self.cpu0_s = time.process_time()
         self.environment: Any = None
 
     def set_t0(self, t0: float) -> None:
         self.t0 = t0
+        self.cpu0_s = time.process_time()  # the load generator's own CPU from here (`_finish`)
         for w in self.workloads:
             w.t0 = t0
         self.t0_set.set()
@@ -191,6 +194,7 @@ def _finish(runner: Any) -> None:
     tot["dispatched"] += sum(d.dispatched for d in st.dispatchers)
     tot["dropped"] += sum(d.dropped for d in st.dispatchers)
     tot["requests_sent"] += sum(st.plan.max_requests - w.requests_left for w in st.workloads)
+    tot["loadgen_cpu_us"] += round(1e6 * (time.process_time() - st.cpu0_s))  # summed over processes
     delta = st.tally.freeze()
     if st.role == "worker":
         runner.send_message("surge_final", {"index": st.index, "delta": delta})

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from sim.errors import ScenarioError
 
 if TYPE_CHECKING:
-    from loadtest.commands import HttpClient, HttpCommand, HttpSession
+    from loadtest.commands import HttpClient
+    from loadtest.http_commands import HttpCommand, HttpSession
 
 AttemptFn = Callable[["Attempt"], str]
 REGISTRY: dict[str, AttemptFn] = {}

@@ -81,16 +81,7 @@ class Options:
 
 def run_loadtest(opt: Options) -> LoadRun:
     """Run the load test the options describe; raises `LoadTestError` for refusals and failures."""
-    if not 0 < opt.duration_s <= MAX_DURATION_S:
-        raise LoadTestError(f"'--duration' must be in (0, {MAX_DURATION_S:g}] seconds (got {opt.duration_s:g})")
-    if not opt.start_stack and not opt.host:
-        raise LoadTestError("give '--host URL' or '--start-stack'")
-    if opt.workers < 0 or opt.workers > 64:
-        raise LoadTestError(f"'--workers' must be in [0, 64] (got {opt.workers})")
-    host = check_host(opt.host, opt.allow_remote) if opt.host and not opt.start_stack else None
-    for p in opt.plugins:
-        if not Path(p).is_file():
-            raise LoadTestError(f"'--plugin' {p!r}: no such file")
+    host = _checked_target(opt)
     out = opt.out.resolve()
     data, sc, notes = prepare_scenario(opt.scenario, opt.scale, opt.duration_s, opt.sets, opt.interval_s)
     scen_file = write_scenario(data, out, resolve(opt.scenario).parent)
@@ -101,35 +92,69 @@ def run_loadtest(opt: Options) -> LoadRun:
             old.unlink()
     stack = (procs.StackProcess(scen_file, out, creds, port=opt.stack_port, options=opt.stack_options,
                                 cpus=opt.stack_cpus) if opt.start_stack else None)
-    ledger: dict[str, Any] | None = None
     try:
         if stack is not None:
             host = stack.start().url
         assert host is not None
-        served = preflight(host)  # TargetError (exit 3) before any load when the host is not there
-        model = opt.model or served or "default"
-        plan = Plan(str(scen_file), host, str(out), mode=opt.mode, duration_s=sc.run.duration_s, workers=opt.workers,
-                    max_in_flight=opt.max_in_flight, max_requests=opt.max_requests, users=opt.users,
-                    spawn_rate=opt.spawn_rate, apply_faults=opt.faults, model=model,
-                    max_context=_max_context(sc), endpoint=opt.endpoint, ignore_eos=opt.ignore_eos,
-                    api_key=opt.api_key, headers=opt.headers, plugins=[str(Path(p).resolve()) for p in opt.plugins])
-        plan_file = plan.write(out)
-        t = time.monotonic()
-        scraper = Scraper(host, max_num_seqs=sc.services.llm.max_num_seqs if sc.services.llm else None)
-
-        def tick() -> None:
-            view.tick()
-            scraper.tick()
-
-        with LiveView(out, opt.live) as view:
-            code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
-                                    on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
-                                    credentials=creds, cpus=opt.locust_cpus)
-        notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
-        ledger = fetch_ledger(host, creds.admin_token) if _places_orders(sc) and creds.admin_token else None
+        scraper, ledger = _drive(opt, sc, scen_file, host, creds, notes)
     finally:
         if stack is not None:
             stack.stop()
+    run = _measured_run(opt, out, scraper, ledger, notes)
+    if opt.simulate:
+        run.simulated = simulate_same(sc, out / "simulated")
+    if opt.report:
+        run.report = write_reports(run)
+    return run
+
+
+def _checked_target(opt: Options) -> str | None:
+    """The options' bounds and the `--host` (loopback unless allowed); None when a stack is started."""
+    if not 0 < opt.duration_s <= MAX_DURATION_S:
+        raise LoadTestError(f"'--duration' must be in (0, {MAX_DURATION_S:g}] seconds (got {opt.duration_s:g})")
+    if not opt.start_stack and not opt.host:
+        raise LoadTestError("give '--host URL' or '--start-stack'")
+    if opt.workers < 0 or opt.workers > 64:
+        raise LoadTestError(f"'--workers' must be in [0, 64] (got {opt.workers})")
+    for p in opt.plugins:
+        if not Path(p).is_file():
+            raise LoadTestError(f"'--plugin' {p!r}: no such file")
+    return check_host(opt.host, opt.allow_remote) if opt.host and not opt.start_stack else None
+
+
+def _drive(opt: Options, sc: Any, scen_file: Path, host: str, creds: Credentials,
+           notes: list[str]) -> tuple[Scraper, dict[str, Any] | None]:
+    """Preflight the target, run Locust with the live view and the /metrics scraper, then read the
+    stack's ledger (order-placing scenarios): the scraper and the ledger."""
+    served = preflight(host)  # TargetError (exit 3) before any load when the host is not there
+    plan = Plan(str(scen_file), host, str(opt.out.resolve()), mode=opt.mode, duration_s=sc.run.duration_s,
+                workers=opt.workers, max_in_flight=opt.max_in_flight, max_requests=opt.max_requests,
+                users=opt.users, spawn_rate=opt.spawn_rate, apply_faults=opt.faults,
+                model=opt.model or served or "default", max_context=_max_context(sc), endpoint=opt.endpoint,
+                ignore_eos=opt.ignore_eos, api_key=opt.api_key, headers=opt.headers,
+                plugins=[str(Path(p).resolve()) for p in opt.plugins])
+    out = opt.out.resolve()
+    plan_file = plan.write(out)
+    t = time.monotonic()
+    scraper = Scraper(host, max_num_seqs=sc.services.llm.max_num_seqs if sc.services.llm else None)
+
+    def tick() -> None:
+        view.tick()
+        scraper.tick()
+
+    with LiveView(out, opt.live) as view:
+        code = procs.run_locust(plan_file, host, opt.workers, out, sc.run.duration_s + plan.lead_s + 30,
+                                on_tick=tick, extra_args=opt.locust_args, master_port=opt.master_port,
+                                credentials=creds, cpus=opt.locust_cpus)
+    notes.append(f"locust exited with {code} after {time.monotonic() - t:.1f} s")
+    ledger = fetch_ledger(host, creds.admin_token) if _places_orders(sc) and creds.admin_token else None
+    return scraper, ledger
+
+
+def _measured_run(opt: Options, out: Path, scraper: Scraper, ledger: dict[str, Any] | None,
+                  notes: list[str]) -> LoadRun:
+    """The measured results Locust wrote, with the ledger and the server side, and the notes on
+    what the measurement misses."""
     measured_dir = out / "measured"
     if not (measured_dir / "run.json").is_file():
         raise LoadTestError(f"Locust wrote no results; see {out}/locust-*.log")
@@ -146,10 +171,6 @@ def run_loadtest(opt: Options) -> LoadRun:
     notes += token_notes(tot)
     if tot.get("dropped"):
         notes.append(f"{tot['dropped']:.0f} starts were dropped: --max-in-flight was reached (raise it, or --workers)")
-    if opt.simulate:
-        run.simulated = simulate_same(sc, out / "simulated")
-    if opt.report:
-        run.report = write_reports(run)
     return run
 
 

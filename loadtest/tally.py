@@ -44,17 +44,23 @@ class Tally:
     def index(self, t: float) -> int:
         return min(max(0, int(t * self._inv)), self.n_intervals - 1)
 
+    # count and observe run several times per request: the interval index is computed inline
     def count(self, name: str, t: float, n: float = 1) -> None:
         if self.frozen:
             return
-        key = (name, self.index(t))
-        self._counts[key] = self._counts.get(key, 0.0) + n
+        i = int(t * self._inv)
+        key = (name, i if 0 <= i < self.n_intervals else self.index(t))
+        counts = self._counts
+        counts[key] = counts.get(key, 0.0) + n
 
     def observe(self, key: str, t: float, value_s: float) -> None:
         """One latency sample (seconds) of histogram `key` (`metric:class`) at time t."""
         if self.frozen:
             return
-        self._buckets[(key, self.index(t), bucket_of(value_s))] += 1
+        i = int(t * self._inv)
+        k = (key, i if 0 <= i < self.n_intervals else self.index(t), bucket_of(value_s))
+        buckets = self._buckets
+        buckets[k] = buckets.get(k, 0) + 1
 
     def event(self, t: float, kind: str, target: str = "", **detail: Any) -> None:
         if self.frozen:
@@ -132,5 +138,8 @@ class Collector:
 def _buckets_by_key(buckets: Counter[tuple[str, int, int]]) -> dict[str, Counter[int]]:
     out: dict[str, Counter[int]] = {}
     for (key, _i, b), c in buckets.items():
-        out.setdefault(key, Counter())[b] += c
+        per = out.get(key)
+        if per is None:
+            per = out[key] = Counter()
+        per[b] += c
     return out

@@ -9,7 +9,8 @@ at every load, in one command.
 3. **Loads**: load tests at fractions of the *measured* capacity (20% ... 110%), `repeats` seeds
    each (s, s+1, ...); each is simulated with the same seed, so with the same arrival instants.
 4. **Fault**: the scenario's faults at `fault_load`, the same seeds; recovery time on both sides.
-5. **Trace** (optional): a trace scenario replayed through both, compared the same way.
+5. **Trace** (optional, `loadtest.validate_trace`): a trace scenario's demand on the calibrated
+   system, replayed through both at a fraction of the measured capacity, compared the same way.
 6. **Table** (`loadtest.accuracy`) and report (`reports.validation`): `OUT/validation.{json,md,html}`.
 
 The stack runs pinned to its own core and Locust to the others (`pin`), so the load generator
@@ -67,7 +68,7 @@ class ValidateOptions:
     core_share: bool = False
     fault_load: float | None = 0.6  # None: no fault run
     trace: Path | None = None  # a trace scenario to replay through both
-    trace_load: float = 0.6  # of the trace scenario's simulated capacity (None of it is measured first)
+    trace_load: float = 0.6  # the trace's rate: this x the measured capacity, in commands per second
     pin: bool = True
     stack_options: dict[str, Any] = field(default_factory=lambda: {"torch_threads": 1})
     workers: int = 0
@@ -183,12 +184,17 @@ def arrival_scale(scenario_file: Path) -> float:
 
 
 def offered_per_unit(scenario_file: Path) -> float:
-    """Commands per second the scenario offers at multiplier 1 (sessions x commands per session)."""
+    """Commands per second the scenario offers at multiplier 1 (sessions x commands per session;
+    a trace: its rows over its span, at its own `arrivals.scale`)."""
+    from sim.arrivals import load_trace
     from sim.scenario import load_scenario
 
     sc = load_scenario(scenario_file)
     per_session = sc.population.commands_per_session.mean if sc.population else 1.0
-    return float(sc.base_rate_per_s * per_session) if sc.arrivals.process != "trace" else math.nan
+    if sc.arrivals.process != "trace":
+        return float(sc.base_rate_per_s * per_session)
+    times = load_trace(sc, Path(sc.base_dir)).times_s
+    return float(per_session * (len(times) - 1) / times[-1]) if len(times) > 1 and times[-1] > 0 else math.nan
 
 
 def overrides(scenario_file: Path, multiplier: float, seed: int, warmup_s: float, faults: bool) -> list[str]:
@@ -249,19 +255,35 @@ class Bench:
                 simulate: bool) -> Any:
         from loadtest.runner import Options, run_loadtest
 
-        self.stack.wait_idle()
-        load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
-        t = time.monotonic()
-        o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=folder,
-                    host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s, faults),
-                    simulate=simulate, report=False, live=False, faults=faults, credentials=self.stack.credentials,
-                    locust_cpus=self.locust_cpus, workers=self.opt.workers)
-        run = run_loadtest(o)
-        self.log.append({"folder": str(folder), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
-                         "core_share": share, "wall_s": time.monotonic() - t})
-        print(f"  {folder.relative_to(self.opt.out.resolve())}: x{multiplier:.3g}, seed {seed}, load average "
-              f"{load_avg:.1f}, stack's core {100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}", flush=True)
-        return run
+        """One load run (measured, and simulated with its seed when `simulate`). A run the machine
+        stalled (Locust wrote nothing, or nothing arrived or ended after the warm-up: `stalled`)
+        is measured once more, in FOLDER-again; a run that only came out slow or failing is kept."""
+        for attempt in (folder, folder.with_name(folder.name + "-again")):
+            self.stack.wait_idle()
+            load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
+            t = time.monotonic()
+            o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=attempt,
+                        host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s,
+                                                            faults),
+                        simulate=simulate, report=False, live=False, faults=faults, credentials=self.stack.credentials,
+                        locust_cpus=self.locust_cpus, workers=self.opt.workers)
+            try:
+                run = run_loadtest(o)
+                why = stalled(run.measured)
+            except LoadTestError as e:
+                if attempt != folder:
+                    raise
+                why = str(e)
+            self.log.append({"folder": str(attempt), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
+                             "core_share": share, "wall_s": time.monotonic() - t, "stalled": why})
+            name = attempt.relative_to(self.opt.out.resolve())
+            if why is None:
+                print(f"  {name}: x{multiplier:.3g}, seed {seed}, load average {load_avg:.1f}, stack's core "
+                      f"{100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}",
+                      flush=True)
+                return run
+            print(f"  {name}: stalled ({why}), load average {load_avg:.1f}", flush=True)
+        return run  # stalled twice: kept as measured (its empty cells are NaN in the table)
 
     def level(self, lv: A.Level, seeds: list[int], duration_s: float | None, faults: bool) -> A.Level:
         for s in seeds:
@@ -271,6 +293,17 @@ class Bench:
             lv.simulated.append(run.simulated)
             lv.runs.append(str(run.out.relative_to(self.opt.out.resolve())))
         return lv
+
+
+def stalled(r: Results) -> str | None:
+    """Why a measured run says nothing about the stack (the machine stalled Locust or the stack):
+    no command arrived after the warm-up, or none ended (completed or failed); else None."""
+    s = r.summary
+    if not s.get("arrived"):
+        return "no command arrived after the warm-up"
+    if not (s.get("completed") or 0) + (s.get("failed") or 0):
+        return "no command ended after the warm-up"
+    return None
 
 
 def _duration(scenario_file: Path) -> float:
@@ -313,6 +346,10 @@ def validate_stack(opt: ValidateOptions) -> Validation:
     stack_cpus, locust_cpus = core_split(opt.pin)
     started = {"load_average_1m": os.getloadavg()[0], "unix_s": time.time()}
     scen_file, calib = base_scenario(opt, stack_cpus)
+    if opt.trace is not None:  # a mistake in the trace scenario is found now, not after the loads
+        from loadtest.validate_trace import trace_scenario
+
+        trace_scenario(opt.trace, scen_file, out / "trace")
     sc = load_scenario(scen_file)
     seed = opt.seed if opt.seed is not None else sc.run.seed
     seeds = [seed + k for k in range(opt.repeats)]
@@ -329,11 +366,16 @@ def validate_stack(opt: ValidateOptions) -> Validation:
         if opt.fault_load and sc.faults:
             levels.append(bench.level(A.Level("fault", "fault", opt.fault_load, opt.fault_load * cap), seeds, None,
                                       faults=True))
-    if opt.trace is not None:
-        levels.append(trace_level(opt, scen_file, seeds, stack_cpus, locust_cpus, bench))
     capacity = A.capacity_cell(sim_cap.capacity, cap, offered_per_unit(scen_file), A.Targets())
     capacity["measured_search"] = meas_cap is not None
-    data = {"scenario": str(opt.scenario), "options": _options_json(opt), "calibration": calib,
+    trace = None
+    if opt.trace is not None:
+        from loadtest.validate_trace import trace_level
+
+        lv, trace = trace_level(opt, scen_file, opt.trace_load * capacity["meas_per_s"], seeds, stack_cpus,
+                                locust_cpus, bench.log)
+        levels.append(lv)
+    data = {"scenario": str(opt.scenario), "options": _options_json(opt), "calibration": calib, "trace": trace,
             "cores": {"stack": stack_cpus, "locust": locust_cpus}, "started": started,
             "ended": {"load_average_1m": os.getloadavg()[0], "unix_s": time.time()},
             "capacity_search": {"sim": sim_cap.to_json(), "meas": meas_cap.to_json() if meas_cap else None},
@@ -358,22 +400,3 @@ def _manifest(lv: A.Level) -> dict[str, Any]:
 
 def _options_json(opt: ValidateOptions) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opt).items()}
-
-
-def trace_level(opt: ValidateOptions, scen_file: Path, seeds: list[int], stack_cpus: tuple[int, ...] | None,
-                locust_cpus: tuple[int, ...] | None, main: Bench) -> A.Level:
-    """The trace scenario, with the calibrated cost model, replayed at `trace_load` x its simulated
-    capacity (the operating point is chosen by the simulator; the comparison is measured there)."""
-    assert opt.trace is not None
-    src = resolve(opt.trace)
-    data = read_yaml(src)
-    cost = (yaml.safe_load(scen_file.read_text()).get("services") or {}).get("llm", {}).get("cost_model")
-    if opt.calibrate and cost and data.get("services", {}).get("llm"):
-        data["services"]["llm"]["cost_model"] = cost
-    folder = opt.out.resolve() / "trace"
-    trace_file = write_scenario(data, folder, src.parent)
-    sim_cap, _ = search_capacity(opt, trace_file, seeds[0], None)
-    lv = A.Level("trace", "trace", opt.trace_load, opt.trace_load * sim_cap.capacity)
-    with Stack(trace_file, folder / "stack", opt.stack_options, stack_cpus) as stack:
-        bench = Bench(opt, trace_file, stack, locust_cpus, main.log)
-        return bench.level(lv, seeds, opt.duration_s, faults=False)

@@ -35,9 +35,10 @@ def validate_stack(
                                                    "arrival rate: skips the measured search")] = None,
     fault_load: Annotated[float, typer.Option(help="load of the fault-and-recovery run (fraction of capacity); "
                                               "0 = none")] = 0.6,
-    trace: Annotated[Path | None, typer.Option(help="a trace scenario replayed through both as well")] = None,
-    trace_load: Annotated[float, typer.Option(help="the trace's load, a fraction of its simulated "
-                                              "capacity")] = 0.6,
+    trace: Annotated[Path | None, typer.Option(help="a trace scenario (arrivals process trace) whose demand is "
+                                               "replayed through both on the calibrated stack as well")] = None,
+    trace_load: Annotated[float, typer.Option(min=0.01, max=5, help="the trace's rate: this x the measured "
+                                              "capacity, in commands per second")] = 0.6,
     pin: Annotated[bool, typer.Option(help="pin the stack to one core and Locust to the others")] = True,
     host: Annotated[bool, typer.Option(help="calibrate services.host too: the stack's CPU outside the LLM's "
                                        "steps, shared with them (--no-host: the steps alone, wall clock)")] = True,

@@ -52,6 +52,13 @@ def token_table(r: Results) -> Table:
     return ["class", "TTFT p50 / p99", "ITL p50 / p99", "TPOT p50 / p99", "output tokens"], rows
 
 
+def _loadgen_cpu(tot: dict[str, float]) -> str:
+    """The load generator's own CPU (all its processes), per request: near a core per process
+    means the generator, not the target, may be what limits the rate."""
+    cpu_us, sent = tot.get("loadgen_cpu_us"), tot.get("requests_sent")
+    return f"; load generator CPU {cpu_us / 1e6:,.1f} s ({cpu_us / sent:,.0f} µs per request)" if cpu_us and sent else ""
+
+
 def add_loadtest(doc: Document, r: Results) -> None:
     """The section, for a run measured by the load test (`run.json` source "loadtest")."""
     m = r.meta
@@ -64,7 +71,7 @@ def add_loadtest(doc: Document, r: Results) -> None:
              f"{m.get('workers', 0) or 'one'} {'workers' if m.get('workers') else 'load process'}. "
              f"Starts dispatched {tot.get('dispatched', 0):,.0f}, dropped {tot.get('dropped', 0):,.0f} "
              f"(the load generator ran out, not the system); dispatch lateness p99 {_ms(late_p99)}; "
-             f"requests sent {tot.get('requests_sent', 0):,.0f}.")
+             f"requests sent {tot.get('requests_sent', 0):,.0f}{_loadgen_cpu(tot)}.")
     if http.get("endpoints"):
         doc.text("HTTP per endpoint (latency to the start of the answer, as Locust times it):")
         doc.table(endpoint_table(http))

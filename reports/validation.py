@@ -148,7 +148,8 @@ def document(data: dict[str, Any]) -> Document:
     for cls in table["classes"]:
         doc.heading(f"Prediction error per load: {cls}")
         doc.text("Error = simulated / measured − 1 (+: the simulator predicts more). ✓/✗: judged against the "
-                 "target (TTFT and e2e: p50 ±5%, p99 ±10% up to 90% load; goodput ±10% at overload).")
+                 "target (TTFT and e2e: p50 ±5%, p99 ±10% up to 90% load, a trace replay too; goodput ±10% at "
+                 "overload).")
         doc.table(error_grid(table, cls))
     for m in NAMES:
         doc.figure(metric_figure(table, m))
@@ -181,13 +182,18 @@ def _facts(data: dict[str, Any]) -> list[tuple[str, str]]:
     cores = data.get("cores") or {}
     loads = [r["load_average_1m"] for r in data.get("runs") or [] if "load_average_1m" in r]
     free = [r["core_share"] for r in data.get("runs") or [] if "core_share" in r]
-    return [("seeds", f"{data.get('seed')} … (+{int(o.get('repeats', 1)) - 1})"),
-            ("each load run", f"{o.get('duration_s', 0):g} s (warm-up {o.get('warmup_s', 0):g} s)"),
-            ("cores", f"stack {cores.get('stack')}, Locust {cores.get('locust')}"),
-            ("load average (1 min) at start / end", f"{data.get('started', {}).get('load_average_1m', math.nan):.2f}"
-                                                    f" / {data.get('ended', {}).get('load_average_1m', math.nan):.2f}"),
-            ("load average (1 min) before each run", f"{min(loads):.2f} to {max(loads):.2f}" if loads else "–"),
-            ("stack's core free before each run", f"{100 * min(free):.0f}% to {100 * max(free):.0f}%" if free else "–")]
+    trace = data.get("trace")
+    facts = [("seeds", f"{data.get('seed')} … (+{int(o.get('repeats', 1)) - 1})"),
+             ("each load run", f"{o.get('duration_s', 0):g} s (warm-up {o.get('warmup_s', 0):g} s)"),
+             ("cores", f"stack {cores.get('stack')}, Locust {cores.get('locust')}"),
+             ("load average (1 min) at start / end", f"{data.get('started', {}).get('load_average_1m', math.nan):.2f}"
+                                                     f" / {data.get('ended', {}).get('load_average_1m', math.nan):.2f}"),
+             ("load average (1 min) before each run", f"{min(loads):.2f} to {max(loads):.2f}" if loads else "–"),
+             ("stack's core free before each run", f"{100 * min(free):.0f}% to {100 * max(free):.0f}%" if free else "–")]
+    if trace:
+        facts.append(("trace replayed", f"{trace['scenario']}: {trace['offered_per_s']:.3g} commands/s (its "
+                                        f"arrivals x{trace['multiplier']:.3g})"))
+    return facts
 
 
 def write_validation(data: dict[str, Any], out: Path) -> tuple[Path, Path]:

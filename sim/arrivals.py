@@ -178,7 +178,10 @@ class TraceRows:
 
 
 def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
-    """Arrival times from the scenario's trace file, relative to its first row, divided by `scale`."""
+    """Arrival times from the scenario's trace file, relative to its first row, divided by `scale`;
+    token counts divided by `token_scale` (rounded, at least 1). The one reading of a trace: the
+    simulator (`sim.des.engine`) and the load test (`loadtest.schedule`) both take the k-th
+    arrival's lengths from the k-th row of this, so they replay the same requests."""
     tr = sc.arrivals.trace
     assert tr is not None
     try:
@@ -186,7 +189,7 @@ def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
     except DataFileError as e:
         raise ScenarioError(str(e), path="arrivals.trace") from None
     raw = np.asarray(cols[0])
-    prompts, outputs = (np.asarray(c) if c is not None else None for c in cols[1:])
+    prompts, outputs = (_scaled_tokens(c, tr.token_scale) if c is not None else None for c in cols[1:])
     order = np.argsort(raw, kind="stable")
     times = (raw[order] - raw[order][0]) / sc.arrivals.scale
     return TraceRows(
@@ -194,6 +197,11 @@ def load_trace(sc: Scenario, base_dir: Path) -> TraceRows:
         prompts[order] if prompts is not None else None,
         outputs[order] if outputs is not None else None,
     )
+
+
+def _scaled_tokens(col: tuple[float, ...], token_scale: float) -> np.ndarray:
+    x = np.asarray(col, dtype=float)
+    return x if token_scale == 1 else np.maximum(1.0, np.round(x / token_scale))
 
 
 def arrival_blocks(sc: Scenario, rng: np.random.Generator, base_dir: Path) -> Iterator[np.ndarray]:

@@ -7,7 +7,8 @@
   classes and stages, not with the number of users or replicas. For the full fleet (millions of
   users, thousands of replicas), whole campaign days and batches of replications.
   `--engine fleet` refuses a scenario with something it does not model at all (`fleet_missing`:
-  inventories, proactive tasks, image tokens, wrong-item faults) rather than ignore it.
+  orders holding several inventory stages or varying quantities, proactive tasks with logins or
+  multi-command sessions) rather than ignore it.
 - `auto`: `fleet` when the run would send more commands than the SimPy engine simulates in
   about a minute (`AUTO_COMMANDS`) and the fleet engine models the scenario; else `des`.
 """
@@ -26,7 +27,8 @@ AUTO_COMMANDS = 300_000  # about a minute of the SimPy engine on one core
 
 
 def expected_commands(sc: Scenario) -> float:
-    """Commands the run would start: session starts x commands per session (trace: its rows)."""
+    """Commands the run would start: session starts x commands per session (trace: its rows),
+    plus the scheduled proactive tasks (follow-ups are not counted)."""
     from sim.fleet.client import Sessions, SessionStates
     from sim.fleet.sessions_in import expected_sessions
 
@@ -34,25 +36,28 @@ def expected_commands(sc: Scenario) -> float:
     if sc.population is not None:
         q = Sessions(sc, 1, SessionStates(sc), sc.run.interval_s).q
         per_session = 1.0 / (1.0 - q)
-    return expected_sessions(sc) * per_session
+    scheduled = sum(len(t.firings(sc.run.duration_s)) * t.commands * sc.arrivals.scale
+                    for t in (sc.proactive.schedules if sc.proactive else ()))
+    return expected_sessions(sc) * per_session + scheduled
 
 
 def fleet_missing(sc: Scenario) -> str | None:
     """What of this scenario the fleet engine does not model at all (None: nothing): its results
-    would be silently wrong, so `--engine fleet` refuses the scenario (`choose`)."""
-    for name, svc in sc.services.tools.items():
-        if svc.inventory is not None:
-            return (f"finite inventories (services.tools.{name}.inventory: holds, conflicts, sell-outs and the "
-                    "money at risk are per order)")
+    would be silently wrong, so `--engine fleet` refuses the scenario (`choose`). Inventories
+    (one hold stage of one constant quantity per class), money, image tokens, wrong-item faults
+    and proactive tasks are modelled (sim/fleet/orders.py, inventory.py, proactive.py)."""
+    from sim.fleet.orders import fleet_inventory_missing
+
+    missing = fleet_inventory_missing(sc)
+    if missing is not None:
+        return missing
     if sc.proactive is not None:
-        return "proactive tasks (proactive: schedules and follow-ups start commands outside sessions)"
-    for cname, cls in sc.workload.classes.items():
-        for i, st in enumerate(cls.stages):
-            if st.llm is not None and st.llm.image_tokens is not None:
-                return f"image tokens (workload.classes.{cname}.stages.{i}.llm.image_tokens)"
-    for i, f in enumerate(sc.faults):
-        if f.kind == "wrong_item":
-            return f"wrong-item faults (faults.{i}.kind: wrong_item)"
+        if sc.services.auth is not None:
+            return "proactive tasks with a login (proactive with services.auth: a task's session logs in first)"
+        pop = sc.population
+        if pop is not None and not (pop.commands_per_session.type == "constant" and pop.commands_per_session.mean == 1):
+            return ("proactive tasks in sessions of several commands (proactive with "
+                    "population.commands_per_session: a task's session ends with it)")
     return None
 
 

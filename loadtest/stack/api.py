@@ -153,12 +153,14 @@ class AgentStream:
 
 
 def make_router(stack: Stack) -> APIRouter:
+    """The stack's auth and agent routes (chat and admin routes live in their own modules)."""
     router = APIRouter()
-    agent = Agent(stack)
-    command_model = agent_command_model(sorted(agent.classes), sorted(n for n in agent.classes
-                                                                      if agent.funnel.has_funnel(n)))
-    sessions_required = stack.auth is not None  # a scenario without auth has no sessions to check
+    _add_login(router, stack)
+    _add_agent(router, stack)
+    return router
 
+
+def _add_login(router: APIRouter, stack: Stack) -> None:
     @router.post("/v1/auth/login", response_model=LoginResponse, tags=["auth"], responses=ERROR_RESPONSES,
                  summary="Log in and get a session token")
     async def login(body: LoginRequest, request: Request) -> JSONResponse:
@@ -183,6 +185,13 @@ def make_router(stack: Stack) -> APIRouter:
         # for the docs) on every login, and a login storm is when logins must be cheapest
         return JSONResponse({"token": token, "token_type": "bearer", "expires_in": stack.sessions.ttl_s,
                              "user": body.username})
+
+
+def _add_agent(router: APIRouter, stack: Stack) -> None:
+    agent = Agent(stack)
+    command_model = agent_command_model(sorted(agent.classes), sorted(n for n in agent.classes
+                                                                      if agent.funnel.has_funnel(n)))
+    sessions_required = stack.auth is not None  # a scenario without auth has no sessions to check
 
     @router.post("/v1/agent/commands", response_model=AgentResult, tags=["agent"], summary="Run an agent command",
                  responses={**_ERRORS_WITH_CONFLICT, 200: {"content": {"text/event-stream": {}}}},
@@ -223,5 +232,3 @@ def make_router(stack: Stack) -> APIRouter:
         if row is None or row["user_id"] != user:  # another user's order is as good as missing
             raise APIError(404, f"no order '{order_id[:64]}'", "order_not_found", "order_id")
         return order_view(row)
-
-    return router

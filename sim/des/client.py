@@ -186,6 +186,7 @@ class Client:
             name, cls = self.pick_class()
             cmd = SimCommand(name, cls, env.now)
             cmd.prompt0, cmd.output0 = prompt0, output0
+            prompt0 = output0 = -1  # a trace row is the session's first command (as the load test's)
             yield from self.command(sess, cmd)
             if k + 1 < n:
                 yield env.timeout(self.think())

@@ -18,7 +18,7 @@ from sim.dists import sampler
 from sim.results import Recorder
 from sim.results import names as N
 from sim.rules.inventory import EXPIRED, pick_item
-from sim.rules.orders import PAYMENT_TOOL, OrderState
+from sim.rules.orders import HOLD_WORK, OrderState, settles_at_end, stage_work
 from sim.rules.outcomes import CONFLICT
 from sim.scenario import CommandClass
 from sim.streams import Streams
@@ -42,21 +42,20 @@ class OrderWork:
     # -- plan time --------------------------------------------------------------------------
     def plan(self, cls: CommandClass, tool: str, stage_index: int, streams: Streams, key: str) -> Op | None:
         """The work of one tool stage of `cls` (None: the call's time and errors only)."""
-        st = cls.stages[stage_index].tool
-        if not cls.places_order or st is None:
+        what = stage_work(cls, stage_index)
+        if what is None:
             return None
-        if st.inventory == "hold":
+        if what == HOLD_WORK:
+            st = cls.stages[stage_index].tool
+            assert st is not None
             return ("hold", stage_index, sampler(st.quantity, streams(key + ".quantity")) if st.quantity
                     else (lambda: 1.0))
-        if st.inventory == "confirm":
-            return ("confirm",)
-        return ("pay",) if tool == PAYMENT_TOOL else ("item",)
+        return (what,)
 
     @staticmethod
     def settles(cls: CommandClass) -> bool:
-        """An order-placing class with no payment stage pays at the end of its stages (as the stack does)."""
-        return cls.places_order and not any(s.tool is not None and s.tool.service == PAYMENT_TOOL and
-                                            s.tool.inventory is None for s in cls.stages)
+        """`sim.rules.orders.settles_at_end`."""
+        return settles_at_end(cls)
 
     # -- run time ---------------------------------------------------------------------------
     def work(self, op: Op, svc: ToolService, cmd: Any) -> Callable[[], str]:

@@ -14,7 +14,7 @@ from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
 from sim.results import Recorder
-from sim.rules.calls import ttft_from_attempt
+from sim.rules.calls import ttft_from_attempt, with_image
 from sim.rules.faults import combine, session_kept
 from sim.rules.orders import OrderState
 from sim.rules.outcomes import AUTH
@@ -177,7 +177,7 @@ class StackModel:
             else:
                 new, out = max(1, round(a())), max(1, round(b()))
             if c is not None:
-                new += max(0, round(c()))  # image tokens: prefilled with the prompt
+                new = with_image(new, c())  # image tokens: prefilled with the prompt
             first_llm = False
             prompt = context + new if carry else new
             t_submit = env.now

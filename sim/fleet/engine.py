@@ -22,7 +22,9 @@ from sim.fleet.gauges import close_interval, end_step, results_of
 from sim.fleet.kernels import LLMStage, choose_dt, class_plans
 from sim.fleet.llm import LLMGroup, LLMOwner
 from sim.fleet.logins import Logins
+from sim.fleet.orders import FleetOrders
 from sim.fleet.outcomes import failed, settle
+from sim.fleet.proactive import FleetProactive
 from sim.fleet.record import BatchRecorder
 from sim.fleet.rows import Rows
 from sim.fleet.sending import send
@@ -84,12 +86,18 @@ class FleetSim:
         prio = {n: c.priority for n, c in sc.workload.classes.items()}
         self.gw = FleetGateway(sv.gateway, self.classes, prio, self.deadlines, R, self.rows) if sv.gateway else None
         self.sessions = Sessions(sc, R, self.states, self.dt)
+        self.step_n = 0
+        self.orders = FleetOrders.of(self, Streams(seeds[0])(f"fleet.orders.batch{R}"))
         self.flows = [self._flow(n, plan) for n, plan in class_plans(sc).items()]
+        self.proactive = FleetProactive.of(self, Streams(seeds[0])(f"fleet.proactive.batch{R}"))
         self.logins = Logins(self) if self.auth else None
         self.starts = session_starts(sc, seeds, self.dt, self.n_steps, self.rng)
         self._faults_on: list[set[int]] = []
         self.cum = {k: np.zeros(R) for k in ("arrived", "ended")}
-        self.rule = StepRule(self, self.dt0, max_dt) if max_dt is not None and max_dt > self.dt0 else None
+        # hold epochs and proactive starts are kept on the fine grid: no adaptive step with them
+        fine_only = bool(self.orders is not None and self.orders.stocks) or self.proactive is not None
+        self.rule = (StepRule(self, self.dt0, max_dt) if max_dt is not None and max_dt > self.dt0
+                     and not fine_only else None)
 
     def _flow(self, name: str, plan: list[tuple[str, object]]) -> ClassFlow:
         R, rows, S = self.R, self.rows, self.states.n
@@ -103,10 +111,15 @@ class FleetSim:
                 stages.append(Stage("llm", self.llm, self.llm.add_owner(what)))
         slo = self.sc.slos.get(name)
         cls = self.sc.workload.classes[name]
-        return ClassFlow(name, stages, np.zeros((R, self.K, S, rows.A)), np.zeros((R, self.K, rows.A)),
-                         Retries(self.policy, self.K, S, R, self.dt),
-                         (slo.e2e_p99_s if slo and slo.e2e_p99_s else math.inf), cls.places_order,
-                         np.zeros((R, rows.NR)), {}, np.zeros((R, self.K, S)), np.zeros((R, self.K)))
+        book = self.orders.books.get(name) if self.orders is not None else None
+        n_tags = book.tags.n if book is not None else 1  # retries keep (session state, order state) together
+        fl = ClassFlow(name, stages, np.zeros((R, self.K, S, rows.A)), np.zeros((R, self.K, rows.A)),
+                       Retries(self.policy, self.K, S * n_tags, R, self.dt),
+                       (slo.e2e_p99_s if slo and slo.e2e_p99_s else math.inf), cls.places_order, book,
+                       np.zeros((R, rows.NR)), {}, np.zeros((R, self.K, S)), np.zeros((R, self.K)))
+        if book is not None:
+            book.retries_cal = fl.retries.cal
+        return fl
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[Results]:
@@ -150,7 +163,10 @@ class FleetSim:
     def step(self, n: int) -> None:
         self.now = n * self.dt
         self.steps_run += 1
+        self.step_n = n
         i = min((n << self.level) // self.spi, self.rec.n_intervals - 1)
+        if self.orders is not None:
+            self.orders.step_start(n)
         self._faults(n, i)
         self._timeouts(n, i)
         send(self, n, i)
@@ -216,9 +232,10 @@ class FleetSim:
                     lost = fl.comp[:, :, s] - binomial(fl.comp[:, :, s], keep, self.rng)
                     fl.comp[:, :, s] -= lost
                     fl.comp[:, :, s - st.L] += lost
-                    lr = fl.retries.cal[:, :, s] - binomial(fl.retries.cal[:, :, s], keep, self.rng)
-                    fl.retries.cal[:, :, s] -= lr
-                    fl.retries.cal[:, :, s - st.L] += lr
+                    cal = fl.retries.cal.reshape(self.R, self.K, st.n, -1, fl.retries.H)  # (.., S, O, H)
+                    lr = cal[:, :, s] - binomial(cal[:, :, s], keep, self.rng)
+                    cal[:, :, s] -= lr
+                    cal[:, :, s - st.L] += lr
 
     def _fail_unrowed(self, fl: ClassFlow, x: np.ndarray, n: int, i: int) -> None:
         """Queued attempts that failed (gateway outage): out of the gateway queue, by their rows
@@ -229,6 +246,8 @@ class FleetSim:
         rows = np.zeros((self.R, self.rows.NR))
         rows[:, : self.rows.A] = took
         fl.out[ERROR] = fl.out.get(ERROR, 0) + rows
+        if fl.book is not None:
+            fl.book.leave_gateway(rows, ERROR)
 
     # -- timeouts ------------------------------------------------------------------------------
     def _timeouts(self, n: int, i: int) -> None:
@@ -237,20 +256,36 @@ class FleetSim:
             return
         r0 = n % self.rows.A
         self._stations_timeout(r0, self.cancel)
+        queued = self._queue_timeout(n)
         for fl in self.flows:
             x = fl.comp[:, :, :, r0].copy()
             age = fl.age0[:, :, r0].copy()
             fl.comp[:, :, :, r0] = 0.0
             fl.age0[:, :, r0] = 0.0
+            if self.cancel and self.gw is not None and x.any():
+                # the servers dropped the row's admitted attempts: their gateway slots are free
+                # (the rest of the row was still in the queue, dropped there)
+                self.gw.in_use = np.maximum(0.0, self.gw.in_use - np.maximum(0.0, x.sum(axis=(1, 2)) - queued[fl.name]))
+            o = (fl.book.timeout_row(r0, self.cancel, self.gw is not None and self.gw.drops)
+                 if fl.book is not None else None)
             if x.any():
                 cnt = x.sum(axis=2)
                 mean_age = np.where(cnt > 0, age / np.maximum(cnt, 1e-12), 0.0) + self.rows.A * self.dt
-                failed(self, fl, TIMEOUT, x, mean_age, n, i)
-        if self.cancel and self.gw is not None:
-            for q in self.gw.queues:
-                q.take_older(n, self.rows.A)
+                failed(self, fl, TIMEOUT, x, mean_age, n, i, o=o)
         if self.logins is not None:
             self.logins.timeouts(n, i, r0)
+
+    def _queue_timeout(self, n: int) -> dict[str, np.ndarray]:
+        """When servers cancel, the gateway drops the waiters whose clients timed out; how many
+        per class (R,) (zeros otherwise)."""
+        out = {fl.name: np.zeros(self.R) for fl in self.flows}
+        gw = self.gw
+        if not (self.cancel and gw is not None):
+            return out
+        taken = [q.take_older(n, self.rows.A) for q in gw.queues]
+        for c in self.classes:
+            out[c] = taken[gw.lane[c]][:, gw.lane_idx[c]]
+        return out
 
     def _age_out(self, n: int) -> None:
         """No timeout: rows that grow older than the horizon keep going as ghosts (their e2e is
@@ -258,6 +293,8 @@ class FleetSim:
         r0 = n % self.rows.A
         self._stations_timeout(r0, False)
         for fl in self.flows:
+            if fl.book is not None:
+                fl.book.timeout_row(r0, False, False)
             if fl.comp[:, :, :, r0].any():
                 fl.comp[:, :, :, r0] = 0.0
                 fl.age0[:, :, r0] = 0.0
@@ -289,6 +326,8 @@ class FleetSim:
     def _collect(self, fl: ClassFlow, j: int, n: int, i: int) -> None:
         """What stage j of a class finished in this step goes on (or ends the attempt)."""
         o = fl.stages[j].owner
+        if fl.book is not None:  # the stage's order work; attempts whose work failed leave `o.done`
+            fl.book.collect(j, o, fl.out, i)
         if o.done.any():
             if j + 1 < len(fl.stages):
                 fl.forward = fl.forward + o.done
@@ -313,10 +352,8 @@ class FleetSim:
         if self.gw is None:
             return
         for fl in self.flows:
-            for reason in (OK, ERROR, SHED):  # attempts that left the pipeline give their slot back
-                x = fl.out.get(reason)
-                if x is not None:
-                    self.gw.in_use -= x.sum(axis=1)
+            for x in fl.out.values():  # attempts that left the pipeline give their slot back
+                self.gw.in_use -= x.sum(axis=1)
         self.gw.in_use = np.maximum(self.gw.in_use, 0.0)
         got = self.gw.grant(n, self.rng)
         for fl in self.flows:
@@ -324,6 +361,8 @@ class FleetSim:
             if rows is None:
                 continue
             self.rec.add(N.of_class("admitted", fl.name), i, rows[:, : self.rows.A].sum(axis=1))
+            if fl.book is not None:
+                fl.book.admitted(rows)
             st = fl.stages[0]
             st.station.arrive(st.owner, rows, n, self.rng)  # type: ignore[arg-type]
 

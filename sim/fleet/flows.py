@@ -10,6 +10,7 @@ import numpy as np
 
 from sim.fleet.client import Retries
 from sim.fleet.llm import LLMGroup, LLMOwner
+from sim.fleet.orders import OrderBook
 from sim.fleet.stations import Owner, Pool
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class ClassFlow:
     retries: Retries
     good_within_s: float
     places_order: bool
+    book: OrderBook | None = None  # the class's orders (sim/fleet/orders.py), if it places them
     forward: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, NR) into the next stage
     out: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline outcomes this step, by row
     ready: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K, S) to send next step
@@ -45,4 +47,6 @@ class ClassFlow:
         self.age0 = g.past(self.age0, 2, a_new)
         self.forward = g.rows(self.forward, 1, a_new)
         self.retries.regrid(g, dt)
+        if self.book is not None:
+            self.book.regrid(g, a_new, self.retries.cal)
 

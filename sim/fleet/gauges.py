@@ -61,6 +61,8 @@ def close_interval(sim: FleetSim, i: int) -> None:
         rec.set(N.of_service("utilisation", "llm"), i, batch / g.spec.max_num_seqs)
         for k in a:
             a[k] = np.zeros(sim.R)
+    if sim.orders is not None:
+        sim.orders.close_interval(rec, i)
     rec.close_interval(i)
 
 

@@ -15,7 +15,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from sim.dists import Distribution
-from sim.rules.calls import ttft_from_attempt
+from sim.rules.calls import ttft_from_attempt, with_image
 from sim.scenario import Scenario
 
 _N = 200_000
@@ -86,6 +86,8 @@ def class_plans(sc: Scenario, n: int = 20_000) -> dict[str, list[tuple[str, obje
             assert st.llm is not None
             new = np.maximum(1, np.round(st.llm.prompt_tokens.sample_n(rng, n)))
             out_tok = np.maximum(1, np.round(st.llm.output_tokens.sample_n(rng, n)))
+            if st.llm.image_tokens is not None:  # drawn after the text: the text samples stay as they were
+                new = with_image(new, st.llm.image_tokens.sample_n(rng, n))
             prompt = context + new if cls.carry_context else new
             plan.append(("llm", LLMStage(prompt, out_tok - 1, ttft_from_attempt(cls))))
             context = prompt + out_tok

@@ -108,6 +108,8 @@ class Logins:
                     self.purpose_n[:, p] -= x[:, p]
                     fl.ready[:, k, st.valid0] += x[:, p]
                     fl.ready_age[:, k] += age
+                    if fl.book is not None:
+                        fl.book.unpark(k, x[:, p], ready=True)
 
     def _failed(self, x: np.ndarray, n: int, i: int) -> None:
         sim, st = self.sim, self.sim.states
@@ -133,7 +135,8 @@ class Logins:
                         self.purpose_age[:, p] *= fraction(self.purpose_n[:, p], self.purpose_n[:, p] + xk[:, p])
                         sess = np.zeros((sim.R, st.n))
                         sess[:, st.out0] = xk[:, p]
-                        command_failed(sim, fl, AUTH, sess, n, i)
+                        o = fl.book.unpark(k, xk[:, p], ready=False) if fl.book is not None else None
+                        command_failed(sim, fl, AUTH, sess, n, i, o)
 
     def due(self, n: int) -> None:
         x, _ = self.retries.due(n)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.fleet.flows import ClassFlow
+from sim.fleet.orders import OrderBook
 from sim.fleet.outcomes import failed
 from sim.fleet.split import binomial, fraction, mean_of, systematic, take_oldest, take_share
 from sim.results import names as N
@@ -37,13 +38,20 @@ def send(sim: FleetSim, n: int, i: int) -> None:
         new_commands(sim, due, n, i)
     if sim.logins is not None:
         sim.logins.due(n)
+    if sim.proactive is not None:
+        sim.proactive.due(n, i)
     for fl in sim.flows:
         x, age = fl.retries.due(n)
+        o = None
+        if fl.book is not None:  # (R, K, S * O): session and order states
+            x4 = x.reshape(sim.R, sim.K, st.n, -1)
+            x, o = x4.sum(axis=3), x4.sum(axis=2) + fl.book.ready
+            fl.book.ready = np.zeros_like(fl.book.ready)
         x, age = x + fl.ready, age + fl.ready_age
         fl.ready = np.zeros_like(fl.ready)
         fl.ready_age = np.zeros_like(fl.ready_age)
         if x.any():
-            send_attempts(sim, fl, x, age, n, i)
+            send_attempts(sim, fl, x, age, n, i, o)
 
 
 def new_commands(sim: FleetSim, sess: np.ndarray, n: int, i: int) -> None:
@@ -51,28 +59,38 @@ def new_commands(sim: FleetSim, sess: np.ndarray, n: int, i: int) -> None:
     by_class = systematic(sess, sim.probs, sim.rng)  # (R, S, C)
     for ci, fl in enumerate(sim.flows):
         x = by_class[:, :, ci]
-        if not x.any():
-            continue
-        sim.rec.add(N.of_class("arrived", fl.name), i, x.sum(axis=1))
-        first = np.zeros((sim.R, sim.K, sim.states.n))
-        first[:, 0] = x
-        send_attempts(sim, fl, first, np.zeros((sim.R, sim.K)), n, i)
+        if x.any():
+            start_commands(sim, fl, x, n, i)
 
 
-def send_attempts(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int) -> None:
-    """Send attempts x (R, K, S) of one class (command ages summed in age (R, K))."""
+def start_commands(sim: FleetSim, fl: ClassFlow, x: np.ndarray, n: int, i: int) -> None:
+    """New commands of one class for sessions x (R, S): their first attempt."""
+    sim.rec.add(N.of_class("arrived", fl.name), i, x.sum(axis=1))
+    first = np.zeros((sim.R, sim.K, sim.states.n))
+    first[:, 0] = x
+    send_attempts(sim, fl, first, np.zeros((sim.R, sim.K)), n, i)
+
+
+def send_attempts(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int,
+                  o: np.ndarray | None = None) -> None:
+    """Send attempts x (R, K, S) of one class (command ages summed in age (R, K); order states
+    o (R, K, O) of an order-placing class, None: new orders)."""
     st, rec, R = sim.states, sim.rec, sim.R
+    book = fl.book
+    if book is not None and o is None:
+        o = book.fresh(x)
     if st.auth:
         bad = x * ~st.logged_in[None, None, :]
         if bad.any():  # the session is gone: the attempt fails auth without reaching the gateway
             _count_sent(sim, fl, bad, i)
             frac = fraction(bad.sum(axis=2), x.sum(axis=2))
-            failed(sim, fl, AUTH, bad, mean_of(age * frac, bad.sum(axis=2)), n, i)
+            o_bad, o = _part(book, o, bad)
+            failed(sim, fl, AUTH, bad, mean_of(age * frac, bad.sum(axis=2)), n, i, o=o_bad)
             age = age * (1 - frac)
             x = x - bad
     if not x.any():
         return
-    x, age = _throttle(sim, fl, x, age, n, i)
+    x, age, o = _throttle(sim, fl, x, age, n, i, o)
     if not x.any():
         return
     _count_sent(sim, fl, x, i)
@@ -82,7 +100,8 @@ def send_attempts(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, 
         if (keep < tot).any():
             gone = take_share(x, tot - keep, sim.rng)
             frac = fraction(gone.sum(axis=2), x.sum(axis=2))
-            failed(sim, fl, reason, gone, mean_of(age * frac, gone.sum(axis=2)), n, i)
+            o_gone, o = _part(book, o, gone)
+            failed(sim, fl, reason, gone, mean_of(age * frac, gone.sum(axis=2)), n, i, o=o_gone)
             age = age * (1 - frac)
             x = x - gone
             tot = x.sum(axis=(1, 2))
@@ -93,7 +112,8 @@ def send_attempts(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, 
         if shed.any():
             gone = take_share(x, shed, sim.rng)
             frac = fraction(gone.sum(axis=2), x.sum(axis=2))
-            failed(sim, fl, SHED, gone, mean_of(age * frac, gone.sum(axis=2)), n, i)
+            o_gone, o = _part(book, o, gone)
+            failed(sim, fl, SHED, gone, mean_of(age * frac, gone.sum(axis=2)), n, i, o=o_gone)
             age = age * (1 - frac)
             x = x - gone
         for cj, other in enumerate(sim.flows):
@@ -102,6 +122,8 @@ def send_attempts(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, 
     r = sim.rows.row(n)
     fl.comp[:, :, :, r] += x
     fl.age0[:, :, r] += age
+    if book is not None and o is not None:
+        book.enter(o, r)
     if sim.gw is None:
         rows = np.zeros((R, sim.rows.NR))
         rows[:, r] = x.sum(axis=(1, 2))
@@ -129,12 +151,14 @@ def _evicted(sim: FleetSim, fl: ClassFlow, x: np.ndarray, n: int) -> None:
     rows = np.zeros((sim.R, sim.rows.NR))
     rows[:, : sim.rows.A] = took
     fl.out[SHED] = fl.out.get(SHED, 0) + rows
+    if fl.book is not None:
+        fl.book.leave_gateway(rows, SHED)
 
 
-def _throttle(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int,
-              i: int) -> tuple[np.ndarray, np.ndarray]:
+def _throttle(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int,
+              o: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if not sim.policy.may_refuse:
-        return x, age
+        return x, age, o
     refused = np.zeros_like(x)
     for r, pol in enumerate(sim.policies):
         retr = x[r, 1:].sum()
@@ -149,10 +173,20 @@ def _throttle(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: i
             pol.throttled_many(float(more.sum()), sim.now)
     if refused.any():
         frac = fraction(refused.sum(axis=2), x.sum(axis=2))
-        failed(sim, fl, THROTTLED, refused, mean_of(age * frac, refused.sum(axis=2)), n, i, sent=False)
+        o_ref, o = _part(fl.book, o, refused)
+        failed(sim, fl, THROTTLED, refused, mean_of(age * frac, refused.sum(axis=2)), n, i, sent=False, o=o_ref)
         age = age * (1 - frac)
         x = x - refused
-    return x, age
+    return x, age, o
+
+
+def _part(book: OrderBook | None, o: np.ndarray | None, gone: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The order states (R, K, O) of attempts `gone` (R, K, S) taken out of those with states o,
+    and what is left of o (None, None without a book)."""
+    if book is None or o is None:
+        return None, o
+    taken = book.take(o, gone.sum(axis=2))
+    return taken, o - taken
 
 
 def _count_sent(sim: FleetSim, fl: ClassFlow, x: np.ndarray, i: int) -> None:

@@ -34,6 +34,9 @@ class Owner:
         self.done = np.zeros((R, rows.NR))
         self.shed = np.zeros((R, rows.NR))
         self.error = np.zeros((R, rows.NR))
+        # of `error`, the calls that failed after their service (not by an outage): half of them
+        # after their work was done (`sim.rules.faults.error_timing`; read by sim/fleet/orders.py)
+        self.served_error = np.zeros((R, rows.NR))
 
 
 class Pool:
@@ -67,7 +70,8 @@ class Pool:
         self.kernel = self._kernel(self.effect.slowdown)
         a = self.rows.A
         for o in self.owners:
-            o.wait, o.done, o.shed, o.error = (g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error))
+            o.wait, o.done, o.shed, o.error, o.served_error = (
+                g.rows(x, 1, a) for x in (o.wait, o.done, o.shed, o.error, o.served_error))
             o.cal = g.future(g.rows(o.cal, 1, a), 2)
 
     def add_owner(self) -> Owner:
@@ -151,6 +155,7 @@ class Pool:
         p = self.effect.error_with(self.spec.error_rate)
         err = binomial(fin, p, rng) if p > 0 else 0.0
         o.error += err
+        o.served_error += err
         o.done += fin - err
 
     def _enter(self, o: Owner, x: np.ndarray, step: int, rng: np.random.Generator, queued: bool) -> None:

@@ -11,9 +11,13 @@ stack runs behind one admission, and the stack times each inner LLM call from it
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from sim.scenario import CommandClass
+
+T = TypeVar("T", int, np.ndarray)
 
 Kind = Literal["chat", "agent"]
 
@@ -28,6 +32,17 @@ def ttft_from_attempt(cls: CommandClass) -> bool:
     """Whether the class's TTFT runs from the attempt's start (chat), else from each call's
     submission to the LLM (agent)."""
     return kind_of(cls) == "chat"
+
+
+def with_image(new_tokens: T, image_tokens: float | np.ndarray | None) -> T:
+    """A call's new prompt tokens with its image's vision-encoder tokens (`llm.image_tokens`):
+    they are prefilled with the prompt and stay in the context like text. Works on one call
+    (ints, the SimPy engine) and on a sample of calls (arrays, the fleet engine)."""
+    if image_tokens is None:
+        return new_tokens
+    if isinstance(new_tokens, np.ndarray):
+        return new_tokens + np.maximum(0, np.round(image_tokens))  # type: ignore[return-value]
+    return new_tokens + max(0, round(float(image_tokens)))  # type: ignore[return-value]
 
 
 def client_still_waiting(ttft_from_attempt_s: Any, timeout_s: float | None) -> Any:

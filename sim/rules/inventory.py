@@ -21,7 +21,10 @@ random choice takes its U(0, 1) draw.
   (idempotent: a retried confirm never sells twice); a lapsed hold answers `expired`.
 
 `hold_batch` is the same rule for a batch of holds decided at one instant (the fleet engine's
-time step): see its docstring for what it keeps exactly.
+time step): see its docstring for what it keeps exactly. The other count forms, for the fleet
+engine: `item_shares` (the distribution `pick_item` draws from) and `StockCounts` (the stock of
+`Stock` as counts per item for a batch of replications, holds kept by the slot of the epoch they
+were granted in, so a whole slot lapses at once).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from sim.rules.outcomes import CONFLICT, SOLD_OUT
 from sim.scenario.services import Inventory
 
 __all__ = ["CONFIRMED", "CONFLICT", "EXPIRED", "GRANTED", "HELD", "LAPSED", "SOLD", "SOLD_OUT", "Hold", "Stock",
-           "decide_confirm", "decide_hold", "hold_batch", "lapsed", "pick_item"]
+           "StockCounts", "decide_confirm", "decide_hold", "hold_batch", "item_shares", "lapsed", "pick_item"]
 
 GRANTED: Final = "granted"  # the hold was taken
 # CONFLICT (no free units now; units held by others may come back) and SOLD_OUT (nothing left
@@ -59,6 +62,18 @@ def pick_item(spec: Inventory, u: float) -> int:
         return min(int(u / hot.share * hot.items), hot.items - 1)
     rest = n - hot.items
     return hot.items + min(int((u - hot.share) / (1.0 - hot.share) * rest), rest - 1)
+
+
+def item_shares(spec: Inventory) -> np.ndarray:
+    """The count form of `pick_item`: the probability (items,) that a hold asks for each item."""
+    n = spec.items
+    hot = spec.hot
+    if hot is None or hot.items >= n:
+        return np.full(n, 1.0 / n)
+    out = np.empty(n)
+    out[: hot.items] = hot.share / hot.items
+    out[hot.items:] = (1.0 - hot.share) / (n - hot.items)
+    return out
 
 
 def decide_hold(wanted: int, quantity: int, wanted_free: int, wanted_unsold: int, first_free: int | None,
@@ -227,3 +242,53 @@ def hold_batch(free: np.ndarray, unsold: np.ndarray, wanted: np.ndarray, quantit
     could = np.asarray(unsold, dtype=np.int64) >= quantity
     return granted, int(left[could].sum()), int(left[~could].sum())
 
+
+
+class StockCounts:
+    """The count form of `Stock` (the fleet engine's), for R replications at once: units per
+    item held (by the slot of the epoch a hold was granted in), sold and free, for holds of one
+    `quantity`. The decisions are `hold_batch`; a slot's holds lapse together (`lapse`)."""
+
+    def __init__(self, spec: Inventory, R: int, slots: int, quantity: int) -> None:
+        self.spec, self.quantity = spec, quantity
+        self.stock = float(spec.stock)
+        self.held = np.zeros((R, slots, spec.items))  # units
+        self.sold = np.zeros((R, spec.items))
+        self.totals = {k: np.zeros(R) for k in ("granted", "conflicts", "sold_out", "lapsed", "confirmed")}
+
+    def free(self) -> np.ndarray:
+        """Free units per item (R, items)."""
+        return self.stock - self.held.sum(axis=1) - self.sold
+
+    def hold_many(self, r: int, wanted: np.ndarray, slot: int) -> tuple[np.ndarray, int, int]:
+        """Holds of replication r asking for items `wanted` (counts per item), decided at one
+        instant; the granted take slot `slot`. Returns (granted per item, conflicts, sold-outs)."""
+        g, c, so = hold_batch(self.free()[r], self.stock - self.sold[r], wanted, self.quantity, self.spec.fallback)
+        self.held[r, slot] += g * self.quantity
+        t = self.totals
+        t["granted"][r] += g.sum()
+        t["conflicts"][r] += c
+        t["sold_out"][r] += so
+        return g, c, so
+
+    def confirm_many(self, r: int, slot: int, holds: float, u: float) -> float:
+        """Sell `holds` live holds of slot `slot` (replication r); which items, in proportion to
+        the slot's holds (systematic, from one U(0, 1) draw `u`). Returns the holds sold."""
+        per_item = self.held[r, slot] // self.quantity
+        n = min(float(holds), float(per_item.sum()))
+        if n <= 0:
+            return 0.0
+        cum = np.cumsum(per_item) / per_item.sum()
+        cuts = np.floor(n * cum + u)
+        take = np.minimum(np.diff(np.concatenate([[0.0], cuts])), per_item)  # never more than a slot holds
+        self.held[r, slot] -= take * self.quantity
+        self.sold[r] += take * self.quantity
+        self.totals["confirmed"][r] += take.sum()
+        return float(take.sum())
+
+    def lapse(self, slot: int) -> np.ndarray:
+        """Every hold still in slot `slot` lapses: its units are free again. Returns holds (R,)."""
+        n = self.held[:, slot].sum(axis=1) / self.quantity
+        self.held[:, slot] = 0.0
+        self.totals["lapsed"] += n
+        return n

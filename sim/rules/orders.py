@@ -28,12 +28,14 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from sim.rules.outcomes import SOLD_OUT
-from sim.scenario import Stage
+from sim.scenario import CommandClass, Stage
 
 CATALOG_TOOL: Final = "catalog"
 ORDER_TOOL: Final = "order"
 PAYMENT_TOOL: Final = "payment"
 ORDER_TOOLS: Final = (CATALOG_TOOL, ORDER_TOOL, PAYMENT_TOOL)
+
+HOLD_WORK, CONFIRM_WORK, PAY_WORK, ITEM_WORK = "hold", "confirm", "pay", "item"  # what a tool stage does
 
 CHARGED: Final = "charged"  # what a payment stage did
 CHARGED_AGAIN: Final = "charged_again"
@@ -63,12 +65,38 @@ class OrderState:
         return True
 
 
+def stage_work(cls: CommandClass, stage_index: int) -> str | None:
+    """What tool stage `stage_index` of `cls` does to its order: HOLD_WORK or CONFIRM_WORK (an
+    inventory stage), PAY_WORK (the `payment` tool), ITEM_WORK (any other tool of an
+    order-placing class: it chooses the item, where a `wrong_item` fault strikes); None for an
+    LLM stage or a class that places no order."""
+    st = cls.stages[stage_index].tool
+    if not cls.places_order or st is None:
+        return None
+    if st.inventory is not None:
+        return HOLD_WORK if st.inventory == "hold" else CONFIRM_WORK
+    return PAY_WORK if st.service == PAYMENT_TOOL else ITEM_WORK
+
+
+def settles_at_end(cls: CommandClass) -> bool:
+    """An order-placing class with no payment stage pays as its command finishes (as the stack does)."""
+    return cls.places_order and not any(s.tool is not None and s.tool.service == PAYMENT_TOOL and
+                                        s.tool.inventory is None for s in cls.stages)
+
+
 def charge(charges_so_far: int, exactly_once: bool = True) -> str:
     """What a payment stage does for an order charged `charges_so_far` times: CHARGED the first
     time; after that DUPLICATE_PREVENTED, or CHARGED_AGAIN when payments are not exactly-once."""
     if not charges_so_far:
         return CHARGED
     return DUPLICATE_PREVENTED if exactly_once else CHARGED_AGAIN
+
+
+def charge_counts(unpaid: float, paid: float, exactly_once: bool = True) -> tuple[float, float, float]:
+    """The count form of `charge` (the fleet engine's): payment stages done for `unpaid` orders
+    never charged and `paid` orders charged before. Returns (charged, charged again, duplicates
+    prevented): every first charge is CHARGED, every later one CHARGED_AGAIN or prevented."""
+    return (unpaid, 0.0 if exactly_once else paid, paid if exactly_once else 0.0)
 
 
 def refund_due(hold_outcome: str, paid: bool, refunded: bool) -> bool:

@@ -136,6 +136,9 @@ class Trace(Frozen):
                                                                 "the first LLM call's prompt_tokens")
     output_column: str | None = Field(default=None, description="column of output tokens per arrival: replaces "
                                                                 "the first LLM call's output_tokens")
+    token_scale: float = Field(default=1.0, gt=0, le=1e6, description="divides both token columns (rounded, at "
+                                                                  "least 1): a trace of a large model replayed on a "
+                                                                  "small one, same shape")
 
     @model_validator(mode="after")
     def _readable(self, info: ValidationInfo) -> Trace:

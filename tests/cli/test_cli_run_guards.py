@@ -72,28 +72,41 @@ def test_a_stalled_simulation_stops_with_one_line(tmp_path: Path) -> None:
 
 
 def test_the_fleet_engine_refuses_what_it_does_not_model(tmp_path: Path) -> None:
-    """`--engine fleet` on a scenario with an inventory: one line naming what is not modelled,
-    exit 2, and no run folder (the fleet engine has no holds, sell-outs or money at risk)."""
+    """`--engine fleet` on a scenario whose orders hold three inventory stages (groceries): one
+    line naming what is not modelled, exit 2, and no run folder."""
     out = tmp_path / "run"
-    line = _one_line(surge("run", "scenarios/premiere_onsale.yaml", "--engine", "fleet", "--out", str(out)),
+    line = _one_line(surge("run", "scenarios/groceries.yaml", "--engine", "fleet", "--out", str(out)),
                      "SimulationError: '--engine fleet': ")
-    assert "services.tools.seats.inventory" in line and "--engine des" in line, line
+    assert "more than one inventory stage" in line and "workload.classes.grocery_basket" in line, line
+    assert "--engine des" in line, line
     assert not out.exists()
 
 
-def test_each_inventory_proactive_or_image_scenario_is_refused_by_fleet_and_auto_picks_des() -> None:
+def test_fleet_refuses_only_what_it_does_not_model_and_auto_follows() -> None:
+    """Travel and groceries (several holds per order) are refused by `--engine fleet`; the
+    on-sale moment, image queries and the proactive agent are modelled; `auto` keeps the small
+    cells on SimPy either way, and a modelled scenario grown past AUTO_COMMANDS goes to the fleet."""
     import pytest
 
     from sim.engines import choose, fleet_missing
     from sim.errors import SimulationError
     from sim.scenario import load_scenario
 
-    expected = {"premiere_onsale": "inventor", "travel": "inventor", "groceries": "inventor",
-                "multimodal": "image tokens", "proactive": "proactive tasks"}
-    for name, what in expected.items():
+    for name in ("travel", "groceries"):
         sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
-        assert what in (fleet_missing(sc) or ""), name
+        assert "more than one inventory stage" in (fleet_missing(sc) or ""), name
         with pytest.raises(SimulationError, match="does not model"):
             choose(sc, "fleet")
-        assert choose(sc, "auto") == "des" and choose(sc, "des") == "des"
+        assert choose(sc, "auto") == "des"
+    for name in ("premiere_onsale", "multimodal", "proactive"):
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        assert fleet_missing(sc) is None, name
+        assert choose(sc, "fleet") == "fleet" and choose(sc, "auto") == "des", name
+    big = load_scenario(ROOT / "scenarios" / "multimodal.yaml", ["arrivals.rate_per_s=800"])
+    assert choose(big, "auto") == "fleet"
+    big_groceries = load_scenario(ROOT / "scenarios" / "groceries.yaml", ["arrivals.scale=1000"])
+    assert choose(big_groceries, "auto") == "des"
+    quantity = load_scenario(ROOT / "scenarios" / "premiere_onsale.yaml",
+                             ["workload.classes.buy_tickets.stages.3.tool.quantity={type: uniform, low: 1, high: 3}"])
+    assert "hold quantities that vary" in (fleet_missing(quantity) or "")
     assert fleet_missing(load_scenario(ROOT / "scenarios" / "smoke.yaml")) is None

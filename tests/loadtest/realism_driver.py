@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
+from json import loads
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loadtest import plugins  # noqa: E402
-from loadtest.answers import _produced  # noqa: E402
-from loadtest.commands import HttpClient, HttpCommand  # noqa: E402
+from loadtest.answers import _produced as produced  # noqa: E402
+from loadtest.commands import HttpClient  # noqa: E402
+from loadtest.http_commands import HttpCommand  # noqa: E402
 from loadtest.plan import Plan  # noqa: E402
 from loadtest.tally import Tally  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
@@ -24,8 +26,10 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
 
-    def request(self, method: str, path: str, name: str = "", json: Any = None, headers: Any = None, **kw: Any) -> Any:
-        self.seen.append({"path": path, "body": json, "headers": dict(headers or {}), "kw": sorted(kw)})
+    def request(self, method: str, path: str, name: str = "", json: Any = None, data: Any = None, headers: Any = None,
+                **kw: Any) -> Any:
+        body = json if data is None else loads(data)  # a chat body is sent as its JSON bytes
+        self.seen.append({"path": path, "body": body, "headers": dict(headers or {}), "kw": sorted(kw)})
         raise OSError("recorded")
 
 
@@ -43,4 +47,4 @@ for spec in (chat, chat, buy):
     wl._guarded(lambda spec=spec: wl._attempt(sess, HttpCommand(spec, 0.0)))
 deltas = [{"delta": {"reasoning_content": "hmm"}}, {"delta": {"tool_calls": [{"index": 0}]}}, {"text": "x"},
           {"delta": {"content": ""}}, {"delta": {"role": "assistant"}}]
-print(json.dumps({"seen": rec.seen, "produced": [_produced(d) for d in deltas]}))
+print(json.dumps({"seen": rec.seen, "produced": [produced(d) for d in deltas]}))

@@ -87,6 +87,19 @@ def test_latency_beyond_the_judged_loads_is_reported_not_judged_and_overload_jud
     assert table["misses"] == ["110%: outcome simulated queues_grow, measured load_shed"]
 
 
+def test_a_trace_replay_is_judged_like_a_load_at_its_fraction_of_the_capacity() -> None:
+    meas = [_run(_chat(0.10, 1.0)), _run(_chat(0.10, 1.0))]
+    sim = [_run(_chat(0.12, 1.0)), _run(_chat(0.12, 1.0))]
+    table = A.error_table([_level("trace", "trace", 0.6, meas, sim), _level("trace hot", "trace", 1.0, meas, sim)])
+    # 0.12 / 0.10 - 1 = +20%: over the 5% p50 target at 60% of the capacity; beyond 90% reported only
+    ttft = _cell(table, "trace", "ttft.p50")
+    assert ttft["error"] == pytest.approx(0.2) and ttft["target"] == 0.05 and ttft["pass"] is False
+    assert _cell(table, "trace", "e2e.p99")["pass"] is True
+    assert _cell(table, "trace hot", "ttft.p50")["target"] is None
+    assert table["misses"] == ["trace chat ttft.p50: error +20.0% (target ±5%)"]
+    assert table["mape_judged"] == pytest.approx((0.2 + 0 + 0 + 0) / 4)
+
+
 def test_recovery_within_twenty_percent_passes_and_a_side_that_never_recovers_fails() -> None:
     meas = [_run(_chat(0.1, 1.0), recovery_s=x) for x in (10.0, 12.0)]
     near = [_run(_chat(0.1, 1.0), recovery_s=x) for x in (12.0, 13.0)]
@@ -102,3 +115,17 @@ def test_capacity_error_is_relative_to_the_measured_capacity() -> None:
     assert (cell["sim_per_s"], cell["meas_per_s"]) == pytest.approx((10.45, 10.0))
     assert cell["error"] == pytest.approx(0.045) and cell["pass"] is True
     assert A.capacity_cell(2.2, 2.0, 5.0, A.Targets())["pass"] is False
+
+
+def test_a_run_is_stalled_only_when_nothing_arrived_or_nothing_ended() -> None:
+    """What `surge validate-stack` measures once more: a run the machine stalled, not a slow one."""
+    from loadtest.validate import stalled
+
+    def run(arrived: float, completed: float, failed: float) -> Results:
+        return Results(meta={"classes": []}, series={}, histograms={},
+                       summary={"arrived": arrived, "completed": completed, "failed": failed})
+
+    assert stalled(run(0, 0, 0)) == "no command arrived after the warm-up"
+    assert stalled(run(50, 0, 0)) == "no command ended after the warm-up"
+    assert stalled(run(50, 0, 50)) is None  # every command failed: a result, kept
+    assert stalled(run(50, 3, 0)) is None

@@ -225,7 +225,7 @@ def test_a_trace_is_replayed_scaled_with_its_tokens_from_the_run_folder(tmp_path
 
 
 def test_deadlines_are_sent_only_when_servers_learn_of_timeouts() -> None:
-    from loadtest.commands import deadline_header
+    from loadtest.http_commands import deadline_header
 
     assert deadline_header(load_scenario(TINY)) == {}
     assert deadline_header(load_scenario(TINY, ["clients.cancel_on_timeout=true"])) == {"X-Request-Timeout": "5"}
@@ -291,7 +291,7 @@ def _client(answers: list[_Answer]):  # type: ignore[no-untyped-def]
 
 def test_an_agent_class_that_places_no_order_succeeds() -> None:
     """Regression: a tool-using class without orders answers `order: null`; that is a success."""
-    from loadtest.commands import HttpCommand
+    from loadtest.http_commands import HttpCommand
 
     wl, _ = _client([_Answer([("result", {"order": None, "answer": "on its way", "ledger": None})])])
     sess = wl.new_session("u")
@@ -299,7 +299,7 @@ def test_an_agent_class_that_places_no_order_succeeds() -> None:
 
 
 def test_the_money_an_answer_reports_is_counted_and_owed_when_the_command_fails() -> None:
-    from loadtest.commands import HttpCommand
+    from loadtest.http_commands import HttpCommand
 
     paid = {"order": {"id": "o1", "status": "paid", "wrong_item": False},
             "ledger": {"charged": 1, "duplicates_prevented": 0, "refunds": 0}}

@@ -86,7 +86,8 @@ def run_des(script: list[str]) -> dict[str, Any]:
 def run_loadtest(script: list[str]) -> dict[str, Any]:
     import gevent
 
-    from loadtest.commands import HttpClient, HttpCommand
+    from loadtest.commands import HttpClient
+    from loadtest.http_commands import HttpCommand
     from loadtest.plan import Plan
     from loadtest.tally import Tally
 

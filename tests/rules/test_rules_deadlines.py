@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import simpy
 
-from loadtest.commands import deadline_header
+from loadtest.http_commands import deadline_header
 from loadtest.stack.faults import FaultBoard
 from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.services import Downstream, ServiceError

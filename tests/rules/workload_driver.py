@@ -10,7 +10,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from loadtest.commands import CLASS_HEADER, HttpClient, HttpCommand  # noqa: E402
+from loadtest.commands import HttpClient  # noqa: E402
+from loadtest.http_commands import CLASS_HEADER, HttpCommand  # noqa: E402
 from loadtest.plan import Plan  # noqa: E402
 from loadtest.tally import Tally  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402

@@ -1,0 +1,468 @@
+"""Orders in the fleet engine: what each order-placing command's order has been through, as
+counts, and the work its tool stages do (`sim.rules.orders`, `sim.rules.inventory`).
+
+An order's state is a tag o = (h, p, w) carried with its attempts:
+- h: the hold on the class's inventory service: NONE (none, or it lapsed), SOLD (confirmed),
+  or held in ring slot s (`HELD0 + s`, sim/fleet/inventory.py: the slot lapses as a whole);
+- p: paid (charged at least once) or not;
+- w: the wrong item was chosen (a `wrong_item` fault) or not.
+Axes a class does not need have size 1.
+
+The pipeline only knows rows. The book keeps, per *position* (the gateway queue, then each
+stage), the attempts there by attempt number, order state and row (R, K, O, NR); when a stage's
+owner reports calls done, failed or shed in a row, they are taken from that position in
+proportion (attempts of one row at one stage are alike: systematic split, `split_comp`), the
+stage's work changes their state (a hold taken or reused, a conflict, a sale, a charge, a
+mistake), and they move on to the next position or out as an outcome. At the outcome the
+engine takes their session states in proportion within each attempt number; retries keep
+(session state, order state) together in their calendar (`couple`).
+
+Errors after a service: half strike after the work (`sim.rules.faults.error_timing`): those
+calls do the work (a payment taken, a hold granted) and then fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.fleet.client import split_comp
+from sim.fleet.inventory import FleetStock
+from sim.fleet.record import BatchRecorder
+from sim.fleet.split import binomial, systematic
+from sim.results import names as N
+from sim.rules.orders import (
+    CONFIRM_WORK,
+    HOLD_WORK,
+    ITEM_WORK,
+    PAY_WORK,
+    charge_counts,
+    settles_at_end,
+    stage_work,
+)
+from sim.rules.outcomes import CONFLICT, ERROR, OK, SHED, SOLD_OUT
+from sim.scenario import CommandClass, Scenario
+
+if TYPE_CHECKING:
+    from sim.fleet.engine import FleetSim
+    from sim.fleet.timestep import Regrid
+
+NONE, SOLD, HELD0 = 0, 1, 2
+_HALVES = np.array([0.5, 0.5])
+
+
+@dataclass(frozen=True)
+class Tags:
+    """The order-state axis: O = H x P x W, index (h * P + p) * W + w."""
+
+    H: int
+    P: int
+    W: int
+
+    @property
+    def n(self) -> int:
+        return self.H * self.P * self.W
+
+    def split(self, a: np.ndarray, axis: int) -> np.ndarray:
+        """A view of `a` with its order-state axis `axis` as (H, P, W)."""
+        s = a.shape
+        return a.reshape(s[:axis] + (self.H, self.P, self.W) + s[axis + 1:])
+
+
+def couple(x: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """Counts with session states x (R, S) and order states o (R, O) of the same totals, joined
+    (R, S * O) with both margins exact (laid end to end and matched: integers stay integers)."""
+    R, S = x.shape
+    n_o = o.shape[1]
+    if S == 1:
+        return o.copy()
+    xc, oc = np.cumsum(x, axis=1), np.cumsum(o, axis=1)
+    x0, o0 = xc - x, oc - o
+    lo = np.maximum(x0[:, :, None], o0[:, None, :])
+    hi = np.minimum(xc[:, :, None], oc[:, None, :])
+    return np.maximum(0.0, hi - lo).reshape(R, S * n_o)
+
+
+def _deal(cells: np.ndarray, amounts: list[float], rng: np.random.Generator) -> list[np.ndarray]:
+    """Deal `amounts` (adding up to cells.sum()) over the cells (any shape) in proportion:
+    integer parts, none above what a cell has (systematic: a part is at most ceil of its share)."""
+    left = cells.astype(np.float64).ravel().copy()
+    out = []
+    for a in amounts[:-1]:
+        tot = left.sum()
+        part = systematic(np.array(min(a, tot)), left / tot, rng) if a > 0 and tot > 0 else np.zeros_like(left)
+        part = np.minimum(part, left)
+        left -= part
+        out.append(part.reshape(cells.shape))
+    out.append(left.reshape(cells.shape))
+    return out
+
+
+class OrderBook:
+    """The orders of one order-placing class (see the module docstring)."""
+
+    def __init__(self, sim: FleetSim, name: str, cls: CommandClass, stocks: dict[str, FleetStock],
+                 rng: np.random.Generator) -> None:
+        self.sim, self.name, self.rng = sim, name, rng
+        self.work = [stage_work(cls, j) for j in range(len(cls.stages))]
+        holds = [st.tool.service for st, w in zip(cls.stages, self.work, strict=True)
+                 if w == HOLD_WORK and st.tool is not None]
+        self.stock = stocks[holds[0]] if holds else None
+        wrong = any(f.kind == "wrong_item" for f in sim.sc.faults)
+        self.tags = Tags(HELD0 + self.stock.slots if self.stock else 1, 2, 2 if wrong else 1)
+        self.services = [st.tool.service if st.tool else None for st in cls.stages]
+        self.settles = settles_at_end(cls)
+        R, K, n_o, NR = sim.R, sim.K, self.tags.n, sim.rows.NR
+        self.first = 1 if sim.gw is not None else 0  # position 0: the gateway queue
+        self.pos = [np.zeros((R, K, n_o, NR)) for _ in range(self.first + len(cls.stages))]
+        self.out: dict[str, np.ndarray] = {}
+        self.ready = np.zeros((R, K, n_o))  # re-logged-in retries, sent next step
+        self.parked = np.zeros((R, K, n_o))  # retries waiting for their re-login
+        self.retries_cal = np.zeros((R, K, n_o, 1))  # the class's retry calendar (set by the engine)
+
+    # -- in and out of the pipeline ---------------------------------------------------------------
+    def fresh(self, x: np.ndarray) -> np.ndarray:
+        """Order states (R, K, O) of first attempts x (R, K, S): a new order each."""
+        o = np.zeros(x.shape[:2] + (self.tags.n,))
+        o[:, :, 0] = x.sum(axis=2)
+        return o
+
+    def take(self, o: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Of the order states o (R, K, O), n (R, K) per attempt number, in proportion."""
+        R, K, n_o = o.shape
+        return split_comp(o.reshape(R * K, n_o, 1), n.reshape(R * K, 1), self.rng).reshape(R, K, n_o)
+
+    def enter(self, o: np.ndarray, row: int) -> None:
+        """Attempts sent in row `row` join the gateway queue (or the first stage)."""
+        self.pos[0][:, :, :, row] += o
+
+    def admitted(self, rows: np.ndarray) -> None:
+        """The gateway admitted `rows` (R, NR): they start the first stage."""
+        if self.first:
+            cells = split_comp(self.pos[0], rows, self.rng)
+            self.pos[0] -= cells
+            self.pos[1] += cells
+
+    def leave_gateway(self, rows: np.ndarray, reason: str) -> None:
+        """Queued attempts `rows` (R, NR) left the gateway queue with `reason` (evicted, outage)."""
+        if self.first:
+            cells = split_comp(self.pos[0], rows, self.rng)
+            self.pos[0] -= cells
+            self._out(reason, cells)
+
+    def outcome(self, reason: str, A: int) -> np.ndarray:
+        """The order states (R, K, O, A) of this step's outcomes `reason` (the ghost row's go)."""
+        cells = self.out.pop(reason, None)
+        if cells is None:
+            return np.zeros(self.pos[0].shape[:3] + (A,))
+        return cells[..., :A]
+
+    def timeout_row(self, r0: int, cancel: bool, gateway_drops: bool) -> np.ndarray:
+        """Row r0's clients stopped waiting: their order states (R, K, O); the work goes on as
+        ghost work unless the servers (or the gateway) drop it."""
+        G = self.sim.rows.GHOST
+        tot = np.zeros(self.pos[0].shape[:3])
+        for k, p in enumerate(self.pos):
+            x = p[..., r0].copy()
+            tot += x
+            p[..., r0] = 0.0
+            if not (cancel or (k < self.first and gateway_drops)):
+                p[..., G] += x
+        return tot
+
+    def _out(self, reason: str, cells: np.ndarray) -> None:
+        if reason in self.out:
+            self.out[reason] += cells
+        else:
+            self.out[reason] = cells.copy()
+
+    # -- a stage's calls come back ----------------------------------------------------------------
+    def collect(self, j: int, owner: object, fl_out: dict[str, np.ndarray], i: int) -> None:
+        """What stage j's owner reports this step, before the engine moves it on: take it from the
+        stage's position, do the stage's work, and turn attempts whose work failed (a conflict,
+        sold out, a lapsed hold) into outcomes (removed from the owner's `done`)."""
+        pos = self.pos[self.first + j]
+        served_err = getattr(owner, "served_error", None)
+        if not (owner.done.any() or owner.error.any() or owner.shed.any()):  # type: ignore[attr-defined]
+            if served_err is not None and served_err.any():
+                served_err[:] = 0.0
+            return  # most stages, most steps: nothing came back
+        done = split_comp(pos, owner.done, self.rng)  # type: ignore[attr-defined]
+        pos -= done
+        err = split_comp(pos, owner.error, self.rng) if owner.error.any() else None  # type: ignore[attr-defined]
+        if err is not None:
+            pos -= err
+        shed = split_comp(pos, owner.shed, self.rng) if owner.shed.any() else None  # type: ignore[attr-defined]
+        if shed is not None:
+            pos -= shed
+        after = None
+        if served_err is not None:
+            if err is not None and served_err.any() and self.work[j] is not None:
+                half = systematic(served_err, _HALVES, self.rng)[..., 1]
+                after = split_comp(err, half, self.rng)
+                err -= after
+            served_err[:] = 0.0
+        if self.work[j] is not None and (done.any() or (after is not None and after.any())):
+            failed = self._do(j, done, after, i)
+            for reason, cells in failed.items():
+                rows = cells.sum(axis=(1, 2))
+                owner.done -= rows  # type: ignore[attr-defined]
+                fl_out[reason] = fl_out.get(reason, 0) + rows
+                self._out(reason, cells)
+        if after is not None:
+            err = err + after if err is not None else after
+        if not done.any():
+            pass
+        elif j + 1 < len(self.work):
+            self.pos[self.first + j + 1] += done
+        else:
+            self._out(OK, done)
+        if err is not None:
+            self._out(ERROR, err)
+        if shed is not None:
+            self._out(SHED, shed)
+
+    def _do(self, j: int, done: np.ndarray, after: np.ndarray | None, i: int) -> dict[str, np.ndarray]:
+        """Stage j's work on `done` and `after` (changed in place); the done calls whose work failed."""
+        what = self.work[j]
+        both = [done] if after is None else [done, after]
+        if what == ITEM_WORK:
+            pool = self.sim.pools[str(self.services[j])]
+            for c in both:
+                self._mistakes(c, pool.effect.wrong_item)
+            return {}
+        if what == PAY_WORK:
+            for c in both:
+                self.charge(c, i)
+            return {}
+        if what == HOLD_WORK:
+            return self._hold(j, done, after, i)
+        assert what == CONFIRM_WORK
+        return self._confirm(done, after)
+
+    def _mistakes(self, cells: np.ndarray, p: float) -> np.ndarray:
+        """A wrong-item mistake with probability p for each call whose order has the right item so
+        far; returns the calls mistaken (R, K, H, P, NR)."""
+        t = self.tags
+        v = t.split(cells, 2)
+        if p <= 0 or t.W == 1:
+            return np.zeros(v.shape[:-2] + v.shape[-1:])
+        m = binomial(v[..., 0, :], p, self.rng)
+        v[..., 0, :] -= m
+        v[..., 1, :] += m
+        return m
+
+    def charge(self, cells: np.ndarray, i: int) -> None:
+        """Payment work for these calls (`sim.rules.orders.charge_counts`): the unpaid are paid."""
+        v = self.tags.split(cells, 2)
+        R = cells.shape[0]
+        unpaid = v[:, :, :, 0].reshape(R, -1).sum(axis=1)
+        paid = v[:, :, :, 1].reshape(R, -1).sum(axis=1)
+        charged, again, prevented = charge_counts(unpaid, paid)
+        rec = self.sim.rec
+        rec.add(N.PAYMENTS, i, charged + again)
+        rec.add(N.PAYMENTS_DUPLICATED, i, again)
+        rec.add(N.DUPLICATES_PREVENTED, i, prevented)
+        v[:, :, :, 1] += v[:, :, :, 0]
+        v[:, :, :, 0] = 0.0
+
+    def _hold(self, j: int, done: np.ndarray, after: np.ndarray | None, i: int) -> dict[str, np.ndarray]:
+        """Hold work: an order with a live (or sold) hold keeps it; the others ask the stock, all
+        of this step's at one instant (`StockCounts.hold_many`, i.e. `hold_batch`)."""
+        stock, t, rng = self.stock, self.tags, self.rng
+        assert stock is not None
+        pool = self.sim.pools[str(self.services[j])]
+        slot = stock.slot(self.sim.step_n)
+        both = [done] if after is None else [done, after]
+        views = [t.split(c, 2) for c in both]
+        mistaken = [self._mistakes_of_new(v, pool.effect.wrong_item) for v in views]
+        need = [v[:, :, NONE].copy() for v in views]  # (R, K, P, W, NR): ask for a new hold
+        conflict = np.zeros_like(views[0])
+        sold_out = np.zeros_like(views[0])
+        for r in range(self.sim.R):
+            n_wrong = sum(float(m[r].sum()) for m in mistaken)
+            n_all = sum(float(x[r].sum()) for x in need)
+            if n_all <= 0:
+                continue
+            wanted = stock.wanted(np.array([n_all - n_wrong]), np.array([n_wrong]), rng)[0]
+            g, c, so = stock.counts.hold_many(r, wanted, slot)
+            cells = np.stack([x[r] for x in need])  # (parts, K, P, W, NR)
+            got, conf, out = _deal(cells, [float(g.sum()), float(c), float(so)], rng)
+            for b, v in enumerate(views):
+                v[r, :, NONE] -= cells[b]
+                v[r, :, HELD0 + slot] += got[b]
+                if b == 0:  # done calls whose hold failed: outcomes of their own
+                    conflict[r, :, NONE] += conf[b]
+                    sold_out[r, :, NONE] += out[b]
+                else:  # the answer is lost anyway (an error after the work): no hold, an error
+                    v[r, :, NONE] += conf[b] + out[b]
+                    self._refund(v[r:r + 1, :, NONE], out[b][None], i, r)
+            self._refund(sold_out[r:r + 1, :, NONE], out[0][None], i, r)
+        # the failed were taken out of `done` above (not put back): outcomes of their own
+        return {reason: cells.reshape(done.shape) for reason, cells in ((CONFLICT, conflict), (SOLD_OUT, sold_out))
+                if cells.any()}
+
+    def _mistakes_of_new(self, v: np.ndarray, p: float) -> np.ndarray:
+        """Of the calls that ask for a new hold, those whose choice is mistaken (the wrong item)."""
+        if p <= 0 or self.tags.W == 1:
+            return np.zeros(v[:, :, NONE, :, 0].shape)
+        m = binomial(v[:, :, NONE, :, 0], p, self.rng)
+        v[:, :, NONE, :, 0] -= m
+        v[:, :, NONE, :, 1] += m
+        return m
+
+    def _refund(self, target: np.ndarray, sold_out: np.ndarray, i: int, r: int) -> None:
+        """Paid orders told sold out are refunded (`sim.rules.orders.refund_due`): they are no
+        longer paid. `target` (1, K, P, W, NR) holds `sold_out` of the same shape, moved in place."""
+        paid = sold_out[:, :, 1].sum()
+        if paid <= 0:
+            return
+        self.sim.rec.s(N.REFUNDS)[r, i] += paid
+        target[:, :, 0] += sold_out[:, :, 1]
+        target[:, :, 1] -= sold_out[:, :, 1]
+
+    def _confirm(self, done: np.ndarray, after: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Confirm work: a live hold is sold (`StockCounts.confirm_many`), a sold one stays sold,
+        an order whose hold lapsed is answered expired: a conflict (a retry takes a new hold)."""
+        stock, t, rng = self.stock, self.tags, self.rng
+        if stock is None:
+            return {}
+        both = [done] if after is None else [done, after]
+        views = [t.split(c, 2) for c in both]
+        held = sum(v[:, :, HELD0:].sum(axis=(0, 1, 3, 4, 5)) for v in views)
+        for s in np.nonzero(held)[0].tolist():
+            h = HELD0 + s
+            for r in range(self.sim.R):
+                cells = np.stack([v[r, :, h] for v in views])
+                ask = float(cells.sum())
+                if ask <= 0:
+                    continue
+                sold = stock.counts.confirm_many(r, s, ask, float(rng.random()))
+                got, lost = _deal(cells, [sold, ask - sold], rng)
+                for b, v in enumerate(views):
+                    v[r, :, h] -= cells[b]
+                    v[r, :, SOLD] += got[b]
+                    v[r, :, NONE] += lost[b]
+        expired = np.zeros_like(views[0])
+        expired[:, :, NONE] = views[0][:, :, NONE]
+        views[0][:, :, NONE] = 0.0
+        if not expired.any():
+            return {}
+        flat = expired.reshape(done.shape)
+        return {CONFLICT: flat}
+
+    def regrid(self, g: Regrid, a_new: int, retries_cal: np.ndarray) -> None:
+        """The book on another step length (`sim.fleet.timestep`: orders without an inventory):
+        its positions by row, as the flow's rows; the class's new retry calendar."""
+        self.pos = [g.rows(p, 3, a_new) for p in self.pos]
+        self.out = {k: g.rows(v, 3, a_new) for k, v in self.out.items()}
+        self.retries_cal = retries_cal
+
+    # -- lapses, retries, re-logins ---------------------------------------------------------------
+    def lapse(self, slot: int) -> None:
+        """Every order holding slot `slot` of the class's stock holds nothing now."""
+        h = HELD0 + slot
+        arrays = [(p, 2) for p in self.pos] + [(c, 2) for c in self.out.values()]
+        arrays += [(self.ready, 2), (self.parked, 2)]
+        for a, axis in arrays:
+            v = self.tags.split(a, axis)
+            idx = (slice(None),) * axis
+            v[idx + (NONE,)] += v[idx + (h,)]
+            v[idx + (h,)] = 0.0
+        cal = self.retries_cal
+        R, K, SO, Hc = cal.shape
+        v = self.tags.split(cal.reshape(R, K, SO // self.tags.n, self.tags.n, Hc), 3)
+        v[:, :, :, NONE] += v[:, :, :, h]
+        v[:, :, :, h] = 0.0
+
+    def park(self, k: int, o: np.ndarray) -> None:
+        """Attempt k's retries (R, O) wait for a re-login."""
+        self.parked[:, k] += o
+
+    def unpark(self, k: int, n: np.ndarray, ready: bool) -> np.ndarray:
+        """n (R,) of attempt k's parked retries logged in (`ready`: sent next step) or failed;
+        returns their order states (R, O)."""
+        o = self.take(self.parked[:, k:k + 1], n[:, None])[:, 0]
+        self.parked[:, k] -= o
+        if ready:
+            self.ready[:, k] += o
+        return o
+
+    # -- money at the end of a command -----------------------------------------------------------
+    def succeeded(self, o: np.ndarray, i: int) -> None:
+        """Commands done with order states o (R, K, O): wrong items delivered; a class with no
+        payment stage pays now."""
+        v = self.tags.split(o, 2)
+        if self.tags.W > 1:
+            self.sim.rec.add(N.WRONG_ITEMS, i, v[..., 1].sum(axis=(1, 2, 3)))
+        if self.settles:
+            self.charge(o, i)
+
+    def failed(self, o: np.ndarray, i: int) -> None:
+        """Commands failed with order states o (R, ..., O): those paid (not refunded) are money at risk."""
+        v = self.tags.split(o, o.ndim - 1)
+        self.sim.rec.add(N.FAILED_AFTER_PAYMENT, i, v[..., 1, :].reshape(o.shape[0], -1).sum(axis=1))
+
+
+class FleetOrders:
+    """Every order book and inventory of a run, and the engine's hooks into them."""
+
+    def __init__(self, sim: FleetSim, rng: np.random.Generator) -> None:
+        sc = sim.sc
+        self.stocks: dict[str, FleetStock] = {}
+        for name, svc in sc.services.tools.items():
+            if svc.inventory is not None:
+                self.stocks[name] = FleetStock(name, svc.inventory, hold_quantity(sc, name), sim.R, sim.dt)
+        self.books = {n: OrderBook(sim, n, c, self.stocks, rng) for n, c in sc.workload.classes.items()
+                      if c.places_order}
+        for name in (N.PAYMENTS, N.PAYMENTS_DUPLICATED, N.DUPLICATES_PREVENTED, N.FAILED_AFTER_PAYMENT, N.REFUNDS,
+                     N.WRONG_ITEMS):
+            sim.rec.s(name)
+
+    @staticmethod
+    def of(sim: FleetSim, rng: np.random.Generator) -> FleetOrders | None:
+        return FleetOrders(sim, rng) if any(c.places_order for c in sim.sc.workload.classes.values()) else None
+
+    def tags(self, name: str) -> int:
+        """Order states a class's attempts carry (1: it places no order)."""
+        b = self.books.get(name)
+        return b.tags.n if b is not None else 1
+
+    def step_start(self, step: int) -> None:
+        """At an epoch's start the holds of its slot lapse, in the stock and in every order."""
+        for st in self.stocks.values():
+            if st.epoch_starts(step):
+                slot = st.slot(step)
+                st.counts.lapse(slot)
+                for b in self.books.values():
+                    if b.stock is st:
+                        b.lapse(slot)
+
+    def close_interval(self, rec: BatchRecorder, i: int) -> None:
+        for st in self.stocks.values():
+            st.record(rec, i)
+
+
+def hold_quantity(sc: Scenario, service: str) -> int:
+    """Units per hold on `service` (the fleet engine models one constant quantity per inventory)."""
+    for cls in sc.workload.classes.values():
+        for st in cls.stages:
+            if st.tool is not None and st.tool.service == service and st.tool.inventory == "hold":
+                q = st.tool.quantity
+                return max(1, round(q.mean)) if q is not None else 1
+    return 1
+
+
+def fleet_inventory_missing(sc: Scenario) -> str | None:
+    """What of this scenario's inventories the fleet engine does not model (None: all of it)."""
+    for cname, cls in sc.workload.classes.items():
+        holds = [(i, st.tool) for i, st in enumerate(cls.stages) if st.tool is not None and st.tool.inventory == "hold"]
+        if len(holds) > 1:
+            return (f"orders holding more than one inventory stage (workload.classes.{cname}: stages "
+                    f"{[i for i, _ in holds]})")
+        for i, t in holds:
+            if t.quantity is not None and t.quantity.type != "constant":
+                return f"hold quantities that vary (workload.classes.{cname}.stages.{i}.tool.quantity)"
+    return None
