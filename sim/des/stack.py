@@ -14,7 +14,7 @@ from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
 from sim.results import Recorder
-from sim.rules.calls import ttft_from_attempt, with_image
+from sim.rules.calls import client_still_waiting, ttft_from_attempt, with_image
 from sim.rules.faults import combine, session_kept
 from sim.rules.orders import OrderState
 from sim.rules.outcomes import AUTH
@@ -193,7 +193,7 @@ class StackModel:
             if seq.t_first is not None:
                 if not from_attempt:
                     hists[0].record(env.now, seq.t_first - t_submit)
-                elif seq.t_first <= deadline:  # a client's TTFT: only while it was still waiting
+                elif client_still_waiting(seq.t_first - t_attempt, deadline - t_attempt):
                     hists[0].record(env.now, seq.t_first - t_attempt)
                 if got == LLM_OK and out > 1:
                     hists[1].record(env.now, (seq.t_done - seq.t_first) / (out - 1))

@@ -9,7 +9,7 @@ import functools
 import pytest
 from orders_agreement import compare, images, onsale, proactive, table
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.agreement, pytest.mark.timeout(1800)]
 
 CASES = {
     # the shipped on-sale moment: 8 replicas for ~20x the evening's agent load (the LLM locked in
