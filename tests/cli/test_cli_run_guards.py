@@ -110,3 +110,20 @@ def test_fleet_refuses_only_what_it_does_not_model_and_auto_follows() -> None:
                              ["workload.classes.buy_tickets.stages.3.tool.quantity={type: uniform, low: 1, high: 3}"])
     assert "hold quantities that vary" in (fleet_missing(quantity) or "")
     assert fleet_missing(load_scenario(ROOT / "scenarios" / "smoke.yaml")) is None
+
+
+def test_fleet_refuses_the_launch_population_and_the_funnel() -> None:
+    """The fleet engine's arrivals follow the pre-launch users and it has no buy funnel: a launch
+    scenario at any size stays on SimPy (`auto`) and `--engine fleet` says what is missing."""
+    import pytest
+
+    from sim.engines import choose, fleet_missing
+    from sim.errors import SimulationError
+    from sim.scenario import load_scenario
+
+    for name in ("feb6_launch", "spring_festival"):
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        assert "population.launch" in (fleet_missing(sc) or ""), name
+        with pytest.raises(SimulationError, match="does not model"):
+            choose(sc, "fleet")
+        assert choose(sc, "auto") == "des", name
