@@ -99,9 +99,9 @@ def choose(sc: Scenario, engine: str = "auto") -> str:
 
 
 def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replication: int = 0,
-             fleet_dt: float | None = None) -> Results:
+             fleet_dt: float | None = None, fleet_max_dt: float | None = None) -> Results:
     """One replication with the chosen engine (`fleet_dt`: the fleet engine's time step, s;
-    None = `sim.fleet.kernels.choose_dt`)."""
+    None = `sim.fleet.kernels.choose_dt`; `fleet_max_dt`: its adaptive step's longest, None = fixed)."""
     which = choose(sc, engine)
     if which == "des":
         from sim.des import simulate as des
@@ -109,6 +109,6 @@ def simulate(sc: Scenario, engine: str = "auto", seed: int | None = None, replic
         return des(sc, seed=seed, replication=replication)
     from sim.fleet import simulate as fleet
 
-    res = fleet(sc, seed=seed, dt=fleet_dt)
+    res = fleet(sc, seed=seed, dt=fleet_dt, max_dt=fleet_max_dt)
     res.meta["replication"] = replication
     return res

@@ -17,13 +17,13 @@ from sim.scenario import Scenario
 
 
 def run_single(sc: Scenario, folder: Path, progress: Callable[[float], None] | None = None,
-               engine: str = "des", fleet_dt: float | None = None) -> Results:
+               engine: str = "des", fleet_dt: float | None = None, fleet_max_dt: float | None = None) -> Results:
     if engine == "des":
         from sim.des import simulate as des
 
         results = des(sc, progress=progress)
     else:
-        results = simulate(sc, engine=engine, fleet_dt=fleet_dt)
+        results = simulate(sc, engine=engine, fleet_dt=fleet_dt, fleet_max_dt=fleet_max_dt)
     results.write(folder)
     return results
 
@@ -37,7 +37,7 @@ def _one(task: tuple[Scenario, int, int, Path, str]) -> Path:
 
 def run_replications(sc: Scenario, folder: Path, n: int, jobs: int = 2,
                      progress: Callable[[float], None] | None = None, engine: str = "des",
-                     fleet_dt: float | None = None) -> Results:
+                     fleet_dt: float | None = None, fleet_max_dt: float | None = None) -> Results:
     """Run n replications (seeds run.seed .. run.seed + n - 1) across `jobs` processes (the fleet
     engine runs them as one batch). Returns the first replication's results; writes replications.json."""
     from sim.engines import choose
@@ -48,7 +48,7 @@ def run_replications(sc: Scenario, folder: Path, n: int, jobs: int = 2,
         from sim.fleet import simulate_batch
 
         dirs = []
-        for i, res in enumerate(simulate_batch(sc, replications=n, dt=fleet_dt)):
+        for i, res in enumerate(simulate_batch(sc, replications=n, dt=fleet_dt, max_dt=fleet_max_dt)):
             res.meta["replication"] = i + 1
             dirs.append(res.write(folder / f"rep-{i + 1:03d}"))
         if progress:

@@ -73,6 +73,9 @@ def run(
                                                    "(the real fleet: 1 / population.scale)")] = None,
     fleet_dt: Annotated[float | None, typer.Option(min=0.001, max=60.0, help="the fleet engine's time step, s "
                                                     "(default: fine enough for the scenario's latencies)")] = None,
+    fleet_max_dt: Annotated[float | None, typer.Option(min=0.001, max=60.0, help="the fleet engine's adaptive step: "
+                                                        "its longest, s (long steps only while nothing waits; "
+                                                        "docs/fleet.md); default: a fixed step")] = None,
 ) -> None:
     """Simulate a scenario (SimPy engine by default; --engine fleet|auto) and write a run folder."""
     from sim.engines import choose
@@ -89,11 +92,12 @@ def run(
     folder = writable_folder(out or Path("runs") / sc.name)
     with progress(f"simulating {sc.name} ({which})") as tick:
         if replications == 1:
-            results = run_single(sc, folder, tick, engine=which, fleet_dt=fleet_dt)
+            results = run_single(sc, folder, tick, engine=which, fleet_dt=fleet_dt, fleet_max_dt=fleet_max_dt)
             _print_summary(results)
             _metastability(results, sc, folder)
         else:
-            results = run_replications(sc, folder, replications, jobs, tick, engine=which, fleet_dt=fleet_dt)
+            results = run_replications(sc, folder, replications, jobs, tick, engine=which, fleet_dt=fleet_dt,
+                                        fleet_max_dt=fleet_max_dt)
             _print_summary(json.loads((folder / "replications.json").read_text()))
     if report:
         _report(folder)
