@@ -27,9 +27,9 @@ from sim.fleet.outcomes import failed, settle
 from sim.fleet.proactive import FleetProactive
 from sim.fleet.record import BatchRecorder
 from sim.fleet.rows import Rows
-from sim.fleet.sending import send
+from sim.fleet.sending import leave_queue, send
 from sim.fleet.sessions_in import session_starts
-from sim.fleet.split import binomial, take_oldest
+from sim.fleet.split import binomial
 from sim.fleet.stations import Pool
 from sim.fleet.timestep import Regrid, StepRule
 from sim.results import Results
@@ -240,14 +240,7 @@ class FleetSim:
     def _fail_unrowed(self, fl: ClassFlow, x: np.ndarray, n: int, i: int) -> None:
         """Queued attempts that failed (gateway outage): out of the gateway queue, by their rows
         unknown here; take them from the oldest rows of the class."""
-        order = self.rows.order(n)[1:]
-        comp_rows = fl.comp.sum(axis=(1, 2))
-        took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order)
-        rows = np.zeros((self.R, self.rows.NR))
-        rows[:, : self.rows.A] = took
-        fl.out[ERROR] = fl.out.get(ERROR, 0) + rows
-        if fl.book is not None:
-            fl.book.leave_gateway(rows, ERROR)
+        leave_queue(self, fl, x, n, ERROR, newest_first=False)
 
     # -- timeouts ------------------------------------------------------------------------------
     def _timeouts(self, n: int, i: int) -> None:

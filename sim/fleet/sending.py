@@ -145,14 +145,20 @@ def _door(sim: FleetSim, tot: np.ndarray) -> np.ndarray:
 
 def _evicted(sim: FleetSim, fl: ClassFlow, x: np.ndarray, n: int) -> None:
     """A more important arrival took the place of x[r] queued attempts (the newest)."""
+    leave_queue(sim, fl, x, n, SHED, newest_first=True)
+
+
+def leave_queue(sim: FleetSim, fl: ClassFlow, x: np.ndarray, n: int, outcome: str, newest_first: bool) -> None:
+    """x[r] attempts of class `fl` leave the gateway queue with `outcome`, taken by their start
+    rows from the newest (evicted) or the oldest (a gateway outage, whose rows are unknown)."""
     comp_rows = fl.comp.sum(axis=(1, 2))
-    order = sim.rows.order(n)[1:][::-1]
-    took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order)
+    order = sim.rows.order(n)[1:]
+    took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order[::-1] if newest_first else order)
     rows = np.zeros((sim.R, sim.rows.NR))
     rows[:, : sim.rows.A] = took
-    fl.out[SHED] = fl.out.get(SHED, 0) + rows
+    fl.out[outcome] = fl.out.get(outcome, 0) + rows
     if fl.book is not None:
-        fl.book.leave_gateway(rows, SHED)
+        fl.book.leave_gateway(rows, outcome)
 
 
 def _throttle(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, n: int, i: int,
