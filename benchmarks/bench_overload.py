@@ -7,8 +7,9 @@ same stack: the 1x arrival rate `--rate` (about what the stack serves), then `--
 it. During each phase this process (on the load generator's core) probes, 10 times a second
 each, `GET /healthz` and a chat request of an unknown class (the least important: it is shed
 first whenever the gateway is full), and times the answers; the 503s among the latter that
-were shed on arrival (`X-Surge-Shed: queue_full`) are the rejections (a waiter evicted later
-by more important work is counted apart: its time is its wait). Targets (Google SRE,
+were shed on arrival (`X-Surge-Shed: queue_full`) or dropped by adaptive LIFO (`stale`: failed
+fast at its target in a standing queue) are the rejections (a waiter evicted later by more
+important work is counted apart: its time is its wait). Targets (Google SRE,
 "Handling Overload": rejections must be cheap):
 
 - goodput at `--factor` x >= 90% of the goodput at 1x (answers within the SLO per second),
@@ -105,7 +106,7 @@ class Probe:
                     continue
                 if kind == "healthz":
                     self.healthz.append(dt)
-                elif r.status_code == 503 and r.headers.get("X-Surge-Shed", "queue_full") == "queue_full":
+                elif r.status_code == 503 and r.headers.get("X-Surge-Shed", "queue_full") in ("queue_full", "stale"):
                     self.rejected.append(dt)
                 elif r.status_code == 503:
                     self.evicted.append(dt)
@@ -222,6 +223,7 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
             "light_healthz_p50_ms": p50_ms(lp.get("healthz", [])), "light_healthz_p99_ms": p99_ms(lp.get("healthz", [])),
             "light_healthz_n": len(lp.get("healthz", [])), "light_reject_p50_ms": p50_ms(lp.get("rejected", [])),
             "light_reject_p99_ms": p99_ms(lp.get("rejected", [])), "light_reject_n": len(lp.get("rejected", [])),
+            "light_stale_n": len(lp.get("stale", [])),
             "light_priority": lp.get("priority", "?"),  # type: ignore[dict-item]
             "server_reject_p99_ms": bucket_p99_ms(delta, "le"), "loop_lag_p99_ms": bucket_p99_ms(delta, "lag"),
             "generator_cpu_share": (gen1.ru_utime + gen1.ru_stime - gen0.ru_utime - gen0.ru_stime) / wall,
@@ -297,6 +299,9 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
     if one["goodput"] < 0.8 * one["rate"]:
         print(f"note: at 1x only {one['goodput']:.1f} of {one['rate']:g}/s were good: --rate is above capacity here")
     for r in rows:
+        if r["light_stale_n"]:
+            print(f"note: at {r['rate']:g}/s {r['light_stale_n']:.0f} of the own-process probe's rejections were "
+                  "adaptive LIFO's stale drops (X-Surge-Shed: stale)")
         if r["evicted_n"]:
             print(f"note: at {r['rate']:g}/s {r['evicted_n']} probes waited and were then evicted (not counted as rejections)")
         if r["dropped"]:
