@@ -20,8 +20,9 @@ Two probes time the same requests (10/s each kind), both on the load core: threa
 process (httpx, same priority as Locust: what a client sharing a saturated core sees, its own
 wait for the CPU included) and `overload_probe.py`, its own process at real-time priority (the
 stack's answer time, network included; the targets are checked on it). Besides, the stack's
-own time for its chat 503s (from arrival in the app to the last byte: no socket or loop wait)
-and its event loop's lag are read from its /metrics (upper bound of the p99 bucket), and the
+own time for its chat 503s (from arrival in the app to the last byte: no socket or loop wait),
+its event loop's lag and a plain thread's wake lag (the GIL and the CPU without the loop's own
+work) are read from its /metrics (upper bound of the p99 bucket), and the
 CPU share of the stack and of the load generator are printed.
 
 The load average (`/proc/loadavg`) before and after each phase is printed with its figures:
@@ -162,6 +163,8 @@ def scrape(url: str) -> dict[str, float]:
             key = f"le {_label(labels, 'le')}"
         elif line.startswith("surge_event_loop_lag_seconds_bucket{"):
             key = f"lag {_label(labels, 'le')}"
+        elif line.startswith("surge_thread_wake_lag_seconds_bucket{"):
+            key = f"wake {_label(labels, 'le')}"
         else:
             continue
         out[key] = out.get(key, 0.0) + float(v)
@@ -226,11 +229,12 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
             "light_stale_n": len(lp.get("stale", [])),
             "light_priority": lp.get("priority", "?"),  # type: ignore[dict-item]
             "server_reject_p99_ms": bucket_p99_ms(delta, "le"), "loop_lag_p99_ms": bucket_p99_ms(delta, "lag"),
+            "wake_lag_p99_ms": bucket_p99_ms(delta, "wake"),
             "generator_cpu_share": (gen1.ru_utime + gen1.ru_stime - gen0.ru_utime - gen0.ru_stime) / wall,
             "classes": {k: (c["goodput_per_s"], c["completed"] / s["window_s"])  # type: ignore[dict-item]
                         for k, c in s["classes"].items()},
             "load_before": before, "load_after": loadavg(), "stack_cpu_share": cpu / wall,  # type: ignore[dict-item]
-            "answered": {k: v / wall for k, v in delta.items() if v > 0 and not k.startswith(("le ", "lag "))}}
+            "answered": {k: v / wall for k, v in delta.items() if v > 0 and not k.startswith(("le ", "lag ", "wake "))}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +290,8 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
         answered = ", ".join(f"{k} {v:.1f}/s" for k, v in sorted(r["answered"].items()))  # type: ignore[attr-defined]
         print(f"at {r['rate']:g}/s the stack used {r['stack_cpu_share']:.0%} of a core, the load generator "
               f"{r['generator_cpu_share']:.0%}; server side: chat 503s done within {r['server_reject_p99_ms']:g} ms "
-              f"(p99 bucket), event-loop lag p99 within {r['loop_lag_p99_ms']:g} ms; answered {answered}")
+              f"(p99 bucket), event-loop lag p99 within {r['loop_lag_p99_ms']:g} ms, a plain thread's wake lag "
+              f"(GIL + CPU) p99 within {r['wake_lag_p99_ms']:g} ms; answered {answered}")
     one, over = rows
     checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", one["goodput"] > 0 and over["goodput"] >= 0.9 * one["goodput"],
                f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),
