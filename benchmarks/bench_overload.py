@@ -187,8 +187,21 @@ def probe_process(url: str, duration_s: float, core: int | None) -> subprocess.P
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
+# A plain process on the stack's core: how late it wakes from a 50 ms sleep is the core's CPU
+# contention alone (no GIL); beside the stack's own thread wake lag (GIL + CPU) and loop lag
+# (GIL + CPU + the loop's own work) it tells the three apart.
+_SLEEPER = ("import json, sys, time\nend = time.monotonic() + float(sys.argv[1]); lag = []\n"
+            "while time.monotonic() < end:\n    t = time.perf_counter(); time.sleep(0.05)\n"
+            "    lag.append(time.perf_counter() - t - 0.05)\nprint(json.dumps(lag))")
+
+
+def core_sleeper(duration_s: float, core: int | None) -> subprocess.Popen[str]:
+    return subprocess.Popen([*pin(core), sys.executable, "-c", _SLEEPER, f"{duration_s:g}"], stdout=subprocess.PIPE,
+                            text=True)
+
+
 def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None, pid: int,
-          overrides: Sequence[str] = ()) -> dict[str, float]:
+          overrides: Sequence[str] = (), stack_core: int | None = None) -> dict[str, float]:
     """One load run at `rate` commands/s; goodput, the probes' percentiles (ms), and what the
     stack did meanwhile (CPU seconds, answers by route and status)."""
     before = loadavg()
@@ -198,12 +211,14 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
            "--set", f"arrivals.rate_per_s={rate:g}", *_sets(overrides), "--no-simulate", "--no-fail-on-slo",
            "--out", str(out)]
     light = probe_process(url, duration_s, core)
+    sleeper = core_sleeper(duration_s, stack_core)
     with Probe(url) as probe:
         run = subprocess.run(cmd, cwd=ROOT, env=os.environ | CREDS, capture_output=True, text=True,
                              timeout=duration_s + 300)
     gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load test's process tree, reaped
     wall, cpu, scraped = time.monotonic() - t0, cpu_s(pid) - cpu0, scrape(url)
     lp = json.loads(light.communicate(timeout=60)[0] or "{}")
+    core_lag = json.loads(sleeper.communicate(timeout=60)[0] or "[]")
     if run.returncode != 0:
         raise RuntimeError(f"surge loadtest failed ({run.returncode}): {run.stderr[-2000:]}")
     delta = {k: v - answered0.get(k, 0.0) for k, v in scraped.items()}
@@ -229,7 +244,7 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
             "light_stale_n": len(lp.get("stale", [])),
             "light_priority": lp.get("priority", "?"),  # type: ignore[dict-item]
             "server_reject_p99_ms": bucket_p99_ms(delta, "le"), "loop_lag_p99_ms": bucket_p99_ms(delta, "lag"),
-            "wake_lag_p99_ms": bucket_p99_ms(delta, "wake"),
+            "wake_lag_p99_ms": bucket_p99_ms(delta, "wake"), "core_lag_p99_ms": p99_ms(core_lag),
             "generator_cpu_share": (gen1.ru_utime + gen1.ru_stime - gen0.ru_utime - gen0.ru_stime) / wall,
             "classes": {k: (c["goodput_per_s"], c["completed"] / s["window_s"])  # type: ignore[dict-item]
                         for k, c in s["classes"].items()},
@@ -260,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve(), a.set, a.stack_options)
         try:
-            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, stack.pid, a.set)]
+            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, stack.pid, a.set, a.stack_core)]
             time.sleep(3)
-            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, stack.pid, a.set))
+            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, stack.pid,
+                              a.set, a.stack_core))
         finally:
             stack.terminate()
             stack.wait(30)
@@ -291,7 +307,8 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
         print(f"at {r['rate']:g}/s the stack used {r['stack_cpu_share']:.0%} of a core, the load generator "
               f"{r['generator_cpu_share']:.0%}; server side: chat 503s done within {r['server_reject_p99_ms']:g} ms "
               f"(p99 bucket), event-loop lag p99 within {r['loop_lag_p99_ms']:g} ms, a plain thread's wake lag "
-              f"(GIL + CPU) p99 within {r['wake_lag_p99_ms']:g} ms; answered {answered}")
+              f"(GIL + CPU) p99 within {r['wake_lag_p99_ms']:g} ms, a plain process's on the stack core (CPU "
+              f"alone) p99 {r['core_lag_p99_ms']:.1f} ms; answered {answered}")
     one, over = rows
     checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", one["goodput"] > 0 and over["goodput"] >= 0.9 * one["goodput"],
                f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),
