@@ -7,8 +7,9 @@ same stack: the 1x arrival rate `--rate` (about what the stack serves), then `--
 it. During each phase this process (on the load generator's core) probes, 10 times a second
 each, `GET /healthz` and a chat request of an unknown class (the least important: it is shed
 first whenever the gateway is full), and times the answers; the 503s among the latter that
-were shed on arrival (`X-Surge-Shed: queue_full`) are the rejections (a waiter evicted later
-by more important work is counted apart: its time is its wait). Targets (Google SRE,
+were shed on arrival (`X-Surge-Shed: queue_full`) or dropped by adaptive LIFO (`stale`: failed
+fast at its target in a standing queue) are the rejections (a waiter evicted later by more
+important work is counted apart: its time is its wait). Targets (Google SRE,
 "Handling Overload": rejections must be cheap):
 
 - goodput at `--factor` x >= 90% of the goodput at 1x (answers within the SLO per second),
@@ -19,8 +20,9 @@ Two probes time the same requests (10/s each kind), both on the load core: threa
 process (httpx, same priority as Locust: what a client sharing a saturated core sees, its own
 wait for the CPU included) and `overload_probe.py`, its own process at real-time priority (the
 stack's answer time, network included; the targets are checked on it). Besides, the stack's
-own time for its chat 503s (from arrival in the app to the last byte: no socket or loop wait)
-and its event loop's lag are read from its /metrics (upper bound of the p99 bucket), and the
+own time for its chat 503s (from arrival in the app to the last byte: no socket or loop wait),
+its event loop's lag and a plain thread's wake lag (the GIL and the CPU without the loop's own
+work) are read from its /metrics (upper bound of the p99 bucket), and the
 CPU share of the stack and of the load generator are printed.
 
 The load average (`/proc/loadavg`) before and after each phase is printed with its figures:
@@ -105,7 +107,7 @@ class Probe:
                     continue
                 if kind == "healthz":
                     self.healthz.append(dt)
-                elif r.status_code == 503 and r.headers.get("X-Surge-Shed", "queue_full") == "queue_full":
+                elif r.status_code == 503 and r.headers.get("X-Surge-Shed", "queue_full") in ("queue_full", "stale"):
                     self.rejected.append(dt)
                 elif r.status_code == 503:
                     self.evicted.append(dt)
@@ -161,6 +163,8 @@ def scrape(url: str) -> dict[str, float]:
             key = f"le {_label(labels, 'le')}"
         elif line.startswith("surge_event_loop_lag_seconds_bucket{"):
             key = f"lag {_label(labels, 'le')}"
+        elif line.startswith("surge_thread_wake_lag_seconds_bucket{"):
+            key = f"wake {_label(labels, 'le')}"
         else:
             continue
         out[key] = out.get(key, 0.0) + float(v)
@@ -183,8 +187,21 @@ def probe_process(url: str, duration_s: float, core: int | None) -> subprocess.P
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
+# A plain process on the stack's core: how late it wakes from a 50 ms sleep is the core's CPU
+# contention alone (no GIL); beside the stack's own thread wake lag (GIL + CPU) and loop lag
+# (GIL + CPU + the loop's own work) it tells the three apart.
+_SLEEPER = ("import json, sys, time\nend = time.monotonic() + float(sys.argv[1]); lag = []\n"
+            "while time.monotonic() < end:\n    t = time.perf_counter(); time.sleep(0.05)\n"
+            "    lag.append(time.perf_counter() - t - 0.05)\nprint(json.dumps(lag))")
+
+
+def core_sleeper(duration_s: float, core: int | None) -> subprocess.Popen[str]:
+    return subprocess.Popen([*pin(core), sys.executable, "-c", _SLEEPER, f"{duration_s:g}"], stdout=subprocess.PIPE,
+                            text=True)
+
+
 def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None, pid: int,
-          overrides: Sequence[str] = ()) -> dict[str, float]:
+          overrides: Sequence[str] = (), stack_core: int | None = None) -> dict[str, float]:
     """One load run at `rate` commands/s; goodput, the probes' percentiles (ms), and what the
     stack did meanwhile (CPU seconds, answers by route and status)."""
     before = loadavg()
@@ -194,12 +211,14 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
            "--set", f"arrivals.rate_per_s={rate:g}", *_sets(overrides), "--no-simulate", "--no-fail-on-slo",
            "--out", str(out)]
     light = probe_process(url, duration_s, core)
+    sleeper = core_sleeper(duration_s, stack_core)
     with Probe(url) as probe:
         run = subprocess.run(cmd, cwd=ROOT, env=os.environ | CREDS, capture_output=True, text=True,
                              timeout=duration_s + 300)
     gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load test's process tree, reaped
     wall, cpu, scraped = time.monotonic() - t0, cpu_s(pid) - cpu0, scrape(url)
     lp = json.loads(light.communicate(timeout=60)[0] or "{}")
+    core_lag = json.loads(sleeper.communicate(timeout=60)[0] or "[]")
     if run.returncode != 0:
         raise RuntimeError(f"surge loadtest failed ({run.returncode}): {run.stderr[-2000:]}")
     delta = {k: v - answered0.get(k, 0.0) for k, v in scraped.items()}
@@ -222,13 +241,15 @@ def phase(url: str, rate: float, duration_s: float, out: Path, core: int | None,
             "light_healthz_p50_ms": p50_ms(lp.get("healthz", [])), "light_healthz_p99_ms": p99_ms(lp.get("healthz", [])),
             "light_healthz_n": len(lp.get("healthz", [])), "light_reject_p50_ms": p50_ms(lp.get("rejected", [])),
             "light_reject_p99_ms": p99_ms(lp.get("rejected", [])), "light_reject_n": len(lp.get("rejected", [])),
+            "light_stale_n": len(lp.get("stale", [])),
             "light_priority": lp.get("priority", "?"),  # type: ignore[dict-item]
             "server_reject_p99_ms": bucket_p99_ms(delta, "le"), "loop_lag_p99_ms": bucket_p99_ms(delta, "lag"),
+            "wake_lag_p99_ms": bucket_p99_ms(delta, "wake"), "core_lag_p99_ms": p99_ms(core_lag),
             "generator_cpu_share": (gen1.ru_utime + gen1.ru_stime - gen0.ru_utime - gen0.ru_stime) / wall,
             "classes": {k: (c["goodput_per_s"], c["completed"] / s["window_s"])  # type: ignore[dict-item]
                         for k, c in s["classes"].items()},
             "load_before": before, "load_after": loadavg(), "stack_cpu_share": cpu / wall,  # type: ignore[dict-item]
-            "answered": {k: v / wall for k, v in delta.items() if v > 0 and not k.startswith(("le ", "lag "))}}
+            "answered": {k: v / wall for k, v in delta.items() if v > 0 and not k.startswith(("le ", "lag ", "wake "))}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         stack = start_stack(a.port, out, a.stack_core, a.stack_root.resolve(), a.set, a.stack_options)
         try:
-            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, stack.pid, a.set)]
+            rows = [phase(url, a.rate, a.duration, out / "x1", a.load_core, stack.pid, a.set, a.stack_core)]
             time.sleep(3)
-            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, stack.pid, a.set))
+            rows.append(phase(url, a.rate * a.factor, a.duration, out / f"x{a.factor:g}", a.load_core, stack.pid,
+                              a.set, a.stack_core))
         finally:
             stack.terminate()
             stack.wait(30)
@@ -284,7 +306,9 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
         answered = ", ".join(f"{k} {v:.1f}/s" for k, v in sorted(r["answered"].items()))  # type: ignore[attr-defined]
         print(f"at {r['rate']:g}/s the stack used {r['stack_cpu_share']:.0%} of a core, the load generator "
               f"{r['generator_cpu_share']:.0%}; server side: chat 503s done within {r['server_reject_p99_ms']:g} ms "
-              f"(p99 bucket), event-loop lag p99 within {r['loop_lag_p99_ms']:g} ms; answered {answered}")
+              f"(p99 bucket), event-loop lag p99 within {r['loop_lag_p99_ms']:g} ms, a plain thread's wake lag "
+              f"(GIL + CPU) p99 within {r['wake_lag_p99_ms']:g} ms, a plain process's on the stack core (CPU "
+              f"alone) p99 {r['core_lag_p99_ms']:.1f} ms; answered {answered}")
     one, over = rows
     checks = [(f"goodput at {a.factor:g}x >= 90% of 1x", one["goodput"] > 0 and over["goodput"] >= 0.9 * one["goodput"],
                f"{over['goodput']:.1f} vs {one['goodput']:.1f}/s = {over['goodput'] / max(one['goodput'], 1e-9):.0%}"),
@@ -297,6 +321,9 @@ def report(rows: list[dict[str, float]], a: argparse.Namespace) -> int:
     if one["goodput"] < 0.8 * one["rate"]:
         print(f"note: at 1x only {one['goodput']:.1f} of {one['rate']:g}/s were good: --rate is above capacity here")
     for r in rows:
+        if r["light_stale_n"]:
+            print(f"note: at {r['rate']:g}/s {r['light_stale_n']:.0f} of the own-process probe's rejections were "
+                  "adaptive LIFO's stale drops (X-Surge-Shed: stale)")
         if r["evicted_n"]:
             print(f"note: at {r['rate']:g}/s {r['evicted_n']} probes waited and were then evicted (not counted as rejections)")
         if r["dropped"]:

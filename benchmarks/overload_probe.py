@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 PROBE_BODY = json.dumps({"model": "surge-tiny", "messages": [{"role": "user", "content": "tea"}],
                          "max_tokens": 1}).encode()
 PROBE_HEADERS = {"Content-Type": "application/json", "X-Surge-Class": "probe"}
+# 503s that are rejections: shed on arrival, or dropped by adaptive LIFO once stale in a standing
+# queue (failed fast after at most its target: a refusal, not a wait for work)
+REFUSED = ("queue_full", "stale")
 
 
 def raise_priority() -> str:
@@ -42,11 +45,12 @@ def raise_priority() -> str:
 
 class Probe:
     """Latencies (seconds) of the two kinds of probe; a 503 to the chat probe is a rejection when
-    the stack shed it on arrival (`X-Surge-Shed: queue_full`), an eviction when it waited first."""
+    the stack shed it on arrival (`X-Surge-Shed: queue_full`) or dropped it stale (`stale`, also
+    kept apart), an eviction when it waited for more important work to displace it."""
 
     def __init__(self, host: str, port: int, every_s: float, warmup_s: float) -> None:
         self.host, self.port, self.every_s, self.warmup_s = host, port, every_s, warmup_s
-        self.out: dict[str, list[float]] = {"healthz": [], "rejected": [], "evicted": [], "admitted": []}
+        self.out: dict[str, list[float]] = {"healthz": [], "rejected": [], "evicted": [], "admitted": [], "stale": []}
         self.errors = 0
         self.stop = threading.Event()
 
@@ -88,8 +92,10 @@ class Probe:
             if time.monotonic() - self.t0 < self.warmup_s:
                 continue
             key = ("healthz" if kind == "healthz" else "admitted" if status != 503 else
-                   "rejected" if (shed or "queue_full") == "queue_full" else "evicted")
+                   "rejected" if (shed or "queue_full") in REFUSED else "evicted")
             self.out[key].append(dt)
+            if shed == "stale":
+                self.out["stale"].append(dt)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from loadtest.stack.errors import APIError, retry_after
 from loadtest.stack.faults import FaultBoard
 from loadtest.stack.metrics import StackMetrics
 from loadtest.stack.overload import Admission, Rejected
+from sim.rules.admission import adaptive_of
 from sim.rules.deadlines import Deadlines
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.rules.ratelimit import RateLimiter
@@ -110,7 +111,7 @@ class HttpGateway:
         self.limiter = RateLimiter(g.rate_limit if g else None, time.monotonic())
         self.admission = None if g is None else Admission(
             g.concurrency, g.queue_limit, lifo=g.discipline == "lifo", priority=g.priority,
-            deadline_drop=Deadlines.of(sc).gateway_drops())
+            deadline_drop=Deadlines.of(sc).gateway_drops(), adaptive=adaptive_of(g))
         self.effect = NO_FAULT
         faults.on_change("gateway", self._apply)
         adm = self.admission
@@ -177,7 +178,9 @@ class HttpGateway:
         return Slot(self, now, now - t_enter)
 
 
-SHED_HEADER = "X-Surge-Shed"  # why an overloaded answer came: queue_full (at arrival) or evicted (after waiting)
+# why an overloaded answer came: queue_full (at arrival), evicted (after waiting, displaced by more
+# important work) or stale (after waiting the adaptive LIFO target in a standing queue)
+SHED_HEADER = "X-Surge-Shed"
 
 
 def _overloaded(reason: str, retry_after_s: float) -> APIError:

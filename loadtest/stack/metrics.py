@@ -13,6 +13,7 @@ vLLM work here; the rest are `surge_*`.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -109,6 +110,9 @@ class StackMetrics:
         self.orders = r.counter("surge_orders_total", "agent order outcomes", ("outcome",))
         self.loop_lag = r.histogram("surge_event_loop_lag_seconds", "how late a timer of the event loop "
                                     f"fires (seconds; one every {LOOP_LAG_EVERY_S:g} s)", LATENCY_BUCKETS_S)
+        self.gil_wait = r.histogram("surge_thread_wake_lag_seconds", "how late a plain thread of the stack "
+                                    f"wakes from a {LOOP_LAG_EVERY_S:g} s sleep (seconds): its wait for the GIL "
+                                    "and the CPU, without the event loop's own work", LATENCY_BUCKETS_S)
 
     def render(self) -> str:
         return self.registry.render()
@@ -125,3 +129,13 @@ async def watch_loop_lag(metrics: StackMetrics, every_s: float = LOOP_LAG_EVERY_
         t = time.perf_counter()
         await asyncio.sleep(every_s)
         metrics.loop_lag.observe((), max(0.0, time.perf_counter() - t - every_s))
+
+
+def watch_thread_wake_lag(metrics: StackMetrics, stop: threading.Event, every_s: float = LOOP_LAG_EVERY_S) -> None:
+    """A thread's `watch_loop_lag`: how late it wakes from a sleep is its wait for the GIL (held
+    by the loop or an engine thread) and for the CPU, but not for the loop's queue of callbacks.
+    Beside the loop's lag it tells a loop busy with its own work from one starved of the GIL."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        time.sleep(every_s)
+        metrics.gil_wait.observe((), max(0.0, time.perf_counter() - t - every_s))

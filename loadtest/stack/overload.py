@@ -2,8 +2,10 @@
 
 What a queue decides (order, bounds, eviction, deadline drop, capacity changes) is
 `sim.rules.admission.AdmissionQueue`, the simulator's own; `Admission` wakes a waiting request's
-future when the rule grants or drops it. Used by the gateway (chat and agent work) and by every
-downstream service (auth, tools). Rate limits are `sim.rules.ratelimit.RateLimiter`.
+future when the rule grants or drops it, and (adaptive LIFO) touches the queue at the rule's
+`due()` instant with one loop timer, as the simulator's `Pool` does with one SimPy timer. Used by
+the gateway (chat and agent work) and by every downstream service (auth, tools). Rate limits are
+`sim.rules.ratelimit.RateLimiter`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import asyncio
 import math
 import time
 
-from sim.rules.admission import DOWN, EVICTED, EXPIRED, AdmissionQueue
+from sim.rules.admission import DOWN, EVICTED, EXPIRED, STALE, AdaptiveLifo, AdmissionQueue
 
 # why a waiter lost its place -> the reason the stack reports (HTTP 503/504 codes)
-_REASONS = {EXPIRED: "deadline", EVICTED: "evicted", DOWN: "down"}
+_REASONS = {EXPIRED: "deadline", EVICTED: "evicted", DOWN: "down", STALE: "stale"}
 
 
 class Rejected(Exception):
-    """Admission refused: `reason` is queue_full, evicted, deadline or down; retry after seconds."""
+    """Admission refused: `reason` is queue_full, evicted, stale, deadline or down; retry after seconds."""
 
     def __init__(self, reason: str, retry_after_s: float = 1.0) -> None:
         super().__init__(reason)
@@ -30,11 +32,12 @@ class Admission:
     """At most `capacity` holders at once, the rest waiting by the shared rule."""
 
     def __init__(self, capacity: int, queue_limit: int | None = None, *, lifo: bool = False,
-                 priority: bool = False, deadline_drop: bool = False) -> None:
+                 priority: bool = False, deadline_drop: bool = False, adaptive: AdaptiveLifo | None = None) -> None:
         self.q: AdmissionQueue[asyncio.Future[float]] = AdmissionQueue(
             capacity, queue_limit, lifo=lifo, priority=priority, deadline_drop=deadline_drop,
-            grant=self._grant, drop=self._drop)
+            grant=self._grant, drop=self._drop, adaptive=adaptive)
         self._hold_s = 0.05  # EWMA of how long a slot is held: the basis of Retry-After
+        self._due = math.inf  # adaptive LIFO: when the armed touch fires (inf: none armed)
 
     @property
     def in_use(self) -> int:
@@ -76,6 +79,8 @@ class Admission:
         w = q.offer(fut, priority, math.inf if deadline is None else deadline, time.monotonic())
         if w is None:
             raise Rejected("queue_full", self.retry_after_s())
+        if q.adaptive is not None:
+            self._arm()
         try:
             if deadline is not None and q.deadline_drop and not fut.done():
                 # the rule drops expired waiters when the queue is touched: touch it at our deadline
@@ -99,9 +104,29 @@ class Admission:
         if held_s is not None:
             self._hold_s += 0.05 * (held_s - self._hold_s)
         self.q.release(time.monotonic())
+        if self.q.adaptive is not None:
+            self._arm()
 
     def set_capacity(self, capacity: int) -> None:
         self.q.set_capacity(capacity, time.monotonic())
+        if self.q.adaptive is not None:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Adaptive LIFO: touch the queue at the rule's next `due()` instant, so a stale waiter
+        fails then, not at the next arrival or release. One timer at a time (see `Pool._arm`)."""
+        due = self.q.due()
+        if due is None or due >= self._due:
+            return
+        self._due = due
+        asyncio.get_running_loop().call_later(max(0.0, due - time.monotonic()), self._touch, due)
+
+    def _touch(self, at: float) -> None:
+        if at != self._due:
+            return  # superseded by an earlier timer that has fired and re-armed
+        self._due = math.inf
+        self.q.tidy(max(time.monotonic(), at))  # the loop's clock may fire a timer a little early
+        self._arm()
 
     def fail_waiting(self) -> int:
         return self.q.fail_waiting()

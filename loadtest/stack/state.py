@@ -7,6 +7,7 @@ seed, with the simulator's stream names), so two stacks with one seed draw alike
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from loadtest.stack.faults import ActiveFault, FaultBoard
 from loadtest.stack.gateway import HttpGateway
 from loadtest.stack.inventory import StockStore
 from loadtest.stack.llm import LLM, LocalLLM
-from loadtest.stack.metrics import StackMetrics, watch_loop_lag
+from loadtest.stack.metrics import StackMetrics, watch_loop_lag, watch_thread_wake_lag
 from loadtest.stack.options import StackOptions
 from loadtest.stack.orders import OrderStore
 from loadtest.stack.services import Downstream
@@ -64,6 +65,7 @@ class Stack:
         self.ready = False
         self.draining = False
         self._lag_watch: asyncio.Task[None] | None = None
+        self._wake_stop = threading.Event()
         self.metrics.registry.gauge("surge_ready", "1 when serving, 0 while starting or draining",
                                     lambda: [((), float(self.ready and not self.draining))])
         services = ([("auth", self.auth)] if self.auth else []) + list(self.tools.items())
@@ -80,12 +82,16 @@ class Stack:
         await self.store.open()
         self.llm.start()
         self._lag_watch = asyncio.get_running_loop().create_task(watch_loop_lag(self.metrics))
+        self._wake_stop = threading.Event()
+        threading.Thread(target=watch_thread_wake_lag, args=(self.metrics, self._wake_stop), daemon=True,
+                         name="surge-wake-lag").start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
         if self._lag_watch is not None:
             self._lag_watch.cancel()
+            self._wake_stop.set()
         self.llm.stop()
         await self.store.close()
 

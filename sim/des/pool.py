@@ -1,19 +1,23 @@
 """A pool of servers for the SimPy engine: the shared admission rule plus SimPy events.
 
-What a queue does (bounded, FIFO or LIFO, priorities with eviction, deadline drop, capacity
-that changes with faults and autoscaling, outages) is `sim.rules.admission.AdmissionQueue`,
-the same code the reference stack runs. `Pool` adds how a waiter is woken in simulated time
-(a SimPy event per waiter) and the time integrals behind utilisation, occupancy and waiting.
+What a queue does (bounded, FIFO, LIFO or adaptive LIFO, priorities with eviction, deadline
+drop, capacity that changes with faults and autoscaling, outages) is
+`sim.rules.admission.AdmissionQueue`, the same code the reference stack runs. `Pool` adds how a
+waiter is woken in simulated time (a SimPy event per waiter), the touch at the rule's `due()`
+instant that adaptive LIFO needs (one timer per pool), and the time integrals behind
+utilisation, occupancy and waiting.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import simpy
 
-from sim.rules.admission import DOWN, EVICTED, EXPIRED, AdmissionQueue, Waiter
+from sim.rules.admission import DOWN, EVICTED, EXPIRED, STALE, AdaptiveLifo, AdmissionQueue, Waiter
 
 GRANTED, SHED = "granted", "shed"
-__all__ = ["DOWN", "EVICTED", "EXPIRED", "GRANTED", "SHED", "Pool", "Ticket"]
+__all__ = ["DOWN", "EVICTED", "EXPIRED", "GRANTED", "SHED", "STALE", "Pool", "Ticket"]
 
 
 class Ticket:
@@ -40,12 +44,14 @@ class Pool:
         discipline: str = "fifo",
         priority: bool = False,
         deadline_drop: bool = False,
+        adaptive: AdaptiveLifo | None = None,
     ) -> None:
         self.env = env
         self.name = name
         self.q: AdmissionQueue[simpy.Event] = AdmissionQueue(
             capacity, queue_limit, lifo=discipline == "lifo", priority=priority, deadline_drop=deadline_drop,
-            grant=self._granted, drop=_drop)
+            grant=self._granted, drop=_drop, adaptive=adaptive)
+        self._due = float("inf")  # adaptive LIFO: when the armed touch fires (inf: none armed)
         self.granted = 0  # calls that got a server, at once or after queueing
         self.queued = 0  # of those, calls that queued first
         self.wait_s = 0.0  # their total time in the queue, seconds
@@ -122,7 +128,10 @@ class Pool:
         a caller that waits on the event itself; it must `withdraw` when interrupted."""
         self._tick()
         ev = self.env.event()
-        return ev, self.q.offer(ev, prio, deadline, self.env.now)
+        w = self.q.offer(ev, prio, deadline, self.env.now)
+        if self.q.adaptive is not None:
+            self._arm()
+        return ev, w
 
     def enqueue(self, prio: int = 0, deadline: float = float("inf")) -> Ticket | None:
         """Join the queue; None when it is full (the caller sheds the request)."""
@@ -179,12 +188,35 @@ class Pool:
             self._occ_area += (q.in_use + q.waiting) * dt
             self._last = now
         q.release(now)
+        if q.adaptive is not None:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Adaptive LIFO: touch the queue at the rule's next `due()` instant (stale waiters fail
+        then, not at the next arrival or release). One timer at a time: a later one is not
+        needed while an earlier is armed (it re-arms when it fires)."""
+        due = self.q.due()
+        if due is None or due >= self._due:
+            return
+        self._due = due
+        ev = self.env.timeout(max(0.0, due - self.env.now))
+        ev.callbacks.append(partial(self._touch, due))
+
+    def _touch(self, at: float, _ev: object = None) -> None:
+        if at != self._due:
+            return  # superseded by an earlier timer that has fired and re-armed
+        self._due = float("inf")
+        self._tick()
+        self.q.tidy(max(self.env.now, at))  # `now + (at - now)` may round below `at`
+        self._arm()
 
     # -- capacity changes (faults, autoscaling) -----------------------------------------------
     def set_capacity(self, capacity: int) -> None:
         """Change the number of servers; work in service finishes, new grants follow the new size."""
         self._tick()
         self.q.set_capacity(capacity, self.env.now)
+        if self.q.adaptive is not None:
+            self._arm()
 
     def fail_waiting(self) -> int:
         """Outage: every queued ticket fails at once (DOWN). Returns how many."""

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import simpy
 
-from sim.des.pool import DOWN, EVICTED, EXPIRED, GRANTED, Pool
+from sim.des.pool import DOWN, EVICTED, EXPIRED, GRANTED, STALE, Pool
 from sim.des.pool import SHED as POOL_FULL
 from sim.dists import sampler
+from sim.rules.admission import adaptive_of
 from sim.rules.breaker import CircuitBreaker
 from sim.rules.faults import AFTER, BEFORE, NO_ERROR, NO_FAULT, FaultEffect, error_timing
 from sim.rules.inventory import Stock
@@ -20,7 +21,7 @@ from sim.scenario.services import Gateway, Service
 
 __all__ = ["ERROR", "OK", "REJECTED", "SHED", "TIMEOUT", "GatewayService", "ToolService", "Uniforms"]
 # why a queued request did not get a server, as the client sees it
-_REFUSED = {EXPIRED: SHED, EVICTED: SHED, DOWN: ERROR, POOL_FULL: SHED}
+_REFUSED = {EXPIRED: SHED, EVICTED: SHED, STALE: SHED, DOWN: ERROR, POOL_FULL: SHED}
 
 
 class Uniforms:
@@ -229,7 +230,7 @@ class GatewayService(Faulted):
         self.env, self.spec = env, spec
         self.uniform = Uniforms(rng if rng is not None else np.random.default_rng(0))  # error_rate faults
         self.pool = Pool(env, "gateway", spec.concurrency, spec.queue_limit, spec.discipline, spec.priority,
-                         spec.deadline_drop)
+                         spec.deadline_drop, adaptive_of(spec))
         self.limiter = RateLimiter(spec.rate_limit)
         self._limits = self.limiter.limits
 

@@ -348,7 +348,13 @@ class FleetSim:
             for x in fl.out.values():  # attempts that left the pipeline give their slot back
                 self.gw.in_use -= x.sum(axis=1)
         self.gw.in_use = np.maximum(self.gw.in_use, 0.0)
-        got = self.gw.grant(n, self.rng)
+        newest_first = None
+        if self.gw.adaptive is not None:  # adaptive LIFO: a standing queue's stale waiters fail fast
+            stale, newest_first = self.gw.drop_stale(n, self.now, self.dt)
+            for fl in self.flows:
+                if fl.name in stale and stale[fl.name].any():
+                    leave_queue(self, fl, stale[fl.name], n, SHED, newest_first=False)
+        got = self.gw.grant(n, self.rng, newest_first, self.now)
         for fl in self.flows:
             rows = got.get(fl.name)
             if rows is None:

@@ -106,18 +106,28 @@ class Fifo:
         out[r, :, w] = part
         return out
 
+    def arrived_at(self, step: int) -> np.ndarray:
+        """Requests waiting that arrived at `step`, per replication (R,)."""
+        w = step % self.W
+        return self.q[:, :, w].sum(axis=1) if self._stamp[w] == step else np.zeros(self.q.shape[0])
+
     def ages(self, step: int) -> np.ndarray:
         """Age in steps of each ring bin at `step` (W,)."""
         return (step - np.arange(self.W)) % self.W
 
-    def take_older(self, step: int, age_steps: int) -> np.ndarray:
-        """Remove every cohort at least `age_steps` old; returns how many per lane (R, lanes)."""
+    def take_older(self, step: int, age_steps: int, where: np.ndarray | None = None) -> np.ndarray:
+        """Remove every cohort at least `age_steps` old (only in replications `where` (R,) when
+        given); returns how many per lane (R, lanes)."""
         win = self.window(step)
         old = win[: max(0, len(win) - age_steps)]
         if not len(old):
             return np.zeros(self.q.shape[:2])
-        out = self.q[:, :, old].sum(axis=2)
-        self.q[:, :, old] = 0.0
+        if where is None:
+            out = self.q[:, :, old].sum(axis=2)
+            self.q[:, :, old] = 0.0
+        else:
+            out = self.q[:, :, old].sum(axis=2) * where[:, None]
+            self.q[:, :, old] *= ~where[:, None, None]
         self.n -= out
         return out
 

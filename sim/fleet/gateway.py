@@ -4,6 +4,11 @@ deadline drop) and `concurrency` slots held for a whole attempt.
 The queue is a `Fifo` per priority level (lanes: the classes of that level), by start step, so
 every waiter's age is known: those older than the client's timeout are ghost work (their
 client has given up) unless the gateway drops them (`Deadlines.gateway_drops`).
+
+Adaptive LIFO is the count form of `sim.rules.admission.AdaptiveLifo`: per replication the
+instant the queue was last empty (noted as `AdmissionQueue` notes it: when nobody but the step's
+arrivals waits, when a grant empties it); a standing queue drops its cohorts of `stale_age_steps`
+or more steps (the rule's target on the step grid) and serves newest first.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 
 from sim.fleet.fifo import Fifo
 from sim.fleet.rows import Rows
+from sim.rules.admission import adaptive_of
 from sim.rules.deadlines import Deadlines
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.rules.ratelimit import RateLimiter
@@ -30,6 +36,8 @@ class FleetGateway:
                  R: int, rows: Rows) -> None:
         self.spec, self.R, self.rows = spec, R, rows
         self.lifo = spec.discipline == "lifo"
+        self.adaptive = adaptive_of(spec)
+        self.empty_at = np.zeros(R)  # adaptive LIFO: when each replication's queue was last empty
         self.drops = deadlines.gateway_drops() or deadlines.servers_cancel()
         levels = sorted({prio[c] for c in classes}) if spec.priority else [0]
         self.levels = levels
@@ -97,35 +105,64 @@ class FleetGateway:
         q.push(step, add)
         return shed, evicted
 
-    def grant(self, step: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def drop_stale(self, step: int, now: float, dt: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Adaptive LIFO: standing queues (R,) and the stale attempts they drop, per class (R,)."""
+        out: dict[str, np.ndarray] = {}
+        rule = self.adaptive
+        if rule is None:
+            return out, np.zeros(self.R, dtype=bool)
+        standing = (self.waiting > 0) & rule.standing(self.empty_at, now)
+        if standing.any():
+            taken = [q.take_older(step, rule.stale_age_steps(dt), standing) for q in self.queues]
+            for c in self.classes:
+                out[c] = taken[self.lane[c]][:, self.lane_idx[c]]
+        # nobody left but this step's arrivals: the queue drained now and they joined it after
+        # (as `AdmissionQueue.offer` drops stale waiters before it queues an arrival)
+        earlier = sum((q.waiting - q.arrived_at(step) for q in self.queues), np.zeros(self.R))
+        self.empty_at = np.where(earlier > 0, self.empty_at, now)
+        return out, (self.waiting > 0) & rule.standing(self.empty_at, now)
+
+    def grant(self, step: int, rng: np.random.Generator, newest_first: np.ndarray | None = None,
+              now: float = 0.0) -> dict[str, np.ndarray]:
         """Fill free slots from the queue, most important level first; per class the admitted
-        attempts by row (R, NR)."""
+        attempts by row (R, NR). `newest_first` (R,): replications served LIFO (adaptive LIFO's
+        standing queues; default: the discipline's)."""
         if self.drops:
             for q in self.queues:
                 q.take_older(step, self.rows.A)
+        lifo = np.full(self.R, self.lifo) if newest_first is None else newest_first
         free = np.maximum(0.0, self.capacity - self.in_use)
         out: dict[str, np.ndarray] = {}
         for i, q in enumerate(self.queues):
-            if not free.any():
-                break
-            took, ages = q.pop(step, free, rng, lifo=self.lifo)
-            row_of = np.where(ages < self.rows.A, (step - ages) % self.rows.A, self.rows.GHOST)
-            n = took.sum(axis=(1, 2))
-            if not n.any():
-                continue
-            free -= n
-            self.in_use += n
-            self.acc["granted"] += n
-            for c in self.classes:
-                if self.lane[c] != i:
-                    continue
-                t = took[:, self.lane_idx[c], :]
-                rr, w = np.nonzero(t)
-                rows = np.zeros((self.R, self.rows.NR))
-                np.add.at(rows, (rr, row_of[w]), t[rr, w])
-                out[c] = rows
-                self.acc["waited"] += (t * (ages > 0)).sum(axis=1)
+            for order in (True, False):  # the LIFO replications, then the FIFO ones
+                k = free * (lifo == order)
+                if k.any():
+                    free -= self._serve(i, q, step, k, rng, order, out)
+        if self.adaptive is not None:
+            self.empty_at = np.where(self.waiting > 0, self.empty_at, now)
         return out
+
+    def _serve(self, i: int, q: Fifo, step: int, k: np.ndarray, rng: np.random.Generator, lifo: bool,
+               out: dict[str, np.ndarray]) -> np.ndarray:
+        """Admit k[r] of level i's queue into `out` (rows per class, added to); how many (R,)."""
+        took, ages = q.pop(step, k, rng, lifo=lifo)
+        row_of = np.where(ages < self.rows.A, (step - ages) % self.rows.A, self.rows.GHOST)
+        n = took.sum(axis=(1, 2))
+        if not n.any():
+            return n
+        self.in_use += n
+        self.acc["granted"] += n
+        for c in self.classes:
+            if self.lane[c] != i:
+                continue
+            t = took[:, self.lane_idx[c], :]
+            rr, w = np.nonzero(t)
+            rows = out.get(c)
+            if rows is None:
+                rows = out[c] = np.zeros((self.R, self.rows.NR))
+            np.add.at(rows, (rr, row_of[w]), t[rr, w])
+            self.acc["waited"] += (t * (ages > 0)).sum(axis=1)
+        return n
 
     def end_step(self, dt: float) -> None:
         w = self.waiting

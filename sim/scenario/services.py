@@ -44,6 +44,23 @@ class RateLimit(Frozen):
     per_user_burst: float = Field(default=5, ge=1, le=_BIG, description="per-session bucket size, attempts")
 
 
+class AdaptiveLifo(Frozen):
+    """The parameters of discipline `adaptive_lifo` (`sim.rules.admission.AdaptiveLifo`)."""
+
+    interval_s: float = Field(default=0.1, ge=0, le=3600, description="a queue not empty for this long, seconds, "
+                                                                     "is a standing queue: it then serves the "
+                                                                     "newest first and drops stale waiters")
+    target_s: float = Field(default=0.005, ge=0, le=3600, description="in a standing queue a waiter that has waited "
+                                                                     "this long, seconds, is dropped (503 with "
+                                                                     "Retry-After: fail fast instead of timing out)")
+
+    @model_validator(mode="after")
+    def _target_within_interval(self) -> AdaptiveLifo:
+        if self.target_s > self.interval_s:
+            raise ValueError(f"'target_s' must be <= 'interval_s' (got {self.target_s:g} > {self.interval_s:g})")
+        return self
+
+
 class Gateway(Frozen):
     """Admission control in front of the agent: at most `concurrency` commands in progress,
     the rest wait in a bounded queue (full queue = shed, 503)."""
@@ -52,9 +69,13 @@ class Gateway(Frozen):
                                                                             "the gateway")
     queue_limit: int | None = Field(default=None, ge=0, le=10**9, description="commands waiting for a slot; one "
                                                                               "more is shed (503); none = unbounded")
-    discipline: Literal["fifo", "lifo"] = Field(default="fifo", description="order of the wait queue: fifo "
-                                                                            "(oldest first) or lifo (newest first, "
-                                                                            "keeps latency low under overload)")
+    discipline: Literal["fifo", "lifo", "adaptive_lifo"] = Field(
+        default="fifo", description="order of the wait queue: fifo (oldest first), lifo (newest first, keeps "
+                                    "latency low under overload) or adaptive_lifo (fifo until the queue stands, "
+                                    "then newest first and stale waiters dropped: see `adaptive_lifo`)")
+    adaptive_lifo: AdaptiveLifo = Field(default_factory=AdaptiveLifo,
+                                        description="when discipline adaptive_lifo turns a queue to newest first "
+                                                    "and which waiters it drops (ignored by fifo and lifo)")
     deadline_drop: bool = Field(default=False, description="drop queued work whose client deadline has passed")
     priority: bool = Field(default=False, description="serve lower class `priority` numbers first")
     rate_limit: RateLimit | None = Field(default=None, description="token buckets checked before admission "

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from loadtest.stack.overload import Admission, Rejected
 from sim.des.pool import GRANTED, Pool
-from sim.rules.admission import AdmissionQueue
+from sim.rules.admission import AdaptiveLifo, AdmissionQueue
 
 # (queue settings, script). Script steps: ("arrive", name, priority, deadline_s), ("release",),
 # ("capacity", n), ("wait", seconds). Deadlines are seconds from the start of the script.
@@ -37,14 +37,26 @@ CASES: list[tuple[dict[str, Any], list[tuple[Any, ...]]]] = [
     ({"capacity": 3, "queue_limit": None}, [  # capacity shrinks (fault) and grows (recovery)
         ("arrive", "a", 0, 9), ("arrive", "b", 0, 9), ("arrive", "c", 0, 9), ("arrive", "d", 0, 9),
         ("capacity", 1), ("release",), ("release",), ("capacity", 3), ("release",)]),
+    # adaptive LIFO (interval 0.8 s, target 0.3 s): FIFO while the queue is young (b before x);
+    # standing from 0.8 s, when the touch at `due()` drops x and c (waited >= 0.3 s) untouched by
+    # the script; then newest first (e before d). Margins >= 40 ms for the stack's wall clock.
+    ({"capacity": 1, "queue_limit": None, "adaptive": (0.8, 0.3)}, [
+        ("arrive", "a", 0, 9), ("arrive", "b", 0, 9), ("arrive", "x", 0, 9), ("wait", 0.1), ("release",),
+        ("wait", 0.2), ("arrive", "c", 0, 9), ("wait", 0.3), ("arrive", "d", 0, 9), ("arrive", "e", 0, 9),
+        ("wait", 0.24), ("release",), ("release",)]),
 ]
+
+
+def _adaptive(settings: dict[str, Any]) -> AdaptiveLifo | None:
+    a = settings.get("adaptive")
+    return None if a is None else AdaptiveLifo(*a)
 
 
 def run_des(settings: dict[str, Any], script: list[tuple[Any, ...]]) -> list[str]:
     env = simpy.Environment()
     pool = Pool(env, "p", settings["capacity"], settings.get("queue_limit"),
                 "lifo" if settings.get("lifo") else "fifo", settings.get("priority", False),
-                settings.get("deadline_drop", False))
+                settings.get("deadline_drop", False), _adaptive(settings))
     log: list[str] = []
     for step in script:
         if step[0] == "arrive":
@@ -69,7 +81,8 @@ def run_des(settings: dict[str, Any], script: list[tuple[Any, ...]]) -> list[str
 
 async def run_stack(settings: dict[str, Any], script: list[tuple[Any, ...]]) -> list[str]:
     adm = Admission(settings["capacity"], settings.get("queue_limit"), lifo=settings.get("lifo", False),
-                    priority=settings.get("priority", False), deadline_drop=settings.get("deadline_drop", False))
+                    priority=settings.get("priority", False), deadline_drop=settings.get("deadline_drop", False),
+                    adaptive=_adaptive(settings))
     log: list[str] = []
     t0 = time.monotonic()
 
@@ -104,6 +117,8 @@ def test_simulator_and_stack_queue_alike(settings: dict[str, Any], script: list[
     stack = asyncio.run(run_stack(settings, script))
     assert des == stack
     assert des  # the script did something
+    if "adaptive" in settings:  # the documented outcome, not only agreement
+        assert des == ["a:granted", "b:granted", "x:stale", "c:stale", "e:granted", "d:granted"]
 
 
 def test_the_rule_as_documented() -> None:

@@ -10,6 +10,7 @@ import pytest
 from stack_helpers import chat_body, credentials, login, running, tiny_config
 
 from loadtest.stack.overload import Admission, Rejected
+from sim.rules.admission import AdaptiveLifo
 
 pytestmark = pytest.mark.anyio
 SLOW_LLM = {"kind": "slowdown", "target": "llm", "magnitude": 400.0, "duration_s": 30}
@@ -61,6 +62,17 @@ async def test_deadline_drops_queued_work():
     with pytest.raises(Rejected, match="deadline"):
         await adm.acquire(deadline=time.monotonic() + 0.05)
     assert time.monotonic() - t0 < 0.5 and adm.waiting == 0
+
+
+async def test_adaptive_lifo_fails_a_stale_waiter_fast_with_nothing_else_happening():
+    """The stack's timer at the rule's `due()`: no arrival or release touches the queue, yet the
+    waiter is refused once the queue has stood 50 ms (it had waited its 20 ms target by then)."""
+    adm = Admission(1, queue_limit=10, adaptive=AdaptiveLifo(0.05, 0.02))
+    await adm.acquire()
+    t0 = time.monotonic()
+    with pytest.raises(Rejected, match="stale"):
+        await adm.acquire()
+    assert 0.05 <= time.monotonic() - t0 < 0.5 and adm.waiting == 0 and adm.q.stale == 1
 
 
 async def test_rate_limits_answer_429_with_retry_after(tmp_path):
