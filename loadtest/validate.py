@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from loadtest import accuracy as A
+from loadtest import stackcost
 from loadtest.capacity import CapacitySearch, find_capacity
 from loadtest.credentials import Credentials
 from loadtest.plan import write_scenario
@@ -128,6 +129,11 @@ class Stack:
     @property
     def url(self) -> str:
         return self.proc.url
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.proc is not None
+        return self.proc.proc.pid
 
     def wait_idle(self, timeout_s: float = 60.0) -> None:
         """Until nothing is admitted, running or waiting in the stack (work left by the last run)."""
@@ -261,7 +267,7 @@ class Bench:
         for attempt in (folder, folder.with_name(folder.name + "-again")):
             self.stack.wait_idle()
             load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
-            t = time.monotonic()
+            t, before = time.monotonic(), stackcost.snapshot(self.stack.url, self.stack.pid)
             o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=attempt,
                         host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s,
                                                             faults),
@@ -274,9 +280,11 @@ class Bench:
                 if attempt != folder:
                     raise
                 why = str(e)
+            cpu = stackcost.compare(before, stackcost.snapshot(self.stack.url, self.stack.pid), *self._models())
             self.log.append({"folder": str(attempt), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
-                             "core_share": share, "wall_s": time.monotonic() - t, "stalled": why})
+                             "core_share": share, "wall_s": time.monotonic() - t, "stalled": why, "stack_cpu": cpu})
             name = attempt.relative_to(self.opt.out.resolve())
+            print(f"  {name}: {stackcost.describe(cpu)}", flush=True)
             if why is None:
                 print(f"  {name}: x{multiplier:.3g}, seed {seed}, load average {load_avg:.1f}, stack's core "
                       f"{100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}",
@@ -284,6 +292,11 @@ class Bench:
                 return run
             print(f"  {name}: stalled ({why}), load average {load_avg:.1f}", flush=True)
         return run  # stalled twice: kept as measured (its empty cells are NaN in the table)
+
+    def _models(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The scenario's fitted step cost and `services.host`, as written (for `stackcost.compare`)."""
+        services = (read_yaml(self.scenario_file) or {}).get("services", {})
+        return (services.get("llm") or {}).get("cost_model"), services.get("host")
 
     def level(self, lv: A.Level, seeds: list[int], duration_s: float | None, faults: bool) -> A.Level:
         for s in seeds:
