@@ -165,17 +165,20 @@ def base_scenario(opt: ValidateOptions, cpus: tuple[int, ...] | None) -> tuple[P
     if opt.calibrate:
         from loadtest.calibrate import calibrate
 
-        # with a host model a step costs CPU time (its duration is what sharing the core makes of it)
+        # with a host model a step costs CPU time (its duration is what sharing the core makes of it),
+        # timed with the stack's replicas stepping at once on its core, as they do under load: each
+        # step's CPU then includes what interleaving with the other replica costs it (caches)
         clock = "cpu" if opt.host else "wall"
+        engines = sc.services.llm.replicas if opt.host and sc.services.llm else 1
         with on_cores(cpus):
             fit = calibrate(sc, repeats=opt.calibration_repeats, threads=opt.stack_options.get("torch_threads") or 1,
-                            clock=clock)
+                            clock=clock, replicas=engines)
         data.setdefault("services", {}).setdefault("llm", {})["cost_model"] = fit.cost_model()
         data["services"].pop("host", None)  # measured again on the running stack (`calibrate_stack_host`)
         info = {"calibrated": True, "cost_model": fit.cost_model(), "r2": fit.r2, "wall_s": fit.wall_s,
                 "max_abs_rel_error": fit.max_abs_rel_error, "design_steps": len(fit.samples),
-                "how": f"the stack's engine in-process, 1 engine, back to back, medians of the {clock} clock, "
-                       "on the stack's core"}
+                "how": f"the stack's engine in-process, {engines} engine(s) at once, back to back, medians of the "
+                       f"{clock} clock, on the stack's core"}
     parse_scenario(data, file=str(src), base_dir=src.parent)
     return write_scenario(data, opt.out.resolve(), src.parent), info
 
@@ -210,6 +213,9 @@ def overrides(scenario_file: Path, multiplier: float, seed: int, warmup_s: float
     return out + ([] if faults else ["faults=[]"])
 
 
+HOST_STREAMS = 4  # chats and agent commands in flight at once while the host CPU is calibrated (2 per replica)
+
+
 def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack, stack_cpus: tuple[int, ...] | None,
                          locust_cpus: tuple[int, ...] | None) -> dict[str, Any]:
     """`services.host` measured on the running stack (`loadtest.calibrate_host`), from the load
@@ -221,7 +227,7 @@ def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack
     cores = len(stack_cpus) if stack_cpus else len(os.sched_getaffinity(0))
     with on_cores(locust_cpus):
         result = calibrate_host(load_scenario(scenario_file), stack.url, stack.proc.proc.pid, cores,
-                                opt.host_requests, stack.credentials)
+                                opt.host_requests, stack.credentials, streams=HOST_STREAMS)
     # other processes on the stack's core take their part of it: measured once, here, like the rest
     share = core_share(stack_cpus, 2.0)
     result |= {"cores_pinned": cores, "core_share": share}
