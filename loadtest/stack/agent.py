@@ -272,6 +272,11 @@ class Agent:
         assert stage.llm is not None
         rng, llm = self.stack.rng_agent, self.stack.llm
         row = trace_lengths(*lengths) if lengths is not None else None  # a trace row's, as the simulator's
+        # a client's lengths are clipped to the model's context (`_fit` shortens the prompt to leave room for
+        # the output); a trace scenario's fit it, so nothing is clipped there
+        ctx_limit = getattr(llm, "max_context", 1 << 30)
+        if row:
+            row = min(row[0], ctx_limit), min(row[1], max(1, ctx_limit - PROMPT_OVERHEAD_TOKENS - 1))
         new = row[0] if row else max(1, round(stage.llm.prompt_tokens.sample(rng)))
         if stage.llm.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
             new += max(0, round(stage.llm.image_tokens.sample(rng)))
