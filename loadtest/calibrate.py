@@ -117,14 +117,17 @@ def _round_sig(x: float, digits: int) -> float:
 
 
 # ---- design ---------------------------------------------------------------------------------
+DECODE_GROWTH = 24  # tokens a design point's sequences may grow by while it is timed
+
+
 def design(max_batched_tokens: int, max_num_seqs: int, max_context: int, kv_cache_tokens: int,
-           decode_steps: int = 24, block_tokens: int = 16) -> list[DesignPoint]:
+           decode_steps: int = DECODE_GROWTH, block_tokens: int = 16) -> list[DesignPoint]:
     """Design points within the engine's limits: every step must fit the token budget, the
     sequence limit, the model's context (with `decode_steps` tokens of growth) and the KV pool."""
     top = max(1, max_context - decode_steps - 1)
 
-    def fits(seqs: int, ctx: int, extra: int = 0) -> bool:
-        blocks = -(-(ctx + decode_steps + 1) // block_tokens)
+    def fits(seqs: int, ctx: int, extra: int = 0) -> bool:  # a block to spare each: contexts are spread
+        blocks = -(-(ctx + decode_steps + 1) // block_tokens) + 1
         return seqs * blocks * block_tokens + extra <= kv_cache_tokens
 
     chunks = sorted({c for c in (8, 32, 64, 128, 256, 512, 1024) if c <= min(max_batched_tokens, top)}
@@ -174,13 +177,31 @@ class _Driver:
         self.engine.step()  # reaps them: frees slots and KV
 
     def start_decoding(self, n: int, context: int) -> None:
-        """`n` sequences with `context - 1` prompt tokens, prefilled (their first token sampled)."""
-        for _ in range(n):
-            self.engine.submit(self.seq(max(1, context - 1)))
+        """`n` sequences decoding, prefilled (their first token sampled), in the shape load gives
+        a batch: contexts spread evenly around `context` (the same sum as n x `context`; the
+        batch attends over its longest, padded) in scattered cache slots (the keys and values
+        gathered), not n equal contexts in slots 0..n-1 (a view), which cost 30-40% less at the
+        same n and summed context (benchmarks/bench_step_shapes.py; docs/validation.md)."""
+        eng = self.engine
+        half = max(0, min(context - 1, eng.model.cfg.max_context - DECODE_GROWTH - 1 - context))
+        contexts = np.linspace(context - half, context + half, n).round().astype(int) if n > 1 else [context]
+        gaps = min(n, eng.cfg.max_num_seqs - n)  # a freed slot before each of the first `gaps` sequences
+        seqs, holes = [], []
+        for i, c in enumerate(contexts):
+            if i < gaps:
+                holes.append(self.seq(1))
+                eng.submit(holes[-1])
+            seqs.append(self.seq(max(1, int(c) - 1)))
+            eng.submit(seqs[-1])
         for _ in range(10_000):
-            self.engine.step()
-            if len(self.engine.running) == n and all(s.pending == 1 for s in self.engine.running):
-                return
+            eng.step()
+            if all(s.pending == 1 for s in seqs + holes):
+                break
+        for s in holes:
+            eng.abort(s)
+        eng.step()  # reaps them (and runs one decode step, not recorded)
+        if len(eng.running) == n and all(s.pending == 1 for s in eng.running):
+            return
         raise CalibrationError(f"could not start {n} decoding sequences of {context} tokens")
 
 

@@ -49,6 +49,7 @@ class Group:
     llm_calls: int = 0
     tokens: int = 0
     tool_calls: int = 0
+    streams: int = 1  # requests in flight at once
 
 
 def process_cpu_s(pid: int) -> float:
@@ -113,33 +114,58 @@ class HostProbe:
         else:
             self._chat(g.tokens)
 
+    def _send_all(self, g: Group, n: int) -> None:
+        """`n` requests of the group, `g.streams` at a time (each stream on its own connection)."""
+        if g.streams <= 1:
+            for _ in range(n):
+                self.send(g)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        import httpx
+
+        def stream(k: int) -> None:
+            probe = HostProbe.__new__(HostProbe)
+            probe.url, probe.pid, probe.agent_class, probe.model = self.url, self.pid, self.agent_class, self.model
+            probe.credentials, probe.token = self.credentials, self.token
+            probe.http = httpx.Client(base_url=self.url, timeout=30)
+            try:
+                for _ in range(n // g.streams + (k < n % g.streams)):
+                    probe.send(g)
+            finally:
+                probe.http.close()
+        with ThreadPoolExecutor(g.streams) as pool:
+            list(pool.map(stream, range(g.streams)))
+
     def measure(self, g: Group) -> dict[str, Any]:
         """The group's CPU outside the engine's steps per request (seconds), and the rest."""
-        for _ in range(max(3, g.n // 20)):  # warm this shape's code paths and caches first
-            self.send(g)
+        self._send_all(g, max(3, g.n // 20))  # warm this shape's code paths and caches first
         m0, c0, t0 = _metrics(self.url), process_cpu_s(self.pid), time.monotonic()
-        for _ in range(g.n):
-            self.send(g)
+        self._send_all(g, g.n)
         c1, m1, t1 = process_cpu_s(self.pid), _metrics(self.url), time.monotonic()
         steps_cpu = m1.get("surge_llm_step_cpu_seconds_total", 0.0) - m0.get("surge_llm_step_cpu_seconds_total", 0.0)
         steps = m1.get("surge_llm_batch_sequences_count", 0.0) - m0.get("surge_llm_batch_sequences_count", 0.0)
-        return {"group": g.name, "n": g.n, "llm_calls": g.llm_calls, "tokens": g.tokens, "tool_calls": g.tool_calls,
+        return {"group": g.name, "n": g.n, "streams": g.streams, "llm_calls": g.llm_calls, "tokens": g.tokens,
+                "tool_calls": g.tool_calls,
                 "process_cpu_s": c1 - c0, "steps_cpu_s": steps_cpu, "steps": steps, "wall_s": t1 - t0,
                 "outside_per_request_s": (c1 - c0 - steps_cpu) / g.n}
 
 
-def groups_of(sc: Any, n: int) -> tuple[list[Group], str | None]:
-    """The groups for a scenario: logins, chats at 1/8/32 tokens, and its order-placing class."""
+def groups_of(sc: Any, n: int, streams: int = 1) -> tuple[list[Group], str | None]:
+    """The groups for a scenario: logins (one at a time), chats at 1/8/32 tokens and its
+    order-placing class (`streams` at a time)."""
     from loadtest.stack.agent import default_class
 
-    out = [Group("login", 2 * n), Group("chat-1", n, 1, 1), Group("chat-8", n, 1, 8), Group("chat-32", n, 1, 32)]
+    k = streams
+    out = [Group("login", 2 * n), Group("chat-1", n, 1, 1, streams=k), Group("chat-8", n, 1, 8, streams=k),
+           Group("chat-32", n, 1, 32, streams=k)]
     klass = default_class(dict(sc.workload.classes)) if sc.workload.classes else None
     cls = sc.workload.classes.get(klass) if klass else None
     if cls is not None and cls.places_order:
         llm = [st.llm for st in cls.stages if st.llm is not None]
         tools = sum(1 for st in cls.stages if st.tool is not None)
         tokens = int(round(sum(s.output_tokens.mean for s in llm)))
-        out.append(Group("agent", max(20, n // 3), len(llm), tokens, tools))
+        out.append(Group("agent", max(20, n // 3), len(llm), tokens, tools, streams=k))
     return out, klass if cls is not None and cls.places_order else None
 
 
@@ -156,11 +182,13 @@ def fit_host(rows: list[dict[str, Any]]) -> tuple[dict[str, float], list[float]]
 
 
 def calibrate_host(sc: Any, url: str, pid: int, cores: int, n: int = 200,
-                   credentials: Credentials | None = None) -> dict[str, Any]:
+                   credentials: Credentials | None = None, streams: int = 1) -> dict[str, Any]:
     """Measure a running stack (`url`, process `pid`, pinned to `cores` cores; its users'
     `credentials`, default the environment's) for scenario `sc`: `services.host` as a mapping,
-    with the per-group measurements."""
-    groups, klass = groups_of(sc, n)
+    with the per-group measurements. `streams` > 1 sends the chats and agent commands that many
+    at a time: a token streamed among concurrent streams costs the event loop less than one
+    streamed alone (one wake-up delivers a token to each; docs/validation.md)."""
+    groups, klass = groups_of(sc, n, streams)
     probe = HostProbe(url, pid, klass, credentials or Credentials.from_env())
     try:
         rows = [probe.measure(g) for g in groups]

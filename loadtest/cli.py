@@ -77,7 +77,10 @@ def loadtest(
     print(f"load test: {scenario} at scale {scale:g} for {duration_s:g} s against {where} "
           f"({f'Locust master + {workers} workers' if workers else 'one Locust process'}); logs in {opt.out}/",
           flush=True)
-    run = run_loadtest(opt)
+    from loadtest.procs import stopped_by_sigterm
+
+    with stopped_by_sigterm():  # SIGTERM stops a stack and Locust it started on the way out
+        run = run_loadtest(opt)
     _print(run)
     if fail_on_slo and run.slo_failures:
         raise typer.Exit(SLO_BREACH)

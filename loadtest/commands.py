@@ -66,6 +66,7 @@ from sim.rules.attempts import (
     SessionHealth,
     login_retry_wait,
 )
+from sim.rules.calls import trace_lengths
 from sim.rules.orders import FAILED_AFTER_PAYMENT, WRONG_ITEM, OrderState, at_end
 from sim.scenario import Scenario
 from sim.streams import Streams
@@ -383,6 +384,9 @@ class HttpClient:
         body: dict[str, Any] = {"command": AGENT_TEXT, "stream": True, "class": cmd.spec.name}
         if cmd.plan is not None:  # the stack runs that outcome's stages and answers it
             body["outcome"] = cmd.plan.outcome
+        if cmd.prompt0 >= 0:  # a trace row: its lengths go to the first LLM call, as in the simulator
+            prompt, out = trace_lengths(cmd.prompt0, cmd.output0)
+            body["first_call"] = {"prompt_tokens": prompt, "max_tokens": out}
         r = self._request("POST", "/v1/agent/commands", "agent", json=body, headers=h, stream=True)
         code = code_of(r)
         cmd.admitted = admitted_by(r, code)

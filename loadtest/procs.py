@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -62,12 +63,42 @@ def core_share(cpus: tuple[int, ...] | None, seconds: float = 1.0) -> float:
         return min(1.0, (time.thread_time() - c0) / (time.perf_counter() - t0))
 
 
-def pinned(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
-    """A `preexec_fn` that pins the child (and every thread it starts) to `cpus`, or None."""
-    if not cpus:
-        return None
-    mask = set(cpus)
-    return lambda: os.sched_setaffinity(0, mask)
+def pinned(cpus: tuple[int, ...] | None) -> Callable[[], None]:
+    """A `preexec_fn`: the child (and every thread it starts) pinned to `cpus` (None: anywhere),
+    and sent SIGTERM when this process dies (Linux), even by SIGKILL: no orphan stack or Locust."""
+    mask = set(cpus) if cpus else None
+
+    def setup() -> None:
+        if mask:
+            os.sched_setaffinity(0, mask)
+        _die_with_parent()
+    return setup
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """Inside: SIGTERM ends this process as Ctrl-C does (SystemExit in the main thread), so the
+    `with` blocks that started a stack or Locust stop them on the way out (the default action
+    would end it at once and leave them running). Outside the main thread it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+    before = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
@@ -151,6 +182,7 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
 
     # the load shape ends the run; the wait below is the hard bound (Locust ignores --run-time with a shape)
     backstop = ["--stop-timeout", "5"]
+    finished = False
     try:
         if workers <= 0:
             main = spawn(["--headless", *backstop], "local")
@@ -167,11 +199,13 @@ def run_locust(plan_file: Path, host: str, workers: int, folder: Path, limit_s: 
             if on_tick is not None:
                 on_tick()
             time.sleep(0.5)
+        finished = True
         return main.returncode
     finally:
         for p in procs[1:] + procs[:1]:
-            with contextlib.suppress(Exception):
-                p.wait(10)
+            if finished:  # workers end after the master; on the way out of an error, stop them now
+                with contextlib.suppress(Exception):
+                    p.wait(10)
             _stop(p, 5)
         for log in logs:
             log.close()

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from loadtest import accuracy as A
+from loadtest import stackcost
 from loadtest.capacity import CapacitySearch, find_capacity
 from loadtest.credentials import Credentials
 from loadtest.plan import write_scenario
@@ -129,6 +130,11 @@ class Stack:
     def url(self) -> str:
         return self.proc.url
 
+    @property
+    def pid(self) -> int:
+        assert self.proc.proc is not None
+        return self.proc.proc.pid
+
     def wait_idle(self, timeout_s: float = 60.0) -> None:
         """Until nothing is admitted, running or waiting in the stack (work left by the last run)."""
         end = time.monotonic() + timeout_s
@@ -159,17 +165,20 @@ def base_scenario(opt: ValidateOptions, cpus: tuple[int, ...] | None) -> tuple[P
     if opt.calibrate:
         from loadtest.calibrate import calibrate
 
-        # with a host model a step costs CPU time (its duration is what sharing the core makes of it)
+        # with a host model a step costs CPU time (its duration is what sharing the core makes of it),
+        # timed with the stack's replicas stepping at once on its core, as they do under load: each
+        # step's CPU then includes what interleaving with the other replica costs it (caches)
         clock = "cpu" if opt.host else "wall"
+        engines = sc.services.llm.replicas if opt.host and sc.services.llm else 1
         with on_cores(cpus):
             fit = calibrate(sc, repeats=opt.calibration_repeats, threads=opt.stack_options.get("torch_threads") or 1,
-                            clock=clock)
+                            clock=clock, replicas=engines)
         data.setdefault("services", {}).setdefault("llm", {})["cost_model"] = fit.cost_model()
         data["services"].pop("host", None)  # measured again on the running stack (`calibrate_stack_host`)
         info = {"calibrated": True, "cost_model": fit.cost_model(), "r2": fit.r2, "wall_s": fit.wall_s,
                 "max_abs_rel_error": fit.max_abs_rel_error, "design_steps": len(fit.samples),
-                "how": f"the stack's engine in-process, 1 engine, back to back, medians of the {clock} clock, "
-                       "on the stack's core"}
+                "how": f"the stack's engine in-process, {engines} engine(s) at once, back to back, medians of the "
+                       f"{clock} clock, on the stack's core"}
     parse_scenario(data, file=str(src), base_dir=src.parent)
     return write_scenario(data, opt.out.resolve(), src.parent), info
 
@@ -204,6 +213,9 @@ def overrides(scenario_file: Path, multiplier: float, seed: int, warmup_s: float
     return out + ([] if faults else ["faults=[]"])
 
 
+HOST_STREAMS = 4  # chats and agent commands in flight at once while the host CPU is calibrated (2 per replica)
+
+
 def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack, stack_cpus: tuple[int, ...] | None,
                          locust_cpus: tuple[int, ...] | None) -> dict[str, Any]:
     """`services.host` measured on the running stack (`loadtest.calibrate_host`), from the load
@@ -215,7 +227,7 @@ def calibrate_stack_host(opt: ValidateOptions, scenario_file: Path, stack: Stack
     cores = len(stack_cpus) if stack_cpus else len(os.sched_getaffinity(0))
     with on_cores(locust_cpus):
         result = calibrate_host(load_scenario(scenario_file), stack.url, stack.proc.proc.pid, cores,
-                                opt.host_requests, stack.credentials)
+                                opt.host_requests, stack.credentials, streams=HOST_STREAMS)
     # other processes on the stack's core take their part of it: measured once, here, like the rest
     share = core_share(stack_cpus, 2.0)
     result |= {"cores_pinned": cores, "core_share": share}
@@ -261,7 +273,7 @@ class Bench:
         for attempt in (folder, folder.with_name(folder.name + "-again")):
             self.stack.wait_idle()
             load_avg, share = os.getloadavg()[0], core_share(self.stack.proc.cpus, 1.0)
-            t = time.monotonic()
+            t, before = time.monotonic(), stackcost.snapshot(self.stack.url, self.stack.pid)
             o = Options(self.scenario_file, duration_s=duration_s or _duration(self.scenario_file), out=attempt,
                         host=self.stack.url, sets=overrides(self.scenario_file, multiplier, seed, self.opt.warmup_s,
                                                             faults),
@@ -274,9 +286,11 @@ class Bench:
                 if attempt != folder:
                     raise
                 why = str(e)
+            cpu = stackcost.compare(before, stackcost.snapshot(self.stack.url, self.stack.pid), *self._models())
             self.log.append({"folder": str(attempt), "multiplier": multiplier, "seed": seed, "load_average_1m": load_avg,
-                             "core_share": share, "wall_s": time.monotonic() - t, "stalled": why})
+                             "core_share": share, "wall_s": time.monotonic() - t, "stalled": why, "stack_cpu": cpu})
             name = attempt.relative_to(self.opt.out.resolve())
+            print(f"  {name}: {stackcost.describe(cpu)}", flush=True)
             if why is None:
                 print(f"  {name}: x{multiplier:.3g}, seed {seed}, load average {load_avg:.1f}, stack's core "
                       f"{100 * share:.0f}% free: success {run.measured.summary.get('success_rate', math.nan):.3f}",
@@ -284,6 +298,11 @@ class Bench:
                 return run
             print(f"  {name}: stalled ({why}), load average {load_avg:.1f}", flush=True)
         return run  # stalled twice: kept as measured (its empty cells are NaN in the table)
+
+    def _models(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The scenario's fitted step cost and `services.host`, as written (for `stackcost.compare`)."""
+        services = (read_yaml(self.scenario_file) or {}).get("services", {})
+        return (services.get("llm") or {}).get("cost_model"), services.get("host")
 
     def level(self, lv: A.Level, seeds: list[int], duration_s: float | None, faults: bool) -> A.Level:
         for s in seeds:

@@ -55,6 +55,7 @@ def validate_stack(
 
     Exit 0 when every target is met, 99 when one is missed (the report says which), 2 for a
     mistake in the arguments."""
+    from loadtest.procs import stopped_by_sigterm
     from loadtest.resimulate import resimulate as again
     from loadtest.validate import ValidateOptions, quick_options
     from loadtest.validate import validate_stack as run
@@ -80,7 +81,8 @@ def validate_stack(
             opt = quick_options(opt)
         if opt.warmup_s >= min(opt.duration_s, opt.probe_duration_s):
             raise UsageError(f"'--warmup' must be shorter than every run (got {warmup!r})")
-        result = run(opt)
+        with stopped_by_sigterm():  # SIGTERM stops the stack and Locust it started on the way out
+            result = run(opt)
     t = result.table
     print(f"MAPE (judged latency cells) {100 * t['mape_judged']:.1f}%; every latency cell {100 * t['mape_latency']:.1f}%")
     for m in t["misses"]:

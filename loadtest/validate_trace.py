@@ -35,10 +35,8 @@ DEMAND = ("name", "description", "arrivals", "population", "workload", "proactiv
 
 def trace_scenario(trace: Path, calibrated: Path, folder: Path) -> Path:
     """`folder/scenario.yaml`: the trace scenario's demand (`DEMAND`) on the calibrated system,
-    with a copy of the trace file. A trace whose lengths reach agent classes is refused: the load
-    test sends an agent command, whose inner calls' lengths the stack draws itself."""
-    from sim.rules.calls import kind_of
-
+    with a copy of the trace file. A row's lengths go to its command's first LLM call, chat or
+    agent class alike, on both sides (`sim.rules.calls.trace_lengths`)."""
     src = resolve(trace)
     demand = read_yaml(src)
     if (demand.get("arrivals") or {}).get("process") != "trace":
@@ -50,12 +48,7 @@ def trace_scenario(trace: Path, calibrated: Path, folder: Path) -> Path:
             data[key] = demand[key]
         else:
             data.pop(key, None)
-    sc = parse_scenario(data, file=str(src), base_dir=src.parent)
-    tr = sc.arrivals.trace
-    agents = [n for n, c in sc.workload.classes.items() if kind_of(c) != "chat"]
-    if tr is not None and (tr.prompt_column or tr.output_column) and agents:
-        raise ScenarioError(f"a trace's token lengths are replayed by chat classes only (one LLM stage, no order); "
-                            f"got agent classes {agents}", file=str(src), path="workload.classes")
+    parse_scenario(data, file=str(src), base_dir=src.parent)  # a mistake is found now, not after the loads
     return write_scenario(data, folder, src.parent)
 
 

@@ -51,6 +51,7 @@ from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
 from sim.funnel import NOT_ORDERED, ORDERED, OUT_OF_STOCK, PAYMENT_ERROR, Funnel
+from sim.rules.calls import trace_lengths
 from sim.rules.orders import paid_survives
 from sim.scenario import CommandClass, Stage
 
@@ -100,6 +101,7 @@ class Started:
     ticket: Slot | None
     replay: dict[str, Any] | None = None
     outcome: str | None = None  # the funnel outcome the client asked for (None: every stage, as ordered)
+    first_call: tuple[int, int] | None = None  # a trace row's (new prompt tokens, output tokens) for the first LLM call
 
 
 @dataclass
@@ -134,7 +136,8 @@ class Agent:
         return klass
 
     async def start(self, user: str, key: str, command: str, deadline: float | None,
-                    klass: str | None = None, outcome: str | None = None) -> Started:
+                    klass: str | None = None, outcome: str | None = None,
+                    first_call: tuple[int, int] | None = None) -> Started:
         """Claim the order (order-placing classes) and a gateway slot. Raises `APIError` for an
         unknown class or an outcome for a class without a funnel (400), a key reused with another
         command (422) or overload (503/504)."""
@@ -165,7 +168,7 @@ class Agent:
             if row is not None:
                 await self._release(row["id"], getattr(e, "code", None) or "cancelled")
             raise
-        return Started(name, row, ticket, None, outcome)
+        return Started(name, row, ticket, None, outcome, first_call)
 
     async def finish(self, started: Started, command: str, deadline: float | None, progress: Any = None) -> dict[str, Any]:
         """Run the stages of a started command; the response body. Raises `APIError`."""
@@ -183,6 +186,7 @@ class Agent:
         calls: list[dict[str, Any]] = []
         answer, ctx, ledger = "", Context(), Ledger()
         stages, fails_at = self._funnel_stages(started)
+        lengths = started.first_call  # the first LLM call's, then drawn (`sim.rules.calls.trace_lengths`)
         ordered = started.outcome in (None, ORDERED)
         i = 0
         try:
@@ -198,7 +202,8 @@ class Agent:
                     continue
                 t, call = time.perf_counter(), LLMCall(t_start)
                 try:
-                    answer = await self._llm(stage, cls.carry_context, ctx, usage, deadline, call)
+                    answer = await self._llm(stage, cls.carry_context, ctx, usage, deadline, call, lengths)
+                    lengths = None
                 finally:
                     llm_s[0] += time.perf_counter() - t
                     if call.t_first is not None:  # a call that produced tokens is timed, as in the simulator
@@ -263,13 +268,19 @@ class Agent:
         await asyncio.shield(self.stack.store.release(oid, code))
 
     async def _llm(self, stage: Stage, carry: bool, ctx: Context, usage: dict[str, int], deadline: float | None,
-                   call: LLMCall) -> str:
+                   call: LLMCall, lengths: tuple[int, int] | None = None) -> str:
         assert stage.llm is not None
         rng, llm = self.stack.rng_agent, self.stack.llm
-        new = max(1, round(stage.llm.prompt_tokens.sample(rng)))
+        row = trace_lengths(*lengths) if lengths is not None else None  # a trace row's, as the simulator's
+        # a client's lengths are clipped to the model's context (`_fit` shortens the prompt to leave room for
+        # the output); a trace scenario's fit it, so nothing is clipped there
+        ctx_limit = getattr(llm, "max_context", 1 << 30)
+        if row:
+            row = min(row[0], ctx_limit), min(row[1], max(1, ctx_limit - PROMPT_OVERHEAD_TOKENS - 1))
+        new = row[0] if row else max(1, round(stage.llm.prompt_tokens.sample(rng)))
         if stage.llm.image_tokens is not None:  # the images' tokens, prefilled with the text (words stand in)
             new += max(0, round(stage.llm.image_tokens.sample(rng)))
-        out = max(1, min(self.stack.opts.max_tokens_cap, round(stage.llm.output_tokens.sample(rng))))
+        out = max(1, min(self.stack.opts.max_tokens_cap, row[1] if row else round(stage.llm.output_tokens.sample(rng))))
         prompt = ctx.tokens + new if carry else new
         pieces = [*ctx.pieces, self.vocab.filler(new, offset=ctx.tokens)] if carry else [self.vocab.filler(new)]
         text = self._fit(" ".join(pieces), prompt, out)

@@ -17,7 +17,7 @@ from loadtest.stack.auth import chat_session, require_session
 from loadtest.stack.disconnect import while_connected
 from loadtest.stack.errors import ERROR_RESPONSES, APIError, retry_after
 from loadtest.stack.gateway import behind_admission, client_key, mark_admitted, parse_deadline
-from loadtest.stack.jsontypes import Bool, Text
+from loadtest.stack.jsontypes import Bool, Int, Text
 from loadtest.stack.services import ServiceError
 from loadtest.stack.state import Stack
 from sim.funnel import OUTCOMES
@@ -43,10 +43,20 @@ class LoginResponse(BaseModel):
     user: str
 
 
+class FirstCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt_tokens: Int(ge=0, le=1_000_000)  # type: ignore[valid-type]
+    max_tokens: Int(ge=1, le=1_000_000)  # type: ignore[valid-type]
+
+
 class AgentCommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: Text(min_length=1, max_length=2000) = Field(examples=["help me buy a milk tea"])  # type: ignore[valid-type]
     stream: Bool = Field(default=False, description="server-sent progress events, then the result")
+    first_call: FirstCall | None = Field(default=None, description="the lengths of the command's first LLM call "
+                                         "(new prompt tokens, tokens to generate): a replayed trace row's, as the "
+                                         "simulator gives them (`sim.rules.calls.trace_lengths`); default: drawn "
+                                         "from the class's distributions")
 
 
 def agent_command_model(classes: list[str], funnel_classes: list[str]) -> type[AgentCommandBase]:
@@ -205,8 +215,9 @@ def _add_agent(router: APIRouter, stack: Stack) -> None:
         stack.gateway.rate_limit("user:" + user)
         req: Any = body
         # a client gone while its command waits for admission leaves the queue
+        first = (req.first_call.prompt_tokens, req.first_call.max_tokens) if req.first_call else None
         started = await while_connected(request, agent.start(user, idempotency_key, req.command, deadline, req.klass,
-                                                             getattr(req, "outcome", None)))
+                                                             getattr(req, "outcome", None), first))
         if started.replay is not None:
             return JSONResponse(started.replay, headers={"Idempotent-Replayed": "true"})
         assert started.ticket is not None

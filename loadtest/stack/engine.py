@@ -49,6 +49,8 @@ class Sequence:
     blocks: list[int] = field(default_factory=list)  # KV accounting: blocks held
     slot: int | None = None  # cache row while running
     generated: int = 0
+    first_token_t: float = 0.0  # time.monotonic() when the engine sampled the first and the latest token
+    last_token_t: float = 0.0
     preemptions: int = 0
     aborted: bool = False
     finished: bool = False
@@ -73,6 +75,8 @@ class StepStats:
     new_tokens: int
     duration_s: float
     cpu_s: float = 0.0
+    decode_seqs: int = 0
+    kv_tokens: int = 0  # tokens cached for the batch's sequences after the step (the cost model's context term)
 
 
 class Engine:
@@ -267,7 +271,8 @@ class Engine:
             new += self._run(prefills)
         dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
         self.cpu_s += cpu
-        stats = StepStats(len(decodes) + len(prefills), sum(c for _, c in prefills), new, dt, cpu)
+        kv = sum(s.computed for s in decodes) + sum(s.computed for s, _ in prefills)
+        stats = StepStats(len(decodes) + len(prefills), sum(c for _, c in prefills), new, dt, cpu, len(decodes), kv)
         if decodes or prefills:
             factor = self.slowdown()
             if factor > 1.0:  # a slowdown fault stretches every step, like a throttled GPU
@@ -325,9 +330,13 @@ class Engine:
         if not ready:
             return 0
         picked = self._sample(logits[[i for i, _ in ready]], [rows[i] for i, _ in ready])
+        now = time.monotonic()
         for (_, s), tok in zip(ready, picked, strict=True):
             s.tokens.append(tok)
             s.generated += 1
+            s.last_token_t = now
+            if s.generated == 1:
+                s.first_token_t = now
             s.sink("token", tok)  # recompute after preemption samples only new tokens
             if s.generated >= s.max_tokens:
                 self._finish(s, "done", "length")

@@ -98,21 +98,31 @@ class LocalGeneration:
 
     async def __aiter__(self) -> AsyncIterator[str]:
         vocab = self._llm.vocab
+        first = last = 0.0
         try:
             while True:
                 kind, value = await self._q.get()
                 if kind == "token":
+                    last = time.monotonic()
                     if self.completion_tokens == 0:
-                        self._llm.metrics.ttft.observe((), time.monotonic() - self._t0)
+                        self._llm.metrics.ttft.observe((), last - self._t0)
+                        first = last
                     self.completion_tokens += 1
                     yield vocab.decode_one(int(value))  # type: ignore[arg-type]
                 elif kind == "done":
                     self.finish_reason = str(value)
+                    self._observe_tpot(first, last)
                     return
                 else:
                     raise LLMError(str(value))
         finally:
             await self.close()  # the reader went away: free the replica's slot and KV
+
+    def _observe_tpot(self, first: float, last: float) -> None:
+        n, seq, m = self.completion_tokens, self._seq, self._llm.metrics
+        if n > 1:
+            m.tpot_engine.observe((), (seq.last_token_t - seq.first_token_t) / (seq.generated - 1))
+            m.tpot_loop.observe((), (last - first) / (n - 1))
 
     async def close(self) -> None:
         if not self._seq.finished and not self._seq.aborted:
@@ -174,6 +184,8 @@ class LocalLLM:
         self.metrics.step_s.observe(r, s.duration_s)
         self.metrics.gen_tokens.inc(r, s.new_tokens)
         self.metrics.prefill_tokens.inc(r, s.prefill_tokens)
+        self.metrics.decode_seqs.inc(r, s.decode_seqs)
+        self.metrics.kv_tokens.inc(r, s.kv_tokens)
         self.metrics.iteration_tokens.observe(r, s.prefill_tokens + s.new_tokens)
 
     def choose(self) -> Engine | None:

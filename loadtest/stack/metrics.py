@@ -23,6 +23,8 @@ from prometheus_client.registry import Collector
 
 Labels = tuple[str, ...]
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+TPOT_BUCKETS_S = (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
+                  0.25, 1)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 Read = Callable[[], Iterable[tuple[Labels, float]]]
 
@@ -104,6 +106,17 @@ class StackMetrics:
                                             (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192), ("replica",))
         self.gen_tokens = r.counter("vllm:generation_tokens_total", "tokens sampled", ("replica",))
         self.prefill_tokens = r.counter("vllm:prompt_tokens_total", "prompt tokens run (prefill)", ("replica",))
+        self.decode_seqs = r.counter("surge_llm_step_decode_sequences_total", "decode sequences summed over steps",
+                                     ("replica",))
+        self.kv_tokens = r.counter("surge_llm_step_context_tokens_total", "cached tokens of the batch's sequences "
+                                   "summed over steps (the cost model's context term)", ("replica",))
+        # TPOT per request, (last token - first token) / (tokens - 1), as the load test's client times it, at two
+        # points of the stack: where the engine thread samples a token, and where the event loop takes it for
+        # the response (after the hand-over between threads, before the SSE write)
+        self.tpot_engine = r.histogram("vllm:request_time_per_output_token_seconds", "TPOT per request as the "
+                                       "engine sampled the tokens (seconds)", TPOT_BUCKETS_S)
+        self.tpot_loop = r.histogram("surge_stream_time_per_output_token_seconds", "TPOT per request as the event "
+                                     "loop took the tokens for the response (seconds)", TPOT_BUCKETS_S)
         self.ttft = r.histogram("vllm:time_to_first_token_seconds", "time to first token (seconds)",
                                 LATENCY_BUCKETS_S)
         self.tool_calls = r.counter("surge_tool_calls_total", "tool calls by outcome", ("tool", "outcome"))

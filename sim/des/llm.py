@@ -23,6 +23,7 @@ from sim.costmodel import StepCost
 from sim.des.calls import call_at
 from sim.des.host import HostCpu
 from sim.des.stretch import DecodeStretches, FleetStats, Plan, _Stretch
+from sim.rules.tokens import output_tokens
 from sim.scenario.services import LLMFleet
 
 OK, ERROR, DOWN, SHED, CANCELLED = "ok", "error", "down", "shed", "cancelled"
@@ -206,8 +207,9 @@ class Replica(DecodeStretches):
         if self._up:
             prefill, tokens, n_dec = self._step
             self.stats.prefill_tokens += tokens
-            self.stats._decode_tokens += n_dec  # as planned: a cancelled sequence's token was computed
-            self._advance(prefill, self.env.now)
+            firsts = self._advance(prefill, self.env.now)
+            # as planned: a cancelled sequence's token was computed
+            self.stats._decode_tokens += output_tokens(n_dec, firsts)
         self._iterate()
 
     def _plan_prefill(self) -> tuple[list[tuple[Seq, int]], int, int]:
@@ -250,8 +252,10 @@ class Replica(DecodeStretches):
             budget -= c
         return plan, kv_read, attended
 
-    def _advance(self, prefill: list[tuple[Seq, int]], now: float) -> None:
-        """The step that ends at `now` (in a stretch, maybe settled later) is done."""
+    def _advance(self, prefill: list[tuple[Seq, int]], now: float) -> int:
+        """The step that ends at `now` (in a stretch, maybe settled later) is done; how many
+        prompts it gave their first token."""
+        firsts = 0
         self.step_no += 1
         self._kv += self.n_dec
         self.dec_ctx += self.n_dec
@@ -269,6 +273,7 @@ class Replica(DecodeStretches):
                 self.prefilling.remove(s)
                 s.held0 = s.prompt
                 if s.t_first is None:  # the last prefill chunk yields the first token
+                    firsts += 1
                     s.t_first = now
                     s.gen0 = 1
                     s.held0 += 1
@@ -284,6 +289,7 @@ class Replica(DecodeStretches):
                 self.n_dec += 1
                 self.dec_ctx += s.held0
                 heapq.heappush(heap, (s.finish_step, s.order, s))
+        return firsts
 
     def _make_room(self) -> None:
         """Preempt (newest first) until the next decode step fits in the KV cache. A sequence

@@ -14,7 +14,7 @@ from sim.des.router import Fleet
 from sim.des.services import ERROR, OK, REJECTED, SHED, GatewayService, ToolService, Uniforms
 from sim.dists import sampler
 from sim.results import Recorder
-from sim.rules.calls import client_still_waiting, ttft_from_attempt, with_image
+from sim.rules.calls import client_still_waiting, trace_lengths, ttft_from_attempt, with_image
 from sim.rules.faults import combine, session_kept
 from sim.rules.orders import OrderState
 from sim.rules.outcomes import AUTH
@@ -173,7 +173,7 @@ class StackModel:
                 context += int(b())
                 continue
             if first_llm and cmd.prompt0 >= 0:  # trace replay gives the first call's lengths
-                new, out = cmd.prompt0, max(1, cmd.output0)
+                new, out = trace_lengths(cmd.prompt0, cmd.output0)
             else:
                 new, out = max(1, round(a())), max(1, round(b()))
             if c is not None:

@@ -28,6 +28,7 @@ from simpy.events import NORMAL
 
 from sim.costmodel import StepCost
 from sim.des.calls import call_at_time
+from sim.rules.tokens import output_tokens
 
 if TYPE_CHECKING:
     from sim.des.llm import Replica, Seq
@@ -72,7 +73,7 @@ class DecodeStretches:
     def _on_step(self, ev: simpy.Event) -> None:
         raise NotImplementedError
 
-    def _advance(self, prefill: list[tuple[Seq, int]], now: float) -> None:
+    def _advance(self, prefill: list[tuple[Seq, int]], now: float) -> int:
         raise NotImplementedError
 
     def _start_stretch(self, head_s: float | None) -> bool:
@@ -150,8 +151,7 @@ class DecodeStretches:
         if j > st.done and st.done == 0 and st.head is not None:
             prefill, tokens, n_dec = st.head
             stats.prefill_tokens += tokens
-            stats._decode_tokens += n_dec
-            self._advance(prefill, st.ends_s[0])
+            stats._decode_tokens += output_tokens(n_dec, self._advance(prefill, st.ends_s[0]))
             st.done = 1
         if j > st.done:
             tokens = (j - st.done) * st.n

@@ -29,6 +29,7 @@ from sim.fleet.rows import Rows
 from sim.fleet.split import binomial, proportional, systematic, take_oldest
 from sim.rules.calls import client_still_waiting
 from sim.rules.faults import NO_FAULT, FaultEffect
+from sim.rules.tokens import output_tokens
 from sim.scenario.services import LLMFleet
 
 if TYPE_CHECKING:
@@ -243,6 +244,8 @@ class LLMGroup:
         self._kv_room -= n * o.kv_each
         self.kv += n * o.stage.mean_prompt
         self.acc["prefill_tokens"] += n * o.stage.mean_prompt
+        # their prefill step samples their first tokens: output tokens too (`sim.rules.tokens`)
+        self.acc["decode_tokens"] = output_tokens(self.acc["decode_tokens"], n)
         m = np.maximum(self.up, 1e-12)
         prompts = o.stage.prompt_tokens[rng.integers(0, len(o.stage.prompt_tokens), self.Q)]
         in_progress = self._step_in_progress(o, rng)  # (R, Q)

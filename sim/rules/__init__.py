@@ -17,6 +17,7 @@ method takes `now` (seconds) where time matters, and every random choice takes i
 | faults | `faults` | how faults in force combine, and what capacity is left |
 | routing | `routing` | which LLM replica takes a new sequence |
 | scaling | `scaling` | a scenario scaled up or down (arrivals and every capacity) |
+| tokens | `tokens` | which sampled tokens an engine step counts as output (the first one too) |
 
 Where the real stack legitimately differs from the model (a real torch engine against a model
 of one), `loadtest/stack/README.md` says so, in one place.

@@ -45,6 +45,13 @@ def with_image(new_tokens: T, image_tokens: float | np.ndarray | None) -> T:
     return new_tokens + max(0, round(float(image_tokens)))  # type: ignore[return-value]
 
 
+def trace_lengths(prompt0: int, output0: int) -> tuple[int, int]:
+    """(new prompt tokens, output tokens) of the LLM call a replayed trace row gives its lengths
+    to: the first LLM call of its session's first command, of a chat class and of an agent class
+    alike (later calls and commands draw theirs from the class); at least one output token."""
+    return prompt0, max(1, output0)
+
+
 def client_still_waiting(ttft_from_attempt_s: Any, timeout_s: float | None) -> Any:
     """Whether the client still waited when the first token came (a chat class's TTFT is recorded
     only then: an attempt whose client timed out is nobody's TTFT). Works elementwise on arrays."""

@@ -56,13 +56,11 @@ def _demand(tmp_path: Path, n_rows: int) -> Path:
 
 
 def _same_tokens_in_the_engine(r: Results, n: int, prompts: np.ndarray, outputs: np.ndarray) -> None:
-    """The engine's counters: every prompt token prefilled, every output token generated. The
-    simulator's `llm_decode_tokens` leaves out each request's first token (its prefill step made
-    it); the stack's (scraped from vLLM's `generation_tokens_total`) counts it: a known difference
-    of one token per request between the two series of the same name."""
+    """The engine's counters: every prompt token prefilled, every output token generated, the
+    first one (sampled by the prefill step) too, on both sides (`sim.rules.tokens`; the stack's
+    series is vLLM's `generation_tokens_total`, scraped)."""
     assert r.series["llm_prefill_tokens"].sum() == prompts.sum(), r.meta["source"]
-    first = n if r.meta["source"] == "des" else 0
-    assert r.series["llm_decode_tokens"].sum() == outputs.sum() - first, r.meta["source"]
+    assert r.series["llm_decode_tokens"].sum() == outputs.sum(), r.meta["source"]
 
 
 def test_the_shipped_trace_is_the_csv_scaled_and_fits_the_stacks_model() -> None:
@@ -115,11 +113,11 @@ def test_the_trace_scenario_puts_its_demand_on_the_calibrated_system(tmp_path: P
         trace_multiplier(tmp_path / "trace" / "scenario.yaml", 12.0, 600.0)
     with pytest.raises(SurgeError, match="process: trace"):
         trace_scenario(SYSTEM, calibrated, tmp_path / "no")
-    agent = yaml.safe_load(TRACE.read_text())
+    agent = yaml.safe_load(TRACE.read_text())  # agent classes take a row's lengths too, as in the simulator
     agent["workload"] = yaml.safe_load(SYSTEM.read_text())["workload"]
     (tmp_path / "trace" / "agent.yaml").write_text(yaml.safe_dump(agent))
-    with pytest.raises(SurgeError, match="chat classes only"):
-        trace_scenario(tmp_path / "trace" / "agent.yaml", calibrated, tmp_path / "no")
+    assert "help_me_buy" in load_scenario(trace_scenario(tmp_path / "trace" / "agent.yaml", calibrated,
+                                                         tmp_path / "agent")).workload.classes
 
 
 @pytest.mark.slow
@@ -156,3 +154,45 @@ def test_the_load_test_and_the_simulator_replay_the_same_requests(tmp_path: Path
     # what the client sent and got, and what the stack said it counted
     assert meas.series["tokens_out:chat"].sum() == outputs.sum()
     assert tot["prompt_tokens_asked"] == prompts.sum() == tot["prompt_tokens_reported"]
+
+
+# an agent class of two LLM calls (no order: nothing but the LLM): the row's lengths go to the first
+# call, the second is constant, so the engine's token counts are known exactly on both sides
+AGENT = {"ask_twice": {"probability": 1.0, "priority": 1, "carry_context": False, "stages": [
+    {"llm": {"prompt_tokens": {"type": "lognormal", "mean": 72, "cv": 0.9},
+             "output_tokens": {"type": "lognormal", "mean": 16, "cv": 0.7}}},
+    {"llm": {"prompt_tokens": {"type": "constant", "value": 7}, "output_tokens": {"type": "constant", "value": 3}}}]}}
+
+
+@pytest.mark.slow
+def test_an_agent_class_replays_a_row_in_its_first_call_on_both_sides(tmp_path: Path) -> None:
+    """The load test sends a row's lengths with an agent command (`first_call`) and the stack's
+    agent gives them to its first LLM call, as the simulator does (`sim.rules.calls.trace_lengths`):
+    the same prompt and output tokens in the engine on both sides, every token counted."""
+    from loadtest.credentials import Credentials
+    from loadtest.procs import StackProcess
+    from loadtest.runner import Options, run_loadtest
+
+    n = 20
+    times, prompts, outputs = _rows(n)
+    demand = yaml.safe_load(_demand(tmp_path / "demand", n).read_text())
+    demand["workload"] = {"classes": AGENT}
+    demand["slos"] = {}
+    (tmp_path / "demand" / "agent.yaml").write_text(yaml.safe_dump(demand))
+    scen = trace_scenario(tmp_path / "demand" / "agent.yaml", SYSTEM, tmp_path / "system")
+    creds = Credentials(ADMIN, USER_SECRET)
+    (tmp_path / "stack").mkdir()
+    stack = StackProcess(scen, tmp_path / "stack", creds, options=STACK_OPTIONS).start()
+    try:
+        run = run_loadtest(Options(scen, duration_s=float(np.ceil(times[-1] / 4)) + 8.0, out=tmp_path / "run",
+                                   host=stack.url, faults=False, sets=["arrivals.scale=4", "run.warmup_s=0"],
+                                   report=False, live=False, credentials=creds))
+    finally:
+        stack.stop()
+    meas, sim = Results.read(tmp_path / "run" / "measured"), run.simulated
+    assert sim is not None
+    for r in (meas, sim):
+        cls = r.summary["classes"]["ask_twice"]
+        assert cls["arrived"] == cls["completed"] == n and r.series["attempts:ask_twice"].sum() == n, r.meta["source"]
+        assert r.series["llm_prefill_tokens"].sum() == prompts.sum() + 7 * n, r.meta["source"]
+        assert r.series["llm_decode_tokens"].sum() == outputs.sum() + 3 * n, r.meta["source"]

@@ -130,3 +130,18 @@ def test_engine_thread_serves_and_stops():
     finally:
         e.stop()
     assert len(tokens(out)) == 10
+
+
+def test_a_steps_features_are_what_the_cost_model_reads():
+    """Per step: decode sequences, and the tokens cached for the batch's sequences after it (the
+    cost model's context term, as calibration counts it); every sampled token counted, the
+    first too (sim.rules.tokens)."""
+    e = make(max_num_seqs=4, max_batched_tokens=64)
+    a, b = seq(10, 3, []), seq(6, 3, [])
+    e.submit(a)
+    e.submit(b)
+    stats = run_all(e, [a, b])
+    assert [(s.decode_seqs, s.prefill_tokens, s.new_tokens) for s in stats] == [(0, 16, 2), (2, 0, 2), (2, 0, 2)]
+    assert [s.kv_tokens for s in stats] == [16, 18, 20]  # 10 + 6 prompt tokens, then one more each per step
+    assert sum(s.new_tokens for s in stats) == 6 and a.generated == b.generated == 3
+    assert a.first_token_t <= a.last_token_t and a.first_token_t > 0
