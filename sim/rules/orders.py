@@ -12,7 +12,11 @@ unique keys make them hold under concurrency and crashes. Both decide with the r
   exactly-once (a funnel's `exactly_once: false`, a what-if) charge again (CHARGED_AGAIN).
 - A hold the order already has is reused by a retry while it is live; a lapsed one is replaced
   by a new hold. A paid order whose new hold finds the stock sold out cannot be fulfilled:
-  it is refunded (`refund_due`), and the command fails `sold_out`.
+  it is refunded (`refund_due`), and the command fails `sold_out`. The refund gives back the
+  whole order, once, in the same step: every hold it has on every inventory, held or already
+  sold (`sim.rules.inventory.release`: a travel order refunded for want of a hotel room does not
+  keep the flight seats it confirmed). A refunded order stays refunded: any later hold of it
+  (a retry, or an attempt still running) answers sold out (`after_refund`).
 - Once paid, a command succeeds even if a later stage fails (money moved: the user must be told),
   unless an inventory stage is still to come (`paid_survives`): the stock is not sold until it is
   confirmed, so a failure before that fails the attempt and a retry confirms.
@@ -103,6 +107,12 @@ def refund_due(hold_outcome: str, paid: bool, refunded: bool) -> bool:
     """Whether a hold answer leaves an order unfulfillable after it was paid: a new hold found
     the stock sold out, so the order is refunded (once)."""
     return hold_outcome == SOLD_OUT and paid and not refunded
+
+
+def after_refund(refunded: bool) -> str | None:
+    """What a hold of an order answers without asking the stock: SOLD_OUT once it was refunded
+    (the order cannot be fulfilled any more; a new hold would sell stock to a refunded order)."""
+    return SOLD_OUT if refunded else None
 
 
 def paid_survives(stages: Sequence[Stage], failed_at: int) -> bool:
