@@ -38,6 +38,7 @@ from sim.rules.orders import (
     HOLD_WORK,
     ITEM_WORK,
     PAY_WORK,
+    after_failure_counts,
     charge_counts,
     settles_at_end,
     stage_work,
@@ -114,6 +115,10 @@ class OrderBook:
         self.tags = Tags(HELD0 + self.stock.slots if self.stock else 1, 2, 2 if wrong else 1)
         self.services = [st.tool.service if st.tool else None for st in cls.stages]
         self.settles = settles_at_end(cls)
+        # stages after which a paid order stands when they fail (`after_failure_counts`: a count
+        # form whose `paid` part succeeds exactly where `paid_survives`)
+        self.survives = [cls.places_order and after_failure_counts(1.0, 0.0, cls.stages, j)[0] > 0
+                         for j in range(len(cls.stages))]
         R, K, n_o, NR = sim.R, sim.K, self.tags.n, sim.rows.NR
         self.first = 1 if sim.gw is not None else 0  # position 0: the gateway queue
         self.pos = [np.zeros((R, K, n_o, NR)) for _ in range(self.first + len(cls.stages))]
@@ -204,6 +209,12 @@ class OrderBook:
                 after = split_comp(err, half, self.rng)
                 err -= after
             served_err[:] = 0.0
+        stood: list[np.ndarray | None] = []
+        paid_before = None
+        if self.survives[j]:  # paid orders stand (`after_failure`), as paid before the stage
+            stood = [self._stand(err, owner.error, fl_out), self._stand(shed, owner.shed, fl_out)]  # type: ignore[attr-defined]
+            if after is not None and self.work[j] == PAY_WORK:  # they are charged (again) first
+                paid_before = self._paid(after)
         if self.work[j] is not None and (done.any() or (after is not None and after.any())):
             failed = self._do(j, done, after, i)
             for reason, cells in failed.items():
@@ -211,6 +222,8 @@ class OrderBook:
                 owner.done -= rows  # type: ignore[attr-defined]
                 fl_out[reason] = fl_out.get(reason, 0) + rows
                 self._out(reason, cells)
+        if self.survives[j]:
+            stood.append(self._stand(after, owner.error, fl_out, paid_before))  # type: ignore[attr-defined]
         if after is not None:
             err = err + after if err is not None else after
         if not done.any():
@@ -223,6 +236,33 @@ class OrderBook:
             self._out(ERROR, err)
         if shed is not None:
             self._out(SHED, shed)
+        for c in stood:
+            if c is not None:
+                self._out(OK, c)
+
+    def _paid(self, cells: np.ndarray) -> np.ndarray:
+        """The part of `cells` whose orders are paid (a copy)."""
+        paid = np.zeros_like(cells)
+        self.tags.split(paid, 2)[:, :, :, 1] = self.tags.split(cells, 2)[:, :, :, 1]
+        return paid
+
+    def _stand(self, cells: np.ndarray | None, owner_rows: np.ndarray, fl_out: dict[str, np.ndarray],
+               paid: np.ndarray | None = None) -> np.ndarray | None:
+        """Of the failed calls `cells` (changed in place), those whose order was paid before the
+        stage (`paid`: them, when the stage's work changed `cells` since): they succeed
+        (`sim.rules.orders.after_failure_counts`), out of the owner's rows `owner_rows` (error or
+        shed) into the flow's OK."""
+        if cells is None:
+            return None
+        if paid is None:
+            paid = self._paid(cells)
+        if not paid.any():
+            return None
+        cells -= paid
+        rows = paid.sum(axis=(1, 2))
+        owner_rows -= rows
+        fl_out[OK] = fl_out.get(OK, 0) + rows
+        return paid
 
     def _do(self, j: int, done: np.ndarray, after: np.ndarray | None, i: int) -> dict[str, np.ndarray]:
         """Stage j's work on `done` and `after` (changed in place); the done calls whose work failed."""
