@@ -45,8 +45,8 @@ def fleet_missing(sc: Scenario) -> str | None:
     """What of this scenario the fleet engine does not model at all (None: nothing): its results
     would be silently wrong, so `--engine fleet` refuses the scenario (`choose`). Inventories
     (one hold stage of one constant quantity per class), money, image tokens, wrong-item faults
-    and proactive tasks are modelled (sim/fleet/orders.py, inventory.py, proactive.py)."""
-    from sim.fleet.orders import fleet_inventory_missing
+    and proactive tasks are modelled (sim/fleet/orders.py, holdwork.py, inventory.py, proactive.py)."""
+    from sim.fleet.holdwork import fleet_inventory_missing
 
     missing = fleet_inventory_missing(sc)
     if missing is not None:

@@ -19,9 +19,10 @@ rules:
   capacity: the earlier one is work nobody waits for); both work on the one order, which is
   placed once and paid once, and the first to finish stores the answer;
 - a retry after a failed attempt resumes the same order where it stopped;
-- once paid, the command succeeds even if a later stage fails (money moved: the user must be
-  told), with a plain answer instead of a generated one, unless an inventory stage is still to
-  come (`sim.rules.orders.paid_survives`: the stock is not sold until it is confirmed);
+- once paid, the command succeeds even if a later stage fails (the customer paid: the order
+  stands), with a plain answer instead of a generated one, unless an inventory stage is still to
+  come (`sim.rules.orders.after_failure`, the simulator's rule: the stock is not sold until it is
+  confirmed);
 - a hold or confirm on an inventory service (`orderwork.py`, `inventory.py`) answers 409 when it
   cannot be done: `inventory_conflict` or `hold_expired` (retryable), `sold_out` (final; a paid
   order is refunded).
@@ -52,7 +53,8 @@ from loadtest.stack.state import Stack
 from loadtest.stack.vocab import Vocabulary
 from sim.funnel import NOT_ORDERED, ORDERED, OUT_OF_STOCK, PAYMENT_ERROR, Funnel
 from sim.rules.calls import trace_lengths
-from sim.rules.orders import paid_survives
+from sim.rules.orders import after_failure
+from sim.rules.outcomes import OK
 from sim.scenario import CommandClass, Stage
 
 PROMPT_OVERHEAD_TOKENS = 3  # BOS, "user", ":" around the one user message
@@ -214,8 +216,9 @@ class Agent:
                 # no payment stage: placed and paid at the end (no service time: the scenario models none)
                 row = await self.tools.pay(with_item(row, command), None, ledger, via_service=False)
         except (ServiceError, LLMError, APIError) as e:
+            # paid before the failing stage (this attempt's row, as the last stage that answered left it)
             paid = row is not None and row["status"] in ("paid", "completed")
-            if isinstance(e, InventoryError) or not (paid and paid_survives(cls.stages, i)):
+            if after_failure(getattr(e, "code", "error"), paid, cls.stages, i) != OK:
                 if row is not None:
                     await self._release(row["id"], getattr(e, "code", "error"))
                     st.metrics.orders.inc(("failed",))

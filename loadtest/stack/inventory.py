@@ -10,6 +10,10 @@ is recorded with its order atomically and survives a killed process:
   code above does.
 - `holds` rows: at most one live or sold hold per (order, service, stage) (a partial UNIQUE
   index), so a retry or a concurrent attempt of the same command never takes a second hold.
+- A refund (a paid order that finds the stock sold out) releases every hold of the order on
+  every service, held or sold (`sim.rules.inventory.release`), in the refund's transaction:
+  the refund and the units it gives back happen together, once. A refunded order's holds
+  answer sold out (`sim.rules.orders.after_refund`).
 - Expiry is `lapsed(expires_at, now)`, done in SQL before every decision (`expires_at <= now`):
   the lapsed units go back to free in the same transaction.
 - Times are wall-clock seconds (`time.time()`: holds outlive the process), or a clock passed in.
@@ -37,8 +41,9 @@ from sim.rules.inventory import (
     decide_confirm,
     decide_hold,
     pick_item,
+    release,
 )
-from sim.rules.orders import refund_due
+from sim.rules.orders import after_refund, refund_due
 from sim.scenario.services import Inventory
 
 _SCHEMA = """
@@ -54,10 +59,10 @@ CREATE TABLE IF NOT EXISTS holds (
   item INTEGER NOT NULL, quantity INTEGER NOT NULL CHECK (quantity > 0),
   amount_cents INTEGER NOT NULL,
   expires_at REAL NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('held', 'sold', 'lapsed')),
+  state TEXT NOT NULL CHECK (state IN ('held', 'sold', 'lapsed', 'released')),
   created_at REAL NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS holds_one_live ON holds (order_id, service, stage) WHERE state != 'lapsed';
+CREATE UNIQUE INDEX IF NOT EXISTS holds_one_live ON holds (order_id, service, stage) WHERE state IN ('held', 'sold');
 CREATE INDEX IF NOT EXISTS holds_expiry ON holds (service, state, expires_at);
 """
 
@@ -104,8 +109,12 @@ class StockStore:
     def _hold(self, db: sqlite3.Connection, order_id: str, stage: int, quantity: int, u: float, wrong: bool,
               now: float) -> HoldResult:
         self._expire(db, now)
-        live = db.execute("SELECT * FROM holds WHERE order_id=? AND service=? AND stage=? AND state != 'lapsed'",
-                          (order_id, self.service, stage)).fetchone()
+        status = db.execute("SELECT status FROM orders WHERE id=?", (order_id,)).fetchone()
+        refused = after_refund(status is not None and status["status"] == "refunded")
+        if refused is not None:
+            return HoldResult(refused)
+        live = db.execute("SELECT * FROM holds WHERE order_id=? AND service=? AND stage=? AND state IN ('held',"
+                          " 'sold')", (order_id, self.service, stage)).fetchone()
         if live is not None:
             return HoldResult(GRANTED, live["item"], live["quantity"], live["amount_cents"], reused=True)
         last = db.execute("SELECT quantity FROM holds WHERE order_id=? AND service=? AND stage=? ORDER BY created_at"
@@ -140,7 +149,7 @@ class StockStore:
     def _price_order(self, db: sqlite3.Connection, order_id: str, now: float) -> None:
         """The order's item and price are its live holds' (until it is paid)."""
         rows = db.execute("SELECT service, item, quantity, amount_cents FROM holds WHERE order_id=? AND"
-                          " state != 'lapsed' ORDER BY service, stage", (order_id,)).fetchall()
+                          " state IN ('held', 'sold') ORDER BY service, stage", (order_id,)).fetchall()
         sku = ",".join(f"{r['service']}:{r['item']}" for r in rows)
         name = ", ".join(f"{r['quantity']} x {r['service']} item {r['item']}" for r in rows)
         db.execute("UPDATE orders SET sku=?, item=?, price_cents=?, updated_at=? WHERE id=? AND status IN"
@@ -153,6 +162,7 @@ class StockStore:
         db.execute("INSERT INTO refunds (order_id, amount_cents, reason, created_at) VALUES (?,?,?,?)"
                    " ON CONFLICT (order_id) DO NOTHING", (order_id, row["price_cents"] or 0, outcome, now))
         db.execute("UPDATE orders SET status='refunded', updated_at=? WHERE id=?", (now, order_id))
+        _release_order(db, order_id, now)
         return True
 
     def _confirm(self, db: sqlite3.Connection, order_id: str, now: float) -> str:
@@ -200,6 +210,16 @@ class StockStore:
             return {"stock": s[0] or 0, "free": (s[0] or 0) - (s[1] or 0) - (s[2] or 0), "held": s[1] or 0,
                     "sold": s[2] or 0, "oversold_items": s[3] or 0, "holds": holds}
         return await self.store.transaction(fn)  # type: ignore[no-any-return]
+
+
+def _release_order(db: sqlite3.Connection, order_id: str, now: float) -> None:
+    """A refund gives back every hold of the order on every service (`sim.rules.inventory.release`)."""
+    for h in db.execute("SELECT id, service, item, quantity, state, expires_at FROM holds WHERE order_id=? AND"
+                        " state IN ('held', 'sold')", (order_id,)).fetchall():
+        state, held, sold = release(h["state"], h["quantity"], h["expires_at"], now)
+        db.execute("UPDATE stock SET held = held - ?, sold = sold - ? WHERE service=? AND item=?",
+                   (held, sold, h["service"], h["item"]))
+        db.execute("UPDATE holds SET state=? WHERE id=?", (state, h["id"]))
 
 
 __all__ = ["CONFIRMED", "EXPIRED", "GRANTED", "HoldResult", "StockStore"]

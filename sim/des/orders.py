@@ -17,8 +17,8 @@ from sim.des.services import OK, ToolService
 from sim.dists import sampler
 from sim.results import Recorder
 from sim.results import names as N
-from sim.rules.inventory import EXPIRED, pick_item
-from sim.rules.orders import HOLD_WORK, OrderState, settles_at_end, stage_work
+from sim.rules.inventory import EXPIRED, Stock, pick_item
+from sim.rules.orders import HOLD_WORK, OrderState, after_refund, settles_at_end, stage_work
 from sim.rules.outcomes import CONFLICT
 from sim.scenario import CommandClass
 from sim.streams import Streams
@@ -34,6 +34,7 @@ class OrderWork:
         self.env, self.rec, self.pay = env, rec, pay
         self._refunds = rec.series(N.REFUNDS) if rec is not None and any(
             c.places_order for c in classes.values()) else None
+        self._stocks: dict[str, Stock] = {}  # by service: every stock an order's holds are on
 
     def _refunded(self) -> None:
         if self._refunds is not None:
@@ -85,6 +86,10 @@ class OrderWork:
     def _hold(self, svc: ToolService, order: OrderState, stage: int, quantity: Callable[[], float]) -> str:
         now, stock = self.env.now, svc.stock
         assert stock is not None
+        self._stocks[svc.name] = stock
+        refused = after_refund(order.refunded)
+        if refused is not None:
+            return refused
         key = (svc.name, stage)
         h = order.holds.get(key)
         if stock.live(h, now):
@@ -100,7 +105,15 @@ class OrderWork:
             return OK
         if order.refund_due(outcome):
             self._refunded()
+            self._release(order, now)
         return outcome
+
+    def _release(self, order: OrderState, now: float) -> None:
+        """A refund gives back every hold of the order, on every inventory (`sim.rules.inventory.release`)."""
+        for (name, _), h in order.holds.items():
+            st = self._stocks[name]
+            st.expire(now)
+            st.release(h, now)
 
     def _confirm(self, svc: ToolService, order: OrderState) -> str:
         now, stock = self.env.now, svc.stock

@@ -16,7 +16,7 @@ from sim.dists import sampler
 from sim.results import Recorder
 from sim.rules.calls import client_still_waiting, trace_lengths, ttft_from_attempt, with_image
 from sim.rules.faults import combine, session_kept
-from sim.rules.orders import OrderState
+from sim.rules.orders import OrderState, after_failure
 from sim.rules.outcomes import AUTH
 from sim.scenario import Fault, Scenario
 from sim.streams import Streams
@@ -159,6 +159,7 @@ class StackModel:
         plan = self._plans[cmd.name]
         # a funnel command the user stopped runs only its first n_stages (sim.funnel.Plan)
         for i, (kind, a, b, c) in enumerate(plan if cmd.n_stages < 0 else plan[:cmd.n_stages]):
+            paid = order is not None and order.paid  # what the attempt knows before the stage (`after_failure`)
             if kind == "tool":
                 if self.host is not None:
                     yield self.host.work(self.tool_call_cpu_s)
@@ -167,7 +168,7 @@ class StackModel:
                 got = yield from (a.call(prio, deadline) if c is None else
                                   a.call(prio, deadline, work=self.orders.work(c, a, cmd)))
                 if got != OK:
-                    return got
+                    return after_failure(got, paid, cmd.cls.stages, i) if paid else got
                 if i == cmd.pay_stage and (c is None or c[0] != "pay"):
                     self.on_payment(cmd)  # a funnel's payment tool not named `payment`
                 context += int(b())
@@ -198,7 +199,8 @@ class StackModel:
                 if got == LLM_OK and out > 1:
                     hists[1].record(env.now, (seq.t_done - seq.t_first) / (out - 1))
             if got != LLM_OK:
-                return ERROR if got in (LLM_ERROR, DOWN) else SHED
+                got = ERROR if got in (LLM_ERROR, DOWN) else SHED
+                return after_failure(got, paid, cmd.cls.stages, i) if paid else got
             context = prompt + out
         if order is not None and self._settles[cmd.name] and cmd.plan is None:
             self.on_payment(cmd)  # no payment stage: the order is paid as the command finishes

@@ -1,12 +1,8 @@
 """Orders in the fleet engine: what each order-placing command's order has been through, as
 counts, and the work its tool stages do (`sim.rules.orders`, `sim.rules.inventory`).
 
-An order's state is a tag o = (h, p, w) carried with its attempts:
-- h: the hold on the class's inventory service: NONE (none, or it lapsed), SOLD (confirmed),
-  or held in ring slot s (`HELD0 + s`, sim/fleet/inventory.py: the slot lapses as a whole);
-- p: paid (charged at least once) or not;
-- w: the wrong item was chosen (a `wrong_item` fault) or not.
-Axes a class does not need have size 1.
+An order's state is a tag (sim/fleet/ordertags.py: hold, paid, wrong item) carried with its
+attempts; the inventory work of hold and confirm stages is sim/fleet/holdwork.py.
 
 The pipeline only knows rows. The book keeps, per *position* (the gateway queue, then each
 stage), the attempts there by attempt number, order state and row (R, K, O, NR); when a stage's
@@ -23,13 +19,14 @@ calls do the work (a payment taken, a hold granted) and then fail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim.fleet.client import split_comp
+from sim.fleet.holdwork import confirm, hold, hold_quantity
 from sim.fleet.inventory import FleetStock
+from sim.fleet.ordertags import HELD0, NONE, Tags, couple
 from sim.fleet.record import BatchRecorder
 from sim.fleet.split import binomial, systematic
 from sim.results import names as N
@@ -38,66 +35,19 @@ from sim.rules.orders import (
     HOLD_WORK,
     ITEM_WORK,
     PAY_WORK,
+    after_failure_counts,
     charge_counts,
     settles_at_end,
     stage_work,
 )
-from sim.rules.outcomes import CONFLICT, ERROR, OK, SHED, SOLD_OUT
-from sim.scenario import CommandClass, Scenario
+from sim.rules.outcomes import ERROR, OK, SHED
+from sim.scenario import CommandClass
 
 if TYPE_CHECKING:
     from sim.fleet.engine import FleetSim
     from sim.fleet.timestep import Regrid
 
-NONE, SOLD, HELD0 = 0, 1, 2
 _HALVES = np.array([0.5, 0.5])
-
-
-@dataclass(frozen=True)
-class Tags:
-    """The order-state axis: O = H x P x W, index (h * P + p) * W + w."""
-
-    H: int
-    P: int
-    W: int
-
-    @property
-    def n(self) -> int:
-        return self.H * self.P * self.W
-
-    def split(self, a: np.ndarray, axis: int) -> np.ndarray:
-        """A view of `a` with its order-state axis `axis` as (H, P, W)."""
-        s = a.shape
-        return a.reshape(s[:axis] + (self.H, self.P, self.W) + s[axis + 1:])
-
-
-def couple(x: np.ndarray, o: np.ndarray) -> np.ndarray:
-    """Counts with session states x (R, S) and order states o (R, O) of the same totals, joined
-    (R, S * O) with both margins exact (laid end to end and matched: integers stay integers)."""
-    R, S = x.shape
-    n_o = o.shape[1]
-    if S == 1:
-        return o.copy()
-    xc, oc = np.cumsum(x, axis=1), np.cumsum(o, axis=1)
-    x0, o0 = xc - x, oc - o
-    lo = np.maximum(x0[:, :, None], o0[:, None, :])
-    hi = np.minimum(xc[:, :, None], oc[:, None, :])
-    return np.maximum(0.0, hi - lo).reshape(R, S * n_o)
-
-
-def _deal(cells: np.ndarray, amounts: list[float], rng: np.random.Generator) -> list[np.ndarray]:
-    """Deal `amounts` (adding up to cells.sum()) over the cells (any shape) in proportion:
-    integer parts, none above what a cell has (systematic: a part is at most ceil of its share)."""
-    left = cells.astype(np.float64).ravel().copy()
-    out = []
-    for a in amounts[:-1]:
-        tot = left.sum()
-        part = systematic(np.array(min(a, tot)), left / tot, rng) if a > 0 and tot > 0 else np.zeros_like(left)
-        part = np.minimum(part, left)
-        left -= part
-        out.append(part.reshape(cells.shape))
-    out.append(left.reshape(cells.shape))
-    return out
 
 
 class OrderBook:
@@ -114,6 +64,10 @@ class OrderBook:
         self.tags = Tags(HELD0 + self.stock.slots if self.stock else 1, 2, 2 if wrong else 1)
         self.services = [st.tool.service if st.tool else None for st in cls.stages]
         self.settles = settles_at_end(cls)
+        # stages after which a paid order stands when they fail (`after_failure_counts`: a count
+        # form whose `paid` part succeeds exactly where `paid_survives`)
+        self.survives = [cls.places_order and after_failure_counts(1.0, 0.0, cls.stages, j)[0] > 0
+                         for j in range(len(cls.stages))]
         R, K, n_o, NR = sim.R, sim.K, self.tags.n, sim.rows.NR
         self.first = 1 if sim.gw is not None else 0  # position 0: the gateway queue
         self.pos = [np.zeros((R, K, n_o, NR)) for _ in range(self.first + len(cls.stages))]
@@ -189,6 +143,42 @@ class OrderBook:
             if served_err is not None and served_err.any():
                 served_err[:] = 0.0
             return  # most stages, most steps: nothing came back
+        done, err, shed, after = self._take(j, pos, owner, served_err)
+        stood: list[np.ndarray | None] = []
+        paid_before = None
+        if self.survives[j]:  # paid orders stand (`after_failure`), as paid before the stage
+            stood = [self._stand(err, owner.error, fl_out), self._stand(shed, owner.shed, fl_out)]  # type: ignore[attr-defined]
+            if after is not None and self.work[j] == PAY_WORK:  # they are charged (again) first
+                paid_before = self._paid(after)
+        if self.work[j] is not None and (done.any() or (after is not None and after.any())):
+            failed = self._do(j, done, after, i)
+            for reason, cells in failed.items():
+                rows = cells.sum(axis=(1, 2))
+                owner.done -= rows  # type: ignore[attr-defined]
+                fl_out[reason] = fl_out.get(reason, 0) + rows
+                self._out(reason, cells)
+        if self.survives[j]:
+            stood.append(self._stand(after, owner.error, fl_out, paid_before))  # type: ignore[attr-defined]
+        if after is not None:
+            err = err + after if err is not None else after
+        if not done.any():
+            pass
+        elif j + 1 < len(self.work):
+            self.pos[self.first + j + 1] += done
+        else:
+            self._out(OK, done)
+        if err is not None:
+            self._out(ERROR, err)
+        if shed is not None:
+            self._out(SHED, shed)
+        for c in stood:
+            if c is not None:
+                self._out(OK, c)
+
+    def _take(self, j: int, pos: np.ndarray, owner: object, served_err: np.ndarray | None) -> tuple[
+            np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Stage j's calls done, failed and shed this step, out of its position `pos`, and of the
+        failed those whose error struck after the work (half of a service's errors)."""
         done = split_comp(pos, owner.done, self.rng)  # type: ignore[attr-defined]
         pos -= done
         err = split_comp(pos, owner.error, self.rng) if owner.error.any() else None  # type: ignore[attr-defined]
@@ -204,25 +194,31 @@ class OrderBook:
                 after = split_comp(err, half, self.rng)
                 err -= after
             served_err[:] = 0.0
-        if self.work[j] is not None and (done.any() or (after is not None and after.any())):
-            failed = self._do(j, done, after, i)
-            for reason, cells in failed.items():
-                rows = cells.sum(axis=(1, 2))
-                owner.done -= rows  # type: ignore[attr-defined]
-                fl_out[reason] = fl_out.get(reason, 0) + rows
-                self._out(reason, cells)
-        if after is not None:
-            err = err + after if err is not None else after
-        if not done.any():
-            pass
-        elif j + 1 < len(self.work):
-            self.pos[self.first + j + 1] += done
-        else:
-            self._out(OK, done)
-        if err is not None:
-            self._out(ERROR, err)
-        if shed is not None:
-            self._out(SHED, shed)
+        return done, err, shed, after
+
+    def _paid(self, cells: np.ndarray) -> np.ndarray:
+        """The part of `cells` whose orders are paid (a copy)."""
+        paid = np.zeros_like(cells)
+        self.tags.split(paid, 2)[:, :, :, 1] = self.tags.split(cells, 2)[:, :, :, 1]
+        return paid
+
+    def _stand(self, cells: np.ndarray | None, owner_rows: np.ndarray, fl_out: dict[str, np.ndarray],
+               paid: np.ndarray | None = None) -> np.ndarray | None:
+        """Of the failed calls `cells` (changed in place), those whose order was paid before the
+        stage (`paid`: them, when the stage's work changed `cells` since): they succeed
+        (`sim.rules.orders.after_failure_counts`), out of the owner's rows `owner_rows` (error or
+        shed) into the flow's OK."""
+        if cells is None:
+            return None
+        if paid is None:
+            paid = self._paid(cells)
+        if not paid.any():
+            return None
+        cells -= paid
+        rows = paid.sum(axis=(1, 2))
+        owner_rows -= rows
+        fl_out[OK] = fl_out.get(OK, 0) + rows
+        return paid
 
     def _do(self, j: int, done: np.ndarray, after: np.ndarray | None, i: int) -> dict[str, np.ndarray]:
         """Stage j's work on `done` and `after` (changed in place); the done calls whose work failed."""
@@ -238,9 +234,9 @@ class OrderBook:
                 self.charge(c, i)
             return {}
         if what == HOLD_WORK:
-            return self._hold(j, done, after, i)
+            return hold(self, j, done, after, i)
         assert what == CONFIRM_WORK
-        return self._confirm(done, after)
+        return confirm(self, done, after)
 
     def _mistakes(self, cells: np.ndarray, p: float) -> np.ndarray:
         """A wrong-item mistake with probability p for each call whose order has the right item so
@@ -267,91 +263,6 @@ class OrderBook:
         rec.add(N.DUPLICATES_PREVENTED, i, prevented)
         v[:, :, :, 1] += v[:, :, :, 0]
         v[:, :, :, 0] = 0.0
-
-    def _hold(self, j: int, done: np.ndarray, after: np.ndarray | None, i: int) -> dict[str, np.ndarray]:
-        """Hold work: an order with a live (or sold) hold keeps it; the others ask the stock, all
-        of this step's at one instant (`StockCounts.hold_many`, i.e. `hold_batch`)."""
-        stock, t, rng = self.stock, self.tags, self.rng
-        assert stock is not None
-        pool = self.sim.pools[str(self.services[j])]
-        slot = stock.slot(self.sim.step_n)
-        both = [done] if after is None else [done, after]
-        views = [t.split(c, 2) for c in both]
-        mistaken = [self._mistakes_of_new(v, pool.effect.wrong_item) for v in views]
-        need = [v[:, :, NONE].copy() for v in views]  # (R, K, P, W, NR): ask for a new hold
-        conflict = np.zeros_like(views[0])
-        sold_out = np.zeros_like(views[0])
-        for r in range(self.sim.R):
-            n_wrong = sum(float(m[r].sum()) for m in mistaken)
-            n_all = sum(float(x[r].sum()) for x in need)
-            if n_all <= 0:
-                continue
-            wanted = stock.wanted(np.array([n_all - n_wrong]), np.array([n_wrong]), rng)[0]
-            g, c, so = stock.counts.hold_many(r, wanted, slot)
-            cells = np.stack([x[r] for x in need])  # (parts, K, P, W, NR)
-            got, conf, out = _deal(cells, [float(g.sum()), float(c), float(so)], rng)
-            for b, v in enumerate(views):
-                v[r, :, NONE] -= cells[b]
-                v[r, :, HELD0 + slot] += got[b]
-                if b == 0:  # done calls whose hold failed: outcomes of their own
-                    conflict[r, :, NONE] += conf[b]
-                    sold_out[r, :, NONE] += out[b]
-                else:  # the answer is lost anyway (an error after the work): no hold, an error
-                    v[r, :, NONE] += conf[b] + out[b]
-                    self._refund(v[r:r + 1, :, NONE], out[b][None], i, r)
-            self._refund(sold_out[r:r + 1, :, NONE], out[0][None], i, r)
-        # the failed were taken out of `done` above (not put back): outcomes of their own
-        return {reason: cells.reshape(done.shape) for reason, cells in ((CONFLICT, conflict), (SOLD_OUT, sold_out))
-                if cells.any()}
-
-    def _mistakes_of_new(self, v: np.ndarray, p: float) -> np.ndarray:
-        """Of the calls that ask for a new hold, those whose choice is mistaken (the wrong item)."""
-        if p <= 0 or self.tags.W == 1:
-            return np.zeros(v[:, :, NONE, :, 0].shape)
-        m = binomial(v[:, :, NONE, :, 0], p, self.rng)
-        v[:, :, NONE, :, 0] -= m
-        v[:, :, NONE, :, 1] += m
-        return m
-
-    def _refund(self, target: np.ndarray, sold_out: np.ndarray, i: int, r: int) -> None:
-        """Paid orders told sold out are refunded (`sim.rules.orders.refund_due`): they are no
-        longer paid. `target` (1, K, P, W, NR) holds `sold_out` of the same shape, moved in place."""
-        paid = sold_out[:, :, 1].sum()
-        if paid <= 0:
-            return
-        self.sim.rec.s(N.REFUNDS)[r, i] += paid
-        target[:, :, 0] += sold_out[:, :, 1]
-        target[:, :, 1] -= sold_out[:, :, 1]
-
-    def _confirm(self, done: np.ndarray, after: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Confirm work: a live hold is sold (`StockCounts.confirm_many`), a sold one stays sold,
-        an order whose hold lapsed is answered expired: a conflict (a retry takes a new hold)."""
-        stock, t, rng = self.stock, self.tags, self.rng
-        if stock is None:
-            return {}
-        both = [done] if after is None else [done, after]
-        views = [t.split(c, 2) for c in both]
-        held = sum(v[:, :, HELD0:].sum(axis=(0, 1, 3, 4, 5)) for v in views)
-        for s in np.nonzero(held)[0].tolist():
-            h = HELD0 + s
-            for r in range(self.sim.R):
-                cells = np.stack([v[r, :, h] for v in views])
-                ask = float(cells.sum())
-                if ask <= 0:
-                    continue
-                sold = stock.counts.confirm_many(r, s, ask, float(rng.random()))
-                got, lost = _deal(cells, [sold, ask - sold], rng)
-                for b, v in enumerate(views):
-                    v[r, :, h] -= cells[b]
-                    v[r, :, SOLD] += got[b]
-                    v[r, :, NONE] += lost[b]
-        expired = np.zeros_like(views[0])
-        expired[:, :, NONE] = views[0][:, :, NONE]
-        views[0][:, :, NONE] = 0.0
-        if not expired.any():
-            return {}
-        flat = expired.reshape(done.shape)
-        return {CONFLICT: flat}
 
     def regrid(self, g: Regrid, a_new: int, retries_cal: np.ndarray) -> None:
         """The book on another step length (`sim.fleet.timestep`: orders without an inventory):
@@ -445,24 +356,4 @@ class FleetOrders:
             st.record(rec, i)
 
 
-def hold_quantity(sc: Scenario, service: str) -> int:
-    """Units per hold on `service` (the fleet engine models one constant quantity per inventory)."""
-    for cls in sc.workload.classes.values():
-        for st in cls.stages:
-            if st.tool is not None and st.tool.service == service and st.tool.inventory == "hold":
-                q = st.tool.quantity
-                return max(1, round(q.mean)) if q is not None else 1
-    return 1
-
-
-def fleet_inventory_missing(sc: Scenario) -> str | None:
-    """What of this scenario's inventories the fleet engine does not model (None: all of it)."""
-    for cname, cls in sc.workload.classes.items():
-        holds = [(i, st.tool) for i, st in enumerate(cls.stages) if st.tool is not None and st.tool.inventory == "hold"]
-        if len(holds) > 1:
-            return (f"orders holding more than one inventory stage (workload.classes.{cname}: stages "
-                    f"{[i for i, _ in holds]})")
-        for i, t in holds:
-            if t.quantity is not None and t.quantity.type != "constant":
-                return f"hold quantities that vary (workload.classes.{cname}.stages.{i}.tool.quantity)"
-    return None
+__all__ = ["FleetOrders", "OrderBook", "couple"]

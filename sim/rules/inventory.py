@@ -19,6 +19,10 @@ random choice takes its U(0, 1) draw.
   before every decision, so every decision sees only live holds.
 - `decide_confirm`: a live hold becomes a sale; confirming a sold hold again changes nothing
   (idempotent: a retried confirm never sells twice); a lapsed hold answers `expired`.
+- `release`: a refunded order gives back every unit it holds or bought (`sim.rules.orders`: a
+  refund releases the whole order, on every inventory): a held hold's units are free again, a
+  sold hold's units are unsold again; the hold is `released` (answers `expired` from then on).
+  A held hold already past its expiry lapses instead (the same units, counted as a lapse).
 
 `hold_batch` is the same rule for a batch of holds decided at one instant (the fleet engine's
 time step): see its docstring for what it keeps exactly. The other count forms, for the fleet
@@ -38,8 +42,9 @@ import numpy as np
 from sim.rules.outcomes import CONFLICT, SOLD_OUT
 from sim.scenario.services import Inventory
 
-__all__ = ["CONFIRMED", "CONFLICT", "EXPIRED", "GRANTED", "HELD", "LAPSED", "SOLD", "SOLD_OUT", "Hold", "Stock",
-           "StockCounts", "decide_confirm", "decide_hold", "hold_batch", "item_shares", "lapsed", "pick_item"]
+__all__ = ["CONFIRMED", "CONFLICT", "EXPIRED", "GRANTED", "HELD", "LAPSED", "RELEASED", "SOLD", "SOLD_OUT", "Hold",
+           "Stock", "StockCounts", "decide_confirm", "decide_hold", "hold_batch", "item_shares", "lapsed", "pick_item",
+           "release"]
 
 GRANTED: Final = "granted"  # the hold was taken
 # CONFLICT (no free units now; units held by others may come back) and SOLD_OUT (nothing left
@@ -50,6 +55,7 @@ EXPIRED: Final = "expired"  # the hold lapsed before it was confirmed
 HELD: Final = "held"  # hold states
 SOLD: Final = "sold"
 LAPSED: Final = "lapsed"
+RELEASED: Final = "released"  # given back by a refund
 
 
 def pick_item(spec: Inventory, u: float) -> int:
@@ -100,6 +106,16 @@ def decide_confirm(state: str, expires_at: float, now: float) -> str:
     if state == HELD and not lapsed(expires_at, now):
         return CONFIRMED
     return EXPIRED
+
+
+def release(state: str, quantity: int, expires_at: float, now: float) -> tuple[str, int, int]:
+    """A refund releases a hold in `state` of `quantity` units at `now`: (its new state, held
+    units that are free again, sold units that are unsold again)."""
+    if state == HELD:
+        return (LAPSED if lapsed(expires_at, now) else RELEASED), quantity, 0
+    if state == SOLD:
+        return RELEASED, 0, quantity
+    return state, 0, 0  # lapsed or released already: nothing to give back (a refund releases once)
 
 
 @dataclass(eq=False)
@@ -200,6 +216,16 @@ class Stock:
             self.held[h.item] -= h.quantity
             self.lapsed += 1
         return outcome
+
+    def release(self, h: Hold, now: float) -> int:
+        """A refund gives back hold `h` (`release`); returns the units given back."""
+        state, held, sold = release(h.state, h.quantity, h.expires_at, now)
+        if state == LAPSED and h.state == HELD:
+            self.lapsed += 1
+        h.state = state
+        self.held[h.item] -= held
+        self.sold[h.item] -= sold
+        return held + sold
 
     def live(self, h: Hold | None, now: float) -> bool:
         """Whether `h` still holds or has sold its units at `now` (a retry may reuse it)."""

@@ -12,10 +12,23 @@ unique keys make them hold under concurrency and crashes. Both decide with the r
   exactly-once (a funnel's `exactly_once: false`, a what-if) charge again (CHARGED_AGAIN).
 - A hold the order already has is reused by a retry while it is live; a lapsed one is replaced
   by a new hold. A paid order whose new hold finds the stock sold out cannot be fulfilled:
-  it is refunded (`refund_due`), and the command fails `sold_out`.
-- Once paid, a command succeeds even if a later stage fails (money moved: the user must be told),
-  unless an inventory stage is still to come (`paid_survives`): the stock is not sold until it is
-  confirmed, so a failure before that fails the attempt and a retry confirms.
+  it is refunded (`refund_due`), and the command fails `sold_out`. The refund gives back the
+  whole order, once, in the same step: every hold it has on every inventory, held or already
+  sold (`sim.rules.inventory.release`: a travel order refunded for want of a hotel room does not
+  keep the flight seats it confirmed). A refunded order stays refunded: any later hold of it
+  (a retry, or an attempt still running) answers sold out (`after_refund`).
+- Once paid, a command succeeds even if a later stage fails (`after_failure`): the customer
+  paid, so the order stands, the rest of the command is skipped and the user is told it is
+  ordered and paid (the stack answers plainly; the failed step is reported in the attempt's
+  calls). Why this and not "refund and fail the attempt": failing it tells a user who was
+  charged that nothing happened (money at risk, FAILED_AFTER_PAYMENT) and invites a retry that
+  can only be a prevented duplicate; refunding would undo a sale the user wanted because a
+  step after the money (an answer's wording, a notification) failed. The exception is an
+  inventory stage still to come (`paid_survives`): the stock is not sold until it is confirmed,
+  so a failure before that fails the attempt and a retry confirms. "Paid" is what the attempt
+  knows before the failing stage: a payment whose answer was lost (an error after the work)
+  fails its attempt like any error; the retry finds the order paid.
+  The SimPy engine, the fleet engine (`after_failure_counts`) and the stack follow it.
 - When a command ends: failed after its order was paid and not refunded -> FAILED_AFTER_PAYMENT
   (a refund is owed: money at risk); succeeded with the wrong item (the `wrong_item` fault) ->
   WRONG_ITEM. (A charge that lands after the command ended is failed-after-payment too: the
@@ -27,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sim.rules.outcomes import SOLD_OUT
+from sim.rules.outcomes import OK, SOLD_OUT
 from sim.scenario import CommandClass, Stage
 
 CATALOG_TOOL: Final = "catalog"
@@ -105,10 +118,33 @@ def refund_due(hold_outcome: str, paid: bool, refunded: bool) -> bool:
     return hold_outcome == SOLD_OUT and paid and not refunded
 
 
+def after_refund(refunded: bool) -> str | None:
+    """What a hold of an order answers without asking the stock: SOLD_OUT once it was refunded
+    (the order cannot be fulfilled any more; a new hold would sell stock to a refunded order)."""
+    return SOLD_OUT if refunded else None
+
+
 def paid_survives(stages: Sequence[Stage], failed_at: int) -> bool:
     """Whether a paid order's command succeeds although stage `failed_at` failed: no inventory
     stage is at or after it."""
     return not any(st.tool is not None and st.tool.inventory is not None for st in stages[failed_at:])
+
+
+def after_failure(outcome: str, paid_before: bool, stages: Sequence[Stage], failed_at: int) -> str:
+    """An attempt's outcome when stage `failed_at` answered `outcome` (not OK) for an order that
+    was paid before the stage began (`paid_before`): OK when the paid order stands
+    (`paid_survives`), else the stage's outcome."""
+    return OK if paid_before and paid_survives(stages, failed_at) else outcome
+
+
+def after_failure_counts(failed_paid: float, failed_unpaid: float, stages: Sequence[Stage],
+                         failed_at: int) -> tuple[float, float]:
+    """The count form of `after_failure` (the fleet engine's): of the calls of stage `failed_at`
+    that failed, `failed_paid` for orders paid before the stage and `failed_unpaid` for the
+    others. Returns (attempts that succeed, attempts that fail)."""
+    if paid_survives(stages, failed_at):
+        return failed_paid, failed_unpaid
+    return 0.0, failed_paid + failed_unpaid
 
 
 def at_end(order: OrderState | None, succeeded: bool) -> str | None:
