@@ -121,10 +121,10 @@ class Fifo:
         self.n -= out
         return out
 
-    def take_newest(self, step: int, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Remove the k[r] newest (eviction, overflow); returns how many per lane (R, lanes)."""
-        out, _ = self.pop(step, k, rng, lifo=True)
-        return out.sum(axis=2)
+    def take_newest(self, step: int, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the k[r] newest (eviction, overflow); returns (taken (R, lanes, n), their ages
+        in steps (n,)), as `pop`."""
+        return self.pop(step, k, rng, lifo=True)
 
     def scale(self, keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Keep each waiting request with probability keep[r]; returns those removed."""

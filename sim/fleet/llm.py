@@ -349,6 +349,12 @@ class LLMGroup:
                 o.cal[:, G] += o.cal[:, r0]
             o.wait[:, r0] = 0.0
             o.cal[:, r0] = 0.0
+        for o in self.owners:  # finished since the last pass, not yet collected: with their row
+            for a in (o.done, o.error, o.shed):
+                if a[:, r0].any():
+                    if not cancel:
+                        a[:, G] += a[:, r0]
+                    a[:, r0] = 0.0
 
     def tpot_values(self) -> np.ndarray:
         """TPOT of the sequences that finished in this step: the engine step time (R,)."""

@@ -222,12 +222,13 @@ class Pool:
         """Row r0's clients stopped waiting: its work becomes ghost work, or is dropped."""
         G = self.rows.GHOST
         for o in self.owners:
-            if not (o.cal[:, r0].any() or o.wait[:, r0].any()):
-                continue
-            if cancel:
+            if cancel and o.cal[:, r0].any():
                 self.busy -= o.cal[:, r0].sum(axis=1)
-            else:
-                o.wait[:, G] += o.wait[:, r0]
-                o.cal[:, G] += o.cal[:, r0]
-            o.wait[:, r0] = 0.0
-            o.cal[:, r0] = 0.0
+            # calls finished since the last pass (`done`, `error`, `shed`, not yet collected) go
+            # with their row too: left in r0 they would be taken for the row's next attempts
+            for a in (o.wait, o.cal, o.done, o.error, o.shed, o.served_error):
+                if not a[:, r0].any():
+                    continue
+                if not cancel:
+                    a[:, G] += a[:, r0]
+                a[:, r0] = 0.0
