@@ -26,7 +26,7 @@ from sim.costmodel import StepCost
 from sim.fleet.fifo import Fifo
 from sim.fleet.kernels import LLMStage, token_kernel
 from sim.fleet.rows import Rows
-from sim.fleet.split import binomial, proportional, systematic, take_oldest
+from sim.fleet.split import add_cohorts, binomial, proportional, systematic, take_oldest
 from sim.rules.calls import client_still_waiting
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import LLMFleet
@@ -275,7 +275,7 @@ class LLMGroup:
             fin[r, row] = (parts * now).sum(axis=1)
             self._finish(o, fin)
         keep = parts * ~now
-        o.cal[r[:, None], row[:, None], target % o.H] += keep
+        add_cohorts(o.cal, r, row, target % o.H, keep)
 
     def _ttft_from_attempt(self, o: LLMOwner, x: np.ndarray, after_join: np.ndarray, step: int,
                            rng: np.random.Generator) -> None:
