@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.fleet.kernels import delay_kernel, dist_key, latency_samples
-from sim.fleet.split import binomial, systematic
+from sim.fleet.split import add_run, binomial, systematic
 from sim.rules.attempts import FAIL, RELOGIN, RETRY, next_kind
 from sim.rules.outcomes import TIMEOUT
 from sim.rules.retry import RetryPolicy
@@ -125,10 +125,7 @@ class Sessions:
         if parts.shape[1] > 1:  # a think time shorter than a step: the next step (bins distinct from here)
             parts[:, 1] += parts[:, 0]
             parts = parts[:, 1:]
-            bins = (step + 1 + np.arange(parts.shape[1])) % self.H
-        else:
-            bins = np.array([(step + 1) % self.H])
-        self.cal[r[:, None], s[:, None], bins[None, :]] += parts  # (r, s) pairs and bins distinct
+        add_run(self.cal, r, s, (step + 1) % self.H, parts)  # (r, s) pairs distinct
 
     def due(self, step: int) -> np.ndarray:
         b = step % self.H

@@ -116,7 +116,7 @@ class FleetSim:
         fl = ClassFlow(name, stages, np.zeros((R, self.K, S, rows.A)), np.zeros((R, self.K, rows.A)),
                        Retries(self.policy, self.K, S * n_tags, R, self.dt),
                        (slo.e2e_p99_s if slo and slo.e2e_p99_s else math.inf), cls.places_order, book,
-                       np.zeros((R, rows.NR)), {}, np.zeros((R, self.K, S)), np.zeros((R, self.K)))
+                       np.zeros((R, rows.NR)), {}, np.zeros((R, self.K, S)), np.zeros((R, self.K)), np.zeros(R))
         if book is not None:
             book.retries_cal = fl.retries.cal
         return fl
@@ -212,10 +212,10 @@ class FleetSim:
             if tgt == "llm" and self.llm is not None:
                 self.llm.set_effect(eff, self.rng)
             elif tgt == "gateway" and self.gw is not None:
-                failed = self.gw.set_effect(eff)
-                for ci, fl in enumerate(self.flows):
-                    if failed[:, ci].any():
-                        self._fail_unrowed(fl, failed[:, ci], n, i)
+                failed = self.gw.set_effect(eff, n)
+                for fl in self.flows:
+                    if fl.name in failed and failed[fl.name].any():
+                        leave_queue(self, fl, failed[fl.name], ERROR)
             elif tgt == "auth" and self.auth is not None:
                 self.auth.set_effect(eff)
             elif tgt in self.pools:
@@ -237,11 +237,6 @@ class FleetSim:
                     cal[:, :, s] -= lr
                     cal[:, :, s - st.L] += lr
 
-    def _fail_unrowed(self, fl: ClassFlow, x: np.ndarray, n: int, i: int) -> None:
-        """Queued attempts that failed (gateway outage): out of the gateway queue, by their rows
-        unknown here; take them from the oldest rows of the class."""
-        leave_queue(self, fl, x, n, ERROR, newest_first=False)
-
     # -- timeouts ------------------------------------------------------------------------------
     def _timeouts(self, n: int, i: int) -> None:
         if self.sc.clients.timeout_s is None:
@@ -257,8 +252,10 @@ class FleetSim:
             fl.age0[:, :, r0] = 0.0
             if self.cancel and self.gw is not None and x.any():
                 # the servers dropped the row's admitted attempts: their gateway slots are free
-                # (the rest of the row was still in the queue, dropped there)
-                self.gw.in_use = np.maximum(0.0, self.gw.in_use - np.maximum(0.0, x.sum(axis=(1, 2)) - queued[fl.name]))
+                # (the rest of the row was still in the queue, dropped there, or has just left
+                # it: a gateway outage in this step, in `out` and never admitted)
+                left = sum((v[:, r0] for v in fl.out.values()), np.zeros(self.R))
+                self.gw.in_use -= x.sum(axis=(1, 2)) - queued[fl.name] - left
             o = (fl.book.timeout_row(r0, self.cancel, self.gw is not None and self.gw.drops)
                  if fl.book is not None else None)
             if x.any():
@@ -345,15 +342,20 @@ class FleetSim:
         if self.gw is None:
             return
         for fl in self.flows:
-            for x in fl.out.values():  # attempts that left the pipeline give their slot back
+            # attempts that left the pipeline give their slot back; those that left the queue
+            # (evicted, a gateway outage) never held one
+            for x in fl.out.values():
                 self.gw.in_use -= x.sum(axis=1)
-        self.gw.in_use = np.maximum(self.gw.in_use, 0.0)
+            self.gw.in_use += fl.unslotted
+            fl.unslotted = np.zeros(self.R)
         newest_first = None
         if self.gw.adaptive is not None:  # adaptive LIFO: a standing queue's stale waiters fail fast
             stale, newest_first = self.gw.drop_stale(n, self.now, self.dt)
             for fl in self.flows:
                 if fl.name in stale and stale[fl.name].any():
-                    leave_queue(self, fl, stale[fl.name], n, SHED, newest_first=False)
+                    leave_queue(self, fl, stale[fl.name], SHED)
+                    # slots were given back above: these settle without passing that loop
+                    fl.unslotted = np.zeros(self.R)
         got = self.gw.grant(n, self.rng, newest_first, self.now)
         for fl in self.flows:
             rows = got.get(fl.name)

@@ -118,23 +118,28 @@ class Fifo:
     def take_older(self, step: int, age_steps: int, where: np.ndarray | None = None) -> np.ndarray:
         """Remove every cohort at least `age_steps` old (only in replications `where` (R,) when
         given); returns how many per lane (R, lanes)."""
+        return self.take_older_bins(step, age_steps, where)[0].sum(axis=2)
+
+    def take_older_bins(self, step: int, age_steps: int,
+                        where: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`take_older`, by cohort: (taken (R, lanes, n), their ages in steps (n,)), as `pop`."""
         win = self.window(step)
         old = win[: max(0, len(win) - age_steps)]
         if not len(old):
-            return np.zeros(self.q.shape[:2])
+            return np.zeros((*self.q.shape[:2], 0)), np.zeros(0, dtype=np.int64)
+        out = self.q[:, :, old].copy()
         if where is None:
-            out = self.q[:, :, old].sum(axis=2)
             self.q[:, :, old] = 0.0
         else:
-            out = self.q[:, :, old].sum(axis=2) * where[:, None]
+            out *= where[:, None, None]
             self.q[:, :, old] *= ~where[:, None, None]
-        self.n -= out
-        return out
+        self.n -= out.sum(axis=2)
+        return out, (step - np.asarray(old)) % self.W
 
-    def take_newest(self, step: int, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Remove the k[r] newest (eviction, overflow); returns how many per lane (R, lanes)."""
-        out, _ = self.pop(step, k, rng, lifo=True)
-        return out.sum(axis=2)
+    def take_newest(self, step: int, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the k[r] newest (eviction, overflow); returns (taken (R, lanes, n), their ages
+        in steps (n,)), as `pop`."""
+        return self.pop(step, k, rng, lifo=True)
 
     def scale(self, keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Keep each waiting request with probability keep[r]; returns those removed."""

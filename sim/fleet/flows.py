@@ -40,6 +40,8 @@ class ClassFlow:
     out: dict[str, np.ndarray] = field(default_factory=dict)  # pipeline outcomes this step, by row
     ready: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K, S) to send next step
     ready_age: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R, K)
+    # of this step's outcomes `out`, those that never held a gateway slot (they left its queue) (R,)
+    unslotted: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def regrid(self, g: Regrid, a_new: int, dt: float) -> None:
         """The class's attempts in flight (by row) and its retries, on another step grid."""

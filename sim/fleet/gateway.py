@@ -51,18 +51,41 @@ class FleetGateway:
         self.limiters = [RateLimiter(spec.rate_limit) for _ in range(R)]
         self.acc = {k: np.zeros(R) for k in ("granted", "waited", "wait_s", "busy_dt", "cap_dt", "occ_dt")}
 
-    def set_effect(self, effect: FaultEffect) -> np.ndarray:
-        """Apply faults; an outage fails every waiter (returns them per class, (R, C))."""
+    def set_effect(self, effect: FaultEffect, step: int) -> dict[str, np.ndarray]:
+        """Apply faults (at the start of `step`, before its timeouts); an outage fails every
+        waiter (returns them per class, by row (R, NR))."""
         self.effect = effect
         self.capacity = float(effect.units_up(self.spec.concurrency))
-        failed = np.zeros((self.R, len(self.classes)))
+        failed: dict[str, np.ndarray] = {}
         if effect.outage:
             for i, q in enumerate(self.queues):
-                for c in self.classes:
-                    if self.lane[c] == i:
-                        failed[:, self.classes.index(c)] += q.q[:, self.lane_idx[c], :].sum(axis=1)
+                win = q.window(step)
+                failed |= self._by_row(i, q.q[:, :, win], step - (np.arange(len(win)) + q.oldest), step,
+                                      timed_out=False)
                 q.clear()
         return failed
+
+    def _by_row(self, level: int, took: np.ndarray, ages: np.ndarray, step: int,
+                timed_out: bool = True) -> dict[str, np.ndarray]:
+        """Waiters `took` (R, lanes, bins) of a level's queue, aged `ages` (bins,) steps: per class
+        of the level, by row (R, NR); those older than the rows are the ghost row's. Before this
+        step's timeouts (`timed_out` False) a waiter A steps old is still its row's (r0)."""
+        A = self.rows.A
+        out = {}
+        for c in self.classes:
+            if self.lane[c] != level:
+                continue
+            t = took[:, self.lane_idx[c], :]
+            rows = np.zeros((self.R, self.rows.NR))
+            hi = A if timed_out else A + 1
+            # ages 0 .. hi - 1 in two groups of distinct rows (the newest step's bin is empty before
+            # the timeouts: nothing was sent yet in this step)
+            for live in (ages < min(hi, A), (ages >= A) & (ages < hi)):
+                if live.any():
+                    rows[:, (step - ages[live]) % A] += t[:, live]
+            rows[:, self.rows.GHOST] += t[:, ages >= hi].sum(axis=1)
+            out[c] = rows
+        return out
 
     def regrid(self, g: Regrid) -> None:
         for q in self.queues:
@@ -80,10 +103,11 @@ class FleetGateway:
                 out[r] = lim.global_bucket.take_many(now, int(n[r]))
         return out
 
-    def enqueue(self, c: str, x: np.ndarray, step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Queue x[r] attempts of class c; returns (shed of c (R,), evicted per class (R, C))."""
+    def enqueue(self, c: str, x: np.ndarray, step: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Queue x[r] attempts of class c; returns (shed of c (R,), evicted per class by row (R, NR))."""
         lim = self.spec.queue_limit
-        evicted = np.zeros((self.R, len(self.classes)))
+        evicted: dict[str, np.ndarray] = {}
         lane = self.lane[c]
         if lim is not None:
             room = np.maximum(0.0, lim - self.waiting)
@@ -91,11 +115,11 @@ class FleetGateway:
             if self.spec.priority and over.any():
                 for lv in range(len(self.levels) - 1, lane, -1):  # evict the newest of less important levels
                     q = self.queues[lv]
-                    got = q.take_newest(step, np.minimum(over, q.waiting), rng)
-                    over -= got.sum(axis=1)
-                    for cc in self.classes:
-                        if self.lane[cc] == lv:
-                            evicted[:, self.classes.index(cc)] += got[:, self.lane_idx[cc]]
+                    got, ages = q.take_newest(step, np.minimum(over, q.waiting), rng)
+                    over -= got.sum(axis=(1, 2))
+                    for cc, rows in self._by_row(lv, got, ages, step).items():
+                        if rows.any():
+                            evicted[cc] = evicted.get(cc, 0) + rows
             shed = np.minimum(x, over)
         else:
             shed = np.zeros(self.R)
@@ -106,16 +130,18 @@ class FleetGateway:
         return shed, evicted
 
     def drop_stale(self, step: int, now: float, dt: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Adaptive LIFO: standing queues (R,) and the stale attempts they drop, per class (R,)."""
+        """Adaptive LIFO: the stale attempts standing queues drop, per class by row (R, NR), and
+        which replications' queues stand (R,)."""
         out: dict[str, np.ndarray] = {}
         rule = self.adaptive
         if rule is None:
             return out, np.zeros(self.R, dtype=bool)
         standing = (self.waiting > 0) & rule.standing(self.empty_at, now)
         if standing.any():
-            taken = [q.take_older(step, rule.stale_age_steps(dt), standing) for q in self.queues]
-            for c in self.classes:
-                out[c] = taken[self.lane[c]][:, self.lane_idx[c]]
+            for i, q in enumerate(self.queues):
+                taken, ages = q.take_older_bins(step, rule.stale_age_steps(dt), standing)
+                if taken.any():
+                    out |= self._by_row(i, taken, ages, step)
         # nobody left but this step's arrivals: the queue drained now and they joined it after
         # (as `AdmissionQueue.offer` drops stale waiters before it queues an arrival)
         earlier = sum((q.waiting - q.arrived_at(step) for q in self.queues), np.zeros(self.R))

@@ -26,7 +26,7 @@ from sim.costmodel import StepCost
 from sim.fleet.fifo import Fifo
 from sim.fleet.kernels import LLMStage, token_kernel
 from sim.fleet.rows import Rows
-from sim.fleet.split import binomial, proportional, systematic, take_oldest
+from sim.fleet.split import add_cohorts, binomial, proportional, systematic, take_oldest
 from sim.rules.calls import client_still_waiting
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.rules.tokens import output_tokens
@@ -278,7 +278,7 @@ class LLMGroup:
             fin[r, row] = (parts * now).sum(axis=1)
             self._finish(o, fin)
         keep = parts * ~now
-        o.cal[r[:, None], row[:, None], target % o.H] += keep
+        add_cohorts(o.cal, r, row, target % o.H, keep)
 
     def _ttft_from_attempt(self, o: LLMOwner, x: np.ndarray, after_join: np.ndarray, step: int,
                            rng: np.random.Generator) -> None:
@@ -352,6 +352,12 @@ class LLMGroup:
                 o.cal[:, G] += o.cal[:, r0]
             o.wait[:, r0] = 0.0
             o.cal[:, r0] = 0.0
+        for o in self.owners:  # finished since the last pass, not yet collected: with their row
+            for a in (o.done, o.error, o.shed):
+                if a[:, r0].any():
+                    if not cancel:
+                        a[:, G] += a[:, r0]
+                    a[:, r0] = 0.0
 
     def tpot_values(self) -> np.ndarray:
         """TPOT of the sequences that finished in this step: the engine step time (R,)."""

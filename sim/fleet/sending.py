@@ -14,7 +14,7 @@ import numpy as np
 from sim.fleet.flows import ClassFlow
 from sim.fleet.orders import OrderBook
 from sim.fleet.outcomes import failed
-from sim.fleet.split import binomial, fraction, mean_of, systematic, take_oldest, take_share
+from sim.fleet.split import binomial, fraction, mean_of, systematic, take_share
 from sim.results import names as N
 from sim.rules.outcomes import AUTH, ERROR, REJECTED, SHED, THROTTLED
 
@@ -116,9 +116,9 @@ def send_attempts(sim: FleetSim, fl: ClassFlow, x: np.ndarray, age: np.ndarray, 
             failed(sim, fl, SHED, gone, mean_of(age * frac, gone.sum(axis=2)), n, i, o=o_gone)
             age = age * (1 - frac)
             x = x - gone
-        for cj, other in enumerate(sim.flows):
-            if evicted[:, cj].any():
-                _evicted(sim, other, evicted[:, cj], n)
+        for other in sim.flows:
+            if other.name in evicted:  # a more important arrival took their places (the newest)
+                leave_queue(sim, other, evicted[other.name], SHED)
     r = sim.rows.row(n)
     fl.comp[:, :, :, r] += x
     fl.age0[:, :, r] += age
@@ -143,20 +143,11 @@ def _door(sim: FleetSim, tot: np.ndarray) -> np.ndarray:
     return tot
 
 
-def _evicted(sim: FleetSim, fl: ClassFlow, x: np.ndarray, n: int) -> None:
-    """A more important arrival took the place of x[r] queued attempts (the newest)."""
-    leave_queue(sim, fl, x, n, SHED, newest_first=True)
-
-
-def leave_queue(sim: FleetSim, fl: ClassFlow, x: np.ndarray, n: int, outcome: str, newest_first: bool) -> None:
-    """x[r] attempts of class `fl` leave the gateway queue with `outcome`, taken by their start
-    rows from the newest (evicted) or the oldest (a gateway outage, whose rows are unknown)."""
-    comp_rows = fl.comp.sum(axis=(1, 2))
-    order = sim.rows.order(n)[1:]
-    took = take_oldest(comp_rows, np.minimum(x, comp_rows.sum(axis=1)), order[::-1] if newest_first else order)
-    rows = np.zeros((sim.R, sim.rows.NR))
-    rows[:, : sim.rows.A] = took
+def leave_queue(sim: FleetSim, fl: ClassFlow, rows: np.ndarray, outcome: str) -> None:
+    """Attempts of class `fl` that left the gateway queue with `outcome`, by their rows (R, NR)
+    (evicted, or failed by a gateway outage); they never held a gateway slot."""
     fl.out[outcome] = fl.out.get(outcome, 0) + rows
+    fl.unslotted = fl.unslotted + rows.sum(axis=1)
     if fl.book is not None:
         fl.book.leave_gateway(rows, outcome)
 

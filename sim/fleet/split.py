@@ -20,7 +20,9 @@ def systematic(n: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.nda
     cum = np.cumsum(p, axis=-1)
     cum = cum / cum[..., -1:]  # exact 1 at the end, so the last cut is n itself
     u = rng.random(n.shape)[..., None]
-    cuts = np.floor(n[..., None] * cum + u)
+    cuts = n[..., None] * cum  # in place from here: one array of the output's size, not three
+    cuts += u
+    np.floor(cuts, out=cuts)
     out = np.empty_like(cuts)
     out[..., 0] = cuts[..., 0]  # the first cut starts from floor(u) = 0
     np.subtract(cuts[..., 1:], cuts[..., :-1], out=out[..., 1:])
@@ -79,3 +81,28 @@ def take_share(x: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> np.nda
     p[:, -1] += np.where(tot[:, 0] > 0, 0.0, 1.0)
     out = np.minimum(systematic(np.minimum(k, tot[:, 0]), p, rng), flat)
     return out.reshape(x.shape)
+
+
+def add_cohorts(cal: np.ndarray, r: np.ndarray, c: np.ndarray, bins: np.ndarray, parts: np.ndarray) -> None:
+    """cal[r[m], c[m], bins[m, j]] += parts[m, j] for a calendar (R, C, H) whose (r, c) pairs
+    are distinct and whose bins are distinct within a pair (bins (m, J) or (J,)); through a
+    flat index (several times cheaper than the broadcast fancy index, same sums)."""
+    if not cal.flags.c_contiguous:  # e.g. after a regrid: the plain form
+        cal[r[:, None], c[:, None], np.broadcast_to(bins, parts.shape)] += parts
+        return
+    C, H = cal.shape[1], cal.shape[2]
+    idx = ((r * C + c) * H)[:, None] + bins
+    np.add.at(cal.reshape(-1), idx.ravel(), parts.ravel())
+
+
+def add_run(cal: np.ndarray, r: np.ndarray, c: np.ndarray, b0: int, parts: np.ndarray) -> None:
+    """cal[r[m], c[m], (b0 + j) % H] += parts[m, j] for a calendar (R, C, H), distinct (r, c)
+    pairs and J <= H bins from b0 on (a ring): the pairs' rows are gathered once, added to in at
+    most two slices and written back (contiguous copies instead of an index per element)."""
+    H, J = cal.shape[2], parts.shape[1]
+    rows = cal[r, c]  # (m, H), a copy
+    first = min(J, H - b0)
+    rows[:, b0:b0 + first] += parts[:, :first]
+    if first < J:
+        rows[:, : J - first] += parts[:, first:]
+    cal[r, c] = rows

@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.fleet.kernels import delay_kernel, dist_key, latency_samples
 from sim.fleet.rows import Rows
-from sim.fleet.split import binomial, proportional, systematic, take_oldest
+from sim.fleet.split import add_run, binomial, proportional, systematic, take_oldest
 from sim.rules.faults import NO_FAULT, FaultEffect
 from sim.scenario.services import Service
 
@@ -170,7 +170,6 @@ class Pool:
         r, row = np.nonzero(x)
         parts = systematic(x[r, row], self.kernel, rng)  # (m, len(kernel))
         H = o.cal.shape[2]
-        bins = (step + np.arange(parts.shape[1])) % H
         now = parts[:, 0]
         if now.any():
             fin = np.zeros_like(x)
@@ -178,7 +177,8 @@ class Pool:
             self.busy -= fin.sum(axis=1)
             self.free += fin.sum(axis=1)
             self._finish(o, fin, rng)
-        o.cal[r[:, None], row[:, None], bins[None, 1:]] += parts[:, 1:]
+        if parts.shape[1] > 1:
+            add_run(o.cal, r, row, (step + 1) % H, parts[:, 1:])
 
     # -- phase B: arrivals from the pass -------------------------------------------------------
     def arrive(self, o: Owner, x: np.ndarray, step: int, rng: np.random.Generator) -> None:
@@ -222,12 +222,13 @@ class Pool:
         """Row r0's clients stopped waiting: its work becomes ghost work, or is dropped."""
         G = self.rows.GHOST
         for o in self.owners:
-            if not (o.cal[:, r0].any() or o.wait[:, r0].any()):
-                continue
-            if cancel:
+            if cancel and o.cal[:, r0].any():
                 self.busy -= o.cal[:, r0].sum(axis=1)
-            else:
-                o.wait[:, G] += o.wait[:, r0]
-                o.cal[:, G] += o.cal[:, r0]
-            o.wait[:, r0] = 0.0
-            o.cal[:, r0] = 0.0
+            # calls finished since the last pass (`done`, `error`, `shed`, not yet collected) go
+            # with their row too: left in r0 they would be taken for the row's next attempts
+            for a in (o.wait, o.cal, o.done, o.error, o.shed, o.served_error):
+                if not a[:, r0].any():
+                    continue
+                if not cancel:
+                    a[:, G] += a[:, r0]
+                a[:, r0] = 0.0

@@ -63,7 +63,7 @@ class Regrid:
         a = np.moveaxis(arr, axis, 0)
         out = np.zeros((w_new, *a.shape[1:]))
         np.add.at(out, new_steps % w_new, a[old_steps % a.shape[0]])
-        return np.moveaxis(out, 0, axis)
+        return np.ascontiguousarray(np.moveaxis(out, 0, axis))  # calendars are written through flat indices
 
     def past(self, arr: np.ndarray, axis: int, w_new: int | None = None) -> np.ndarray:
         """A ring of bins by start or arrival step, holding steps n - W .. n - 1 (the rows, the
@@ -85,7 +85,7 @@ class Regrid:
         """An array by row (A ring rows, then the ghost row) on the new rows (a_new + 1)."""
         a = np.moveaxis(arr, axis, 0)
         ring = self.past(a[:-1], 0, a_new)
-        return np.moveaxis(np.concatenate([ring, a[-1:]], axis=0), 0, axis)
+        return np.ascontiguousarray(np.moveaxis(np.concatenate([ring, a[-1:]], axis=0), 0, axis))
 
 
 class StepRule:
