@@ -82,13 +82,15 @@ class FleetSim:
         sv = sc.services
         self.pools = {n: Pool(n, s, R, self.rows, self.dt) for n, s in sv.tools.items()}
         self.auth = Pool("auth", sv.auth, R, self.rows, self.dt) if sv.auth else None
-        self.llm = LLMGroup(sv.llm, R, self.rows, self.dt) if sv.llm else None
+        plans = class_plans(sc)
+        outputs = [w.mean_output for plan in plans.values() for k, w in plan if isinstance(w, LLMStage)]
+        self.llm = LLMGroup(sv.llm, R, self.rows, self.dt, min(outputs, default=None)) if sv.llm else None
         prio = {n: c.priority for n, c in sc.workload.classes.items()}
         self.gw = FleetGateway(sv.gateway, self.classes, prio, self.deadlines, R, self.rows) if sv.gateway else None
         self.sessions = Sessions(sc, R, self.states, self.dt)
         self.step_n = 0
         self.orders = FleetOrders.of(self, Streams(seeds[0])(f"fleet.orders.batch{R}"))
-        self.flows = [self._flow(n, plan) for n, plan in class_plans(sc).items()]
+        self.flows = [self._flow(n, plan) for n, plan in plans.items()]
         self.proactive = FleetProactive.of(self, Streams(seeds[0])(f"fleet.proactive.batch{R}"))
         self.logins = Logins(self) if self.auth else None
         self.starts = session_starts(sc, seeds, self.dt, self.n_steps, self.rng)

@@ -59,7 +59,9 @@ class LLMOwner:
 
 
 class LLMGroup:
-    def __init__(self, spec: LLMFleet, R: int, rows: Rows, dt: float) -> None:
+    def __init__(self, spec: LLMFleet, R: int, rows: Rows, dt: float, shortest_output: float | None = None) -> None:
+        """`shortest_output`: the smallest mean output tokens of the stages it serves (bounds the
+        finishing bins' width)."""
         self.spec, self.R, self.rows, self.dt = spec, R, rows, dt
         self.cost = StepCost(spec.cost_model)
         self.effect: FaultEffect = NO_FAULT
@@ -67,7 +69,10 @@ class LLMGroup:
         self.up = self.replicas.copy()
         self.kv_cap = float(spec.kv_tokens)
         typical = float(self.cost.step_s(0, max(1, spec.max_num_seqs // 2), 0, 0))
-        self.B = max(1, int(dt / typical / 2))  # about two finishing bins per time step
+        # about two finishing bins per time step, and narrow beside the shortest outputs: a sequence
+        # holds its slot to the end of its finishing bin, up to B engine steps longer than it decodes
+        per_step = int(dt / typical / 2)
+        self.B = max(1, per_step if shortest_output is None else min(per_step, int(shortest_output / 8)))
         self.E = np.zeros(R)  # engine steps run so far by each replica
         self.K = np.zeros(R)
         self.step_s = np.full(R, typical)
@@ -144,7 +149,6 @@ class LLMGroup:
         e0, e1 = self.E, self.E + self.K
         b0, b1 = np.floor(e0 / self.B).astype(np.int64), np.floor(e1 / self.B).astype(np.int64)
         nb = b1 - b0
-        self.acc["decode_tokens"] += self.n_dec * self.K
         self.acc["batch_dt"] += n_bar * self.dt
         self.acc["busy_dt"] += np.where(self.K > 0, self.dt, 0.0)
         self.kv += self.n_dec * self.K
@@ -185,10 +189,13 @@ class LLMGroup:
         for o in self.owners:
             if not o.n_in.any():
                 continue
-            idx = (b0[:, None] + j[None, :]) % o.H  # (R, J): distinct bins (J << H)
-            sel = o.cal[rr, :, idx]  # (R, J, NR)
-            o.cal[rr, :, idx] = np.where(live, 0.0, sel)
-            self._finish(o, (sel * live).sum(axis=1))
+            # a step longer than the calendar (short outputs, fast engine steps) finishes it all
+            jo = min(J, o.H)
+            idx = (b0[:, None] + j[None, :jo]) % o.H  # (R, jo): distinct bins
+            sel = o.cal[rr, :, idx]  # (R, jo, NR)
+            lv = live[:, :jo]
+            o.cal[rr, :, idx] = np.where(lv, 0.0, sel)
+            self._finish(o, (sel * lv).sum(axis=1))
 
     def _room(self) -> np.ndarray:
         """Sequences that can still join in this step (slots, prefill budget, KV cache)."""
@@ -221,6 +228,10 @@ class LLMGroup:
         if not n.any():
             return
         o.done += fin
+        # their decode steps (`sim.rules.tokens`: the first token came with the prefill): counted as
+        # they finish, since a short sequence can join and finish within one time step, which a
+        # count of the batch at the steps' starts never sees
+        self.acc["decode_tokens"] += n * (o.stage.mean_output - 1)
         o.tpot_n += n
         o.n_in -= n
         self.n_dec -= n
