@@ -13,6 +13,11 @@ The reference stack, told a command's outcome, runs that outcome's stages (`Funn
 - `Funnel`: the class mix of a user with or without a card, and the outcome of an order-placing
   command (`workload.classes.NAME.funnel`): ordered, changed_mind, no_card, out_of_stock,
   payment_error, with the stages that outcome runs.
+
+Count forms beside the per-user ones, for the fleet engine (parity tests in
+tests/fleet/test_fleet_launch_rules.py): `Funnel.mix` (of `pick_class`), `Funnel.outcome_shares`
+(of `plan`), `Funnel.settles` (of `settle`) and `WalletStates` (of `Wallet` and `CardRules`:
+where each rule moves a user of each wallet state, computed by applying the per-user rule).
 """
 
 from __future__ import annotations
