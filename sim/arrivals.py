@@ -275,6 +275,22 @@ class DailyProfile:
         return self._g_inv(rng.uniform(g0, end, n))
 
 
+def first_session_cdf(frac: np.ndarray | float, lam: float) -> np.ndarray:
+    """P(a user active on a day, with 1 + Poisson(lam) sessions drawn from the day's density, has
+    had a session once a fraction `frac` of that density has passed) = 1 - E[(1 - F)^n]:
+    1 - x e^(-lam (1 - x)), x = 1 - frac."""
+    x = 1.0 - np.asarray(frac, dtype=float)
+    return 1.0 - x * np.exp(-lam * (1.0 - x))
+
+
+def sessions_after_first(mu: np.ndarray | float) -> np.ndarray:
+    """Expected sessions still to come that day for a user of `first_session_cdf` whose first
+    session is now, with mu = lam x the share of the day's density still to come:
+    E[n - 1 | first now] = mu (2 + mu) / (1 + mu) (the count is size-biased by the first)."""
+    mu = np.asarray(mu, dtype=float)
+    return mu * (2.0 + mu) / (1.0 + mu)
+
+
 class BroadcastCurve:
     """Rate (per second, in the cell) at which people reached from outside the app join after
     the launch at `at_s`. In phone-activity time tau (seconds of mean activity since the launch)

@@ -44,19 +44,14 @@ def expected_commands(sc: Scenario) -> float:
 def fleet_missing(sc: Scenario) -> str | None:
     """What of this scenario the fleet engine does not model at all (None: nothing): its results
     would be silently wrong, so `--engine fleet` refuses the scenario (`choose`). Inventories
-    (one hold stage of one constant quantity per class), money, image tokens, wrong-item faults
-    and proactive tasks are modelled (sim/fleet/orders.py, holdwork.py, inventory.py, proactive.py)."""
+    (one hold stage of one constant quantity per class), money, image tokens, wrong-item faults,
+    proactive tasks, the launch population and the buy funnel are modelled (sim/fleet/orders.py,
+    holdwork.py, inventory.py, proactive.py, launch.py, funnel.py)."""
     from sim.fleet.holdwork import fleet_inventory_missing
 
     missing = fleet_inventory_missing(sc)
     if missing is not None:
         return missing
-    if sc.population is not None and sc.population.launch is not None:
-        return ("the launch population (population.launch: new users arriving, their free-order cards and "
-                "invitations; the fleet's arrivals would follow the pre-launch users alone)")
-    funnels = [name for name, cls in sc.workload.classes.items() if cls.funnel is not None]
-    if funnels:
-        return f"the buy funnel (workload.classes.{funnels[0]}.funnel: how a command ends without an order)"
     if sc.proactive is not None:
         if sc.services.auth is not None:
             return "proactive tasks with a login (proactive with services.auth: a task's session logs in first)"

@@ -13,6 +13,11 @@ The reference stack, told a command's outcome, runs that outcome's stages (`Funn
 - `Funnel`: the class mix of a user with or without a card, and the outcome of an order-placing
   command (`workload.classes.NAME.funnel`): ordered, changed_mind, no_card, out_of_stock,
   payment_error, with the stages that outcome runs.
+
+Count forms beside the per-user ones, for the fleet engine (parity tests in
+tests/fleet/test_fleet_launch_rules.py): `Funnel.mix` (of `pick_class`), `Funnel.outcome_shares`
+(of `plan`), `Funnel.settles` (of `settle`) and `WalletStates` (of `Wallet` and `CardRules`:
+where each rule moves a user of each wallet state, computed by applying the per-user rule).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from sim.scenario.launch import Launch
 from sim.scenario.schema import CommandClass, Workload
@@ -85,6 +92,49 @@ class CardRules:
         """Probability that the user opens the app on a day, from the cards held at its midnight."""
         return self.p_with if wallet is not None and wallet.held > 0 else self.p_without
 
+    # -- count forms (the fleet engine): the same rules on wallet states --------------------------
+    def wallet_states(self) -> WalletStates:
+        """The rules above as moves between wallet states (earned, held), for counts of users."""
+        return WalletStates(self)
+
+
+class WalletStates:
+    """The count form of `Wallet` and `CardRules`: users counted by wallet state s = earned x
+    (cap + 1) + held, and where each rule moves a user of state s. Every table is computed by
+    applying the per-user rule to a `Wallet` in that state, so the two forms cannot differ."""
+
+    def __init__(self, rules: CardRules) -> None:
+        self.side = rules.cap + 1
+        self.n = self.side * self.side
+        states = [(e, h) for e in range(self.side) for h in range(self.side)]
+        self.held = np.array([h for _, h in states])
+        self.earned = np.array([e for e, _ in states])
+        self.joined = self._apply(rules.join, states)
+        self.invited = self._apply(rules.invited, states)
+        self.spent = self._apply(lambda w: int(w.spend()), states)
+        self.join_earns = self.earned[self.joined] - self.earned  # cards a join adds, per state
+        self.invite_earns = self.earned[self.invited] - self.earned
+        self.p_active = np.array([rules.p_active(_wallet(e, h)) for e, h in states])
+        self.has_card = self.held > 0
+
+    def index(self, earned: int, held: int) -> int:
+        return earned * self.side + held
+
+    def _apply(self, rule: Callable[[Wallet], int], states: list[tuple[int, int]]) -> np.ndarray:
+        out = np.arange(len(states))
+        for s, (e, h) in enumerate(states):
+            if h <= e:  # the other states never occur (a user holds at most what was earned)
+                w = _wallet(e, h)
+                rule(w)
+                out[s] = self.index(w.earned, w.held)
+        return out
+
+
+def _wallet(earned: int, held: int) -> Wallet:
+    w = Wallet()
+    w.earned, w.held, w.redeemed = earned, held, earned - held
+    return w
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -108,6 +158,10 @@ class Funnel:
         self.cum_without = _cumulative([c.probability for c in workload.classes.values()])
         self.cum_with = _cumulative(_with_card_mix(workload))
         self._plans = {n: _stops(c) for n, c in workload.classes.items() if c.funnel is not None}
+
+    def mix(self, has_card: bool) -> np.ndarray:
+        """The count form of `pick_class`: the probability of each class (in `names` order)."""
+        return _shares(self.cum_with if has_card else self.cum_without)
 
     def pick_class(self, has_card: bool, u: float) -> str:
         """The class of a command from U(0,1) `u`, with the mix of a user with or without a card."""
@@ -144,12 +198,40 @@ class Funnel:
         n_stages, pay_stage = self._plans[name][outcome]
         return Plan(outcome, n_stages, pay_stage, WITH_CARD if has_card else WITHOUT_CARD, f.exactly_once)
 
+    def outcome_shares(self, name: str, has_card: bool) -> dict[str, float]:
+        """The count form of `plan`: the probability of each outcome of a command of funnel class
+        `name` started by a user with (or without) a card."""
+        f = self.classes[name].funnel
+        assert f is not None
+        go = f.convert_with_card if has_card else f.convert_without_card
+        out = dict.fromkeys(OUTCOMES, 0.0)
+        out[CHANGED_MIND if has_card else NO_CARD] = 1.0 - go
+        out[OUT_OF_STOCK] = go * f.out_of_stock
+        out[PAYMENT_ERROR] = go * (1.0 - f.out_of_stock) * f.payment_error
+        out[ORDERED] = go * (1.0 - f.out_of_stock) * (1.0 - f.payment_error)
+        return out
+
+    @classmethod
+    def settles(cls, outcome: str, state: str) -> tuple[bool, bool]:
+        """The count form of `settle` for a command whose user is still in the state it started
+        in: (an order was placed, a card paid for it)."""
+        plan = Plan(outcome, 0, -1, state, True)
+        return cls.settle(plan, _wallet(1, 1) if state == WITH_CARD else _wallet(0, 0))
+
     @staticmethod
     def settle(plan: Plan, wallet: Wallet | None) -> tuple[bool, bool]:
         """A command that succeeded: (an order was placed, a card paid for it)."""
         if plan.outcome != ORDERED:
             return False, False
         return True, wallet is not None and wallet.spend()
+
+
+def _shares(cum: list[float]) -> np.ndarray:
+    """Class probabilities of the inversion in `pick_class` (the last class takes the rest)."""
+    c = np.minimum(np.asarray(cum, dtype=float), 1.0)
+    p = np.diff(np.concatenate([[0.0], c]))
+    p[-1] = 1.0 - (c[-2] if len(c) > 1 else 0.0)
+    return np.maximum(p, 0.0)
 
 
 def _cumulative(ps: list[float]) -> list[float]:
@@ -206,4 +288,5 @@ def poisson_from(uniform: Callable[[], float], mean: float) -> int:
     return k
 
 
-__all__ = ["GOES_AHEAD", "NOT_ORDERED", "OUTCOMES", "STATES", "CardRules", "Funnel", "Plan", "Wallet", "poisson_from"]
+__all__ = ["GOES_AHEAD", "NOT_ORDERED", "OUTCOMES", "STATES", "CardRules", "Funnel", "Plan", "Wallet", "WalletStates",
+           "poisson_from"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.arrivals import DAY_S, BroadcastCurve, DailyProfile
+from sim.arrivals import DAY_S, BroadcastCurve, DailyProfile, first_session_cdf
 from sim.scenario import Scenario
 
 _FLAT = (1.0,) * 24
@@ -69,17 +69,10 @@ def expected_launch_day(sc: Scenario) -> LaunchDay:
     active = p.daily_active_users  # existing users x active_without_cards
     lam = p.sessions_per_user_per_day - 1.0
     frac = (shape.elapsed(t) - shape.elapsed(shape.day_start(L.at_s))) / DAY_S  # F(t) in the clock day
-    e = active * np.diff(_first_session_cdf(frac, lam))
+    e = active * np.diff(first_session_cdf(frac, lam))
     tau = activity.elapsed(t) - activity.elapsed(L.at_s)
     invited = _renewal(b + e, tau, L.invitations.accepted_per_user.mean, L.invitations.delay_s)
     return LaunchDay(t[:-1], b, invited, e, active)
-
-
-def _first_session_cdf(frac: np.ndarray, lam: float) -> np.ndarray:
-    """P(a user active that day has had a session once a fraction `frac` of the day's session
-    density has passed) = 1 - E[(1 - F)^n] with n = 1 + Poisson(lam): 1 - x e^(-lam (1 - x)), x = 1 - F."""
-    x = 1.0 - frac
-    return 1.0 - x * np.exp(-lam * (1.0 - x))
 
 
 def _renewal(source: np.ndarray, tau: np.ndarray, r: float, delay) -> np.ndarray:  # type: ignore[no-untyped-def]

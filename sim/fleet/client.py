@@ -14,6 +14,7 @@ Session states: index v * L + t, with v = 1 logged in (0 not) and t = timeouts i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,6 +94,7 @@ class Sessions:
         self.cal = np.zeros((R, states.n, self.H))
         self.ended = np.zeros((R, states.n))
         self.thinking = np.zeros(R)
+        self.on_end: Callable[[np.ndarray], None] | None = None  # told the sessions (R,) that end
 
     def _kernel(self, dt: float) -> np.ndarray:
         k = self._kernels.get(dt)
@@ -110,6 +112,8 @@ class Sessions:
         """Commands ended for sessions x (R, S) in this step (their think times start in `flush`)."""
         if self.q > 0:
             self.ended += x
+        elif self.on_end is not None:
+            self.on_end(x.sum(axis=1))
 
     def flush(self, step: int, rng: np.random.Generator) -> None:
         """The step's ended commands: some sessions go on, after a think time (one split per step:
@@ -118,6 +122,8 @@ class Sessions:
         if self.q <= 0 or not x.any():
             return
         go = binomial(x, self.q, rng)
+        if self.on_end is not None:
+            self.on_end(x.sum(axis=1) - go.sum(axis=1))
         r, s = np.nonzero(go)
         if not len(r):
             return

@@ -17,9 +17,11 @@ import numpy as np
 from sim.errors import SimulationError
 from sim.fleet.client import Retries, Sessions, SessionStates
 from sim.fleet.flows import ClassFlow, Stage
+from sim.fleet.funnel import FleetFunnel
 from sim.fleet.gateway import FleetGateway
 from sim.fleet.gauges import close_interval, end_step, results_of
 from sim.fleet.kernels import LLMStage, choose_dt, class_plans
+from sim.fleet.launch import FleetLaunch
 from sim.fleet.llm import LLMGroup, LLMOwner
 from sim.fleet.logins import Logins
 from sim.fleet.orders import FleetOrders
@@ -93,6 +95,8 @@ class FleetSim:
         self.flows = [self._flow(n, plan) for n, plan in plans.items()]
         self.proactive = FleetProactive.of(self, Streams(seeds[0])(f"fleet.proactive.batch{R}"))
         self.logins = Logins(self) if self.auth else None
+        self.launch = FleetLaunch.of(self)  # population.launch: sessions come from its users
+        self.funnel = FleetFunnel.of(self)  # the class mix by card state and the buy funnel
         self.starts = session_starts(sc, seeds, self.dt, self.n_steps, self.rng)
         self._faults_on: list[set[int]] = []
         self.cum = {k: np.zeros(R) for k in ("arrived", "ended")}
@@ -320,6 +324,8 @@ class FleetSim:
         o = fl.stages[j].owner
         if fl.book is not None:  # the stage's order work; attempts whose work failed leave `o.done`
             fl.book.collect(j, o, fl.out, i)
+        if self.funnel is not None:  # plans that stop after stage j end their command here
+            self.funnel.collect(fl, j, o, i)  # type: ignore[arg-type]
         if o.done.any():
             if j + 1 < len(fl.stages):
                 fl.forward = fl.forward + o.done

@@ -72,8 +72,8 @@ def _succeeded(sim: FleetSim, fl: ClassFlow, part: np.ndarray, age0: np.ndarray,
     rec.add(N.of_class("completed", fl.name), i, done)
     good = (quarters * (vals <= fl.good_within_s)).sum(axis=1)
     rec.add(N.of_class("good", fl.name), i, np.bincount(r, weights=good, minlength=sim.R))
-    if fl.places_order:
-        rec.add(N.ORDERS, i, done)
+    if fl.places_order and not (sim.funnel is not None and fl.name in sim.funnel.by_name):
+        rec.add(N.ORDERS, i, done)  # a funnel class's orders are its ordered plans (sim/fleet/funnel.py)
     sim.cum["ended"] += done
     if sim.tracks_answers:
         for rep, pol in enumerate(sim.policies):

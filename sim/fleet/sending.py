@@ -26,8 +26,10 @@ def send(sim: FleetSim, n: int, i: int) -> None:
     """This step's attempts: sessions that start or are due for a command, logins due, retries
     whose backoff is over and commands whose re-login succeeded."""
     st = sim.states
-    new = sim.starts_in(n)
-    if new.any():
+    new = sim.starts_in(n) if sim.launch is None else np.zeros(sim.R)
+    if sim.launch is not None:  # the launch population's sessions (sim/fleet/launch.py)
+        sim.launch.send(n, i)
+    elif new.any():
         if sim.logins is not None:
             sim.logins.start_sessions(new, n)
         else:
@@ -56,6 +58,9 @@ def send(sim: FleetSim, n: int, i: int) -> None:
 
 def new_commands(sim: FleetSim, sess: np.ndarray, n: int, i: int) -> None:
     """New commands for sessions (R, S): a class each, then their first attempt."""
+    if sim.funnel is not None:  # the class by the user's card state, and funnel plans
+        sim.funnel.new_commands(sess, n, i)
+        return
     by_class = systematic(sess, sim.probs, sim.rng)  # (R, S, C)
     for ci, fl in enumerate(sim.flows):
         x = by_class[:, :, ci]

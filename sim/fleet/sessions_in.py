@@ -29,6 +29,8 @@ def expected_sessions(sc: Scenario) -> float:
 def session_starts(sc: Scenario, seeds: list[int], dt: float, n_steps: int, rng: np.random.Generator) -> np.ndarray:
     """Counts (R, n_steps) of sessions starting in each step."""
     R = len(seeds)
+    if sc.population is not None and sc.population.launch is not None:
+        return np.zeros((R, 1))  # sessions come from the launch's users (sim/fleet/launch.py)
     exact = sc.arrivals.process == "trace" or expected_sessions(sc) * R <= EXACT_LIMIT or sc.arrivals.process != "poisson"
     if exact:
         out = np.zeros((R, n_steps))

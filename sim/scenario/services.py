@@ -276,7 +276,7 @@ Backend = Annotated[LocalBackend | OpenAIBackend, Field(discriminator="type")]
 class LLMFleet(Frozen):
     """Replicas serving the LLM with continuous batching (one batch step at a time per replica)."""
 
-    replicas: int = Field(default=1, ge=1, le=100_000, description="model replicas at t=0 (each `gpu.count` GPUs)")
+    replicas: int = Field(default=1, ge=1, le=1_000_000, description="model replicas at t=0 (each `gpu.count` GPUs)")
     max_num_seqs: int = Field(default=64, ge=1, le=100_000, description="sequences in one replica's batch at most "
                                                                         "(vLLM max_num_seqs)")
     max_batched_tokens: int = Field(default=8192, ge=1, le=10**8, description="tokens one batch step processes "
