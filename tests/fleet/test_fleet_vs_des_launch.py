@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 from launch_agreement import compare
 
-pytestmark = pytest.mark.slow
+# ~11 CPU min: with the orders matrix under `pytest -m agreement`, not in `make test`
+pytestmark = [pytest.mark.slow, pytest.mark.agreement]
 
 ORDER_KPIS = ("orders_day+0", "cards_redeemed_day+0")
 
