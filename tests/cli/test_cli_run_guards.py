@@ -112,18 +112,16 @@ def test_fleet_refuses_only_what_it_does_not_model_and_auto_follows() -> None:
     assert fleet_missing(load_scenario(ROOT / "scenarios" / "smoke.yaml")) is None
 
 
-def test_fleet_refuses_the_launch_population_and_the_funnel() -> None:
-    """The fleet engine's arrivals follow the pre-launch users and it has no buy funnel: a launch
-    scenario at any size stays on SimPy (`auto`) and `--engine fleet` says what is missing."""
-    import pytest
-
+def test_the_fleet_engine_takes_the_launch_population_and_the_funnel() -> None:
+    """Since the fleet engine models the launch population and the buy funnel (sim/fleet/launch.py,
+    funnel.py), launch scenarios run on it when asked; their shipped cells are small, so `auto`
+    keeps them on SimPy."""
     from sim.engines import choose, fleet_missing
-    from sim.errors import SimulationError
     from sim.scenario import load_scenario
 
     for name in ("feb6_launch", "spring_festival"):
         sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
-        assert "population.launch" in (fleet_missing(sc) or ""), name
-        with pytest.raises(SimulationError, match="does not model"):
-            choose(sc, "fleet")
+        assert sc.population is not None and sc.population.launch is not None, name
+        assert fleet_missing(sc) is None, name
+        assert choose(sc, "fleet") == "fleet", name
         assert choose(sc, "auto") == "des", name
