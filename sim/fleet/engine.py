@@ -349,21 +349,19 @@ class FleetSim:
         """The gateway fills its free slots; the admitted start their first stage."""
         if self.gw is None:
             return
-        for fl in self.flows:
-            # attempts that left the pipeline give their slot back; those that left the queue
-            # (evicted, a gateway outage) never held one
-            for x in fl.out.values():
-                self.gw.in_use -= x.sum(axis=1)
-            self.gw.in_use += fl.unslotted
-            fl.unslotted = np.zeros(self.R)
         newest_first = None
         if self.gw.adaptive is not None:  # adaptive LIFO: a standing queue's stale waiters fail fast
             stale, newest_first = self.gw.drop_stale(n, self.now, self.dt)
             for fl in self.flows:
                 if fl.name in stale and stale[fl.name].any():
                     leave_queue(self, fl, stale[fl.name], SHED)
-                    # slots were given back above: these settle without passing that loop
-                    fl.unslotted = np.zeros(self.R)
+        for fl in self.flows:
+            # attempts that left the pipeline give their slot back; those that left the queue
+            # (evicted, stale, a gateway outage) never held one
+            for x in fl.out.values():
+                self.gw.in_use -= x.sum(axis=1)
+            self.gw.in_use += fl.unslotted
+            fl.unslotted = np.zeros(self.R)
         got = self.gw.grant(n, self.rng, newest_first, self.now)
         for fl in self.flows:
             rows = got.get(fl.name)
