@@ -19,6 +19,8 @@ from typing import Any
 from loadtest.calibrate_host import process_cpu_s
 from loadtest.safety import fetch
 from loadtest.scrape import parse
+from sim.costmodel import StepCost
+from sim.scenario.services import FittedCost, Host, RooflineCost
 
 _SUMS = ("surge_llm_step_cpu_seconds_total", "surge_llm_step_seconds_sum", "surge_llm_step_seconds_count",
          "surge_llm_batch_sequences_sum", "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
@@ -44,8 +46,8 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def compare(before: dict[str, float], after: dict[str, float], cost: dict[str, Any] | None,
-            host: dict[str, Any] | None) -> dict[str, Any]:
+def compare(before: dict[str, float], after: dict[str, float], cost: FittedCost | RooflineCost | None,
+            host: Host | None) -> dict[str, Any]:
     """Measured against modelled CPU over the run (seconds, and per step / per token)."""
     if not before or not after:
         return {}
@@ -54,17 +56,16 @@ def compare(before: dict[str, float], after: dict[str, float], cost: dict[str, A
     out: dict[str, Any] = {"steps": steps, "tokens": tokens, "mean_batch": _ratio(d["surge_llm_batch_sequences_sum"], steps),
                            "step_cpu_s": d["surge_llm_step_cpu_seconds_total"],
                            "step_wall_s": d["surge_llm_step_seconds_sum"], "process_cpu_s": d["process_cpu_s"]}
-    if cost and cost.get("type") == "fitted":
-        out["step_cpu_model_s"] = (cost["base_s"] * steps + cost["per_prefill_token_s"] * d["vllm:prompt_tokens_total"]
-                                   + cost["per_decode_seq_s"] * d["surge_llm_step_decode_sequences_total"]
-                                   + cost.get("per_context_token_s", 0.0) * d["surge_llm_step_context_tokens_total"])
+    if isinstance(cost, FittedCost) and steps:  # linear: the mean step's time, times the steps
+        out["step_cpu_model_s"] = steps * StepCost(cost).step_s(
+            d["vllm:prompt_tokens_total"] / steps, d["surge_llm_step_decode_sequences_total"] / steps,  # type: ignore[arg-type]
+            d["surge_llm_step_context_tokens_total"] / steps, 0.0)
     outside = d["process_cpu_s"] - d["surge_llm_step_cpu_seconds_total"]
     out["outside_cpu_s"] = outside
-    if host:
-        out["outside_cpu_model_s"] = (host.get("request_cpu_s", 0.0) * d["surge_http_requests_total"]
-                                      + host.get("llm_call_cpu_s", 0.0) * d["vllm:time_to_first_token_seconds_count"]
-                                      + host.get("token_cpu_s", 0.0) * tokens
-                                      + host.get("tool_call_cpu_s", 0.0) * d["surge_tool_calls_total"])
+    if host is not None:
+        out["outside_cpu_model_s"] = (host.request_cpu_s * d["surge_http_requests_total"]
+                                      + host.llm_call_cpu_s * d["vllm:time_to_first_token_seconds_count"]
+                                      + host.token_cpu_s * tokens + host.tool_call_cpu_s * d["surge_tool_calls_total"])
     out["requests"], out["llm_calls"] = d["surge_http_requests_total"], d["vllm:time_to_first_token_seconds_count"]
     out["tpot_engine_mean_s"] = _ratio(d["vllm:request_time_per_output_token_seconds_sum"],
                                        d["vllm:request_time_per_output_token_seconds_count"])

@@ -40,6 +40,7 @@ from loadtest.scrape import parse
 from sim.results import Results
 from sim.scenario import apply_override, parse_scenario
 from sim.scenario.load import read_yaml
+from sim.scenario.services import FittedCost, Host, RooflineCost
 from sim.shipped import resolve
 
 DEFAULT_LOADS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.1)
@@ -299,10 +300,12 @@ class Bench:
             print(f"  {name}: stalled ({why}), load average {load_avg:.1f}", flush=True)
         return run  # stalled twice: kept as measured (its empty cells are NaN in the table)
 
-    def _models(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The scenario's fitted step cost and `services.host`, as written (for `stackcost.compare`)."""
-        services = (read_yaml(self.scenario_file) or {}).get("services", {})
-        return (services.get("llm") or {}).get("cost_model"), services.get("host")
+    def _models(self) -> tuple[FittedCost | RooflineCost | None, Host | None]:
+        """The scenario's step cost and `services.host` (for `stackcost.compare`)."""
+        from sim.scenario import load_scenario
+
+        sv = load_scenario(self.scenario_file).services
+        return (sv.llm.cost_model if sv.llm else None), sv.host
 
     def level(self, lv: A.Level, seeds: list[int], duration_s: float | None, faults: bool) -> A.Level:
         for s in seeds:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadtest.stackcost import compare
+from sim.scenario.services import FittedCost, Host
 
 
 def _snap(scale: float, cpu: float) -> dict[str, float]:
@@ -20,9 +21,8 @@ def _snap(scale: float, cpu: float) -> dict[str, float]:
 
 
 def test_the_model_is_evaluated_on_the_steps_and_requests_the_stack_counted() -> None:
-    cost = {"type": "fitted", "base_s": 1e-3, "per_prefill_token_s": 1e-5, "per_decode_seq_s": 1e-4,
-            "per_context_token_s": 1e-6}
-    host = {"request_cpu_s": 1e-3, "llm_call_cpu_s": 2e-3, "token_cpu_s": 1e-4, "tool_call_cpu_s": 5e-3}
+    cost = FittedCost(base_s=1e-3, per_prefill_token_s=1e-5, per_decode_seq_s=1e-4, per_context_token_s=1e-6)
+    host = Host(request_cpu_s=1e-3, llm_call_cpu_s=2e-3, token_cpu_s=1e-4, tool_call_cpu_s=5e-3)
     c = compare(_snap(1.0, 10.0), _snap(2.0, 14.0), cost, host)  # the run: the difference, once each
     assert c["steps"] == 1000 and c["mean_batch"] == 4.0 and c["step_cpu_s"] == 2.0
     # 1000 x 1 ms + 20,000 x 10 µs + 3,800 x 100 µs + 400,000 x 1 µs = 1 + 0.2 + 0.38 + 0.4 s
